@@ -1,0 +1,160 @@
+// Package metrics defines every Prometheus metric of tiktok-auth-proxy on
+// one struct, registered on a given prometheus.Registerer so tests use a
+// fresh registry each. All methods are safe on a nil *Metrics (no-ops), so
+// packages can take an optional *Metrics.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "tiktok_auth_proxy"
+
+// Metrics holds the collectors of SPEC's metrics table. Labels are bounded:
+// credential names, HTTP status codes and TikTok envelope codes only.
+type Metrics struct {
+	Requests          *prometheus.CounterVec
+	RequestDuration   *prometheus.HistogramVec
+	UpstreamAPIErrors *prometheus.CounterVec
+	TokenRefreshes    *prometheus.CounterVec
+	RefreshDuration   *prometheus.HistogramVec
+	AccessExpiry      *prometheus.GaugeVec
+	RefreshExpiry     *prometheus.GaugeVec
+	Authorized        *prometheus.GaugeVec
+	ReauthRequired    *prometheus.GaugeVec
+	BreakerState      *prometheus.GaugeVec
+	BuildInfo         *prometheus.GaugeVec
+}
+
+// New creates the metrics and registers them on reg. version and
+// goVersion fill build_info.
+func New(reg prometheus.Registerer, version, goVersion string) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "requests_total",
+			Help: "Requests proxied, by credential, method and HTTP status code returned to the client.",
+		}, []string{"credential", "method", "status"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "request_duration_seconds",
+			Help:    "Time from receiving a request to the end of its response, by credential.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"credential"}),
+		UpstreamAPIErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "upstream_api_errors_total",
+			Help: "TikTok responses whose envelope code is not 0, by credential and code.",
+		}, []string{"credential", "code"}),
+		TokenRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "token_refreshes_total",
+			Help: "Access token refresh attempts, by credential and result (success, failure).",
+		}, []string{"credential", "result"}),
+		RefreshDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "token_refresh_duration_seconds",
+			Help:    "Duration of token refresh calls to TikTok, by credential.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"credential"}),
+		AccessExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "access_token_expiry_timestamp_seconds",
+			Help: "Unix time at which the credential's access token expires (expiring tokens only).",
+		}, []string{"credential"}),
+		RefreshExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "refresh_token_expiry_timestamp_seconds",
+			Help: "Unix time at which the credential's refresh token expires (when TikTok gives one).",
+		}, []string{"credential"}),
+		Authorized: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "credential_authorized",
+			Help: "1 when the credential holds a grant, else 0.",
+		}, []string{"credential"}),
+		ReauthRequired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "credential_reauthorization_required",
+			Help: "1 when the credential must be authorized again on /authorize, else 0.",
+		}, []string{"credential"}),
+		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "circuit_breaker_state",
+			Help: "Circuit breaker towards TikTok per credential: 0 closed, 1 half-open, 2 open.",
+		}, []string{"credential"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "build_info",
+			Help: "Always 1; labels carry the version and the Go version.",
+		}, []string{"version", "goversion"}),
+	}
+	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamAPIErrors, m.TokenRefreshes,
+		m.RefreshDuration, m.AccessExpiry, m.RefreshExpiry, m.Authorized, m.ReauthRequired,
+		m.BreakerState, m.BuildInfo)
+	m.BuildInfo.WithLabelValues(version, goVersion).Set(1)
+	return m
+}
+
+// ObserveRequest records one proxied request.
+func (m *Metrics) ObserveRequest(credential, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.Requests.WithLabelValues(credential, method, strconv.Itoa(status)).Inc()
+	m.RequestDuration.WithLabelValues(credential).Observe(d.Seconds())
+}
+
+// UpstreamAPIError counts a TikTok envelope code != 0.
+func (m *Metrics) UpstreamAPIError(credential string, code int) {
+	if m == nil {
+		return
+	}
+	m.UpstreamAPIErrors.WithLabelValues(credential, strconv.Itoa(code)).Inc()
+}
+
+// Refresh records one refresh attempt.
+func (m *Metrics) Refresh(credential string, ok bool, d time.Duration) {
+	if m == nil {
+		return
+	}
+	result := "success"
+	if !ok {
+		result = "failure"
+	}
+	m.TokenRefreshes.WithLabelValues(credential, result).Inc()
+	m.RefreshDuration.WithLabelValues(credential).Observe(d.Seconds())
+}
+
+// CredentialState sets the per-credential gauges from the credential's
+// current record. A zero expiry removes its gauge (long-lived or unknown).
+func (m *Metrics) CredentialState(credential string, authorized, reauth bool, accessExpiry, refreshExpiry time.Time) {
+	if m == nil {
+		return
+	}
+	m.Authorized.WithLabelValues(credential).Set(b2f(authorized))
+	m.ReauthRequired.WithLabelValues(credential).Set(b2f(reauth))
+	setOrDelete(m.AccessExpiry, credential, accessExpiry)
+	setOrDelete(m.RefreshExpiry, credential, refreshExpiry)
+}
+
+// Breaker states for SetBreakerState.
+const (
+	BreakerClosed   = 0
+	BreakerHalfOpen = 1
+	BreakerOpen     = 2
+)
+
+// SetBreakerState sets circuit_breaker_state.
+func (m *Metrics) SetBreakerState(credential string, state int) {
+	if m == nil {
+		return
+	}
+	m.BreakerState.WithLabelValues(credential).Set(float64(state))
+}
+
+func setOrDelete(g *prometheus.GaugeVec, credential string, t time.Time) {
+	if t.IsZero() {
+		g.DeleteLabelValues(credential)
+		return
+	}
+	g.WithLabelValues(credential).Set(float64(t.UnixNano()) / 1e9)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
