@@ -1,0 +1,137 @@
+package metrics
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// populated returns Metrics on a fresh registry with one series in every
+// family (a vector without series is not gathered).
+func populated(t *testing.T) (*Metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m := New(reg, "v1.2.3", "go1.26")
+	m.ObserveRequest("main", "GET", 200, 30*time.Millisecond)
+	m.UpstreamAPIError("main", 40100)
+	m.Refresh("main", true, time.Second)
+	m.Refresh("main", false, time.Second)
+	exp := time.Unix(1_900_000_000, 0)
+	m.CredentialState("main", true, false, exp, exp.Add(time.Hour))
+	m.SetBreakerState("main", BreakerOpen)
+	return m, reg
+}
+
+func TestSpecMetricsAndLabels(t *testing.T) {
+	m, reg := populated(t)
+
+	want := map[string][]string{
+		"tiktok_auth_proxy_requests_total":                         {"credential", "method", "status"},
+		"tiktok_auth_proxy_request_duration_seconds":               {"credential"},
+		"tiktok_auth_proxy_upstream_api_errors_total":              {"code", "credential"},
+		"tiktok_auth_proxy_token_refreshes_total":                  {"credential", "result"},
+		"tiktok_auth_proxy_token_refresh_duration_seconds":         {"credential"},
+		"tiktok_auth_proxy_access_token_expiry_timestamp_seconds":  {"credential"},
+		"tiktok_auth_proxy_refresh_token_expiry_timestamp_seconds": {"credential"},
+		"tiktok_auth_proxy_credential_authorized":                  {"credential"},
+		"tiktok_auth_proxy_credential_reauthorization_required":    {"credential"},
+		"tiktok_auth_proxy_circuit_breaker_state":                  {"credential"},
+		"tiktok_auth_proxy_build_info":                             {"goversion", "version"},
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, f := range families {
+		var names []string
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			names = append(names, l.GetName())
+		}
+		got[f.GetName()] = names
+	}
+	for name, labels := range want {
+		if strings.Join(got[name], ",") != strings.Join(labels, ",") {
+			t.Errorf("%s: labels %v, want %v", name, got[name], labels)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("gathered %d families, want %d: %v", len(got), len(want), got)
+	}
+	if v := testutil.ToFloat64(m.TokenRefreshes.WithLabelValues("main", "failure")); v != 1 {
+		t.Errorf("failure refreshes = %v, want 1", v)
+	}
+	if v := testutil.ToFloat64(m.AccessExpiry.WithLabelValues("main")); v != 1_900_000_000 {
+		t.Errorf("access expiry = %v", v)
+	}
+	if v := testutil.ToFloat64(m.BreakerState.WithLabelValues("main")); v != 2 {
+		t.Errorf("breaker state = %v, want 2", v)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestZeroExpiryRemovesGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, "dev", "go")
+	m.CredentialState("main", true, false, time.Unix(100, 0), time.Unix(200, 0))
+	m.CredentialState("main", true, true, time.Time{}, time.Time{})
+	if n := testutil.CollectAndCount(m.AccessExpiry); n != 0 {
+		t.Errorf("access expiry series = %d, want 0 for a long-lived token", n)
+	}
+	if n := testutil.CollectAndCount(m.RefreshExpiry); n != 0 {
+		t.Errorf("refresh expiry series = %d, want 0", n)
+	}
+	if v := testutil.ToFloat64(m.ReauthRequired.WithLabelValues("main")); v != 1 {
+		t.Errorf("reauth gauge = %v, want 1", v)
+	}
+}
+
+func TestNilMetricsIsNoop(t *testing.T) {
+	var m *Metrics
+	m.ObserveRequest("a", "GET", 200, 0)
+	m.UpstreamAPIError("a", 1)
+	m.Refresh("a", true, 0)
+	m.CredentialState("a", true, true, time.Now(), time.Now())
+	m.SetBreakerState("a", 1)
+}
+
+// The alert rules and the dashboard must only use metrics that exist.
+func TestDeployFilesUseExistingMetrics(t *testing.T) {
+	_, reg := populated(t)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, f := range families {
+		known[f.GetName()] = true
+	}
+	suffix := regexp.MustCompile(`_(bucket|sum|count)$`)
+	name := regexp.MustCompile(`tiktok_auth_proxy_[a-z_]+`)
+	for _, file := range []string{"../deploy/prometheus/alerts.yaml", "../deploy/grafana/dashboard.json"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := name.FindAllString(string(data), -1)
+		if len(found) == 0 {
+			t.Errorf("%s names no metric", file)
+		}
+		for _, n := range found {
+			if !known[n] && !known[suffix.ReplaceAllString(n, "")] {
+				t.Errorf("%s uses %s, which the proxy does not export", file, n)
+			}
+		}
+	}
+}
