@@ -32,6 +32,10 @@ type Config struct {
 
 	// Path is the file the config was loaded from ("" when built in code).
 	Path string `yaml:"-"`
+
+	// lines maps each key path written in the file ("credentials[1].name")
+	// to its YAML line, so Validate can say where a problem is.
+	lines map[string]int
 }
 
 // Upstream is the TikTok API the proxy forwards to.

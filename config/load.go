@@ -1,0 +1,394 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads the YAML file at path, expands ${VAR} from the environment in
+// every value, decodes it strictly, fills every default and validates it.
+//
+// Any problem with the file's content (YAML syntax, unknown key, unset
+// variable, bad value, failed validation) is returned as a
+// *ValidationError listing every problem found, each with its YAML line, so
+// the check command can print them all; errors.As finds it. Relative paths
+// in the file (store.path, forward_proxy.ca_cert, forward_proxy.ca_key) are
+// resolved against the directory holding the file, not the working
+// directory, so the config means the same thing wherever the binary starts.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: read config file: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse is Load for a document already in memory. path names the document
+// in error messages and anchors relative paths; "" leaves relative paths
+// relative to the working directory.
+func Parse(data []byte, path string) (*Config, error) {
+	p := &parser{file: path, lines: map[string]int{}}
+	c := p.parse(data)
+	if c == nil {
+		return nil, p.err()
+	}
+	c.Path = path
+	c.lines = p.lines
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			return nil, err
+		}
+		for _, pr := range ve.Problems {
+			if !p.reported(pr.Path) {
+				p.problems = append(p.problems, pr)
+			}
+		}
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parser turns the document into a Config, collecting problems instead of
+// stopping at the first one.
+type parser struct {
+	file     string
+	lines    map[string]int // key path → line of its key (or list item)
+	problems []Problem
+	// values indexes scalar value nodes by line so a decoder message that
+	// names only a line and a value can be given its key path.
+	values map[int][]pathNode
+}
+
+type pathNode struct {
+	path string
+	node *yaml.Node
+}
+
+func (p *parser) add(line int, path, format string, args ...any) {
+	p.problems = append(p.problems, Problem{Line: line, Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// reported says whether a decode problem already covers path, so that
+// validation does not repeat it (an unset ${VAR} in app_secret is not also
+// "app_secret is empty").
+func (p *parser) reported(path string) bool {
+	for _, pr := range p.problems {
+		if pr.Path != "" && (path == pr.Path || strings.HasPrefix(path, pr.Path+".") || strings.HasPrefix(path, pr.Path+"[")) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *parser) err() error {
+	if len(p.problems) == 0 {
+		return nil
+	}
+	sort.SliceStable(p.problems, func(i, j int) bool { return p.problems[i].Line < p.problems[j].Line })
+	return &ValidationError{File: p.file, Problems: p.problems}
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (p *parser) parse(data []byte) *Config {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.add(0, "", "the file is empty; start from config.example.yaml")
+			return nil
+		}
+		p.syntaxError(err)
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		line := extra.Line
+		if err != nil {
+			p.syntaxError(err)
+			return nil
+		}
+		p.add(line, "", "a second YAML document starts here; a config file holds exactly one (remove the extra ---)")
+		return nil
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	if doc.Kind != yaml.MappingNode {
+		p.add(doc.Line, "", "the top level must be a mapping of keys such as listen: and credentials:; start from config.example.yaml")
+		return nil
+	}
+	p.values = map[int][]pathNode{}
+	p.walk(doc, "")
+	p.unknownKeys(data)
+
+	var c Config
+	if err := doc.Decode(&c); err != nil {
+		p.decodeError(err)
+	}
+	return &c
+}
+
+func (p *parser) syntaxError(err error) {
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		p.add(line, "", "invalid YAML: %s", m[2])
+		return
+	}
+	p.add(0, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// walk records the line of every key path and expands ${VAR} in every
+// scalar value (never in keys, never in comments).
+func (p *parser) walk(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			child := k.Value
+			if path != "" {
+				child = path + "." + k.Value
+			}
+			if _, seen := p.lines[child]; !seen {
+				p.lines[child] = k.Line
+			}
+			p.walk(v, child)
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			child := fmt.Sprintf("%s[%d]", path, i)
+			p.lines[child] = item.Line
+			p.walk(item, child)
+		}
+	case yaml.ScalarNode:
+		p.values[n.Line] = append(p.values[n.Line], pathNode{path, n})
+		p.expand(n, path)
+	}
+}
+
+var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// expand replaces ${VAR} in a scalar from the environment; $${ stands for a
+// literal ${. A plain (unquoted) scalar is re-typed after expansion so that
+// db: ${REDIS_DB} decodes as a number, as if the value had been written in.
+func (p *parser) expand(n *yaml.Node, path string) {
+	if !strings.Contains(n.Value, "${") {
+		return
+	}
+	var b strings.Builder
+	s := n.Value
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		if i > 0 && s[i-1] == '$' {
+			b.WriteString(s[:i-1])
+			b.WriteString("${")
+			s = s[i+2:]
+			continue
+		}
+		b.WriteString(s[:i])
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 {
+			p.add(n.Line, path, "unterminated ${ in value; write ${NAME}, or $${ for a literal ${")
+			return
+		}
+		name := s[i+2 : i+end]
+		if !varNameRE.MatchString(name) {
+			p.add(n.Line, path, "${%s} is not a valid environment variable reference; use letters, digits and _ (e.g. ${TIKTOK_APP_SECRET}), or $${ for a literal ${", name)
+			return
+		}
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			p.add(n.Line, path, "environment variable %s is not set; export it before starting, or write the value in the file", name)
+			return
+		}
+		b.WriteString(v)
+		s = s[i+end+1:]
+	}
+	n.Value = b.String()
+	if n.Style == 0 {
+		n.Tag = ""
+		if n.ShortTag() == "!!null" {
+			n.Tag = "!!str"
+		}
+	}
+}
+
+var (
+	unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.+) not found in type (\S+)$`)
+	duplicateKeyRE = regexp.MustCompile(`^line (\d+): mapping key "(.*)" already defined at line (\d+)$`)
+	cannotDecodeRE = regexp.MustCompile("^line (\\d+): cannot unmarshal (!!\\w+)(?: `(.*)`)? into (\\S+)$")
+)
+
+// unknownKeys runs the strict decoder over the original text: keys are never
+// expanded, so its verdict and line numbers hold for the expanded document.
+// Its value errors are ignored here (a ${VAR} is not yet a number); the
+// expanded document's decode reports those.
+func (p *parser) unknownKeys(data []byte) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var te *yaml.TypeError
+	if err := dec.Decode(&Config{}); !errors.As(err, &te) {
+		return
+	}
+	for _, msg := range te.Errors {
+		m := unknownFieldRE.FindStringSubmatch(msg)
+		if m == nil {
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		path := p.keyPathAt(line, m[2])
+		known := knownKeys[m[3]]
+		p.add(line, path, "unknown key %q; check its spelling and indentation (valid keys here: %s)", m[2], strings.Join(known, ", "))
+	}
+}
+
+// keyPathAt finds the path of the key named key on line.
+func (p *parser) keyPathAt(line int, key string) string {
+	best := ""
+	for path, l := range p.lines {
+		if l != line || !(path == key || strings.HasSuffix(path, "."+key)) {
+			continue
+		}
+		if best == "" || path < best {
+			best = path
+		}
+	}
+	return best
+}
+
+// valuePathAt finds the path of the scalar on line whose value the decoder
+// quoted (possibly truncated to its first 7 bytes and "...").
+func (p *parser) valuePathAt(line int, quoted string) string {
+	prefix, truncated := strings.CutSuffix(quoted, "...")
+	for _, pn := range p.values[line] {
+		if pn.node.Value == quoted || (truncated && strings.HasPrefix(pn.node.Value, prefix)) {
+			return pn.path
+		}
+	}
+	if pns := p.values[line]; len(pns) == 1 {
+		return pns[0].path
+	}
+	return ""
+}
+
+// decodeError turns the decoder's Go-flavoured messages into operator ones.
+func (p *parser) decodeError(err error) {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		p.add(0, "", "cannot decode: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return
+	}
+	for _, msg := range te.Errors {
+		if m := duplicateKeyRE.FindStringSubmatch(msg); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			p.add(line, p.keyPathAt(line, m[2]), "key %q appears twice (first on line %s); keep only one", m[2], m[3])
+			continue
+		}
+		m := cannotDecodeRE.FindStringSubmatch(msg)
+		if m == nil {
+			p.add(0, "", "%s", msg)
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		tag, value, goType := m[2], m[3], m[4]
+		var path string
+		switch tag {
+		case "!!map", "!!seq":
+			path = p.containerPathAt(line)
+		default:
+			path = p.valuePathAt(line, value)
+		}
+		if !p.reported(path) {
+			p.add(line, path, "%s", describeMismatch(tag, value, goType))
+		}
+	}
+}
+
+// containerPathAt finds the path whose (mapping or list) value starts on line.
+func (p *parser) containerPathAt(line int) string {
+	best := ""
+	for path, l := range p.lines {
+		if l == line && (best == "" || len(path) > len(best)) {
+			best = path
+		}
+	}
+	return best
+}
+
+func describeMismatch(tag, value, goType string) string {
+	got := fmt.Sprintf("%q", value)
+	switch tag {
+	case "!!map":
+		got = "a mapping"
+	case "!!seq":
+		got = "a list"
+	}
+	switch {
+	case goType == "time.Duration":
+		return got + " is not a duration; write a Go duration such as 30s, 5m or 1h"
+	case goType == "int" || goType == "int64":
+		return got + " is not a whole number; write digits, e.g. 0"
+	case goType == "uint32":
+		return got + " is not a whole number of zero or more; write digits, e.g. 5"
+	case goType == "float64":
+		return got + " is not a number; write e.g. 10 or 2.5"
+	case goType == "bool":
+		return got + " is not true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return got + " is not a list; write [a, b] or one \"- item\" per line"
+	case strings.HasPrefix(goType, "config."):
+		return got + " is not a mapping of keys; see config.example.yaml for its keys"
+	default:
+		return got + " is not a text value; quote it"
+	}
+}
+
+// knownKeys maps each config struct's Go type name, as the strict decoder
+// prints it, to its YAML keys, for "valid keys here" hints.
+var knownKeys = func() map[string][]string {
+	m := map[string][]string{}
+	var visit func(t reflect.Type)
+	visit = func(t reflect.Type) {
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || t.PkgPath() != reflect.TypeFor[Config]().PkgPath() {
+			return
+		}
+		if _, done := m[t.String()]; done {
+			return
+		}
+		var keys []string
+		m[t.String()] = keys
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !f.IsExported() || name == "-" || name == "" {
+				continue
+			}
+			keys = append(keys, name)
+			visit(f.Type)
+		}
+		m[t.String()] = keys
+	}
+	visit(reflect.TypeFor[Config]())
+	return m
+}()

@@ -1,0 +1,339 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Problem is one thing wrong with a config file.
+type Problem struct {
+	// Line is the 1-based YAML line, 0 when unknown (a Config built in code,
+	// or a key that is missing altogether).
+	Line int
+	// Path is the key path, e.g. "credentials[1].name"; "" for the file as
+	// a whole.
+	Path string
+	// Message says what is wrong and what to do about it.
+	Message string
+}
+
+// String renders the problem without its file: "12: credentials[1].name: ...".
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		b.WriteString(strconv.Itoa(p.Line))
+		b.WriteString(": ")
+	}
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// ValidationError lists every problem found in a config file. Load, Parse
+// and Validate return it; use errors.As to print Problems one by one.
+type ValidationError struct {
+	// File is the config file's path as given to Load ("" when unknown).
+	File     string
+	Problems []Problem
+}
+
+// Error gives one problem per line, each as FILE:LINE: PATH: MESSAGE, e.g.
+// `config.yaml:12: credentials[1].name: duplicate name "main"`.
+func (e *ValidationError) Error() string {
+	file := e.File
+	if file == "" {
+		file = "config"
+	}
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = file + ":" + p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+var (
+	credentialNameRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
+	digitsRE         = regexp.MustCompile(`^[0-9]+$`)
+	headerNameRE     = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+)
+
+// validator collects problems, giving each the line of its path.
+type validator struct {
+	c        *Config
+	problems []Problem
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Line: v.c.line(path), Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+// line gives the YAML line of path, or of its nearest ancestor written in
+// the file (a defaulted key has no line of its own).
+func (c *Config) line(path string) int {
+	for path != "" {
+		if l, ok := c.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// Validate checks the whole config and reports every problem at once as a
+// *ValidationError. It expects the defaults Load fills in; a Config built in
+// code should set them itself.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.listeners()
+	v.urls()
+	v.durations()
+	v.store()
+	v.credentials()
+	v.clients()
+	v.forwardProxy()
+	v.log()
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{File: c.Path, Problems: v.problems}
+}
+
+func (v *validator) listeners() {
+	c := v.c
+	v.hostPort("listen", c.Listen)
+	v.hostPort("admin_listen", c.AdminListen)
+	if c.Listen != "" && c.Listen == c.AdminListen {
+		v.add("admin_listen", "same address as listen (%s); give the admin listener its own port", c.Listen)
+	}
+	if validHostPort(c.Listen) && !IsLoopback(c.Listen) && len(c.Clients) == 0 {
+		v.add("listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", c.Listen)
+	}
+	if validHostPort(c.AdminListen) && !IsLoopback(c.AdminListen) && c.AdminToken == "" {
+		v.add("admin_listen", "%s is reachable from other machines but admin_token is empty; set admin_token (e.g. ${ADMIN_TOKEN}), or listen on 127.0.0.1", c.AdminListen)
+	}
+	if !headerNameRE.MatchString(c.Routing.CredentialHeader) {
+		v.add("routing.credential_header", "%q is not a valid HTTP header name; use letters, digits and -, e.g. X-TikTok-Credential", c.Routing.CredentialHeader)
+	}
+}
+
+func validHostPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func (v *validator) hostPort(path, addr string) {
+	if !validHostPort(addr) {
+		v.add(path, "%q is not a host:port address; write e.g. 127.0.0.1:8080", addr)
+	}
+}
+
+func (v *validator) urls() {
+	c := v.c
+	if u, ok := v.absoluteURL("upstream.base_url", c.Upstream.BaseURL, "https://business-api.tiktok.com"); ok {
+		if u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+			v.add("upstream.base_url", "%q has a path; give only scheme and host, e.g. https://business-api.tiktok.com", c.Upstream.BaseURL)
+		}
+	}
+	v.absoluteURL("oauth.redirect_url", c.OAuth.RedirectURL, "http://localhost:8081/oauth/callback")
+	for _, f := range []struct{ path, value string }{
+		{"oauth.authorize_url", c.OAuth.AuthorizeURL},
+		{"oauth.token_url", c.OAuth.TokenURL},
+		{"oauth.refresh_url", c.OAuth.RefreshURL},
+	} {
+		if f.value != "" {
+			v.absoluteURL(f.path, f.value, "https://business-api.tiktok.com/...")
+		}
+	}
+}
+
+func (v *validator) absoluteURL(path, raw, example string) (*url.URL, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.add(path, "%q is not an absolute http(s) URL; write scheme and host, e.g. %s", raw, example)
+		return nil, false
+	}
+	return u, true
+}
+
+func (v *validator) durations() {
+	c := v.c
+	for _, d := range []struct {
+		path string
+		neg  bool
+	}{
+		{"upstream.timeout", c.Upstream.Timeout < 0},
+		{"tokens.refresh_before", c.Tokens.RefreshBefore < 0},
+		{"breaker.open_timeout", c.Breaker.OpenTimeout < 0},
+	} {
+		if d.neg {
+			v.add(d.path, "must not be negative; write a positive duration such as 30s, or remove the key for the default")
+		}
+	}
+	if c.Routing.MaxInspectBytes < 0 {
+		v.add("routing.max_inspect_bytes", "must not be negative; write a size in bytes such as 1048576, or remove the key for the default")
+	}
+}
+
+func (v *validator) store() {
+	s := v.c.Store
+	switch s.Backend {
+	case "file", "redis":
+	default:
+		v.add("store.backend", "unknown backend %q; use file or redis", s.Backend)
+	}
+	if _, err := s.Key(); err != nil {
+		v.add("store.encryption_key", "%s; generate a key with: openssl rand -base64 32", strings.TrimPrefix(err.Error(), "config: "))
+	}
+	if s.Redis.DB < 0 {
+		v.add("store.redis.db", "must not be negative; redis databases are numbered from 0")
+	}
+}
+
+func (v *validator) credentials() {
+	c := v.c
+	if len(c.Credentials) == 0 {
+		v.add("credentials", "no credentials configured; add at least one (name, app_id, app_secret), see config.example.yaml")
+		return
+	}
+	names := map[string]int{}
+	advertisers := map[string]int{}
+	firstDefault := -1
+	for i, cr := range c.Credentials {
+		p := fmt.Sprintf("credentials[%d]", i)
+		switch {
+		case cr.Name == "":
+			v.add(p+".name", "missing; give the credential a name such as main")
+		case !credentialNameRE.MatchString(cr.Name):
+			v.add(p+".name", "%q is not a valid name; use only lowercase letters, digits, _ and -", cr.Name)
+		}
+		if j, dup := names[cr.Name]; dup && cr.Name != "" {
+			v.add(p+".name", "duplicate name %q (already used by credentials[%d]); give each credential its own name", cr.Name, j)
+		} else {
+			names[cr.Name] = i
+		}
+		if cr.Kind != KindAdvertiser && cr.Kind != KindTikTokAccount {
+			v.add(p+".kind", "unknown kind %q; use %s or %s", cr.Kind, KindAdvertiser, KindTikTokAccount)
+		}
+		if cr.AppID == "" {
+			v.add(p+".app_id", "missing; copy the app's App ID from the TikTok developer portal")
+		}
+		if cr.AppSecret == "" {
+			v.add(p+".app_secret", "missing; set it from the environment, e.g. app_secret: ${TIKTOK_APP_SECRET}")
+		}
+		if cr.Default {
+			if firstDefault >= 0 {
+				v.add(p+".default", "credentials[%d] is already the default; mark only one credential with default: true", firstDefault)
+			} else {
+				firstDefault = i
+			}
+		}
+		for k, id := range cr.AdvertiserIDs {
+			ap := fmt.Sprintf("%s.advertiser_ids[%d]", p, k)
+			if !digitsRE.MatchString(id) {
+				v.add(ap, "%q is not an advertiser id; advertiser ids are digits only", id)
+				continue
+			}
+			if j, dup := advertisers[id]; dup && j != i {
+				v.add(ap, "advertiser %s is already listed under credentials[%d] (%q); an advertiser can belong to only one credential", id, j, c.Credentials[j].Name)
+				continue
+			}
+			advertisers[id] = i
+		}
+		if cr.RateLimit.QPS < 0 {
+			v.add(p+".rate_limit.qps", "must not be negative; use 0 to turn the limit off")
+		}
+		if cr.RateLimit.Burst < 0 {
+			v.add(p+".rate_limit.burst", "must not be negative; use 0 for the default (qps rounded up)")
+		}
+	}
+}
+
+func (v *validator) clients() {
+	c := v.c
+	names := map[string]int{}
+	tokens := map[Secret]int{}
+	for i, cl := range c.Clients {
+		p := fmt.Sprintf("clients[%d]", i)
+		if cl.Name == "" {
+			v.add(p+".name", "missing; name the client (it appears in logs)")
+		} else if j, dup := names[cl.Name]; dup {
+			v.add(p+".name", "duplicate name %q (already used by clients[%d]); give each client its own name", cl.Name, j)
+		} else {
+			names[cl.Name] = i
+		}
+		if cl.Token == "" {
+			v.add(p+".token", "missing; set a long random token, e.g. token: ${CLIENT_TOKEN}")
+		} else if j, dup := tokens[cl.Token]; dup {
+			v.add(p+".token", "same token as clients[%d]; give each client its own token", j)
+		} else {
+			tokens[cl.Token] = i
+		}
+		if len(cl.Credentials) == 0 {
+			v.add(p+".credentials", "empty; list the credentials this client may use")
+		}
+		for k, name := range cl.Credentials {
+			if _, ok := c.Credential(name); !ok {
+				v.add(fmt.Sprintf("%s.credentials[%d]", p, k), "unknown credential %q; use one of: %s", name, strings.Join(c.credentialNames(), ", "))
+			}
+		}
+	}
+}
+
+func (c *Config) credentialNames() []string {
+	names := make([]string, 0, len(c.Credentials))
+	for _, cr := range c.Credentials {
+		names = append(names, cr.Name)
+	}
+	return names
+}
+
+func (v *validator) forwardProxy() {
+	fp := v.c.ForwardProxy
+	if fp.Listen == "" {
+		return
+	}
+	v.hostPort("forward_proxy.listen", fp.Listen)
+	if validHostPort(fp.Listen) && !IsLoopback(fp.Listen) && len(v.c.Clients) == 0 {
+		v.add("forward_proxy.listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", fp.Listen)
+	}
+	if fp.CACert == "" {
+		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA (create one with: tiktok-auth-proxy ca --out DIR)")
+	}
+	if fp.CAKey == "" {
+		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA (create one with: tiktok-auth-proxy ca --out DIR)")
+	}
+	for i, h := range fp.Hosts {
+		if h == "" || strings.ContainsAny(h, "/: ") {
+			v.add(fmt.Sprintf("forward_proxy.hosts[%d]", i), "%q is not a host name; write e.g. business-api.tiktok.com", h)
+		}
+	}
+}
+
+func (v *validator) log() {
+	l := v.c.Log
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", "unknown level %q; use debug, info, warn or error", l.Level)
+	}
+	switch l.Format {
+	case "json", "text":
+	default:
+		v.add("log.format", "unknown format %q; use json or text", l.Format)
+	}
+}
