@@ -1,0 +1,414 @@
+package filestore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+)
+
+var (
+	key1 = bytes.Repeat([]byte{1}, 32)
+	key2 = bytes.Repeat([]byte{2}, 32)
+)
+
+func sampleRecord(name string) *tokens.Record {
+	return &tokens.Record{
+		Credential:       name,
+		AccessToken:      "access-SECRET-" + name,
+		AccessExpiresAt:  time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+		RefreshToken:     "refresh-SECRET-" + name,
+		RefreshExpiresAt: time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC),
+		Advertisers:      []tokens.Advertiser{{ID: "7012345678901234567", Name: "Shop"}},
+		Scopes:           []string{"4", "100"},
+		AuthorizedAt:     time.Date(2029, 1, 2, 3, 4, 5, 0, time.UTC),
+		LastRefresh:      tokens.RefreshResult{At: time.Date(2029, 6, 1, 0, 0, 0, 0, time.UTC), OK: true},
+	}
+}
+
+// writeStore creates a store file at a fresh path holding one record.
+func writeStore(t *testing.T, key []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state", "tokens.json")
+	s, err := Open(path, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(context.Background(), sampleRecord("main"), 0); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  []byte
+	}{{"plain", nil}, {"sealed", key1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			path := writeStore(t, tc.key)
+			s, err := Open(path, tc.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Get(ctx, "main")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := sampleRecord("main")
+			want.Generation = 1
+			if !recordsEqual(got, want) {
+				t.Fatalf("got %+v\nwant %+v", got, want)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secretsInFile := bytes.Contains(data, []byte("SECRET"))
+			if secretsInFile != (tc.key == nil) {
+				t.Fatalf("tokens in clear in the file: %v, want %v:\n%s", secretsInFile, tc.key == nil, data)
+			}
+		})
+	}
+}
+
+func recordsEqual(a, b *tokens.Record) bool {
+	return a.Credential == b.Credential && a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken &&
+		a.AccessExpiresAt.Equal(b.AccessExpiresAt) && a.RefreshExpiresAt.Equal(b.RefreshExpiresAt) &&
+		a.AuthorizedAt.Equal(b.AuthorizedAt) && a.LastRefresh.At.Equal(b.LastRefresh.At) &&
+		a.LastRefresh.OK == b.LastRefresh.OK && a.Generation == b.Generation &&
+		len(a.Advertisers) == len(b.Advertisers) && len(a.Scopes) == len(b.Scopes)
+}
+
+func TestPutCompareAndSwap(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "tokens.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		expect  uint64
+		wantErr error
+		wantGen uint64
+	}{
+		{expect: 1, wantErr: tokens.ErrConflict},
+		{expect: 0, wantGen: 1},
+		{expect: 0, wantErr: tokens.ErrConflict},
+		{expect: 1, wantGen: 2},
+		{expect: 1, wantErr: tokens.ErrConflict},
+		{expect: 2, wantGen: 3},
+	}
+	for i, st := range steps {
+		rec := sampleRecord("main")
+		err := s.Put(ctx, rec, st.expect)
+		if !errors.Is(err, st.wantErr) || (st.wantErr == nil && err != nil) {
+			t.Fatalf("step %d: Put(expect %d) = %v, want %v", i, st.expect, err, st.wantErr)
+		}
+		if err == nil && rec.Generation != st.wantGen {
+			t.Fatalf("step %d: generation %d, want %d", i, rec.Generation, st.wantGen)
+		}
+	}
+	got, err := s.Get(ctx, "main")
+	if err != nil || got.Generation != 3 {
+		t.Fatalf("Get = %+v, %v; want generation 3", got, err)
+	}
+	// What Get returns is a copy.
+	got.Advertisers[0].ID = "changed"
+	again, _ := s.Get(ctx, "main")
+	if again.Advertisers[0].ID == "changed" {
+		t.Fatal("Get returned the stored record, not a copy")
+	}
+	if _, err := s.Get(ctx, "other"); !errors.Is(err, tokens.ErrNotFound) {
+		t.Fatalf("Get(other) = %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx, "main"); err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := Open(s.Path(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := reopened.List(ctx); len(list) != 0 {
+		t.Fatalf("after Delete, reopened store lists %d records", len(list))
+	}
+}
+
+func TestModesAndNoTempFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "new", "dir")
+	path := filepath.Join(dir, "tokens.json")
+	s, err := Open(path, key1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gen uint64
+	for i := range 5 {
+		rec := sampleRecord("main")
+		if err := s.Put(ctx, rec, gen); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		gen = rec.Generation
+	}
+	for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %#o, want %#o", p, fi.Mode().Perm(), want)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "tokens.json" {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("directory holds %v, want only tokens.json", names)
+	}
+}
+
+func TestMissingFileIsEmpty(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "absent", "tokens.json")
+	s, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list, err := s.List(context.Background()); err != nil || len(list) != 0 {
+		t.Fatalf("List = %v, %v; want empty", list, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Open created the file: %v", err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping = %v", err)
+	}
+}
+
+// TestRefusedFiles: every bad file is reported with its name and a useful
+// hint, and is byte-for-byte unchanged afterwards.
+func TestRefusedFiles(t *testing.T) {
+	tests := []struct {
+		name    string
+		written []byte // key the file is written with
+		key     []byte // key used to open
+		prepare func(t *testing.T, path string)
+		want    []string // substrings of the error
+	}{
+		{
+			name: "wide permissions", key: nil,
+			prepare: func(t *testing.T, path string) { mustChmod(t, path, 0o644) },
+			want:    []string{"mode 0644", "wider than 0600", "chmod 600 "},
+		},
+		{
+			name: "group readable", key: nil,
+			prepare: func(t *testing.T, path string) { mustChmod(t, path, 0o640) },
+			want:    []string{"chmod 600"},
+		},
+		{
+			name: "truncated", key: nil,
+			prepare: func(t *testing.T, path string) {
+				data := mustRead(t, path)
+				mustWrite(t, path, data[:len(data)/2])
+			},
+			want: []string{"cannot parse", "offset"},
+		},
+		{
+			name: "empty file", key: nil,
+			prepare: func(t *testing.T, path string) { mustWrite(t, path, nil) },
+			want:    []string{"cannot parse", "offset 0"},
+		},
+		{
+			name: "corrupted byte", key: nil,
+			prepare: func(t *testing.T, path string) {
+				data := mustRead(t, path)
+				i := bytes.Index(data, []byte(`"credentials"`))
+				data[i] = '}'
+				mustWrite(t, path, data)
+			},
+			want: []string{"cannot parse at offset"},
+		},
+		{
+			name: "wrong type", key: nil,
+			prepare: func(t *testing.T, path string) {
+				mustWrite(t, path, []byte(`{"version":1,"credentials":{"main":{"generation":"one"}}}`))
+			},
+			want: []string{"cannot parse at offset", "generation"},
+		},
+		{
+			name: "unknown version", key: nil,
+			prepare: func(t *testing.T, path string) {
+				mustWrite(t, path, []byte(`{"version":2,"credentials":{}}`))
+			},
+			want: []string{"unsupported version 2"},
+		},
+		{
+			name: "trailing garbage", key: nil,
+			prepare: func(t *testing.T, path string) {
+				mustWrite(t, path, append(mustRead(t, path), []byte("{}")...))
+			},
+			want: []string{"after the document"},
+		},
+		{name: "wrong key", written: key1, key: key2, want: []string{"wrong store.encryption_key for "}},
+		{
+			name: "sealed but no key", written: key1, key: nil,
+			want: []string{"encrypted but no store.encryption_key"},
+		},
+		{
+			name: "tampered token", written: key1, key: key1,
+			prepare: func(t *testing.T, path string) {
+				data := mustRead(t, path)
+				i := bytes.Index(data, []byte(`"access_token": "`)) + len(`"access_token": "`)
+				data[i] ^= 'A' ^ 'B'
+				if data[i] == '"' {
+					data[i] = 'C'
+				}
+				mustWrite(t, path, data)
+			},
+			want: []string{"access_token cannot be decrypted"},
+		},
+		{
+			name: "plain but key configured", key: key1,
+			want: []string{"unencrypted but store.encryption_key is configured"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeStore(t, tc.written)
+			if tc.prepare != nil {
+				tc.prepare(t, path)
+			}
+			before := mustRead(t, path)
+			fi, _ := os.Stat(path)
+			_, err := Open(path, tc.key)
+			if err == nil {
+				t.Fatal("Open succeeded")
+			}
+			msg := err.Error()
+			for _, w := range append(tc.want, path, "filestore: ") {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, "SECRET") {
+				t.Errorf("error %q shows a token", msg)
+			}
+			after := mustRead(t, path)
+			if !bytes.Equal(before, after) {
+				t.Error("the refused file was changed")
+			}
+			fi2, _ := os.Stat(path)
+			if fi.Mode() != fi2.Mode() || !fi.ModTime().Equal(fi2.ModTime()) {
+				t.Error("the refused file's mode or time changed")
+			}
+		})
+	}
+}
+
+func TestWrongKeyIs(t *testing.T) {
+	path := writeStore(t, key1)
+	if _, err := Open(path, key2); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("Open with another key = %v, want ErrWrongKey", err)
+	}
+	if _, err := Open(path, []byte("short")); err == nil || !strings.Contains(err.Error(), "32 bytes") {
+		t.Fatalf("Open with a short key = %v", err)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "tokens.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, sampleRecord("main"), 0); err == nil {
+		t.Error("Put after Close succeeded")
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Error("Ping after Close succeeded")
+	}
+}
+
+func mustChmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func mustWrite(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FuzzDecode: the decoder never panics, and whatever it accepts encodes
+// and decodes again to the same records.
+func FuzzDecode(f *testing.F) {
+	plain, _ := newCodec(nil)
+	sealed, _ := newCodec(key1)
+	for _, c := range []*codec{plain, sealed} {
+		data, err := c.encode(map[string]*tokens.Record{"main": withGen(sampleRecord("main")), "b": withGen(sampleRecord("b"))})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+		f.Add(data[:len(data)/3])
+	}
+	f.Add([]byte(`{"version":1,"credentials":{}}`))
+	f.Add([]byte(`{"version":1,"credentials":{"x":null}}`))
+	f.Add([]byte(`{"version":1,"encryption":{"algorithm":"AES-256-GCM","key_check":"AAAA"},"credentials":{}}`))
+	f.Add([]byte(``))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, c := range []*codec{plain, sealed} {
+			recs, err := c.decode(data)
+			if err != nil {
+				continue
+			}
+			again, err := c.encode(recs)
+			if err != nil {
+				t.Fatalf("encode of decoded records: %v", err)
+			}
+			recs2, err := c.decode(again)
+			if err != nil {
+				t.Fatalf("decode of re-encoded document: %v", err)
+			}
+			if len(recs2) != len(recs) {
+				t.Fatalf("%d records became %d", len(recs), len(recs2))
+			}
+			for name, r := range recs {
+				if r2 := recs2[name]; r2 == nil || r2.AccessToken != r.AccessToken || r2.RefreshToken != r.RefreshToken || r2.Generation != r.Generation {
+					t.Fatalf("record %q changed in a round trip", name)
+				}
+			}
+		}
+	})
+}
+
+func withGen(r *tokens.Record) *tokens.Record {
+	r.Generation = 1
+	return r
+}

@@ -1,0 +1,164 @@
+package tokens
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Clone returns a deep copy of r (nil for nil), so a caller may keep or
+// change it without touching the original.
+func (r *Record) Clone() *Record {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Advertisers = slices.Clone(r.Advertisers)
+	c.Scopes = slices.Clone(r.Scopes)
+	return &c
+}
+
+// Refreshable reports whether the record's access token expires and can be
+// renewed with a refresh token. Long-lived grants are not refreshable.
+func (r *Record) Refreshable() bool {
+	return r != nil && r.RefreshToken != "" && !r.AccessExpiresAt.IsZero()
+}
+
+// ReauthError says a credential must be authorized again: its refresh token
+// expired or was revoked, or TikTok rejected its tokens. errors.Is(err,
+// ErrReauthRequired) matches it.
+type ReauthError struct {
+	Credential string
+	Reason     string // never contains a token
+}
+
+func (e *ReauthError) Error() string {
+	return fmt.Sprintf("tokens: credential %q needs re-authorization: %s", e.Credential, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrReauthRequired) true.
+func (e *ReauthError) Is(target error) bool { return target == ErrReauthRequired }
+
+// StatusFromRecord is the Status of credential name as stored in rec; a nil
+// rec means not authorized. It needs no Manager, so the status command can
+// build the table from a Store alone.
+func StatusFromRecord(name string, rec *Record) Status {
+	st := Status{Name: name, Advertisers: []Advertiser{}, Scopes: []string{}}
+	if rec == nil {
+		return st
+	}
+	st.Authorized = rec.AccessToken != ""
+	if rec.Advertisers != nil {
+		st.Advertisers = slices.Clone(rec.Advertisers)
+	}
+	if rec.Scopes != nil {
+		st.Scopes = slices.Clone(rec.Scopes)
+	}
+	st.AccessExpiresAt = rec.AccessExpiresAt
+	st.RefreshExpiresAt = rec.RefreshExpiresAt
+	st.Refreshable = rec.Refreshable()
+	st.AuthorizedAt = rec.AuthorizedAt
+	st.LastRefresh = rec.LastRefresh
+	st.ReauthRequired = rec.ReauthRequired
+	st.ReauthReason = rec.ReauthReason
+	return st
+}
+
+// FormatStatusTable writes st as an aligned table with the columns NAME,
+// AUTHORIZED, ADVERTISERS, ACCESS EXPIRES IN, REFRESH EXPIRES IN, REAUTH and
+// LAST REFRESH. Times are shown relative to now. It never prints a token.
+func FormatStatusTable(w io.Writer, st []Status, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tAUTHORIZED\tADVERTISERS\tACCESS EXPIRES IN\tREFRESH EXPIRES IN\tREAUTH\tLAST REFRESH")
+	for _, s := range st {
+		reauth := "no"
+		if s.ReauthRequired {
+			reauth = "yes"
+			if s.ReauthReason != "" {
+				reauth += " (" + oneLine(s.ReauthReason) + ")"
+			}
+		}
+		access, refresh := "-", "-"
+		if s.Authorized {
+			access = expiresIn(s.AccessExpiresAt, now, "never")
+			refresh = expiresIn(s.RefreshExpiresAt, now, "unknown")
+			if !s.Refreshable {
+				refresh = "-"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			s.Name, yesNo(s.Authorized), advertiserList(s.Advertisers), access, refresh, reauth, lastRefresh(s.LastRefresh, now))
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func advertiserList(ads []Advertiser) string {
+	if len(ads) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(ads))
+	for i, a := range ads {
+		parts[i] = a.ID
+		if a.Name != "" {
+			parts[i] += " (" + oneLine(a.Name) + ")"
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func expiresIn(t, now time.Time, zero string) string {
+	if t.IsZero() {
+		return zero
+	}
+	d := t.Sub(now)
+	if d <= 0 {
+		return "expired " + humanDuration(-d) + " ago"
+	}
+	return humanDuration(d)
+}
+
+func lastRefresh(r RefreshResult, now time.Time) string {
+	if r.At.IsZero() {
+		return "-"
+	}
+	ago := humanDuration(now.Sub(r.At)) + " ago"
+	if r.OK {
+		return "ok " + ago
+	}
+	if r.Error == "" {
+		return "failed " + ago
+	}
+	return "failed " + ago + ": " + oneLine(r.Error)
+}
+
+// humanDuration rounds to the two largest units, e.g. "3d4h", "5h12m", "42s".
+func humanDuration(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	default:
+		return fmt.Sprintf("%dd%dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+	}
+}
+
+// oneLine keeps a table row on one line whatever a reason or name contains.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
