@@ -45,6 +45,9 @@ func Parse(data []byte, path string) (*Config, error) {
 	c.Path = path
 	c.lines = p.lines
 	c.applyDefaults()
+	if p.incomplete {
+		return nil, p.err()
+	}
 	if err := c.Validate(); err != nil {
 		var ve *ValidationError
 		if !errors.As(err, &ve) {
@@ -71,6 +74,11 @@ type parser struct {
 	// values indexes scalar value nodes by line so a decoder message that
 	// names only a line and a value can be given its key path.
 	values map[int][]pathNode
+	// keys indexes every key path, repeated keys included, by line.
+	keys map[int][]string
+	// incomplete is set when decoding skipped part of the document, so
+	// validating what was decoded would report problems that are not there.
+	incomplete bool
 }
 
 type pathNode struct {
@@ -112,14 +120,14 @@ func (p *parser) parse(data []byte) *Config {
 			p.add(0, "", "the file is empty; start from config.example.yaml")
 			return nil
 		}
-		p.syntaxError(err)
+		p.syntaxError(data, err)
 		return nil
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		line := extra.Line
 		if err != nil {
-			p.syntaxError(err)
+			p.syntaxError(data, err)
 			return nil
 		}
 		p.add(line, "", "a second YAML document starts here; a config file holds exactly one (remove the extra ---)")
@@ -134,6 +142,7 @@ func (p *parser) parse(data []byte) *Config {
 		return nil
 	}
 	p.values = map[int][]pathNode{}
+	p.keys = map[int][]string{}
 	p.walk(doc, "")
 	p.unknownKeys(data)
 
@@ -144,13 +153,53 @@ func (p *parser) parse(data []byte) *Config {
 	return &c
 }
 
-func (p *parser) syntaxError(err error) {
+func (p *parser) syntaxError(data []byte, err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.add(line, "", "invalid YAML: %s", m[2])
-		return
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	p.add(0, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	if l := syntaxLine(data, msg); l > 0 {
+		line = l
+	}
+	hint := "check the indentation and quoting of this line"
+	if line > 0 && strings.Contains(msg, "'}'") && strings.Contains(lineText(data, line), "${") {
+		hint = `inside { } write "${VAR}" in double quotes`
+	}
+	p.add(line, "", "invalid YAML: %s; %s", msg, hint)
+}
+
+func lineText(data []byte, line int) string {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	return string(lines[line-1])
+}
+
+// maxSyntaxScanLines bounds syntaxLine's quadratic scan.
+const maxSyntaxScanLines = 2000
+
+// syntaxLine finds the line a YAML syntax error is on. The parser names the
+// line where the enclosing block starts, often far above the mistake; the
+// first prefix of the document that fails with the same message ends on
+// the offending line. 0 when that cannot be found.
+func syntaxLine(data []byte, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxSyntaxScanLines {
+		return 0
+	}
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		var n yaml.Node
+		err := yaml.Unmarshal(data[:end], &n)
+		if err != nil && strings.HasSuffix(err.Error(), msg) {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // walk records the line of every key path and expands ${VAR} in every
@@ -167,6 +216,7 @@ func (p *parser) walk(n *yaml.Node, path string) {
 			if _, seen := p.lines[child]; !seen {
 				p.lines[child] = k.Line
 			}
+			p.keys[k.Line] = append(p.keys[k.Line], child)
 			p.walk(v, child)
 		}
 	case yaml.SequenceNode:
@@ -263,31 +313,24 @@ func (p *parser) unknownKeys(data []byte) {
 
 // keyPathAt finds the path of the key named key on line.
 func (p *parser) keyPathAt(line int, key string) string {
-	best := ""
-	for path, l := range p.lines {
-		if l != line || !(path == key || strings.HasSuffix(path, "."+key)) {
-			continue
-		}
-		if best == "" || path < best {
-			best = path
+	for _, path := range p.keys[line] {
+		if path == key || strings.HasSuffix(path, "."+key) {
+			return path
 		}
 	}
-	return best
+	return ""
 }
 
-// valuePathAt finds the path of the scalar on line whose value the decoder
-// quoted (possibly truncated to its first 7 bytes and "...").
-func (p *parser) valuePathAt(line int, quoted string) string {
+// valueAt finds the path and whole value of the scalar on line whose value
+// the decoder quoted (possibly cut to its first 7 bytes and "...").
+func (p *parser) valueAt(line int, quoted string) (path, value string) {
 	prefix, truncated := strings.CutSuffix(quoted, "...")
 	for _, pn := range p.values[line] {
 		if pn.node.Value == quoted || (truncated && strings.HasPrefix(pn.node.Value, prefix)) {
-			return pn.path
+			return pn.path, pn.node.Value
 		}
 	}
-	if pns := p.values[line]; len(pns) == 1 {
-		return pns[0].path
-	}
-	return ""
+	return "", quoted
 }
 
 // decodeError turns the decoder's Go-flavoured messages into operator ones.
@@ -301,6 +344,9 @@ func (p *parser) decodeError(err error) {
 		if m := duplicateKeyRE.FindStringSubmatch(msg); m != nil {
 			line, _ := strconv.Atoi(m[1])
 			p.add(line, p.keyPathAt(line, m[2]), "key %q appears twice (first on line %s); keep only one", m[2], m[3])
+			// The decoder skips a mapping with a repeated key, so the
+			// rest of the config would look emptier than it is.
+			p.incomplete = true
 			continue
 		}
 		m := cannotDecodeRE.FindStringSubmatch(msg)
@@ -315,7 +361,7 @@ func (p *parser) decodeError(err error) {
 		case "!!map", "!!seq":
 			path = p.containerPathAt(line)
 		default:
-			path = p.valuePathAt(line, value)
+			path, value = p.valueAt(line, value)
 		}
 		if !p.reported(path) {
 			p.add(line, path, "%s", describeMismatch(tag, value, goType))
@@ -346,7 +392,7 @@ func describeMismatch(tag, value, goType string) string {
 	case goType == "time.Duration":
 		return got + " is not a duration; write a Go duration such as 30s, 5m or 1h"
 	case goType == "int" || goType == "int64":
-		return got + " is not a whole number; write digits, e.g. 0"
+		return got + " is not a whole number; write digits only"
 	case goType == "uint32":
 		return got + " is not a whole number of zero or more; write digits, e.g. 5"
 	case goType == "float64":

@@ -45,7 +45,8 @@ type ValidationError struct {
 }
 
 // Error gives one problem per line, each as FILE:LINE: PATH: MESSAGE, e.g.
-// `config.yaml:12: credentials[1].name: duplicate name "main"`.
+// `config.yaml:12: credentials[1].name: duplicate name "main"`; the line is
+// left out when unknown, and FILE is "config" for a Config built in code.
 func (e *ValidationError) Error() string {
 	file := e.File
 	if file == "" {
@@ -53,7 +54,11 @@ func (e *ValidationError) Error() string {
 	}
 	lines := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
-		lines[i] = file + ":" + p.String()
+		sep := ": "
+		if p.Line > 0 {
+			sep = ":"
+		}
+		lines[i] = file + sep + p.String()
 	}
 	return strings.Join(lines, "\n")
 }
@@ -149,7 +154,11 @@ func (v *validator) urls() {
 			v.add("upstream.base_url", "%q has a path; give only scheme and host, e.g. https://business-api.tiktok.com", c.Upstream.BaseURL)
 		}
 	}
-	v.absoluteURL("oauth.redirect_url", c.OAuth.RedirectURL, "http://localhost:8081/oauth/callback")
+	// With no redirect_url and a broken admin_listen there is no default;
+	// the admin_listen problem says what to fix.
+	if c.OAuth.RedirectURL != "" || validHostPort(c.AdminListen) {
+		v.absoluteURL("oauth.redirect_url", c.OAuth.RedirectURL, "http://localhost:8081/oauth/callback")
+	}
 	for _, f := range []struct{ path, value string }{
 		{"oauth.authorize_url", c.OAuth.AuthorizeURL},
 		{"oauth.token_url", c.OAuth.TokenURL},
