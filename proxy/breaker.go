@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
+)
+
+// breaker is one credential's circuit breaker. gobreaker's two-step form is
+// used because the outcome is known only once the response has been peeked.
+// gobreaker keeps its own time.Now clock, so openedAt does too.
+type breaker struct {
+	cb      *gobreaker.TwoStepCircuitBreaker[struct{}]
+	timeout time.Duration
+
+	mu       sync.Mutex
+	openedAt time.Time
+}
+
+func (p *Proxy) newBreaker(cred string, failures uint32, timeout time.Duration) *breaker {
+	b := &breaker{timeout: timeout}
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        cred,
+		MaxRequests: 1,
+		Timeout:     timeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		IsExcluded:  func(err error) bool { return errors.Is(err, errExcluded) },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				b.mu.Lock()
+				b.openedAt = time.Now()
+				b.mu.Unlock()
+			}
+			p.metrics.SetBreakerState(name, breakerGauge(to))
+			p.log.Warn("circuit breaker state changed", "credential", name, "from", from.String(), "to", to.String())
+		},
+	})
+	p.metrics.SetBreakerState(cred, metrics.BreakerClosed)
+	return b
+}
+
+func breakerGauge(s gobreaker.State) int {
+	switch s {
+	case gobreaker.StateOpen:
+		return metrics.BreakerOpen
+	case gobreaker.StateHalfOpen:
+		return metrics.BreakerHalfOpen
+	}
+	return metrics.BreakerClosed
+}
+
+// allow asks the breaker for a request; done reports its outcome: nil
+// success, errFailure, errExcluded.
+func (b *breaker) allow() (done func(error), perr *Error) {
+	done, err := b.cb.Allow()
+	if err == nil {
+		return done, nil
+	}
+	wait := time.Second
+	if errors.Is(err, gobreaker.ErrOpenState) {
+		b.mu.Lock()
+		wait = b.timeout - time.Since(b.openedAt)
+		b.mu.Unlock()
+	}
+	e := newError(CodeBreakerOpen, http.StatusServiceUnavailable,
+		"TikTok has been failing for credential %q, so requests are paused (circuit breaker open); retry after the Retry-After seconds",
+		b.cb.Name())
+	e.RetryAfter = max(wait, time.Second)
+	return nil, e
+}
+
+// waitRate waits for the credential's rate_limit up to maxWait; a longer
+// wait is 90012 with the wait as Retry-After.
+func (p *Proxy) waitRate(ctx context.Context, cred string) *Error {
+	lim := p.limiters[cred]
+	if lim == nil {
+		return nil
+	}
+	now := p.now()
+	res := lim.ReserveN(now, 1)
+	delay := res.DelayFrom(now)
+	if !res.OK() || delay > p.maxWait {
+		res.CancelAt(now)
+		rl := p.rateLimits[cred]
+		e := newError(CodeRateLimited, http.StatusTooManyRequests,
+			"credential %q is over its rate_limit (%g requests/s, burst %d); retry after the Retry-After seconds or slow down",
+			cred, rl.QPS, rl.Burst)
+		e.RetryAfter = max(delay, time.Second)
+		return e
+	}
+	if delay <= 0 {
+		return nil
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		res.CancelAt(p.now())
+		return errClientGone
+	}
+}

@@ -1,0 +1,585 @@
+// Package proxy is the request path of tiktok-auth-proxy: it picks the
+// credential a request belongs to, checks the calling client, applies the
+// credential's rate limit and circuit breaker, injects the access token and
+// forwards the request to TikTok, reading TikTok's envelope code on the way
+// back without buffering the body.
+//
+// A Proxy is an http.Handler for the proxy listener (reverse mode: scripts
+// call http://localhost:8080/open_api/...). Its two steps are exported for
+// other front ends: Prepare (target check, client authentication,
+// credential selection) and Forward (rate limit, breaker, token, forward,
+// one retry after 40105/40102). A forward-proxy (HTTPS_PROXY, MITM) front end
+// terminates TLS for the TikTok host and hands every decrypted request to
+// ServeHTTP, or to Prepare and Forward when it owns the ResponseWriter:
+// requests in absolute form for the upstream host are accepted, requests for
+// any other host get 90009.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+)
+
+// Defaults for zero values of the config fields the proxy reads (a loaded
+// config has them filled already).
+const (
+	DefaultTimeout             = 60 * time.Second
+	DefaultCredentialHeader    = "X-TikTok-Credential"
+	DefaultMaxInspectBytes     = 1 << 20
+	DefaultConsecutiveFailures = 5
+	DefaultOpenTimeout         = 30 * time.Second
+	// DefaultMaxWait is how long a request may wait for its credential's
+	// rate limit before getting 90012.
+	DefaultMaxWait = time.Second
+)
+
+// Tokens is the token store as the proxy needs it; *tokens.Manager
+// implements it. Implementations must be safe for concurrent use.
+type Tokens interface {
+	// Token returns the credential's access token. Errors the proxy maps:
+	// tokens.ErrNotAuthorized (90003), tokens.ErrReauthRequired (90004),
+	// *tokens.RefreshError (90005, its RetryAfter), tokens.ErrUnknownCredential (90002).
+	Token(ctx context.Context, credential string) (string, error)
+	// Rejected reports that TikTok answered code (40105, 40102) to token;
+	// retry is true when a new token is available for one retry.
+	Rejected(ctx context.Context, credential, token string, code int) (retry bool)
+	// CredentialFor returns the credential owning advertiserID.
+	CredentialFor(advertiserID string) (credential string, ok bool)
+}
+
+// Options configure a Proxy.
+type Options struct {
+	// Config is required. The proxy reads Listen, Upstream, Credentials
+	// (names, default, rate_limit), Routing, Breaker and Clients; zero
+	// values take the package defaults.
+	Config *config.Config
+	// Tokens is required.
+	Tokens Tokens
+	// Metrics; nil disables them.
+	Metrics *metrics.Metrics
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Transport sends requests to TikTok; nil means a pooled HTTP/2-capable
+	// transport that ignores the environment's proxy variables.
+	Transport http.RoundTripper
+	// AdminURL is the admin listener's base URL shown in error messages
+	// ("open <AdminURL>/authorize"); "" means http://<Config.AdminListen>.
+	AdminURL string
+	// MaxWait bounds how long a request waits for its credential's
+	// rate_limit; beyond it the request gets 90012. 0 means DefaultMaxWait.
+	MaxWait time.Duration
+	// Now is the clock of the rate limiter and of durations; nil means time.Now.
+	Now func() time.Time
+}
+
+// Proxy forwards /open_api/ requests to TikTok with the right credential's
+// token. It is an http.Handler, safe for concurrent use.
+type Proxy struct {
+	target           *url.URL
+	timeout          time.Duration
+	credentialHeader string
+	maxInspect       int64
+	names            []string
+	defaultCred      string
+	clients          []client
+	limiters         map[string]*rate.Limiter
+	rateLimits       map[string]config.RateLimit
+	breakers         map[string]*breaker
+	tokens           Tokens
+	metrics          *metrics.Metrics
+	log              *slog.Logger
+	adminURL         string
+	maxWait          time.Duration
+	now              func() time.Time
+	rp               *httputil.ReverseProxy
+}
+
+// New builds a Proxy. It refuses a non-loopback Config.Listen without
+// clients, since the proxy would then lend its tokens to anyone.
+func New(opts Options) (*Proxy, error) {
+	cfg := opts.Config
+	if cfg == nil {
+		return nil, errors.New("proxy: no config")
+	}
+	if opts.Tokens == nil {
+		return nil, errors.New("proxy: no token store")
+	}
+	target, err := url.Parse(cfg.Upstream.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: upstream.base_url: %w", err)
+	}
+	if (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+		return nil, fmt.Errorf("proxy: upstream.base_url %q is not an absolute http(s) URL", cfg.Upstream.BaseURL)
+	}
+	if cfg.Listen != "" && !isLoopback(cfg.Listen) && len(cfg.Clients) == 0 {
+		return nil, fmt.Errorf("proxy: listen %s is not a loopback address and no clients are configured: add clients so only they can use the credentials", cfg.Listen)
+	}
+	p := &Proxy{
+		target:           target,
+		timeout:          orDefault(cfg.Upstream.Timeout, DefaultTimeout),
+		credentialHeader: http.CanonicalHeaderKey(orDefault(cfg.Routing.CredentialHeader, DefaultCredentialHeader)),
+		maxInspect:       orDefault(cfg.Routing.MaxInspectBytes, DefaultMaxInspectBytes),
+		limiters:         map[string]*rate.Limiter{},
+		rateLimits:       map[string]config.RateLimit{},
+		breakers:         map[string]*breaker{},
+		tokens:           opts.Tokens,
+		metrics:          opts.Metrics,
+		log:              opts.Logger,
+		adminURL:         strings.TrimSuffix(opts.AdminURL, "/"),
+		maxWait:          orDefault(opts.MaxWait, DefaultMaxWait),
+		now:              opts.Now,
+	}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.adminURL == "" && cfg.AdminListen != "" {
+		p.adminURL = "http://" + cfg.AdminListen
+	}
+	failures := orDefault(cfg.Breaker.ConsecutiveFailures, DefaultConsecutiveFailures)
+	openTimeout := orDefault(cfg.Breaker.OpenTimeout, DefaultOpenTimeout)
+	for _, c := range cfg.Credentials {
+		if _, dup := p.breakers[c.Name]; dup || c.Name == "" {
+			return nil, fmt.Errorf("proxy: credential name %q is empty or duplicated", c.Name)
+		}
+		p.names = append(p.names, c.Name)
+		if c.Default || len(cfg.Credentials) == 1 {
+			if p.defaultCred != "" {
+				return nil, fmt.Errorf("proxy: credentials %q and %q are both default", p.defaultCred, c.Name)
+			}
+			p.defaultCred = c.Name
+		}
+		if c.RateLimit.QPS > 0 {
+			burst := c.RateLimit.Burst
+			if burst <= 0 {
+				burst = max(1, int(c.RateLimit.QPS))
+			}
+			p.limiters[c.Name] = rate.NewLimiter(rate.Limit(c.RateLimit.QPS), burst)
+			p.rateLimits[c.Name] = config.RateLimit{QPS: c.RateLimit.QPS, Burst: burst}
+		}
+		p.breakers[c.Name] = p.newBreaker(c.Name, failures, openTimeout)
+	}
+	for _, c := range cfg.Clients {
+		p.clients = append(p.clients, newClient(c))
+	}
+	base := opts.Transport
+	if base == nil {
+		base = newTransport(p.timeout)
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      &attempts{p: p, base: base},
+		FlushInterval:  -1,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	return p, nil
+}
+
+// newTransport is the pooled transport towards TikTok. Proxy is nil so an
+// HTTPS_PROXY pointing at this very process is never followed, and
+// compression is left to the client so bodies pass through untouched.
+func newTransport(timeout time.Duration) *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   10 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          200,
+		MaxIdleConnsPerHost:   100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: timeout,
+		DisableCompression:    true,
+	}
+}
+
+// Route is where Prepare decided a request goes.
+type Route struct {
+	Credential  string   // the configured credential name
+	Advertisers []string // advertiser ids the request names (may be empty)
+	Client      string   // the authenticated client's name ("" without clients)
+	sel         *selection
+}
+
+// exchange is one request's state, carried in its context from ServeHTTP
+// through the ReverseProxy hooks. All hooks run on the handler goroutine.
+type exchange struct {
+	id          string
+	start       time.Time
+	clientCtx   context.Context // the client's own context, to tell a hang-up from a timeout
+	route       *Route
+	token       string
+	done        func(error) // breaker outcome; nil once reported
+	code        int         // TikTok envelope code of the response, when codeOK
+	codeOK      bool
+	retried     bool
+	proxyErr    int
+	clientGone  bool
+	upstreamErr error
+}
+
+type exchangeKey struct{}
+
+func exchangeOf(ctx context.Context) *exchange {
+	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return ex
+}
+
+// ServeHTTP serves the proxy listener: Prepare, Forward, one log line and
+// the request metrics.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ex := &exchange{id: newRequestID(), start: p.now(), clientCtx: r.Context()}
+	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+	rec := &recorder{ResponseWriter: w}
+	rec.Header().Set(HeaderRequestID, ex.id)
+	rt, perr := p.Prepare(r)
+	if perr == nil {
+		perr = p.Forward(rec, r, rt)
+	}
+	if perr != nil {
+		ex.proxyErr = perr.Code
+		if perr == errClientGone {
+			ex.clientGone = true
+		} else {
+			WriteError(rec, perr, ex.id)
+		}
+	}
+	p.observe(ex, r, rec)
+}
+
+// Prepare checks that r is for TikTok's /open_api/, authenticates the
+// client, picks the credential and checks the client may use it. It may
+// consume a bounded prefix of r.Body; Forward sends the body on unchanged.
+func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
+	if perr := p.checkTarget(r); perr != nil {
+		return nil, perr
+	}
+	cl, perr := p.authenticate(r)
+	if perr != nil {
+		return nil, perr
+	}
+	sel, perr := p.selectCredential(r)
+	if perr != nil {
+		return nil, perr
+	}
+	rt := &Route{Credential: sel.credential, Advertisers: sel.advertisers, sel: sel}
+	if cl != nil {
+		rt.Client = cl.name
+		if !cl.creds[sel.credential] {
+			return nil, newError(CodeClientAuth, http.StatusForbidden,
+				"client %q may not use credential %q: add it to the client's credentials in config", cl.name, sel.credential)
+		}
+	}
+	if ex := exchangeOf(r.Context()); ex != nil {
+		ex.route = rt
+	}
+	return rt, nil
+}
+
+// checkTarget allows only /open_api/ paths, and absolute-form URLs only for
+// the upstream host, so the proxy is never an open relay.
+func (p *Proxy) checkTarget(r *http.Request) *Error {
+	if r.URL.Host != "" && !sameHost(r.URL, p.target) {
+		return newError(CodeNotFound, http.StatusNotFound,
+			"this proxy forwards only to %s, not %s", p.target.Host, r.URL.Host)
+	}
+	if !strings.HasPrefix(r.URL.Path, "/open_api/") || !strings.HasPrefix(path.Clean(r.URL.Path), "/open_api/") {
+		return newError(CodeNotFound, http.StatusNotFound,
+			"only /open_api/ paths are forwarded to TikTok; call http://<proxy>/open_api/v1.3/...")
+	}
+	return nil
+}
+
+// Forward sends r along rt: rate limit, circuit breaker, token, the
+// ReverseProxy (at most one retry after 40105/40102). It returns a proxy
+// error when nothing was written yet (the caller writes it with
+// WriteError); upstream failures (90007) it writes itself.
+func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, rt *Route) *Error {
+	ex := exchangeOf(r.Context())
+	if ex == nil {
+		ex = &exchange{id: newRequestID(), start: p.now(), clientCtx: r.Context()}
+		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+	}
+	ex.route = rt
+	cred := rt.Credential
+	if perr := p.waitRate(r.Context(), cred); perr != nil {
+		return perr
+	}
+	b := p.breakers[cred]
+	if b == nil {
+		return newError(CodeUnknownCredential, http.StatusBadRequest, "credential %q is not configured", cred)
+	}
+	done, perr := b.allow()
+	if perr != nil {
+		return perr
+	}
+	ex.done = done
+	token, err := p.tokens.Token(r.Context(), cred)
+	if err != nil {
+		ex.finish(errExcluded)
+		if r.Context().Err() != nil {
+			return errClientGone
+		}
+		return p.tokenError(cred, err)
+	}
+	ex.token = token
+
+	if sel := rt.sel; sel != nil {
+		switch {
+		case sel.replay != nil:
+			r.Body = io.NopCloser(bytes.NewReader(sel.replay))
+			r.ContentLength = int64(len(sel.replay))
+		case sel.body != nil:
+			r.Body = sel.body
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	defer cancel()
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	// A response whose hooks did not run (a panic recovered upstream of
+	// us, an aborted copy) must not leave the breaker waiting.
+	ex.finish(errExcluded)
+	return nil
+}
+
+func (p *Proxy) tokenError(cred string, err error) *Error {
+	authorize := p.adminURL + "/authorize"
+	if p.adminURL == "" {
+		authorize = "/authorize on the admin listener"
+	}
+	var re *tokens.RefreshError
+	switch {
+	case errors.Is(err, tokens.ErrNotAuthorized):
+		return newError(CodeNotAuthorized, http.StatusServiceUnavailable,
+			"credential %q has never been authorized: open %s and authorize it", cred, authorize)
+	case errors.Is(err, tokens.ErrReauthRequired):
+		return newError(CodeReauthRequired, http.StatusServiceUnavailable,
+			"credential %q needs re-authorization (its grant expired or was revoked): open %s and re-authorize it", cred, authorize)
+	case errors.As(err, &re):
+		e := newError(CodeRefreshFailed, http.StatusServiceUnavailable,
+			"credential %q: the access token expired and refreshing it failed; the proxy keeps retrying, try again shortly", cred)
+		e.RetryAfter = max(re.RetryAfter, time.Second)
+		return e
+	case errors.Is(err, tokens.ErrUnknownCredential):
+		return newError(CodeUnknownCredential, http.StatusBadRequest, "credential %q is not known to the token store", cred)
+	default:
+		p.log.Error("token store failed", "credential", cred, "err", err)
+		e := newError(CodeRefreshFailed, http.StatusServiceUnavailable,
+			"credential %q: the token store is not available; try again shortly", cred)
+		e.RetryAfter = 10 * time.Second
+		return e
+	}
+}
+
+// errClientGone marks a request whose client hung up: nothing is written.
+var errClientGone = &Error{Status: 499, Message: "client closed the request"}
+
+// rewrite builds the outbound request: upstream URL and Host, the
+// credential's token, no client credentials and no selection header.
+// Rewrite (unlike Director) drops inbound X-Forwarded-* headers, and none
+// are added, so nothing about the client leaks to TikTok.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	ex := exchangeOf(pr.In.Context())
+	pr.SetURL(p.target)
+	pr.Out.Host = ""
+	h := pr.Out.Header
+	h.Del(p.credentialHeader)
+	h.Del(headerProxyAuth)
+	h.Set(headerAccessToken, ex.token)
+}
+
+// modifyResponse labels the response with its credential and reports the
+// breaker outcome, known now that the envelope code has been peeked.
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	ex := exchangeOf(resp.Request.Context())
+	resp.Header.Set(HeaderCredential, ex.route.Credential)
+	if resp.StatusCode >= 500 || (ex.codeOK && isServerCode(ex.code)) {
+		ex.finish(errFailure)
+	} else {
+		ex.finish(nil)
+	}
+	return nil
+}
+
+// errorHandler answers a failed round trip: nothing for a client that hung
+// up, else 90007 (502 unreachable, 504 timed out).
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ex := exchangeOf(r.Context())
+	if ex.clientCtx.Err() != nil {
+		ex.finish(errExcluded)
+		ex.clientGone = true
+		return
+	}
+	ex.finish(errFailure)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// url.Error quotes the URL, whose query may carry an app secret.
+		err = ue.Err
+	}
+	ex.upstreamErr = err
+	var ne net.Error
+	var perr *Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		perr = newError(CodeUpstream, http.StatusGatewayTimeout,
+			"TikTok (%s) did not answer within upstream.timeout (%s); try again later", p.target.Host, p.timeout)
+	} else {
+		perr = newError(CodeUpstream, http.StatusBadGateway,
+			"TikTok (%s) could not be reached: %v; try again later", p.target.Host, err)
+	}
+	ex.proxyErr = perr.Code
+	p.log.Warn("upstream request failed", "request_id", ex.id, "credential", ex.route.Credential, "err", err)
+	WriteError(w, perr, ex.id)
+}
+
+// observe writes the request's log line and metrics.
+func (p *Proxy) observe(ex *exchange, r *http.Request, rec *recorder) {
+	d := p.now().Sub(ex.start)
+	status := rec.status
+	if ex.clientGone {
+		status = 499
+	} else if status == 0 {
+		status = http.StatusOK
+	}
+	cred := "none"
+	if ex.route != nil {
+		cred = ex.route.Credential
+	}
+	p.metrics.ObserveRequest(cred, methodLabel(r.Method), status, d)
+	attrs := []slog.Attr{
+		slog.String("request_id", ex.id),
+		slog.String("credential", cred),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.Int64("bytes", rec.bytes),
+	}
+	if ex.codeOK {
+		attrs = append(attrs, slog.Int("tiktok_code", ex.code))
+	}
+	if ex.proxyErr != 0 {
+		attrs = append(attrs, slog.Int("proxy_error", ex.proxyErr))
+	}
+	if ex.retried {
+		attrs = append(attrs, slog.Bool("retried", true))
+	}
+	p.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// finish reports the breaker outcome once.
+func (ex *exchange) finish(err error) {
+	if ex.done != nil {
+		ex.done(err)
+		ex.done = nil
+	}
+}
+
+// recorder remembers the status and byte count; Unwrap lets
+// http.ResponseController (used by ReverseProxy) flush through it.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// newRequestID returns 16 random bytes in hex.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// methodLabel keeps the metrics' method label bounded.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodHead, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
+}
+
+func (p *Proxy) known(name string) bool {
+	_, ok := p.breakers[name]
+	return ok
+}
+
+// sameHost compares hosts with default ports filled from each URL's scheme.
+func sameHost(a, b *url.URL) bool {
+	return strings.EqualFold(a.Hostname(), b.Hostname()) && portOf(a) == portOf(b)
+}
+
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if u.Scheme == "http" {
+		return "80"
+	}
+	return "443"
+}
+
+// isLoopback reports whether a listen address binds only loopback.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// maxAdvertiserField bounds a multipart advertiser_id value; a 19-digit id
+// with whitespace fits many times over.
+const maxAdvertiserField = 256
+
+// selection is what credential selection learned about a request.
+type selection struct {
+	credential  string
+	advertisers []string // every advertiser id the request names, in order seen
+	// replay is the whole buffered body when it was read completely (nil
+	// with hasBody false means there was no body); the request can then be
+	// sent a second time.
+	replay  []byte
+	hasBody bool
+	// body replaces the request body when selection consumed part of it:
+	// the consumed prefix followed by the rest of the stream, unchanged.
+	body io.ReadCloser
+}
+
+// replayable reports whether the request can be sent again (40105 retry).
+func (s *selection) replayable() bool { return !s.hasBody || s.replay != nil }
+
+// selectCredential applies SPEC's three rules: header, advertisers named by
+// the request, default. It may read (a bounded prefix of) r.Body; the body to
+// forward is then in the returned selection.
+func (p *Proxy) selectCredential(r *http.Request) (*selection, *Error) {
+	sel := &selection{hasBody: r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0}
+
+	if names := r.Header.Values(p.credentialHeader); len(names) > 0 {
+		name := strings.TrimSpace(names[0])
+		if len(names) > 1 || !p.known(name) {
+			return nil, newError(CodeUnknownCredential, http.StatusBadRequest,
+				"%s %q names no configured credential; configured: %s",
+				p.credentialHeader, name, strings.Join(p.names, ", "))
+		}
+		sel.credential = name
+		if err := p.bufferJSON(r, sel, false); err != nil {
+			return nil, err
+		}
+		return sel, nil
+	}
+
+	ids, perr := queryAdvertisers(r.URL.Query())
+	if perr != nil {
+		return nil, perr
+	}
+	queryCred, perr := p.credentialOf(ids)
+	if perr != nil {
+		return nil, perr
+	}
+	if perr := p.inspectBody(r, sel, queryCred != ""); perr != nil {
+		return nil, perr
+	}
+	ids = append(ids, sel.advertisers...)
+	sel.advertisers = ids
+	cred, perr := p.credentialOf(ids)
+	if perr != nil {
+		return nil, perr
+	}
+	if cred == "" {
+		cred = p.defaultCred
+	}
+	if cred == "" {
+		if len(ids) > 0 {
+			return nil, newError(CodeNoCredential, http.StatusBadRequest,
+				"no credential for advertiser %s and no default credential: add it to a credential's advertiser_ids, authorize it, or set %s",
+				strings.Join(ids, ", "), p.credentialHeader)
+		}
+		return nil, newError(CodeNoCredential, http.StatusBadRequest,
+			"the request names no advertiser and there is no default credential: set %s or mark a credential default: true",
+			p.credentialHeader)
+	}
+	sel.credential = cred
+	return sel, nil
+}
+
+// credentialOf maps advertiser ids to their one credential; "" when none of
+// them is known (unknown ones fall through to the default).
+func (p *Proxy) credentialOf(ids []string) (string, *Error) {
+	cred, first := "", ""
+	for _, id := range ids {
+		c, ok := p.tokens.CredentialFor(id)
+		if !ok {
+			continue
+		}
+		if cred != "" && c != cred {
+			return "", newError(CodeNoCredential, http.StatusBadRequest,
+				"advertisers %s and %s belong to different credentials (%q, %q): split the request",
+				first, id, cred, c)
+		}
+		cred, first = c, id
+	}
+	return cred, nil
+}
+
+// queryAdvertisers reads advertiser_id and advertiser_ids (a JSON list) from
+// the query.
+func queryAdvertisers(q url.Values) ([]string, *Error) {
+	var ids []string
+	for _, v := range q["advertiser_id"] {
+		if v = strings.TrimSpace(v); v != "" {
+			ids = append(ids, v)
+		}
+	}
+	for _, v := range q["advertiser_ids"] {
+		if strings.TrimSpace(v) == "" {
+			continue
+		}
+		list, err := idList(json.RawMessage(v))
+		if err != nil {
+			return nil, newError(CodeMalformed, http.StatusBadRequest,
+				"query advertiser_ids must be a JSON list of ids, like [\"7012345678901234567\"]: %v", err)
+		}
+		ids = append(ids, list...)
+	}
+	return ids, nil
+}
+
+// inspectBody reads advertisers from a JSON or multipart body. named says
+// whether the query already names a credential, which lets an oversized JSON
+// body through.
+func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error {
+	if !sel.hasBody {
+		return nil
+	}
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/json":
+		return p.bufferJSON(r, sel, !named)
+	case "multipart/form-data":
+		p.inspectMultipart(r, sel, params["boundary"])
+	}
+	return nil
+}
+
+// bufferJSON reads an application/json body of at most max_inspect_bytes so
+// that it can be replayed, and with parse set reads its advertisers. A body
+// over the limit is 90008 when parse is set; otherwise it streams on
+// unbuffered (and cannot be replayed).
+func (p *Proxy) bufferJSON(r *http.Request, sel *selection, parse bool) *Error {
+	if !sel.hasBody {
+		return nil
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return nil
+	}
+	if r.ContentLength > p.maxInspect {
+		if parse {
+			return p.tooLarge()
+		}
+		return nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, p.maxInspect+1))
+	if err != nil {
+		return newError(CodeMalformed, http.StatusBadRequest, "reading the request body failed: %v", err)
+	}
+	if int64(len(buf)) > p.maxInspect {
+		if parse {
+			return p.tooLarge()
+		}
+		sel.body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+		return nil
+	}
+	sel.replay = buf
+	if !parse {
+		return nil
+	}
+	ids, err := jsonAdvertisers(buf)
+	if err != nil {
+		return newError(CodeMalformed, http.StatusBadRequest,
+			"the JSON body could not be read to find advertiser_id: %v", err)
+	}
+	sel.advertisers = ids
+	return nil
+}
+
+func (p *Proxy) tooLarge() *Error {
+	return newError(CodeBodyTooLarge, http.StatusRequestEntityTooLarge,
+		"the JSON body is larger than routing.max_inspect_bytes (%d) so its advertiser_id cannot be read: name the credential with %s or put advertiser_id in the query",
+		p.maxInspect, p.credentialHeader)
+}
+
+// jsonAdvertisers reads advertiser_id and advertiser_ids from a JSON body.
+// Ids are kept as the digits written, never converted to floats.
+func jsonAdvertisers(body []byte) ([]string, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil
+	}
+	if !json.Valid(body) {
+		return nil, errors.New("invalid JSON")
+	}
+	var obj map[string]json.RawMessage
+	if bytes.TrimSpace(body)[0] != '{' || json.Unmarshal(body, &obj) != nil {
+		return nil, nil
+	}
+	var ids []string
+	if raw, ok := obj["advertiser_id"]; ok {
+		id, err := oneID(raw)
+		if err != nil {
+			return nil, err
+		}
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if raw, ok := obj["advertiser_ids"]; ok {
+		list, err := idList(raw)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, list...)
+	}
+	return ids, nil
+}
+
+// idList reads a JSON list of ids (numbers or strings); null is empty.
+func idList(raw json.RawMessage) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var items []any
+	if err := dec.Decode(&items); err != nil {
+		return nil, errors.New("advertiser_ids is not a JSON list")
+	}
+	if dec.More() {
+		return nil, errors.New("advertiser_ids has data after the list")
+	}
+	var ids []string
+	for _, it := range items {
+		id, err := idValue(it)
+		if err != nil {
+			return nil, err
+		}
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func oneID(raw json.RawMessage) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", errors.New("advertiser_id is not valid JSON")
+	}
+	return idValue(v)
+}
+
+// idValue accepts an integer number or a string; null is no id.
+func idValue(v any) (string, error) {
+	switch t := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		return strings.TrimSpace(t), nil
+	case json.Number:
+		if s := t.String(); isDigits(s) {
+			return s, nil
+		}
+		return "", errors.New("advertiser id " + t.String() + " is not an integer")
+	default:
+		return "", errors.New("an advertiser id must be a string or an integer")
+	}
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// inspectMultipart looks for the advertiser_id form field in the first
+// max_inspect_bytes of a multipart body, stopping at the first file part so
+// an upload is never held in memory. Whatever it read is replayed in front
+// of the rest of the stream, so the body is forwarded unchanged. Anything it
+// cannot read leaves the request to the default credential.
+func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary string) {
+	if boundary == "" {
+		return
+	}
+	var prefix bytes.Buffer
+	mr := multipart.NewReader(io.TeeReader(io.LimitReader(r.Body, p.maxInspect), &prefix), boundary)
+	// Every iteration consumes a part of a prefix bounded by maxInspect.
+	for {
+		part, err := mr.NextRawPart()
+		if err != nil {
+			break
+		}
+		if part.FileName() != "" {
+			break
+		}
+		if part.FormName() == "advertiser_id" {
+			v, err := io.ReadAll(io.LimitReader(part, maxAdvertiserField))
+			if err == nil {
+				if id := strings.TrimSpace(string(v)); id != "" {
+					sel.advertisers = append(sel.advertisers, id)
+				}
+			}
+			break
+		}
+		if _, err := io.Copy(io.Discard, part); err != nil {
+			break
+		}
+	}
+	sel.body = readCloser{io.MultiReader(&prefix, r.Body), r.Body}
+}
+
+// readCloser reads from Reader and closes Closer (the original body).
+type readCloser struct {
+	io.Reader
+	io.Closer
+}

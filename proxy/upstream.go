@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
+)
+
+// peekSize bounds how much of a response is looked at for its envelope code.
+const peekSize = 4 << 10
+
+var (
+	// errFailure is a breaker failure: transport error, timeout, HTTP 5xx,
+	// TikTok server code.
+	errFailure = errors.New("proxy: upstream failure")
+	// errExcluded is an outcome that says nothing about TikTok's health
+	// (the client hung up, no token to send).
+	errExcluded = errors.New("proxy: outcome excluded")
+)
+
+// isServerCode reports TikTok envelope codes that mean TikTok itself is
+// failing; 4xxxx codes are the caller's business and never trip the breaker.
+func isServerCode(code int) bool {
+	return (code >= 50000 && code <= 52999) || code == tiktok.CodeMaintenance
+}
+
+// attempts is the ReverseProxy's transport: one round trip, its envelope
+// code peeked, and one retry with a fresh token after 40105/40102 when the
+// body can be replayed.
+type attempts struct {
+	p    *Proxy
+	base http.RoundTripper
+}
+
+func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := a.p
+	ex := exchangeOf(req.Context())
+	resp, err := a.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	p.inspect(ex, resp)
+	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) ||
+		ex.route.sel == nil || !ex.route.sel.replayable() {
+		return resp, nil
+	}
+	cred := ex.route.Credential
+	if !p.tokens.Rejected(req.Context(), cred, ex.token, ex.code) {
+		return resp, nil
+	}
+	token, err := p.tokens.Token(req.Context(), cred)
+	if err != nil || token == ex.token {
+		return resp, nil
+	}
+	retry := req.Clone(req.Context())
+	retry.Header.Set(headerAccessToken, token)
+	retry.Body = nil
+	if len(ex.route.sel.replay) > 0 {
+		retry.Body = io.NopCloser(bytes.NewReader(ex.route.sel.replay))
+	}
+	_ = resp.Body.Close()
+	ex.token, ex.retried, ex.codeOK = token, true, false
+	resp, err = a.base.RoundTrip(retry)
+	if err != nil {
+		return nil, err
+	}
+	p.inspect(ex, resp)
+	return resp, nil
+}
+
+// inspect peeks at resp's envelope code, counts a non-zero one and logs
+// TikTok's rate-limit codes with the advertisers that burn the budget.
+func (p *Proxy) inspect(ex *exchange, resp *http.Response) {
+	code, ok := peekCode(resp)
+	ex.code, ex.codeOK = code, ok
+	if !ok || code == tiktok.CodeOK || code == tiktok.CodePartialSuccess {
+		return
+	}
+	cred := ex.route.Credential
+	p.metrics.UpstreamAPIError(cred, code)
+	switch code {
+	case tiktok.CodeAppRateLimit, tiktok.CodeEndpointRateLimit, tiktok.CodeAdvertiserQPS:
+		p.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code,
+			"advertiser_ids", ex.route.Advertisers, "client", ex.route.Client, "path", resp.Request.URL.Path)
+	}
+}
+
+// peekCode reads the envelope code from the start of a JSON response,
+// leaving resp.Body intact. It reads no more than peekSize bytes and returns
+// as soon as the code is known, so a streamed response is not held back.
+func peekCode(resp *http.Response) (int, bool) {
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "application/json" && mt != "text/plain" {
+		return 0, false
+	}
+	gz := false
+	switch strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))) {
+	case "", "identity":
+	case "gzip":
+		gz = true
+	default:
+		return 0, false
+	}
+	br := bufio.NewReaderSize(resp.Body, peekSize)
+	resp.Body = readCloser{br, resp.Body}
+	// Each round waits for at least one more byte, so it ends within
+	// peekSize rounds.
+	for n := 1; n <= peekSize; {
+		_, err := br.Peek(n)
+		buf, _ := br.Peek(br.Buffered())
+		data := buf
+		if gz {
+			data = gunzipPrefix(buf)
+		}
+		if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] != '{' {
+			return 0, false
+		}
+		if code, ok := tiktok.PeekCode(data); ok {
+			return code, true
+		}
+		if err != nil {
+			return 0, false
+		}
+		n = len(buf) + 1
+	}
+	return 0, false
+}
+
+// gunzipPrefix decompresses as much of a gzip stream's prefix as it can, at
+// most peekSize bytes.
+func gunzipPrefix(b []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	out, _ := io.ReadAll(io.LimitReader(zr, peekSize))
+	return out
+}
