@@ -1,0 +1,178 @@
+package setup
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// StateTTL is how long a minted state stays valid: TikTok's consent page
+// plus a login rarely take longer, and a short life limits a leaked state.
+const StateTTL = 10 * time.Minute
+
+// maxStates bounds the pending-state map so repeated visits to
+// /authorize/{name} cannot grow memory without limit.
+const maxStates = 1000
+
+// flowState is one minted OAuth state. A browser state carries the SHA-256
+// of the random binding value held in the browser's cookie; a CLI state
+// (bindingHash nil) is bound to nobody, which is acceptable because minting
+// one requires admin access (see Admin.Begin).
+type flowState struct {
+	credential  string
+	bindingHash []byte
+	expires     time.Time
+	used        bool
+	// done is closed once the flow has an outcome; result or err is then set.
+	done   chan struct{}
+	result Result
+	err    error
+	// keepUntil is when a finished state is dropped; until then the CLI can
+	// still collect its outcome.
+	keepUntil time.Time
+}
+
+func (s *flowState) cli() bool { return s.bindingHash == nil }
+
+// stateStore is the bounded, expiring, in-memory set of minted states.
+// Safe for concurrent use.
+type stateStore struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	states map[string]*flowState
+}
+
+func newStateStore(now func() time.Time) *stateStore {
+	return &stateStore{now: now, states: make(map[string]*flowState)}
+}
+
+// randomToken returns 256 random bits, base64url without padding.
+func randomToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("setup: reading random bytes: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+func hashBinding(binding string) []byte {
+	h := sha256.Sum256([]byte(binding))
+	return h[:]
+}
+
+// mint stores a fresh state for credential. An empty binding mints a CLI
+// state.
+func (s *stateStore) mint(credential, binding string) (string, *flowState, error) {
+	id, err := randomToken()
+	if err != nil {
+		return "", nil, err
+	}
+	now := s.now()
+	st := &flowState{
+		credential: credential,
+		expires:    now.Add(StateTTL),
+		done:       make(chan struct{}),
+	}
+	if binding != "" {
+		st.bindingHash = hashBinding(binding)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(now)
+	if len(s.states) >= maxStates {
+		s.evictOldestLocked()
+	}
+	s.states[id] = st
+	return id, st, nil
+}
+
+func (s *stateStore) sweepLocked(now time.Time) {
+	for id, st := range s.states {
+		if (!st.used && !now.Before(st.expires)) || (st.used && !now.Before(st.keepUntil)) {
+			delete(s.states, id)
+		}
+	}
+}
+
+// evictOldestLocked drops the state closest to expiry: under a flood of
+// mints the oldest pending flow is the least likely to still be completed.
+func (s *stateStore) evictOldestLocked() {
+	var oldest string
+	var at time.Time
+	for id, st := range s.states {
+		exp := st.expires
+		if st.used {
+			exp = st.keepUntil
+		}
+		if oldest == "" || exp.Before(at) {
+			oldest, at = id, exp
+		}
+	}
+	delete(s.states, oldest)
+}
+
+// claim checks that state exists, is unused and unexpired, and that binding
+// matches (for a browser state), then marks it used so no other request can
+// complete it. A binding mismatch does not consume the state: the browser
+// that started the flow may still finish it.
+func (s *stateStore) claim(state, binding string) (*flowState, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.states[state]
+	switch {
+	case state == "":
+		return nil, errMissingState
+	case !ok:
+		return nil, errUnknownState
+	case st.used:
+		return nil, errUsedState
+	case !now.Before(st.expires):
+		delete(s.states, state)
+		return nil, errExpiredState
+	}
+	if !st.cli() {
+		if binding == "" {
+			return nil, errNoBinding
+		}
+		if subtle.ConstantTimeCompare(st.bindingHash, hashBinding(binding)) != 1 {
+			return nil, errWrongBinding
+		}
+	}
+	st.used = true
+	st.keepUntil = now.Add(StateTTL)
+	return st, nil
+}
+
+// finish records the outcome of a claimed state and wakes its waiters.
+func (s *stateStore) finish(st *flowState, res Result, err error) {
+	s.mu.Lock()
+	st.result, st.err = res, err
+	s.mu.Unlock()
+	close(st.done)
+}
+
+// lookup returns a CLI state, pending or finished, for the wait API.
+func (s *stateStore) lookup(state string) (*flowState, bool) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(now)
+	st, ok := s.states[state]
+	if !ok || !st.cli() {
+		return nil, false
+	}
+	return st, true
+}
+
+// outcome reads a finished state's result under the lock.
+func (s *stateStore) outcome(st *flowState) (Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return st.result, st.err
+}
