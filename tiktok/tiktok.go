@@ -52,6 +52,10 @@ type App struct {
 	Secret      string // app secret, or client_secret
 	RedirectURL string
 	Endpoints   Endpoints
+	// Scopes are what a tiktok_account consent URL asks for; empty means
+	// DefaultScope. The advertiser flow ignores them: its permissions are
+	// set on the app.
+	Scopes []string
 }
 
 // Grant is what an exchange or a refresh returns. Durations are relative
