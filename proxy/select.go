@@ -47,7 +47,7 @@ func (p *Proxy) selectCredential(r *http.Request) (*selection, *Error) {
 				p.credentialHeader, name, strings.Join(p.names, ", "))
 		}
 		sel.credential = name
-		if err := p.bufferJSON(r, sel, false); err != nil {
+		if err := p.bufferJSON(r, sel, false, false); err != nil {
 			return nil, err
 		}
 		return sel, nil
@@ -139,7 +139,7 @@ func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error 
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/json":
-		return p.bufferJSON(r, sel, !named)
+		return p.bufferJSON(r, sel, true, !named)
 	case "multipart/form-data":
 		p.inspectMultipart(r, sel, params["boundary"])
 	}
@@ -148,9 +148,9 @@ func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error 
 
 // bufferJSON reads an application/json body of at most max_inspect_bytes so
 // that it can be replayed, and with parse set reads its advertisers. A body
-// over the limit is 90008 when parse is set; otherwise it streams on
+// over the limit is 90008 when strict is set; otherwise it streams on
 // unbuffered (and cannot be replayed).
-func (p *Proxy) bufferJSON(r *http.Request, sel *selection, parse bool) *Error {
+func (p *Proxy) bufferJSON(r *http.Request, sel *selection, parse, strict bool) *Error {
 	if !sel.hasBody {
 		return nil
 	}
@@ -158,7 +158,7 @@ func (p *Proxy) bufferJSON(r *http.Request, sel *selection, parse bool) *Error {
 		return nil
 	}
 	if r.ContentLength > p.maxInspect {
-		if parse {
+		if strict {
 			return p.tooLarge()
 		}
 		return nil
@@ -168,7 +168,7 @@ func (p *Proxy) bufferJSON(r *http.Request, sel *selection, parse bool) *Error {
 		return newError(CodeMalformed, http.StatusBadRequest, "reading the request body failed: %v", err)
 	}
 	if int64(len(buf)) > p.maxInspect {
-		if parse {
+		if strict {
 			return p.tooLarge()
 		}
 		sel.body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}

@@ -47,12 +47,14 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	p.inspect(ex, resp)
-	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) ||
-		ex.route.sel == nil || !ex.route.sel.replayable() {
+	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) {
 		return resp, nil
 	}
+	// The store hears of every rejection, retry or not: it refreshes or
+	// marks the credential, which the next request benefits from.
 	cred := ex.route.Credential
-	if !p.tokens.Rejected(req.Context(), cred, ex.token, ex.code) {
+	retryable := p.tokens.Rejected(req.Context(), cred, ex.token, ex.code)
+	if !retryable || ex.route.sel == nil || !ex.route.sel.replayable() {
 		return resp, nil
 	}
 	token, err := p.tokens.Token(req.Context(), cred)

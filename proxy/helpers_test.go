@@ -1,0 +1,227 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
+)
+
+// fakeTokens is a Tokens with fixed answers.
+type fakeTokens struct {
+	mu          sync.Mutex
+	tokens      map[string]string // credential → token
+	errs        map[string]error  // credential → Token error
+	advertisers map[string]string // advertiser → credential
+	// rotate, when set for a credential, is the token Rejected switches to.
+	rotate   map[string]string
+	rejected []string // "cred/token/code" of every Rejected call
+}
+
+func newFakeTokens() *fakeTokens {
+	return &fakeTokens{
+		tokens:      map[string]string{"main": "tok-main", "other": "tok-other"},
+		errs:        map[string]error{},
+		advertisers: map[string]string{"1111111111111111111": "main", "2222222222222222222": "other"},
+		rotate:      map[string]string{},
+	}
+}
+
+func (f *fakeTokens) Token(_ context.Context, cred string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.errs[cred]; err != nil {
+		return "", err
+	}
+	return f.tokens[cred], nil
+}
+
+func (f *fakeTokens) Rejected(_ context.Context, cred, token string, code int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rejected = append(f.rejected, cred+"/"+token+"/"+itoa(code))
+	next, ok := f.rotate[cred]
+	if !ok {
+		return false
+	}
+	f.tokens[cred] = next
+	return true
+}
+
+func (f *fakeTokens) CredentialFor(adv string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.advertisers[adv]
+	return c, ok
+}
+
+func (f *fakeTokens) rejections() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.rejected...)
+}
+
+// received is what the fake upstream saw of one request.
+type received struct {
+	Method, Path, RawQuery, Host string
+	Header                       http.Header
+	Body                         []byte
+}
+
+// upstream is a fake TikTok that records every request.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []received
+}
+
+// newUpstream starts a fake TikTok; handler nil answers {"code":0}. The
+// body is recorded before handler runs, so handlers must not read it.
+func newUpstream(t *testing.T, handler http.HandlerFunc) *upstream {
+	t.Helper()
+	u := &upstream{}
+	if handler == nil {
+		handler = func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 0) }
+	}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.seen = append(u.seen, received{r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.Header.Clone(), body})
+		u.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		handler(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) requests() []received {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]received(nil), u.seen...)
+}
+
+func writeEnvelope(w http.ResponseWriter, code int) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"code":`+itoa(code)+`,"message":"m","request_id":"tt","data":{}}`)
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// harness is a Proxy wired to a fake upstream, tokens, a fresh registry
+// and a log buffer.
+type harness struct {
+	p      *Proxy
+	up     *upstream
+	tok    *fakeTokens
+	reg    *prometheus.Registry
+	m      *metrics.Metrics
+	logs   *syncBuffer
+	config *config.Config
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testConfig(baseURL string) *config.Config {
+	return &config.Config{
+		Listen:      "127.0.0.1:8080",
+		AdminListen: "127.0.0.1:8081",
+		Upstream:    config.Upstream{BaseURL: baseURL, Timeout: 10 * time.Second},
+		Credentials: []config.Credential{{Name: "main", Default: true}, {Name: "other"}},
+		Routing:     config.Routing{CredentialHeader: "X-TikTok-Credential", MaxInspectBytes: 1024},
+		Breaker:     config.Breaker{ConsecutiveFailures: 3, OpenTimeout: 30 * time.Second},
+	}
+}
+
+// newHarness builds the proxy; edit may change the config and options.
+func newHarness(t *testing.T, handler http.HandlerFunc, edit func(*config.Config, *Options)) *harness {
+	t.Helper()
+	h := &harness{up: newUpstream(t, handler), tok: newFakeTokens(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	h.m = metrics.New(h.reg, "test", "go")
+	h.config = testConfig(h.up.URL)
+	opts := Options{
+		Config:  h.config,
+		Tokens:  h.tok,
+		Metrics: h.m,
+		Logger:  slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if edit != nil {
+		edit(h.config, &opts)
+	}
+	p, err := New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	h.p = p
+	return h
+}
+
+// do serves one request through the proxy handler.
+func (h *harness) do(r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.p.ServeHTTP(w, r)
+	return w
+}
+
+// checkProxyError asserts a proxy error response.
+func checkProxyError(t *testing.T, w *httptest.ResponseRecorder, code, status int) envelope {
+	t.Helper()
+	if w.Code != status {
+		t.Errorf("status = %d, want %d (body %s)", w.Code, status, w.Body)
+	}
+	if got := w.Header().Get(HeaderError); got != itoa(code) {
+		t.Errorf("%s = %q, want %d", HeaderError, got, code)
+	}
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal(w.Body.Bytes(), &env); err != nil {
+		t.Fatalf("body is not JSON: %v: %s", err, w.Body)
+	}
+	var e envelope
+	_ = json.Unmarshal(w.Body.Bytes(), &e)
+	if e.Code != code || e.Message == "" || len(e.RequestID) != 32 || string(env["data"]) != "{}" {
+		t.Errorf("envelope = %s, want code %d, a message, a 32-hex request_id and data {}", w.Body, code)
+	}
+	if e.RequestID != w.Header().Get(HeaderRequestID) {
+		t.Errorf("envelope request_id %q != header %q", e.RequestID, w.Header().Get(HeaderRequestID))
+	}
+	return e
+}
+
+func multipartBody(boundary string, parts ...string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString("--" + boundary + "\r\n" + p + "\r\n")
+	}
+	b.WriteString("--" + boundary + "--\r\n")
+	return b.String()
+}

@@ -1,0 +1,134 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+)
+
+const (
+	advMain  = "1111111111111111111"
+	advOther = "2222222222222222222"
+	advNone  = "9999999999999999999"
+)
+
+func TestSelection(t *testing.T) {
+	big := `{"advertiser_id":"` + advOther + `","pad":"` + strings.Repeat("x", 2000) + `"}`
+	file := `Content-Disposition: form-data; name="image_file"; filename="a.png"` + "\r\nContent-Type: image/png\r\n\r\n" + strings.Repeat("P", 100)
+	field := func(name, v string) string {
+		return `Content-Disposition: form-data; name="` + name + `"` + "\r\n\r\n" + v
+	}
+	tests := []struct {
+		name    string
+		method  string
+		target  string
+		header  map[string]string
+		body    string
+		noDflt  bool
+		want    string // credential, or "" for an error
+		errCode int
+		status  int
+	}{
+		{name: "header", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain, header: map[string]string{"X-TikTok-Credential": "other"}, want: "other"},
+		{name: "header unknown", target: "/open_api/v1.3/campaign/get/", header: map[string]string{"X-TikTok-Credential": "nope"}, errCode: 90002, status: 400},
+		{name: "query advertiser_id", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advOther, want: "other"},
+		{name: "query unknown falls to default", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advNone, want: "main"},
+		{name: "query advertiser_ids strings", target: `/open_api/v1.3/advertiser/info/?advertiser_ids=["` + advOther + `"]`, want: "other"},
+		{name: "query advertiser_ids numbers", target: `/open_api/v1.3/advertiser/info/?advertiser_ids=[` + advOther + `]`, want: "other"},
+		{name: "query advertiser_ids bad JSON", target: `/open_api/v1.3/advertiser/info/?advertiser_ids=[1,`, errCode: 90011, status: 400},
+		{name: "query two credentials", target: `/open_api/v1.3/advertiser/info/?advertiser_ids=["` + advOther + `","` + advMain + `"]`, errCode: 90001, status: 400},
+		{name: "no advertiser default", target: "/open_api/v1.3/bc/get/", want: "main"},
+		{name: "SDK style GET", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advOther,
+			header: map[string]string{"Content-Type": "application/json", "Access-Token": ""}, want: "other"},
+		{name: "JSON body string id", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/json"}, body: `{"advertiser_id":"` + advOther + `","name":"c"}`, want: "other"},
+		{name: "JSON body number id", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/json; charset=utf-8"}, body: `{"advertiser_id":` + advOther + `}`, want: "other"},
+		{name: "JSON body advertiser_ids", method: "POST", target: "/open_api/v1.3/report/task/create/",
+			header: map[string]string{"Content-Type": "application/json"}, body: ` {"advertiser_ids":[` + advOther + `,"` + advOther + `"]}`, want: "other"},
+		{name: "JSON body float id", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/json"}, body: `{"advertiser_id":2.2e18}`, errCode: 90011, status: 400},
+		{name: "JSON body bad", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/json"}, body: `{"advertiser_id":`, errCode: 90011, status: 400},
+		{name: "JSON body against query", method: "POST", target: "/open_api/v1.3/campaign/create/?advertiser_id=" + advMain,
+			header: map[string]string{"Content-Type": "application/json"}, body: `{"advertiser_id":"` + advOther + `"}`, errCode: 90001, status: 400},
+		{name: "JSON body too large", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/json"}, body: big, errCode: 90008, status: 413},
+		{name: "JSON body too large with header", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/json", "X-TikTok-Credential": "other"}, body: big, want: "other"},
+		{name: "JSON body too large with query", method: "POST", target: "/open_api/v1.3/campaign/create/?advertiser_id=" + advOther,
+			header: map[string]string{"Content-Type": "application/json"}, body: big, want: "other"},
+		{name: "non-JSON body not inspected", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "text/plain"}, body: `{"advertiser_id":`, want: "main"},
+		{name: "multipart field first", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"},
+			body:   multipartBody("XYZ", field("upload_type", "UPLOAD_BY_FILE"), field("advertiser_id", advOther), file), want: "other"},
+		{name: "multipart field after file", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"},
+			body:   multipartBody("XYZ", file, field("advertiser_id", advOther)), want: "main"},
+		{name: "no default", target: "/open_api/v1.3/bc/get/", noDflt: true, errCode: 90001, status: 400},
+		{name: "unknown advertiser no default", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advNone, noDflt: true, errCode: 90001, status: 400},
+		{name: "path outside open_api", target: "/admin/", errCode: 90009, status: 404},
+		{name: "path escaping open_api", target: "/open_api/../metrics", errCode: 90009, status: 404},
+		{name: "absolute URL other host", target: "http://evil.example/open_api/v1.3/campaign/get/", errCode: 90009, status: 404},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil, func(c *config.Config, _ *Options) {
+				if tc.noDflt {
+					c.Credentials[0].Default = false
+				}
+			})
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			r := httptest.NewRequest(method, tc.target, strings.NewReader(tc.body))
+			if tc.body == "" {
+				r = httptest.NewRequest(method, tc.target, nil)
+			}
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			w := h.do(r)
+			seen := h.up.requests()
+			if tc.want == "" {
+				checkProxyError(t, w, tc.errCode, tc.status)
+				if len(seen) != 0 {
+					t.Errorf("upstream got %d requests, want none", len(seen))
+				}
+				return
+			}
+			if w.Code != http.StatusOK || len(seen) != 1 {
+				t.Fatalf("status %d, upstream requests %d; body %s", w.Code, len(seen), w.Body)
+			}
+			if got := w.Header().Get(HeaderCredential); got != tc.want {
+				t.Errorf("%s = %q, want %q", HeaderCredential, got, tc.want)
+			}
+			if got := seen[0].Header.Values("Access-Token"); len(got) != 1 || got[0] != "tok-"+tc.want {
+				t.Errorf("upstream Access-Token = %q, want [tok-%s]", got, tc.want)
+			}
+			if !bytes.Equal(seen[0].Body, []byte(tc.body)) {
+				t.Errorf("upstream body differs:\n got %q\nwant %q", seen[0].Body, tc.body)
+			}
+			if seen[0].Header.Get("X-TikTok-Credential") != "" {
+				t.Errorf("selection header forwarded")
+			}
+			if ct := tc.header["Content-Type"]; seen[0].Header.Get("Content-Type") != ct {
+				t.Errorf("Content-Type forwarded as %q, want %q", seen[0].Header.Get("Content-Type"), ct)
+			}
+		})
+	}
+}
+
+func TestAbsoluteURLForUpstreamHost(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	r := httptest.NewRequest(http.MethodGet, h.up.URL+"/open_api/v1.3/campaign/get/", nil)
+	if w := h.do(r); w.Code != http.StatusOK || len(h.up.requests()) != 1 {
+		t.Fatalf("status %d, want 200 forwarded; body %s", w.Code, w.Body)
+	}
+}
