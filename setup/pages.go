@@ -324,11 +324,15 @@ func ago(now, t time.Time) string {
 	return span(d) + " ago"
 }
 
-// span renders d (at least a minute) to the minute: "364d 23h", "23h 59m", "5m".
+// span renders d (at least a minute) to the minute: "364d 23h", "47h 59m",
+// "5m". Days start at 48h so a daily token reads "24h 0m".
 func span(d time.Duration) string {
 	const day = 24 * time.Hour
 	days, rest := d/day, d%day
 	hours, mins := rest/time.Hour, rest%time.Hour/time.Minute
+	if days < 2 {
+		days, hours = 0, d/time.Hour
+	}
 	switch {
 	case days > 0:
 		return fmt.Sprintf("%dd %dh", days, hours)

@@ -1,0 +1,308 @@
+package setup
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
+)
+
+func TestBeginRedirectsWithBoundState(t *testing.T) {
+	h := newHarness(t)
+	r := h.do(t, http.MethodGet, "/authorize/main", nil)
+	if r.status != http.StatusFound {
+		t.Fatalf("status %d, want 302", r.status)
+	}
+	loc, err := url.Parse(r.header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loc.Host != "tiktok.test" || loc.Path != "/portal/auth" || loc.Query().Get("app_id") != "app-main" {
+		t.Errorf("Location %s is not the consent URL of app-main", loc)
+	}
+	state := loc.Query().Get("state")
+	if !validToken(state) {
+		t.Errorf("state %q is not 256 random bits in base64url", state)
+	}
+	cookies := (&http.Response{Header: r.header}).Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("cookies %v, want one", cookies)
+	}
+	c := cookies[0]
+	if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.MaxAge != 600 {
+		t.Errorf("cookie %+v: want HttpOnly, SameSite=Lax, Path=/, Max-Age=600", c)
+	}
+	if c.Value == state || !validToken(c.Value) {
+		t.Errorf("cookie value must be a separate random binding, got %q (state %q)", c.Value, state)
+	}
+
+	// A second flow in the same browser reuses its binding, so both tabs work.
+	r2 := h.do(t, http.MethodGet, "/authorize/main", nil, "Cookie: "+c.Name+"="+c.Value)
+	c2 := (&http.Response{Header: r2.header}).Cookies()
+	if len(c2) != 1 || c2[0].Value != c.Value {
+		t.Errorf("second begin set cookie %v, want the same binding", c2)
+	}
+	loc2, _ := url.Parse(r2.header.Get("Location"))
+	if s2 := loc2.Query().Get("state"); s2 == state {
+		t.Errorf("second begin reused state")
+	}
+}
+
+func TestBeginUnknownCredential(t *testing.T) {
+	h := newHarness(t)
+	r := h.do(t, http.MethodGet, "/authorize/nope", nil)
+	if r.status != http.StatusNotFound {
+		t.Errorf("status %d, want 404", r.status)
+	}
+	mustContain(t, "404 page", r.body, `id="error"`, `href="/authorize"`)
+	checkHTML(t, r.body)
+}
+
+func TestCallbackSuccess(t *testing.T) {
+	for _, param := range []string{"auth_code", "code"} {
+		t.Run(param, func(t *testing.T) {
+			h := newHarness(t)
+			state, cookie := h.begin(t, "main")
+			r := h.do(t, http.MethodGet, "/oauth/callback?"+url.Values{param: {sentinelAuthCode}, "state": {state}}.Encode(), nil, cookie)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d, want 200: %s", r.status, r.body)
+			}
+			checkHTML(t, r.body)
+			mustContain(t, "success page", r.body,
+				`id="granted-advertisers"`, "7012345678901234567", "7012345678901234568", "Acme Shoes",
+				`id="granted-scopes"`, "4, 100", "in 24h 0m",
+				"curl -sS &#39;http://127.0.0.1:8080/open_api/v1.3/advertiser/info/?advertiser_ids=%5B%227012345678901234567%22%5D&#39;")
+			if got := r.header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", got)
+			}
+			if got := r.header.Get("Referrer-Policy"); got != "no-referrer" {
+				t.Errorf("Referrer-Policy %q, want no-referrer", got)
+			}
+			calls := h.tok.authorizeCalls()
+			if len(calls) != 1 || calls[0].name != "main" || calls[0].grant.AccessToken != sentinelAccessToken {
+				t.Fatalf("Authorize calls %+v, want one for main with the exchanged grant", calls)
+			}
+			ex := h.ex.exchangeCalls()
+			if len(ex) != 1 || ex[0].code != sentinelAuthCode || ex[0].app.AppID != "app-main" {
+				t.Errorf("Exchange calls %+v", ex)
+			}
+			// The state is consumed: replaying the callback is refused.
+			again := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			if again.status != http.StatusBadRequest || !strings.Contains(again.body, "already been used") {
+				t.Errorf("replay: status %d body %s", again.status, again.body)
+			}
+			if n := len(h.tok.authorizeCalls()); n != 1 {
+				t.Errorf("replay stored again: %d Authorize calls", n)
+			}
+		})
+	}
+}
+
+func TestCallbackErrors(t *testing.T) {
+	const otherBinding = "Cookie: " + bindingCookie + "=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	tests := []struct {
+		name string
+		// run performs the failing callback, given a fresh browser flow.
+		run        func(t *testing.T, h *harness, state, cookie string) response
+		status     int
+		message    string
+		exchanged  bool // the failure happens after the exchange was attempted
+		consumed   bool // the state can no longer be completed afterwards
+		authorized int  // Authorize calls expected in total
+	}{
+		{
+			name: "unknown state",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, "bm90LWEtc3RhdGU"), nil, cookie)
+			},
+			status: 400, message: "was not started here",
+		},
+		{
+			name: "missing state",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				return h.do(t, http.MethodGet, "/oauth/callback?auth_code="+sentinelAuthCode, nil, cookie)
+			},
+			status: 400, message: "no state parameter",
+		},
+		{
+			name: "reused state",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie); r.status != 200 {
+					t.Fatalf("first callback: %d %s", r.status, r.body)
+				}
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			},
+			status: 400, message: "already been used", exchanged: true, consumed: true, authorized: 1,
+		},
+		{
+			name: "expired state",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				h.clock.Advance(StateTTL)
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			},
+			status: 400, message: "expired", consumed: true,
+		},
+		{
+			name: "cross-browser cookie",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, otherBinding)
+			},
+			status: 400, message: "different browser",
+		},
+		{
+			name: "missing cookie",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil)
+			},
+			status: 400, message: "another browser",
+		},
+		{
+			name: "TikTok access_denied",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				q := url.Values{"error": {"access_denied"}, "error_description": {"The user denied <b>access</b>"}, "state": {state}}
+				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
+			},
+			status: 400, message: "The user denied &lt;b&gt;access&lt;/b&gt;", consumed: true,
+		},
+		{
+			name: "TikTok server_error",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				q := url.Values{"error": {"server_error"}, "state": {state}, "auth_code": {sentinelAuthCode}}
+				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
+			},
+			status: 502, message: "TikTok reported an error: server_error", consumed: true,
+		},
+		{
+			name: "missing code",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				return h.do(t, http.MethodGet, "/oauth/callback?state="+state, nil, cookie)
+			},
+			status: 400, message: "no authorization code", consumed: true,
+		},
+		{
+			name: "exchange envelope error",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				return h.do(t, http.MethodGet, callbackURL("stale-code", state), nil, cookie)
+			},
+			status: 502, message: "code 40110: auth_code is invalid (request_id req-1)", exchanged: true, consumed: true,
+		},
+		{
+			name: "exchange HTTP error",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				h.ex.err = &tiktok.APIError{HTTPStatus: 503, Message: "Service Unavailable"}
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			},
+			status: 502, message: "answered HTTP 503", exchanged: true, consumed: true,
+		},
+		{
+			name: "exchange transport error",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				h.ex.err = errors.New("tiktok: Post \"https://tiktok.test/token\": dial tcp: connection refused")
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			},
+			status: 502, message: "could not reach TikTok", exchanged: true, consumed: true,
+		},
+		{
+			name: "store failure",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				h.tok.authErr = errors.New("tokens: disk full")
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			},
+			status: 500, message: "could not store the grant", exchanged: true, consumed: true, authorized: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			state, cookie := h.begin(t, "main")
+			before := len(h.tok.authorizeCalls())
+			r := tt.run(t, h, state, cookie)
+			if r.status != tt.status {
+				t.Errorf("status %d, want %d", r.status, tt.status)
+			}
+			checkHTML(t, r.body)
+			mustContain(t, "error page", r.body, `id="error"`, `href="/authorize"`, tt.message, "Nothing was stored")
+			noSentinels(t, "error page", r.body)
+			noSentinels(t, "log", h.logs.String())
+			if got := len(h.tok.authorizeCalls()); got != tt.authorized || (tt.name != "reused state" && tt.name != "store failure" && got != before) {
+				t.Errorf("Authorize called %d times, want %d", got, tt.authorized)
+			}
+			if got := len(h.ex.exchangeCalls()) > 0; got != tt.exchanged {
+				t.Errorf("exchanged = %v, want %v", got, tt.exchanged)
+			}
+			// Whether the state survives: the real browser retries properly.
+			h.ex.err, h.tok.authErr = nil, nil
+			retry := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			if consumed := retry.status != http.StatusOK; consumed != tt.consumed {
+				t.Errorf("state consumed = %v, want %v (retry %d: %s)", consumed, tt.consumed, retry.status, retry.body)
+			}
+		})
+	}
+}
+
+// A CLI state has no cookie: any browser's callback completes it.
+func TestCallbackCompletesCLIState(t *testing.T) {
+	h := newHarness(t)
+	_, state, err := h.admin.Begin("main", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if len(h.tok.authorizeCalls()) != 1 {
+		t.Errorf("Authorize not called once")
+	}
+}
+
+// A browser state cannot be completed without its binding, even by Complete.
+func TestCompleteRequiresBindingOfBrowserState(t *testing.T) {
+	h := newHarness(t)
+	_, state, err := h.admin.Begin("main", "binding-of-browser-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.admin.Complete(t.Context(), state, "", sentinelAuthCode); !errors.Is(err, errNoBinding) {
+		t.Errorf("Complete without binding: %v, want errNoBinding", err)
+	}
+	if _, err := h.admin.Complete(t.Context(), state, "binding-of-browser-b", sentinelAuthCode); !errors.Is(err, errWrongBinding) {
+		t.Errorf("Complete with other binding: %v, want errWrongBinding", err)
+	}
+	res, err := h.admin.Complete(t.Context(), state, "binding-of-browser-a", sentinelAuthCode)
+	if err != nil || res.Credential != "main" || len(res.Status.Advertisers) != 2 {
+		t.Errorf("Complete with binding: %+v, %v", res, err)
+	}
+}
+
+func TestStateStoreBoundedAndSwept(t *testing.T) {
+	clock := newClock()
+	s := newStateStore(clock.Now)
+	first, _, err := s.mint("main", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range maxStates + 10 {
+		clock.Advance(time.Millisecond)
+		if _, _, err := s.mint("main", "b"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(s.states); n > maxStates {
+		t.Errorf("%d states held, want at most %d", n, maxStates)
+	}
+	if _, ok := s.states[first]; ok {
+		t.Errorf("oldest state was not evicted")
+	}
+	clock.Advance(StateTTL)
+	if _, _, err := s.mint("main", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.states); n != 1 {
+		t.Errorf("%d states after expiry sweep, want 1", n)
+	}
+}
