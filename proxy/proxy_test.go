@@ -1,0 +1,511 @@
+package proxy
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+)
+
+const campaignGet = "/open_api/v1.3/campaign/get/"
+
+func TestProxyErrors(t *testing.T) {
+	clients := func(c *config.Config, _ *Options) {
+		c.Clients = []config.Client{
+			{Name: "ci", Token: "client-secret-1", Credentials: []string{"main"}},
+			{Name: "ops", Token: "client-secret-2", Credentials: []string{"main", "other"}},
+		}
+	}
+	tests := []struct {
+		name       string
+		edit       func(*config.Config, *Options)
+		tokErr     error
+		header     map[string]string
+		code       int
+		status     int
+		retryAfter string
+		message    string // substring of the message
+	}{
+		{name: "not authorized", tokErr: tokens.ErrNotAuthorized, code: 90003, status: 503, message: "open http://127.0.0.1:8081/authorize"},
+		{name: "reauth", tokErr: fmt.Errorf("wrapped: %w", tokens.ErrReauthRequired), code: 90004, status: 503, message: "re-authorize"},
+		{name: "refresh failed", tokErr: &tokens.RefreshError{Credential: "main", RetryAfter: 2500 * time.Millisecond, Err: errors.New("boom")},
+			code: 90005, status: 503, retryAfter: "3"},
+		{name: "client missing", edit: clients, code: 90010, status: 401},
+		{name: "client wrong", edit: clients, header: map[string]string{"Proxy-Authorization": "Bearer nope"}, code: 90010, status: 401},
+		{name: "client malformed", edit: clients, header: map[string]string{"Proxy-Authorization": "Token x"}, code: 90010, status: 401},
+		{name: "client not allowed", edit: clients, header: map[string]string{"Proxy-Authorization": "Bearer client-secret-1", "X-TikTok-Credential": "other"},
+			code: 90010, status: 403, message: `client "ci" may not use credential "other"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil, tc.edit)
+			if tc.tokErr != nil {
+				h.tok.errs["main"] = tc.tokErr
+			}
+			r := httptest.NewRequest(http.MethodGet, campaignGet, nil)
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			w := h.do(r)
+			e := checkProxyError(t, w, tc.code, tc.status)
+			if got := w.Header().Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tc.retryAfter)
+			}
+			if !strings.Contains(e.Message, tc.message) {
+				t.Errorf("message %q does not contain %q", e.Message, tc.message)
+			}
+			if n := len(h.up.requests()); n != 0 {
+				t.Errorf("upstream got %d requests", n)
+			}
+		})
+	}
+}
+
+func TestClientsAllowed(t *testing.T) {
+	h := newHarness(t, nil, func(c *config.Config, _ *Options) {
+		c.Listen = "0.0.0.0:8080"
+		c.Clients = []config.Client{{Name: "ops", Token: "client-secret-2", Credentials: []string{"main", "other"}}}
+	})
+	for _, auth := range []string{"Bearer client-secret-2", "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:client-secret-2"))} {
+		r := httptest.NewRequest(http.MethodGet, campaignGet, nil)
+		r.Header.Set("Proxy-Authorization", auth)
+		if w := h.do(r); w.Code != http.StatusOK {
+			t.Errorf("%s: status %d: %s", strings.Fields(auth)[0], w.Code, w.Body)
+		}
+	}
+	for _, s := range h.up.requests() {
+		if s.Header.Get("Proxy-Authorization") != "" {
+			t.Errorf("Proxy-Authorization forwarded to TikTok")
+		}
+	}
+}
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*config.Config)
+		wantErr string
+	}{
+		{name: "loopback without clients"},
+		{name: "localhost", edit: func(c *config.Config) { c.Listen = "localhost:8080" }},
+		{name: "all interfaces", edit: func(c *config.Config) { c.Listen = "0.0.0.0:8080" }, wantErr: "not a loopback"},
+		{name: "empty host", edit: func(c *config.Config) { c.Listen = ":8080" }, wantErr: "not a loopback"},
+		{name: "non-loopback with clients", edit: func(c *config.Config) {
+			c.Listen = "10.0.0.1:8080"
+			c.Clients = []config.Client{{Name: "a", Token: "t", Credentials: []string{"main"}}}
+		}},
+		{name: "relative base URL", edit: func(c *config.Config) { c.Upstream.BaseURL = "business-api.tiktok.com" }, wantErr: "not an absolute"},
+		{name: "two defaults", edit: func(c *config.Config) { c.Credentials[1].Default = true }, wantErr: "both default"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testConfig("https://business-api.tiktok.com")
+			if tc.edit != nil {
+				tc.edit(c)
+			}
+			_, err := New(Options{Config: c, Tokens: newFakeTokens()})
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("New error = %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestHeadersToUpstream(t *testing.T) {
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "X-Up-Hop")
+		w.Header().Set("X-Up-Hop", "1")
+		w.Header().Set("X-Tt-Logid", "log1")
+		writeEnvelope(w, 0)
+	}, nil)
+	r := httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advMain, nil)
+	r.RemoteAddr = "192.0.2.7:5555"
+	r.Header.Set("Access-Token", "client-own-token")
+	r.Header.Set("Connection", "X-Hop")
+	r.Header.Set("X-Hop", "1")
+	r.Header.Set("X-Forwarded-For", "198.51.100.1")
+	r.Header.Set("Proxy-Authorization", "Bearer x")
+	r.Header.Set("X-TikTok-Credential", "main")
+	r.Header.Set("Business-SDK", "1")
+	w := h.do(r)
+	if w.Code != http.StatusOK {
+		t.Fatalf("status %d", w.Code)
+	}
+	seen := h.up.requests()[0]
+	if got := seen.Header.Values("Access-Token"); len(got) != 1 || got[0] != "tok-main" {
+		t.Errorf("Access-Token = %q, want only the proxy's", got)
+	}
+	for _, k := range []string{"X-Hop", "X-Forwarded-For", "Forwarded", "Proxy-Authorization", "X-TikTok-Credential"} {
+		if v := seen.Header.Get(k); v != "" {
+			t.Errorf("upstream got %s: %q", k, v)
+		}
+	}
+	if seen.Header.Get("Business-SDK") != "1" || seen.RawQuery != "advertiser_id="+advMain {
+		t.Errorf("ordinary header or query lost: %v %q", seen.Header, seen.RawQuery)
+	}
+	if want := strings.TrimPrefix(h.up.URL, "http://"); seen.Host != want {
+		t.Errorf("Host = %q, want %q", seen.Host, want)
+	}
+	if w.Header().Get("X-Up-Hop") != "" || w.Header().Get("X-Tt-Logid") != "log1" {
+		t.Errorf("response headers: %v", w.Header())
+	}
+}
+
+func TestGzipPassthrough(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = io.WriteString(zw, `{"code":40001,"message":"no permission","data":{}}`)
+	_ = zw.Close()
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept-Encoding") != "gzip" {
+			t.Errorf("Accept-Encoding = %q", r.Header.Get("Accept-Encoding"))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		_, _ = w.Write(gz.Bytes())
+	}, nil)
+	srv := httptest.NewServer(h.p)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+campaignGet, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if !bytes.Equal(got, gz.Bytes()) || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("body changed: %q (Content-Encoding %q)", got, resp.Header.Get("Content-Encoding"))
+	}
+	if v := testutil.ToFloat64(h.m.UpstreamAPIErrors.WithLabelValues("main", "40001")); v != 1 {
+		t.Errorf("upstream_api_errors_total{40001} = %v, want 1 (code peeked through gzip)", v)
+	}
+}
+
+func TestStreaming(t *testing.T) {
+	for _, ct := range []string{"text/csv", "application/json"} {
+		t.Run(ct, func(t *testing.T) {
+			release := make(chan struct{})
+			h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", ct)
+				_, _ = io.WriteString(w, `{"code":0,"data":{"rows":[`)
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
+				_, _ = io.WriteString(w, `1]}}`)
+			}, nil)
+			srv := httptest.NewServer(h.p)
+			defer srv.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+campaignGet, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("headers did not arrive before the upstream finished: %v", err)
+			}
+			defer resp.Body.Close()
+			first := make([]byte, len(`{"code":0,"data":{"rows":[`))
+			if _, err := io.ReadFull(resp.Body, first); err != nil {
+				t.Fatalf("first chunk did not arrive before the upstream finished: %v", err)
+			}
+			close(release)
+			rest, _ := io.ReadAll(resp.Body)
+			if got := string(first) + string(rest); got != `{"code":0,"data":{"rows":[1]}}` {
+				t.Errorf("body = %q", got)
+			}
+		})
+	}
+}
+
+func TestClientDisconnectCancelsUpstream(t *testing.T) {
+	arrived, cancelled := make(chan struct{}, 8), make(chan struct{}, 8)
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done()
+		cancelled <- struct{}{}
+	}, nil)
+	srv := httptest.NewServer(h.p)
+	defer srv.Close()
+	// More hang-ups than the breaker's threshold: none may count as a failure.
+	for i := range h.config.Breaker.ConsecutiveFailures + 1 {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+campaignGet, nil)
+		errc := make(chan error, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errc <- err
+		}()
+		waitFor(t, arrived, "request %d to reach upstream", i)
+		cancel()
+		waitFor(t, cancelled, "upstream to see request %d cancelled", i)
+		<-errc
+	}
+	if got := h.p.breakers["main"].cb.State().String(); got != "closed" {
+		t.Errorf("breaker %s after client hang-ups, want closed", got)
+	}
+}
+
+func waitFor(t *testing.T, c <-chan struct{}, format string, args ...any) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for "+format, args...)
+	}
+}
+
+func TestUpstreamFailures(t *testing.T) {
+	t.Run("unreachable 502", func(t *testing.T) {
+		h := newHarness(t, nil, nil)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		h.p.target.Host = addr
+		w := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?secret=SENTINELSECRET", nil))
+		e := checkProxyError(t, w, 90007, 502)
+		if strings.Contains(e.Message, "SENTINEL") || strings.Contains(h.logs.String(), "SENTINEL") {
+			t.Errorf("query leaked: %q / logs", e.Message)
+		}
+	})
+	t.Run("timeout 504", func(t *testing.T) {
+		h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+			func(c *config.Config, _ *Options) { c.Upstream.Timeout = 50 * time.Millisecond })
+		checkProxyError(t, h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)), 90007, 504)
+	})
+}
+
+func TestRetryAfterRejectedToken(t *testing.T) {
+	tests := []struct {
+		name       string
+		code       int
+		rotate     bool
+		body       string
+		ct         string
+		wantCalls  int
+		wantCode   string
+		wantToken  string
+		wantReject int
+	}{
+		{name: "40105 healed", code: 40105, rotate: true, body: `{"advertiser_id":"` + advMain + `"}`, ct: "application/json",
+			wantCalls: 2, wantCode: `"code":0`, wantToken: "tok-new", wantReject: 1},
+		{name: "40102 healed without body", code: 40102, rotate: true, wantCalls: 2, wantCode: `"code":0`, wantToken: "tok-new", wantReject: 1},
+		{name: "not refreshable", code: 40105, rotate: false, wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
+		{name: "body not replayable", code: 40105, rotate: true, body: "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\nxx\r\n--B--\r\n",
+			ct: "multipart/form-data; boundary=B", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Access-Token") == "tok-new" {
+					writeEnvelope(w, 0)
+					return
+				}
+				writeEnvelope(w, tc.code)
+			}, nil)
+			if tc.rotate {
+				h.tok.rotate["main"] = "tok-new"
+			}
+			method, body := http.MethodGet, io.Reader(nil)
+			if tc.body != "" {
+				method, body = http.MethodPost, strings.NewReader(tc.body)
+			}
+			r := httptest.NewRequest(method, "/open_api/v1.3/campaign/create/", body)
+			if tc.ct != "" {
+				r.Header.Set("Content-Type", tc.ct)
+			}
+			w := h.do(r)
+			if w.Code != 200 || !strings.Contains(w.Body.String(), tc.wantCode) {
+				t.Errorf("response %d %s, want %s", w.Code, w.Body, tc.wantCode)
+			}
+			seen := h.up.requests()
+			if len(seen) != tc.wantCalls {
+				t.Fatalf("upstream calls = %d, want %d", len(seen), tc.wantCalls)
+			}
+			last := seen[len(seen)-1]
+			if last.Header.Get("Access-Token") != tc.wantToken || string(last.Body) != tc.body {
+				t.Errorf("last call token %q body %q", last.Header.Get("Access-Token"), last.Body)
+			}
+			if got := h.tok.rejections(); len(got) != tc.wantReject || got[0] != "main/tok-main/"+itoa(tc.code) {
+				t.Errorf("Rejected calls = %q", got)
+			}
+		})
+	}
+}
+
+func TestBreaker(t *testing.T) {
+	failures := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"http 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }},
+		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }},
+		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }},
+		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }},
+	}
+	for _, f := range failures {
+		t.Run(f.name, func(t *testing.T) {
+			healthy := make(chan struct{})
+			h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-healthy:
+					writeEnvelope(w, 0)
+				default:
+					f.handler(w, r)
+				}
+			}, func(c *config.Config, _ *Options) { c.Breaker.OpenTimeout = 300 * time.Millisecond })
+			get := func() *httptest.ResponseRecorder {
+				return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
+			}
+			for range h.config.Breaker.ConsecutiveFailures {
+				if w := get(); w.Header().Get(HeaderError) != "" {
+					t.Fatalf("failure passed as proxy error %s", w.Header().Get(HeaderError))
+				}
+			}
+			if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != 2 {
+				t.Errorf("circuit_breaker_state = %v, want 2", g)
+			}
+			calls := len(h.up.requests())
+			w := get()
+			checkProxyError(t, w, 90006, 503)
+			if w.Header().Get("Retry-After") != "1" {
+				t.Errorf("Retry-After = %q, want 1 (300ms rounded up)", w.Header().Get("Retry-After"))
+			}
+			if len(h.up.requests()) != calls {
+				t.Errorf("upstream called while open")
+			}
+			other := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advOther, nil))
+			if other.Header().Get(HeaderError) != "" {
+				t.Errorf("breaker of main stopped credential other: %d %s", other.Code, other.Body)
+			}
+			close(healthy)
+			deadline := time.Now().Add(10 * time.Second)
+			for get().Header().Get(HeaderError) == "90006" {
+				if time.Now().After(deadline) {
+					t.Fatal("breaker never let a probe through")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != 0 {
+				t.Errorf("circuit_breaker_state after recovery = %v, want 0", g)
+			}
+			if !strings.Contains(h.logs.String(), `"msg":"circuit breaker state changed"`) {
+				t.Errorf("no breaker transition logged")
+			}
+		})
+	}
+}
+
+func TestBreakerIgnoresClientErrors(t *testing.T) {
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 40002) }, nil)
+	for i := range 3 * h.config.Breaker.ConsecutiveFailures {
+		w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
+		if w.Header().Get(HeaderError) != "" || !strings.Contains(w.Body.String(), `"code":40002`) {
+			t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if v := testutil.ToFloat64(h.m.UpstreamAPIErrors.WithLabelValues("main", "40002")); v != float64(3*h.config.Breaker.ConsecutiveFailures) {
+		t.Errorf("upstream_api_errors_total{40002} = %v", v)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := newHarness(t, nil, func(c *config.Config, o *Options) {
+		c.Credentials[0].RateLimit = config.RateLimit{QPS: 0.5, Burst: 1}
+		o.Now = func() time.Time { return now }
+	})
+	if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != 200 {
+		t.Fatalf("first request: %d", w.Code)
+	}
+	w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
+	checkProxyError(t, w, 90012, 429)
+	if w.Header().Get("Retry-After") != "2" {
+		t.Errorf("Retry-After = %q, want 2", w.Header().Get("Retry-After"))
+	}
+	if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advOther, nil)); w.Code != 200 {
+		t.Errorf("credential without rate_limit: %d", w.Code)
+	}
+	if n := len(h.up.requests()); n != 2 {
+		t.Errorf("upstream calls = %d, want 2", n)
+	}
+}
+
+func TestTikTokRateLimitCodes(t *testing.T) {
+	codes := []int{40100, 40016, 40133}
+	i := 0
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		writeEnvelope(w, codes[i%len(codes)])
+		i++
+	}, nil)
+	for range codes {
+		h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advOther, nil))
+	}
+	for _, c := range codes {
+		if v := testutil.ToFloat64(h.m.UpstreamAPIErrors.WithLabelValues("other", itoa(c))); v != 1 {
+			t.Errorf("upstream_api_errors_total{other,%d} = %v, want 1", c, v)
+		}
+	}
+	logs := h.logs.String()
+	if strings.Count(logs, `"msg":"TikTok rate limit hit"`) != 3 || !strings.Contains(logs, `"advertiser_ids":["`+advOther+`"]`) {
+		t.Errorf("rate-limit warnings missing advertiser: %s", logs)
+	}
+}
+
+func TestMetricsAndLogs(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.tok.tokens["main"] = "tok-SENTINEL-ACCESS"
+	r := httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advMain+"&secret=SENTINEL-QUERY", nil)
+	r.Header.Set("Access-Token", "SENTINEL-CLIENT")
+	h.do(r)
+	h.do(httptest.NewRequest(http.MethodGet, "/nope", nil))
+	h.do(httptest.NewRequest("BREW", campaignGet, nil))
+	for _, c := range []struct {
+		cred, method, status string
+		want                 float64
+	}{
+		{"main", "GET", "200", 1},
+		{"none", "GET", "404", 1},
+		{"main", "OTHER", "200", 1},
+	} {
+		if v := testutil.ToFloat64(h.m.Requests.WithLabelValues(c.cred, c.method, c.status)); v != c.want {
+			t.Errorf("requests_total{%s,%s,%s} = %v, want %v", c.cred, c.method, c.status, v, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(h.m.RequestDuration); n != 2 {
+		t.Errorf("request_duration_seconds series = %d, want 2 (main, none)", n)
+	}
+	logs := h.logs.String()
+	if strings.Contains(logs, "SENTINEL") {
+		t.Errorf("a secret reached the logs: %s", logs)
+	}
+	if !strings.Contains(logs, `"path":"`+campaignGet+`"`) || !strings.Contains(logs, `"tiktok_code":0`) ||
+		!strings.Contains(logs, `"proxy_error":90009`) {
+		t.Errorf("request lines incomplete: %s", logs)
+	}
+}
