@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -349,4 +348,15 @@ func noSentinels(t *testing.T, what, text string) {
 	}
 }
 
-var _ = fmt.Sprintf
+
+func httptestRequest(method, target, host string) *http.Request {
+	req := httptest.NewRequest(method, target, nil)
+	req.Host = host
+	return req
+}
+
+func serve(h http.Handler, req *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}

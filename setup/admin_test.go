@@ -1,0 +1,247 @@
+package setup
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+)
+
+func TestAdminToken(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.AdminToken = sentinelAdminToken
+		o.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("# metrics\n")) })
+	})
+	basic := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+sentinelAdminToken))
+	tests := []struct {
+		method, path string
+		protected    bool
+	}{
+		{"GET", "/", true},
+		{"GET", "/authorize", true},
+		{"GET", "/authorize/main", true},
+		{"GET", "/api/credentials", true},
+		{"GET", "/metrics", true},
+		{"POST", "/api/authorize/main", true},
+		{"GET", "/api/authorize/x/wait", true},
+		{"POST", "/api/authorize/x/complete", true},
+		{"GET", "/healthz", false},
+		{"GET", "/readyz", false},
+		{"GET", "/oauth/callback?state=x&auth_code=y", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			cases := []struct {
+				name   string
+				header []string
+				ok     bool
+			}{
+				{"no token", nil, !tt.protected},
+				{"wrong bearer", []string{"Authorization: Bearer wrong"}, !tt.protected},
+				{"token without Bearer", []string{"Authorization: " + sentinelAdminToken}, !tt.protected},
+				{"bearer", []string{"Authorization: Bearer " + sentinelAdminToken}, true},
+				{"basic", []string{basic}, true},
+			}
+			for _, c := range cases {
+				r := h.do(t, tt.method, tt.path, strings.NewReader("{}"), c.header...)
+				if got := r.status != http.StatusUnauthorized; got != c.ok {
+					t.Errorf("%s: status %d, want allowed=%v", c.name, r.status, c.ok)
+				}
+				if r.status == http.StatusUnauthorized && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic ") {
+					t.Errorf("%s: 401 without a Basic challenge", c.name)
+				}
+				noSentinels(t, "response", r.body)
+			}
+		})
+	}
+}
+
+func TestHostCheckWithoutToken(t *testing.T) {
+	h := newHarness(t)
+	for host, ok := range map[string]bool{
+		"127.0.0.1:8081": true, "localhost:8081": true, "[::1]:8081": true, "localhost": true,
+		"127.0.0.2": true, "evil.example:8081": false, "127.0.0.1.evil.example": false, "10.0.0.1:8081": false,
+	} {
+		req := httptestRequest("GET", "/healthz", host)
+		rec := serve(h.admin, req)
+		if got := rec.Code == http.StatusOK; got != ok {
+			t.Errorf("Host %q: status %d, want allowed=%v", host, rec.Code, ok)
+		}
+	}
+	// With an admin token any Host may ask: the token is the protection.
+	ht := newHarness(t, func(o *Options) { o.AdminToken = sentinelAdminToken })
+	if rec := serve(ht.admin, httptestRequest("GET", "/healthz", "proxy.internal:8081")); rec.Code != http.StatusOK {
+		t.Errorf("with token: status %d, want 200", rec.Code)
+	}
+}
+
+func TestNewRefusesOpenNonLoopback(t *testing.T) {
+	_, err := New(Options{Tokens: &fakeTokens{}, Exchanger: &fakeExchanger{}, Loopback: false})
+	if err == nil || !strings.Contains(err.Error(), "admin_token") {
+		t.Errorf("New without token on non-loopback: %v, want an admin_token error", err)
+	}
+	_, err = New(Options{Tokens: &fakeTokens{}, Exchanger: &fakeExchanger{}, Loopback: true,
+		Credentials: []Credential{{Name: "a"}, {Name: "a"}}})
+	if err == nil {
+		t.Errorf("New with a duplicate credential: no error")
+	}
+}
+
+func TestProbesAndRedirects(t *testing.T) {
+	h := newHarness(t)
+	if r := h.do(t, "GET", "/healthz", nil); r.status != 200 || r.body != "ok" {
+		t.Errorf("/healthz = %d %q", r.status, r.body)
+	}
+	if r := h.do(t, "GET", "/readyz", nil); r.status != 200 {
+		t.Errorf("/readyz = %d %q", r.status, r.body)
+	}
+	h.tok.readyErr = errors.New("tokens: store unreachable: connection refused")
+	if r := h.do(t, "GET", "/readyz", nil); r.status != 503 || !strings.Contains(r.body, "store unreachable") {
+		t.Errorf("/readyz with store down = %d %q", r.status, r.body)
+	}
+	if r := h.do(t, "GET", "/", nil); r.status != 302 || r.header.Get("Location") != "/authorize" {
+		t.Errorf("/ = %d Location %q", r.status, r.header.Get("Location"))
+	}
+	if r := h.do(t, "GET", "/metrics", nil); r.status != 404 {
+		t.Errorf("/metrics without a handler = %d, want 404", r.status)
+	}
+	hm := newHarness(t, func(o *Options) {
+		o.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("tiktok_auth_proxy_build_info 1\n")) })
+	})
+	if r := hm.do(t, "GET", "/metrics", nil); r.status != 200 || !strings.Contains(r.body, "build_info") {
+		t.Errorf("/metrics = %d %q", r.status, r.body)
+	}
+}
+
+func TestAuthorizePage(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.BreakerState = func(name string) string {
+			if name == "main" {
+				return "open"
+			}
+			return "closed"
+		}
+		o.Credentials = append(o.Credentials, Credential{Name: "old", Description: "Revoked one", App: testApp("old")})
+	})
+	now := h.clock.Now()
+	h.tok.statuses = map[string]tokens.Status{
+		"main": {
+			Name: "main", Authorized: true, Refreshable: true,
+			Advertisers:      []tokens.Advertiser{{ID: "7012345678901234567", Name: "Acme Shoes"}},
+			Scopes:           []string{"4", "100"},
+			AccessExpiresAt:  now.Add(24*time.Hour - time.Minute),
+			RefreshExpiresAt: now.Add(365 * 24 * time.Hour),
+			AuthorizedAt:     now.Add(-time.Hour),
+			LastRefresh:      tokens.RefreshResult{At: now.Add(-5 * time.Minute), OK: false, Error: "tiktok: code 50000: system error"},
+		},
+		"old": {
+			Name: "old", Authorized: true, ReauthRequired: true, ReauthReason: "refresh token expired",
+			LastRefresh: tokens.RefreshResult{At: now.Add(-2 * time.Hour), OK: true},
+		},
+	}
+	r := h.do(t, "GET", "/authorize", nil)
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	checkHTML(t, r.body)
+	mustContain(t, "page", r.body,
+		`id="authorize-main" href="/authorize/main">Re-authorize`,
+		`id="authorize-shop" href="/authorize/shop">Authorize`,
+		`id="authorize-old" href="/authorize/old">Re-authorize`,
+		"Agency ad accounts", "tiktok_account", "Acme Shoes", "7012345678901234567", "4, 100",
+		"in 23h 59m", "in 365d 0h", "never (long-lived)", "breaker open", "breaker closed",
+		`id="reauth-old"`, "Re-authorization needed", "refresh token expired",
+		"failed 5m ago: tiktok: code 50000: system error", "succeeded 2h 0m ago", "Not authorized",
+	)
+	csp := r.header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "style-src 'sha256-") || strings.Contains(csp, "script-src") {
+		t.Errorf("CSP %q", csp)
+	}
+	if !strings.Contains(r.body, "<style>"+styleSheet+"</style>") {
+		t.Errorf("stylesheet not inlined verbatim, so its CSP hash would not match")
+	}
+	for _, external := range []string{"http://", "https://", "<script"} {
+		for _, line := range strings.Split(r.body, "\n") {
+			if strings.Contains(line, external) && !strings.Contains(line, "127.0.0.1:8080") {
+				t.Errorf("page references %q: %s", external, line)
+			}
+		}
+	}
+}
+
+func TestAPICredentials(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.BreakerState = func(string) string { return "closed" } })
+	state, cookie := h.begin(t, "main")
+	if r := h.do(t, "GET", callbackURL(sentinelAuthCode, state), nil, cookie); r.status != 200 {
+		t.Fatalf("callback %d", r.status)
+	}
+	r := h.do(t, "GET", "/api/credentials", nil)
+	if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("status %d type %q", r.status, r.header.Get("Content-Type"))
+	}
+	noSentinels(t, "/api/credentials", r.body)
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0]["name"] != "main" || got[1]["name"] != "shop" {
+		t.Fatalf("credentials %v, want main then shop", got)
+	}
+	main := got[0]
+	for k, want := range map[string]any{
+		"description": "Agency ad accounts", "kind": "advertiser", "authorized": true,
+		"breaker_state": "closed", "reauthorization_required": false, "access_expires_at": "2026-03-02T12:00:00Z",
+	} {
+		if main[k] != want {
+			t.Errorf("main[%q] = %v, want %v", k, main[k], want)
+		}
+	}
+	if ads, _ := main["advertisers"].([]any); len(ads) != 2 {
+		t.Errorf("main advertisers %v", main["advertisers"])
+	}
+	shop := got[1]
+	if shop["authorized"] != false || shop["kind"] != "tiktok_account" {
+		t.Errorf("shop %v", shop)
+	}
+	if ads, ok := shop["advertisers"].([]any); !ok || len(ads) != 0 {
+		t.Errorf("shop advertisers %v, want []", shop["advertisers"])
+	}
+}
+
+func TestSpan(t *testing.T) {
+	now := newClock().Now()
+	tests := []struct {
+		at   time.Time
+		want string
+	}{
+		{now.Add(24*time.Hour - time.Minute), "in 23h 59m"},
+		{now.Add(24 * time.Hour), "in 24h 0m"},
+		{now.Add(47*time.Hour + 59*time.Minute), "in 47h 59m"},
+		{now.Add(48 * time.Hour), "in 2d 0h"},
+		{now.Add(365 * 24 * time.Hour), "in 365d 0h"},
+		{now.Add(5*time.Minute + 59*time.Second), "in 5m"},
+		{now.Add(30 * time.Second), "in less than a minute"},
+		{now.Add(-90 * time.Minute), "expired 1h 30m ago"},
+		{now.Add(-10 * time.Second), "expired just now"},
+	}
+	for _, tt := range tests {
+		if got := until(now, tt.at); got != tt.want {
+			t.Errorf("until(%v) = %q, want %q", tt.at.Sub(now), got, tt.want)
+		}
+	}
+	st := tokens.Status{Authorized: true}
+	if got := accessExpiry(now, st); got != "never (long-lived)" {
+		t.Errorf("long-lived access = %q", got)
+	}
+	if got := refreshExpiry(now, st); got != "none (not refreshable)" {
+		t.Errorf("long-lived refresh = %q", got)
+	}
+	if got := accessExpiry(now, tokens.Status{}); got != "—" {
+		t.Errorf("unauthorized access = %q", got)
+	}
+}
