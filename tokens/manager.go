@@ -2,7 +2,12 @@ package tokens
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -28,13 +33,20 @@ type API interface {
 // Options tune a Manager. Zero values take the documented defaults.
 type Options struct {
 	// RefreshBefore: refresh an expiring access token this long before it
-	// expires. Default 1h.
+	// expires. Default 1h. The background refresh starts up to a tenth of
+	// it earlier still (jitter, so replicas and credentials spread out), and
+	// never later than half-way through a token's known lifetime, so a
+	// token shorter-lived than RefreshBefore is not refreshed in a loop.
 	RefreshBefore time.Duration
 	// AdvertiserInterval: how often each authorized credential's advertiser
 	// list is fetched again from /oauth2/advertiser/get/. Default 1h.
 	AdvertiserInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// After waits like time.After on the clock Now reads; nil means
+	// time.After. Tests pass a fake clock's After with its Now so the
+	// background loops run days of token life without real waiting.
+	After func(d time.Duration) <-chan time.Time
 	// Metrics receives refresh and expiry metrics; nil disables them.
 	Metrics *metrics.Metrics
 	// Logger; nil means slog.Default().
@@ -57,31 +69,819 @@ type Status struct {
 	ReauthReason     string        `json:"reauthorization_reason,omitempty"`
 }
 
+// Lifecycle constants. They are the behaviour SPEC.md promises ("retried at
+// least every 10 s once expired"), not tuning knobs.
+const (
+	defaultRefreshBefore      = time.Hour
+	defaultAdvertiserInterval = time.Hour
+	// expirySkew: a token this close to its expiry is treated as expired,
+	// since it could lapse on its way to TikTok.
+	expirySkew      = 10 * time.Second
+	backoffMin      = time.Second
+	backoffMax      = 5 * time.Minute
+	expiredRetryMax = 10 * time.Second
+	// refreshTimeout bounds one refresh (lock, TikTok call, store writes).
+	refreshTimeout = time.Minute
+	lockTTL        = refreshTimeout
+	// A current token rejected within freshWindow of being issued, or the
+	// maxRejections-th rejection of current tokens within rejectWindow, is
+	// not refreshed again: TikTok no longer accepts the grant.
+	freshWindow   = time.Minute
+	rejectWindow  = 10 * time.Minute
+	maxRejections = 3
+	// maxCommitTries bounds the compare-and-swap retries of one change.
+	maxCommitTries = 5
+	maxErrorLen    = 300
+)
+
+var (
+	errSuperseded         = errors.New("tokens: record replaced concurrently")
+	errUnchanged          = errors.New("tokens: nothing to store")
+	errClosed             = errors.New("tokens: manager closed")
+	errRefreshedElsewhere = errors.New("tokens: another process holds the refresh lock")
+)
+
 // Manager owns the token lifecycle of every configured credential. All
 // methods are safe for concurrent use.
-type Manager struct{}
+type Manager struct {
+	store         Store
+	api           API
+	refreshBefore time.Duration
+	advInterval   time.Duration
+	now           func() time.Time
+	after         func(time.Duration) <-chan time.Time
+	metrics       *metrics.Metrics
+	log           *slog.Logger
+
+	sources []*Source // config order
+	byName  map[string]*Source
+
+	// index maps advertiser id to credential name; read on every proxied
+	// request, rebuilt whenever a record changes.
+	idxMu sync.RWMutex
+	index map[string]string
+
+	// ctx bounds every refresh and loop; Close cancels it.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	mu        sync.Mutex // guards closed and wg.Add against Close's Wait
+	closed    bool
+	wg        sync.WaitGroup
+	startOnce sync.Once
+}
+
+// Source is one credential's token source. It implements
+// oauth2.TokenSource; it is safe for concurrent use.
+type Source struct {
+	m    *Manager
+	cred Credential
+
+	mu          sync.Mutex
+	rec         *Record       // nil: not authorized
+	jitter      float64       // fraction of RefreshBefore, up to 0.1, by which this record is refreshed earlier
+	failures    int           // consecutive failed refreshes
+	nextAttempt time.Time     // no refresh before this after a failure
+	lastErr     error         // the latest refresh failure, shared with callers during backoff
+	pending     *pendingGrant // a grant TikTok issued that is not yet stored
+	flight      *flight       // the refresh in progress, joined by every caller
+	rejections  []time.Time   // rejections of current tokens within rejectWindow
+	wake        chan struct{} // tells the refresh loop the schedule changed
+}
+
+// flight is one refresh shared by every caller that needs it.
+type flight struct {
+	done chan struct{}
+	rec  *Record
+	err  error
+}
+
+// pendingGrant is a refresh response whose storing failed. TikTok may
+// already have invalidated the old refresh token, so the next attempt
+// stores this grant rather than asking TikTok again.
+type pendingGrant struct {
+	grant *tiktok.Grant
+	at    time.Time
+	from  string // the refresh token it was obtained with
+}
 
 // NewManager loads every credential's record from store.
 func NewManager(ctx context.Context, store Store, creds []Credential, api API, opts Options) (*Manager, error) {
-	return &Manager{}, nil
+	if store == nil || api == nil {
+		return nil, errors.New("tokens: NewManager needs a store and an API")
+	}
+	m := &Manager{
+		store:         store,
+		api:           api,
+		refreshBefore: opts.RefreshBefore,
+		advInterval:   opts.AdvertiserInterval,
+		now:           opts.Now,
+		after:         opts.After,
+		metrics:       opts.Metrics,
+		log:           opts.Logger,
+		byName:        make(map[string]*Source, len(creds)),
+	}
+	if m.refreshBefore <= 0 {
+		m.refreshBefore = defaultRefreshBefore
+	}
+	if m.advInterval <= 0 {
+		m.advInterval = defaultAdvertiserInterval
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.after == nil {
+		m.after = time.After
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	for _, c := range creds {
+		if c.Name == "" {
+			return nil, errors.New("tokens: credential without a name")
+		}
+		if _, dup := m.byName[c.Name]; dup {
+			return nil, fmt.Errorf("tokens: credential %q configured twice", c.Name)
+		}
+		rec, err := store.Get(ctx, c.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			rec = nil
+		case err != nil:
+			return nil, fmt.Errorf("tokens: loading credential %q: %w", c.Name, err)
+		}
+		s := &Source{m: m, cred: c, rec: rec, wake: make(chan struct{}, 1)}
+		s.jitter = m.pickJitter()
+		m.sources = append(m.sources, s)
+		m.byName[c.Name] = s
+		s.reportState(rec)
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.reindex()
+	return m, nil
 }
 
 // Start launches the background refresh-ahead and advertiser-listing loops;
 // it returns at once. They stop when ctx ends or Close is called.
-func (m *Manager) Start(ctx context.Context) {}
+func (m *Manager) Start(ctx context.Context) {
+	m.startOnce.Do(func() {
+		loopCtx, cancel := context.WithCancel(ctx)
+		context.AfterFunc(m.ctx, cancel)
+		for _, s := range m.sources {
+			for _, loop := range []func(context.Context){s.refreshLoop, s.advertiserLoop} {
+				if !m.track() {
+					return
+				}
+				go func() {
+					defer m.wg.Done()
+					loop(loopCtx)
+				}()
+			}
+		}
+	})
+}
 
-// Close stops the background loops and waits for them.
-func (m *Manager) Close() error { return nil }
+// Close stops the background loops and any refresh in progress and waits
+// for them. Token keeps serving still-valid tokens afterwards but no longer
+// refreshes. The store is the caller's to close.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// track registers a goroutine with Close; false once closed.
+func (m *Manager) track() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	return true
+}
 
 // Source returns the credential's oauth2.TokenSource (nil for an unknown name).
-func (m *Manager) Source(name string) oauth2.TokenSource { return nil }
+func (m *Manager) Source(name string) oauth2.TokenSource {
+	s, ok := m.byName[name]
+	if !ok {
+		return nil
+	}
+	return s
+}
 
 // Token returns a valid access token for the credential. It never waits
 // for a proactive refresh; a token already expired is refreshed once for all
 // waiting callers. Errors: ErrUnknownCredential, ErrNotAuthorized,
 // ErrReauthRequired, *RefreshError.
 func (m *Manager) Token(ctx context.Context, name string) (string, error) {
-	return "", ErrNotAuthorized
+	s, ok := m.byName[name]
+	if !ok {
+		return "", fmt.Errorf("%w: %q", ErrUnknownCredential, name)
+	}
+	return s.accessToken(ctx)
+}
+
+// Token implements oauth2.TokenSource. TikTok expects the token in the
+// Access-Token header, not as a Bearer Authorization header, so use
+// AccessToken of the result rather than oauth2.Transport.
+func (s *Source) Token() (*oauth2.Token, error) {
+	tok, err := s.accessToken(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	var exp time.Time
+	if s.rec != nil && s.rec.AccessToken == tok {
+		exp = s.rec.AccessExpiresAt
+	}
+	s.mu.Unlock()
+	return &oauth2.Token{AccessToken: tok, Expiry: exp}, nil
+}
+
+func (s *Source) accessToken(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	rec := s.rec
+	now := s.m.now()
+	switch {
+	case rec == nil:
+		s.mu.Unlock()
+		return "", fmt.Errorf("%w: %q", ErrNotAuthorized, s.cred.Name)
+	case rec.ReauthRequired:
+		s.mu.Unlock()
+		return "", &ReauthError{Credential: s.cred.Name, Reason: rec.ReauthReason}
+	case usable(rec, now):
+		s.mu.Unlock()
+		return rec.AccessToken, nil
+	case !rec.Refreshable():
+		s.mu.Unlock()
+		return "", s.markReauth(ctx, rec.AccessToken, "the access token expired and there is no refresh token")
+	case s.inBackoff(now):
+		err := s.refreshErrorLocked(now)
+		s.mu.Unlock()
+		return "", err
+	}
+	f := s.startFlightLocked()
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return "", fmt.Errorf("tokens: waiting for the refresh of %q: %w", s.cred.Name, ctx.Err())
+	}
+	if f.err != nil {
+		var re *ReauthError
+		if errors.As(f.err, &re) {
+			return "", re
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return "", s.refreshErrorLocked(s.m.now())
+	}
+	if f.rec == nil || f.rec.ReauthRequired || !usable(f.rec, s.m.now()) {
+		// Another writer replaced the record while we refreshed; ask again
+		// once, without starting a second refresh.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		rec := s.rec
+		switch {
+		case rec == nil:
+			return "", fmt.Errorf("%w: %q", ErrNotAuthorized, s.cred.Name)
+		case rec.ReauthRequired:
+			return "", &ReauthError{Credential: s.cred.Name, Reason: rec.ReauthReason}
+		case usable(rec, s.m.now()):
+			return rec.AccessToken, nil
+		}
+		return "", s.refreshErrorLocked(s.m.now())
+	}
+	return f.rec.AccessToken, nil
+}
+
+// usable reports whether r's access token can still be sent to TikTok.
+func usable(r *Record, now time.Time) bool {
+	return r.AccessToken != "" && (r.AccessExpiresAt.IsZero() || now.Add(expirySkew).Before(r.AccessExpiresAt))
+}
+
+func (s *Source) inBackoff(now time.Time) bool {
+	return s.lastErr != nil && now.Before(s.nextAttempt)
+}
+
+func (s *Source) refreshErrorLocked(now time.Time) error {
+	retry := s.nextAttempt.Sub(now)
+	if retry < 0 {
+		retry = 0
+	}
+	err := s.lastErr
+	if err == nil {
+		err = errors.New("no usable token after refresh")
+	}
+	return &RefreshError{Credential: s.cred.Name, RetryAfter: retry, Err: err}
+}
+
+// startFlightLocked returns the refresh in progress or starts one. s.mu
+// must be held.
+func (s *Source) startFlightLocked() *flight {
+	if s.flight != nil {
+		return s.flight
+	}
+	f := &flight{done: make(chan struct{})}
+	if !s.m.track() {
+		f.err = errClosed
+		close(f.done)
+		return f
+	}
+	s.flight = f
+	go func() {
+		defer s.m.wg.Done()
+		rec, err := s.refresh()
+		s.mu.Lock()
+		s.flight = nil
+		s.mu.Unlock()
+		f.rec, f.err = rec, err
+		close(f.done)
+	}()
+	return f
+}
+
+// refresh renews the current access token. It runs only inside a flight,
+// so at most one refresh per credential is in progress in this process.
+func (s *Source) refresh() (*Record, error) {
+	ctx, cancel := context.WithTimeout(s.m.ctx, refreshTimeout)
+	defer cancel()
+	name := s.cred.Name
+	cur := s.current()
+	if cur == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNotAuthorized, name)
+	}
+	used := cur.AccessToken
+
+	// Another replica (or Authorize) may have renewed the token already.
+	latest, err := s.reload(ctx)
+	if err != nil {
+		return nil, s.fail(ctx, used, err)
+	}
+	if latest == nil || latest.AccessToken != used || latest.ReauthRequired {
+		return latest, nil
+	}
+	if l, ok := s.m.store.(Locker); ok {
+		unlock, got, err := l.TryLock(ctx, name, lockTTL)
+		if err != nil {
+			return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lock: %w", err))
+		}
+		if !got {
+			return nil, s.fail(ctx, used, errRefreshedElsewhere)
+		}
+		defer unlock()
+		if latest, err = s.reload(ctx); err != nil {
+			return nil, s.fail(ctx, used, err)
+		}
+		if latest == nil || latest.AccessToken != used || latest.ReauthRequired {
+			return latest, nil
+		}
+	}
+	cur = latest
+	now := s.m.now()
+	if !cur.RefreshExpiresAt.IsZero() && !now.Before(cur.RefreshExpiresAt) {
+		return nil, s.markReauth(ctx, used, fmt.Sprintf("the refresh token expired at %s", cur.RefreshExpiresAt.UTC().Format(time.RFC3339)))
+	}
+
+	s.mu.Lock()
+	p := s.pending
+	s.mu.Unlock()
+	if p == nil || p.from != cur.RefreshToken {
+		start := time.Now()
+		g, err := s.m.api.Refresh(ctx, s.cred.App, cur.RefreshToken)
+		s.m.metrics.Refresh(name, err == nil && g != nil && g.AccessToken != "", time.Since(start))
+		var apiErr *tiktok.APIError
+		switch {
+		case errors.As(err, &apiErr) && (apiErr.Code == tiktok.CodeRefreshTokenExpired || apiErr.Code == tiktok.CodeRefreshTokenInvalid):
+			return nil, s.markReauth(ctx, used, fmt.Sprintf("TikTok refused the refresh token (code %d: %s)", apiErr.Code, apiErr.Message))
+		case err != nil:
+			return nil, s.fail(ctx, used, err)
+		case g == nil || g.AccessToken == "":
+			return nil, s.fail(ctx, used, errors.New("tokens: refresh response without an access token"))
+		}
+		p = &pendingGrant{grant: g, at: s.m.now(), from: cur.RefreshToken}
+		s.mu.Lock()
+		s.pending = p
+		s.mu.Unlock()
+	}
+
+	// The new refresh token is durable before the new access token is
+	// handed out: a crash from here on loses nothing.
+	stored, err := s.commit(ctx, func(latest *Record) (*Record, error) {
+		if latest == nil || latest.RefreshToken != p.from || latest.ReauthRequired {
+			return nil, errSuperseded
+		}
+		return s.applyGrant(latest, p.grant, p.at), nil
+	})
+	if errors.Is(err, errSuperseded) {
+		s.mu.Lock()
+		s.pending = nil
+		s.mu.Unlock()
+		return s.current(), nil
+	}
+	if err != nil {
+		return nil, s.fail(ctx, used, fmt.Errorf("tokens: storing the refreshed token: %w", err))
+	}
+	s.mu.Lock()
+	s.pending = nil
+	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	s.mu.Unlock()
+	s.m.log.Info("token refreshed", "credential", name,
+		"access_expires_at", stored.AccessExpiresAt, "refresh_token_rotated", p.grant.RefreshToken != "" && p.grant.RefreshToken != p.from)
+	return stored, nil
+}
+
+// applyGrant is latest with the refreshed tokens of g, obtained at at.
+func (s *Source) applyGrant(latest *Record, g *tiktok.Grant, at time.Time) *Record {
+	r := latest.Clone()
+	r.AccessToken = g.AccessToken
+	r.AccessExpiresAt = time.Time{}
+	if g.ExpiresIn > 0 {
+		r.AccessExpiresAt = at.Add(g.ExpiresIn)
+	}
+	if g.RefreshToken != "" && g.RefreshToken != r.RefreshToken {
+		r.RefreshToken = g.RefreshToken
+		r.RefreshExpiresAt = time.Time{} // a new token's expiry is unknown unless given
+	}
+	if g.RefreshExpiresIn > 0 {
+		r.RefreshExpiresAt = at.Add(g.RefreshExpiresIn)
+	}
+	if len(g.Scopes) > 0 {
+		r.Scopes = slices.Clone(g.Scopes)
+	}
+	if g.OpenID != "" {
+		r.OpenID = g.OpenID
+	}
+	r.Advertisers = mergeAdvertisers(r.Advertisers, append(advertiserIDs(r.Advertisers), g.AdvertiserIDs...))
+	r.LastRefresh = RefreshResult{At: at, OK: true}
+	r.ReauthRequired, r.ReauthReason = false, ""
+	return r
+}
+
+// fail records a failed refresh of the token used and schedules the next
+// attempt. It returns err for the flight's callers.
+func (s *Source) fail(ctx context.Context, used string, err error) error {
+	name := s.cred.Name
+	now := s.m.now()
+	s.mu.Lock()
+	if s.rec == nil || s.rec.AccessToken != used {
+		// The grant changed meanwhile (Authorize); its schedule is fresh.
+		s.mu.Unlock()
+		return err
+	}
+	s.failures++
+	delay := backoff(s.failures)
+	if exp := s.rec.AccessExpiresAt; !exp.IsZero() {
+		left := exp.Sub(now) - expirySkew
+		switch {
+		case left <= 0:
+			delay = min(delay, expiredRetryMax)
+		case delay > left:
+			// Try again as the token lapses rather than leave a gap.
+			delay = left
+		}
+	}
+	s.nextAttempt = now.Add(delay)
+	s.lastErr = err
+	failures := s.failures
+	expires := s.rec.AccessExpiresAt
+	s.mu.Unlock()
+	s.poke()
+	s.m.log.Warn("token refresh failed", "credential", name, "error", err.Error(),
+		"attempt", failures, "retry_in", delay.String(), "access_expires_at", expires)
+
+	msg := err.Error()
+	if len(msg) > maxErrorLen {
+		msg = msg[:maxErrorLen]
+	}
+	_, cerr := s.commit(ctx, func(latest *Record) (*Record, error) {
+		if latest == nil || latest.AccessToken != used {
+			return nil, errSuperseded
+		}
+		r := latest.Clone()
+		r.LastRefresh = RefreshResult{At: now, OK: false, Error: msg}
+		return r, nil
+	})
+	if cerr != nil && !errors.Is(cerr, errSuperseded) {
+		s.m.log.Warn("storing the refresh failure failed", "credential", name, "error", cerr.Error())
+	}
+	return err
+}
+
+// backoff is the jittered delay after n consecutive failures: 1s, 2s, 4s …
+// up to 5m, each drawn from its upper half so callers do not synchronise.
+func backoff(n int) time.Duration {
+	d := backoffMax
+	if n < 20 {
+		d = min(backoffMin<<(n-1), backoffMax)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// markReauth records that the credential must be authorized again, unless
+// its access token is no longer used (the grant was replaced meanwhile).
+// It returns the *ReauthError for callers.
+func (s *Source) markReauth(ctx context.Context, used, reason string) error {
+	name := s.cred.Name
+	now := s.m.now()
+	_, err := s.commit(ctx, func(latest *Record) (*Record, error) {
+		if latest == nil || latest.AccessToken != used {
+			return nil, errSuperseded
+		}
+		if latest.ReauthRequired {
+			return nil, errUnchanged
+		}
+		r := latest.Clone()
+		r.ReauthRequired, r.ReauthReason = true, reason
+		r.LastRefresh = RefreshResult{At: now, OK: false, Error: reason}
+		return r, nil
+	})
+	switch {
+	case errors.Is(err, errSuperseded):
+		cur := s.current()
+		if cur != nil && cur.ReauthRequired {
+			return &ReauthError{Credential: name, Reason: cur.ReauthReason}
+		}
+		return fmt.Errorf("tokens: credential %q was re-authorized meanwhile, try again", name)
+	case errors.Is(err, errUnchanged):
+		return &ReauthError{Credential: name, Reason: s.current().ReauthReason}
+	case err != nil:
+		// Not durable, but this process must stop using the grant anyway;
+		// after a restart the same answer from TikTok marks it again.
+		s.m.log.Warn("storing the re-authorization flag failed", "credential", name, "error", err.Error())
+		s.mu.Lock()
+		if s.rec != nil && s.rec.AccessToken == used {
+			r := s.rec.Clone()
+			r.ReauthRequired, r.ReauthReason = true, reason
+			s.rec = r
+		}
+		s.mu.Unlock()
+		s.reportState(s.current())
+	}
+	s.m.log.Error("credential needs re-authorization", "credential", name, "reason", reason)
+	return &ReauthError{Credential: name, Reason: reason}
+}
+
+// commit applies mutate to the newest stored record and stores the result
+// with a compare-and-swap, re-reading and re-applying on conflict, so a
+// change never overwrites a newer record it has not seen. mutate may return
+// errSuperseded or errUnchanged to store nothing.
+func (s *Source) commit(ctx context.Context, mutate func(latest *Record) (*Record, error)) (*Record, error) {
+	cur := s.current()
+	for range maxCommitTries {
+		next, err := mutate(cur)
+		if err != nil {
+			return nil, err
+		}
+		var expect uint64
+		if cur != nil {
+			expect = cur.Generation
+		}
+		next.Credential = s.cred.Name
+		err = s.m.store.Put(ctx, next, expect)
+		if err == nil {
+			s.adopt(next)
+			return next.Clone(), nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, err
+		}
+		if cur, err = s.reload(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("tokens: credential %q changed %d times while being stored: %w", s.cred.Name, maxCommitTries, ErrConflict)
+}
+
+// reload reads the stored record, adopts it and returns it (nil: none).
+func (s *Source) reload(ctx context.Context) (*Record, error) {
+	rec, err := s.m.store.Get(ctx, s.cred.Name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		rec = nil
+	case err != nil:
+		return nil, fmt.Errorf("tokens: reading credential %q: %w", s.cred.Name, err)
+	}
+	s.adopt(rec)
+	return rec.Clone(), nil
+}
+
+// adopt makes rec the in-memory record when it is newer. A nil rec means
+// the store holds none.
+func (s *Source) adopt(rec *Record) {
+	s.mu.Lock()
+	old := s.rec
+	switch {
+	case rec == nil && old == nil:
+		s.mu.Unlock()
+		return
+	case rec != nil && old != nil && rec.Generation <= old.Generation:
+		s.mu.Unlock()
+		return
+	}
+	s.rec = rec.Clone()
+	if rec == nil || old == nil || rec.AccessToken != old.AccessToken || (old.ReauthRequired && !rec.ReauthRequired) {
+		s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+		s.jitter = s.m.pickJitter()
+	}
+	s.mu.Unlock()
+	s.reportState(rec)
+	s.m.reindex()
+	s.poke()
+}
+
+func (s *Source) current() *Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rec.Clone()
+}
+
+func (s *Source) reportState(rec *Record) {
+	if rec == nil {
+		s.m.metrics.CredentialState(s.cred.Name, false, false, time.Time{}, time.Time{})
+		return
+	}
+	s.m.metrics.CredentialState(s.cred.Name, rec.AccessToken != "", rec.ReauthRequired, rec.AccessExpiresAt, rec.RefreshExpiresAt)
+}
+
+// poke wakes the refresh loop so it recomputes its schedule.
+func (s *Source) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) pickJitter() float64 {
+	return rand.Float64() / 10
+}
+
+// refreshLoop refreshes the token ahead of its expiry and retries failed
+// refreshes when their backoff is due, until ctx ends.
+func (s *Source) refreshLoop(ctx context.Context) {
+	for {
+		var due <-chan time.Time
+		if d, ok := s.nextRefreshIn(); ok {
+			due = s.m.after(d)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-due:
+			s.mu.Lock()
+			f := s.startFlightLocked()
+			s.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// nextRefreshIn is how long until the next background refresh; ok is false
+// when none is due (not authorized, long-lived, re-authorization needed).
+func (s *Source) nextRefreshIn() (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.rec
+	if rec == nil || rec.ReauthRequired || !rec.Refreshable() {
+		return 0, false
+	}
+	var at time.Time
+	if s.lastErr != nil {
+		at = s.nextAttempt
+	} else {
+		before := s.m.effectiveBefore(rec)
+		at = rec.AccessExpiresAt.Add(-before - time.Duration(float64(before)*s.jitter))
+	}
+	return max(at.Sub(s.m.now()), 0), true
+}
+
+// effectiveBefore is RefreshBefore, capped at half the token's lifetime
+// when the time it was issued is known.
+func (m *Manager) effectiveBefore(rec *Record) time.Duration {
+	issued := rec.AuthorizedAt
+	if rec.LastRefresh.OK && rec.LastRefresh.At.After(issued) {
+		issued = rec.LastRefresh.At
+	}
+	before := m.refreshBefore
+	if !issued.IsZero() {
+		if life := rec.AccessExpiresAt.Sub(issued); life > 0 && before > life/2 {
+			before = life / 2
+		}
+	}
+	return before
+}
+
+// advertiserLoop lists the credential's advertisers now and every
+// AdvertiserInterval until ctx ends.
+func (s *Source) advertiserLoop(ctx context.Context) {
+	for {
+		s.listAdvertisers(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.m.after(s.m.advInterval):
+		}
+	}
+}
+
+// listAdvertisers fetches the advertisers the token may act for and stores
+// them when they changed. Failures are logged: the known list stays.
+func (s *Source) listAdvertisers(ctx context.Context) {
+	s.mu.Lock()
+	rec := s.rec
+	ok := rec != nil && !rec.ReauthRequired && usable(rec, s.m.now())
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	used := rec.AccessToken
+	list, err := s.m.api.Advertisers(ctx, s.cred.App, used)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.m.log.Warn("listing advertisers failed", "credential", s.cred.Name, "error", err.Error())
+		}
+		return
+	}
+	named := make([]Advertiser, 0, len(list))
+	ids := make([]string, 0, len(list)+len(s.cred.AdvertiserIDs))
+	for _, a := range list {
+		named = append(named, Advertiser{ID: a.ID, Name: a.Name})
+		ids = append(ids, a.ID)
+	}
+	ids = append(ids, s.cred.AdvertiserIDs...)
+	_, err = s.commit(ctx, func(latest *Record) (*Record, error) {
+		if latest == nil || latest.AccessToken != used {
+			return nil, errSuperseded
+		}
+		advs := mergeAdvertisers(append(named, latest.Advertisers...), ids)
+		if slices.Equal(advs, latest.Advertisers) {
+			return nil, errUnchanged
+		}
+		r := latest.Clone()
+		r.Advertisers = advs
+		return r, nil
+	})
+	if err != nil && !errors.Is(err, errSuperseded) && !errors.Is(err, errUnchanged) {
+		s.m.log.Warn("storing the advertiser list failed", "credential", s.cred.Name, "error", err.Error())
+	}
+}
+
+// mergeAdvertisers lists ids once each, in order, named from known.
+func mergeAdvertisers(known []Advertiser, ids []string) []Advertiser {
+	names := make(map[string]string, len(known))
+	for _, a := range known {
+		if a.Name != "" && names[a.ID] == "" {
+			names[a.ID] = a.Name
+		}
+	}
+	out := make([]Advertiser, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if id == "" || seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, Advertiser{ID: id, Name: names[id]})
+	}
+	return out
+}
+
+func advertiserIDs(ads []Advertiser) []string {
+	ids := make([]string, len(ads))
+	for i, a := range ads {
+		ids[i] = a.ID
+	}
+	return ids
+}
+
+// reindex rebuilds the advertiser → credential map. The first credential
+// in config order wins an advertiser both claim.
+func (m *Manager) reindex() {
+	m.idxMu.Lock()
+	defer m.idxMu.Unlock()
+	idx := make(map[string]string)
+	for _, s := range m.sources {
+		s.mu.Lock()
+		ids := slices.Clone(s.cred.AdvertiserIDs)
+		if s.rec != nil {
+			ids = append(ids, advertiserIDs(s.rec.Advertisers)...)
+		}
+		s.mu.Unlock()
+		for _, id := range ids {
+			if _, taken := idx[id]; !taken {
+				idx[id] = s.cred.Name
+			}
+		}
+	}
+	m.index = idx
 }
 
 // Rejected reports that TikTok answered code (40105 or 40102) to a request
@@ -91,25 +891,159 @@ func (m *Manager) Token(ctx context.Context, name string) (string, error) {
 // of fresh tokens, or a non-refreshable credential, mark re-authorization
 // required.
 func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (retry bool) {
-	return false
+	if code != tiktok.CodeTokenInvalid && code != tiktok.CodeTokenExpired {
+		return false
+	}
+	s, ok := m.byName[name]
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	rec := s.rec
+	now := m.now()
+	if rec == nil || rec.ReauthRequired {
+		s.mu.Unlock()
+		return false
+	}
+	if rec.AccessToken != token {
+		// Already replaced, typically by the forced refresh of a concurrent
+		// rejection.
+		s.mu.Unlock()
+		return usable(rec, now)
+	}
+	f := s.flight
+	if f == nil {
+		s.rejections = append(slices.DeleteFunc(s.rejections, func(t time.Time) bool {
+			return now.Sub(t) >= rejectWindow
+		}), now)
+		reason := ""
+		switch {
+		case !rec.Refreshable():
+			reason = fmt.Sprintf("TikTok rejected the access token (code %d) and it cannot be refreshed", code)
+		case len(s.rejections) >= maxRejections:
+			reason = fmt.Sprintf("TikTok rejected %d access tokens within %s (code %d)", len(s.rejections), rejectWindow, code)
+		case now.Sub(issuedAt(rec)) < freshWindow:
+			reason = fmt.Sprintf("TikTok rejected a just-issued access token (code %d)", code)
+		}
+		if reason != "" {
+			s.mu.Unlock()
+			_ = s.markReauth(ctx, token, reason)
+			return false
+		}
+		if s.inBackoff(now) {
+			s.mu.Unlock()
+			return false
+		}
+		m.log.Warn("TikTok rejected the access token, refreshing", "credential", name, "code", code)
+		f = s.startFlightLocked()
+	}
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return false
+	}
+	if f.err != nil {
+		return false
+	}
+	cur := s.current()
+	return cur != nil && !cur.ReauthRequired && cur.AccessToken != token && usable(cur, m.now())
+}
+
+// issuedAt is when rec's access token was obtained, as far as is known.
+func issuedAt(rec *Record) time.Time {
+	if rec.LastRefresh.OK && rec.LastRefresh.At.After(rec.AuthorizedAt) {
+		return rec.LastRefresh.At
+	}
+	return rec.AuthorizedAt
 }
 
 // Authorize stores a new grant for the credential, replacing any old one
 // atomically and clearing re-authorization, then fetches its advertiser
 // names. It returns the stored state.
 func (m *Manager) Authorize(ctx context.Context, name string, g *tiktok.Grant) (Status, error) {
-	return Status{}, nil
+	s, ok := m.byName[name]
+	if !ok {
+		return Status{}, fmt.Errorf("%w: %q", ErrUnknownCredential, name)
+	}
+	if g == nil || g.AccessToken == "" {
+		return Status{}, fmt.Errorf("tokens: authorizing %q: grant without an access token", name)
+	}
+	now := m.now()
+	fresh := &Record{
+		Credential:   name,
+		AccessToken:  g.AccessToken,
+		RefreshToken: g.RefreshToken,
+		Scopes:       slices.Clone(g.Scopes),
+		OpenID:       g.OpenID,
+		AuthorizedAt: now,
+	}
+	if g.ExpiresIn > 0 {
+		fresh.AccessExpiresAt = now.Add(g.ExpiresIn)
+	}
+	if g.RefreshToken != "" && g.RefreshExpiresIn > 0 {
+		fresh.RefreshExpiresAt = now.Add(g.RefreshExpiresIn)
+	}
+	ids := append(slices.Clone(g.AdvertiserIDs), s.cred.AdvertiserIDs...)
+	stored, err := s.commit(ctx, func(latest *Record) (*Record, error) {
+		r := fresh.Clone()
+		var known []Advertiser
+		if latest != nil {
+			known = latest.Advertisers
+		}
+		r.Advertisers = mergeAdvertisers(known, ids)
+		return r, nil
+	})
+	if err != nil {
+		return Status{}, fmt.Errorf("tokens: storing the grant for %q: %w", name, err)
+	}
+	s.mu.Lock()
+	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	s.pending = nil
+	s.rejections = nil
+	s.mu.Unlock()
+	s.poke()
+	m.log.Info("credential authorized", "credential", name, "advertisers", len(stored.Advertisers),
+		"scopes", stored.Scopes, "access_expires_at", stored.AccessExpiresAt, "refreshable", stored.Refreshable())
+	s.listAdvertisers(ctx)
+	return s.status(), nil
+}
+
+func (s *Source) status() Status {
+	return StatusFromRecord(s.cred.Name, s.current())
 }
 
 // Status returns the credential's current state.
-func (m *Manager) Status(name string) (Status, error) { return Status{}, ErrUnknownCredential }
+func (m *Manager) Status(name string) (Status, error) {
+	s, ok := m.byName[name]
+	if !ok {
+		return Status{}, fmt.Errorf("%w: %q", ErrUnknownCredential, name)
+	}
+	return s.status(), nil
+}
 
 // Statuses returns every configured credential's state, in config order.
-func (m *Manager) Statuses() []Status { return nil }
+func (m *Manager) Statuses() []Status {
+	out := make([]Status, len(m.sources))
+	for i, s := range m.sources {
+		out[i] = s.status()
+	}
+	return out
+}
 
 // CredentialFor returns the credential that owns advertiserID: from config,
 // the grant, or the periodic advertiser listing.
-func (m *Manager) CredentialFor(advertiserID string) (name string, ok bool) { return "", false }
+func (m *Manager) CredentialFor(advertiserID string) (name string, ok bool) {
+	m.idxMu.RLock()
+	defer m.idxMu.RUnlock()
+	name, ok = m.index[advertiserID]
+	return name, ok
+}
 
 // Ready reports whether the store is reachable.
-func (m *Manager) Ready(ctx context.Context) error { return nil }
+func (m *Manager) Ready(ctx context.Context) error {
+	if err := m.store.Ping(ctx); err != nil {
+		return fmt.Errorf("tokens: store not ready: %w", err)
+	}
+	return nil
+}
