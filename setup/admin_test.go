@@ -111,7 +111,9 @@ func TestProbesAndRedirects(t *testing.T) {
 		t.Errorf("/metrics without a handler = %d, want 404", r.status)
 	}
 	hm := newHarness(t, func(o *Options) {
-		o.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("tiktok_auth_proxy_build_info 1\n")) })
+		o.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte("tiktok_auth_proxy_build_info 1\n"))
+		})
 	})
 	if r := hm.do(t, "GET", "/metrics", nil); r.status != 200 || !strings.Contains(r.body, "build_info") {
 		t.Errorf("/metrics = %d %q", r.status, r.body)

@@ -348,7 +348,6 @@ func noSentinels(t *testing.T, what, text string) {
 	}
 }
 
-
 func httptestRequest(method, target, host string) *http.Request {
 	req := httptest.NewRequest(method, target, nil)
 	req.Host = host
