@@ -17,6 +17,7 @@ import (
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
 // fakeTokens is a Tokens with fixed answers.
@@ -225,3 +226,6 @@ func multipartBody(boundary string, parts ...string) string {
 	b.WriteString("--" + boundary + "--\r\n")
 	return b.String()
 }
+
+// The token manager is what cmd passes as Options.Tokens.
+var _ Tokens = (*tokens.Manager)(nil)

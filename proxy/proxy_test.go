@@ -367,6 +367,12 @@ func TestBreaker(t *testing.T) {
 		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }},
 		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }},
 		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }},
+		{"connection dropped", func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}},
 	}
 	for _, f := range failures {
 		t.Run(f.name, func(t *testing.T) {
@@ -383,8 +389,8 @@ func TestBreaker(t *testing.T) {
 				return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
 			}
 			for range h.config.Breaker.ConsecutiveFailures {
-				if w := get(); w.Header().Get(HeaderError) != "" {
-					t.Fatalf("failure passed as proxy error %s", w.Header().Get(HeaderError))
+				if e := get().Header().Get(HeaderError); e != "" && e != "90007" {
+					t.Fatalf("failure answered with proxy error %s", e)
 				}
 			}
 			if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != 2 {
@@ -400,7 +406,7 @@ func TestBreaker(t *testing.T) {
 				t.Errorf("upstream called while open")
 			}
 			other := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advOther, nil))
-			if other.Header().Get(HeaderError) != "" {
+			if other.Header().Get(HeaderError) == "90006" {
 				t.Errorf("breaker of main stopped credential other: %d %s", other.Code, other.Body)
 			}
 			close(healthy)
