@@ -1,6 +1,7 @@
 package tiktoksim
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,7 +64,11 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 		*plain
 		Latency string `json:"latency"`
 	}{plain: (*plain)(f)}
-	if err := json.Unmarshal(b, &j); err != nil {
+	// Strict, so a misspelt knob is an error rather than a fault that
+	// silently does something else.
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
 		return err
 	}
 	if j.Latency != "" {
