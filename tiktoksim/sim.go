@@ -171,8 +171,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// clock is the simulator's time; call with s.mu held or not, offset is
-// read under the lock.
+// clock is the simulator's time (the Now option plus Advance); it takes
+// s.mu, so code holding the lock uses nowLocked.
 func (s *Server) clock() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
