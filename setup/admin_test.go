@@ -158,7 +158,7 @@ func TestAuthorizePage(t *testing.T) {
 		"Agency ad accounts", "tiktok_account", "Acme Shoes", "7012345678901234567", "4, 100",
 		"in 23h 59m", "in 365d 0h", "never (long-lived)", "breaker open", "breaker closed",
 		`id="reauth-old"`, "Re-authorization needed", "refresh token expired",
-		"failed 5m ago: tiktok: code 50000: system error", "succeeded 2h 0m ago", "Not authorized",
+		`<span class="badge bad">failed</span> 5m ago: tiktok: code 50000: system error`, "succeeded 2h 0m ago", "Not authorized",
 	)
 	csp := r.header.Get("Content-Security-Policy")
 	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "style-src 'sha256-") || strings.Contains(csp, "script-src") {

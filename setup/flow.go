@@ -33,11 +33,11 @@ func clientError(msg string) *FlowError {
 // The state and binding failures; each stores nothing.
 var (
 	errMissingState = clientError("The callback carried no state parameter.")
-	errUnknownState = clientError("This authorization was not started here, or the proxy restarted since it was started.")
-	errUsedState    = clientError("This authorization link has already been used; each one works once.")
-	errExpiredState = clientError("This authorization expired: it must be completed within 10 minutes.")
-	errNoBinding    = clientError("This authorization was started in another browser (its cookie is missing here).")
-	errWrongBinding = clientError("This authorization was started in a different browser.")
+	errUnknownState = clientError("This authorization was not started here, or the proxy restarted since it was started. Start again from the setup page.")
+	errUsedState    = clientError("This authorization link has already been used; each one works once. Start again from the setup page.")
+	errExpiredState = clientError("This authorization expired: it must be completed within 10 minutes. Start again from the setup page.")
+	errNoBinding    = clientError("This authorization was started in another browser (its cookie is missing here). Start again from the setup page in the browser you consent with.")
+	errWrongBinding = clientError("This authorization was started in a different browser. Start again from the setup page in the browser you consent with.")
 	errMissingCode  = clientError("TikTok's redirect carried no authorization code.")
 	errUnknownCred  = &FlowError{HTTPStatus: http.StatusNotFound, Message: "No credential of that name is configured."}
 )

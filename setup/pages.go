@@ -284,7 +284,7 @@ func lastRefresh(now time.Time, r tokens.RefreshResult) (text string, failed boo
 	case r.OK:
 		return "succeeded " + ago(now, r.At), false
 	}
-	msg := "failed " + ago(now, r.At)
+	msg := ago(now, r.At)
 	if r.Error != "" {
 		msg += ": " + r.Error
 	}
