@@ -107,3 +107,13 @@ func (p *Proxy) waitRate(ctx context.Context, cred string) *Error {
 		return errClientGone
 	}
 }
+
+// BreakerState returns the credential's circuit breaker state as the setup
+// page shows it: "closed", "half-open" or "open" ("" for an unknown name).
+func (p *Proxy) BreakerState(name string) string {
+	b, ok := p.breakers[name]
+	if !ok {
+		return ""
+	}
+	return b.cb.State().String()
+}

@@ -2,14 +2,86 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktoksim"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
-var errNotYet = errors.New("not yet available")
+const defaultConfig = "./config.yaml"
 
-func runServe(ctx context.Context, args []string, s stdio) error     { return errNotYet }
-func runCheck(ctx context.Context, args []string, s stdio) error     { return errNotYet }
-func runStatus(ctx context.Context, args []string, s stdio) error    { return errNotYet }
-func runAuthorize(ctx context.Context, args []string, s stdio) error { return errNotYet }
-func runDemo(ctx context.Context, args []string, s stdio) error      { return errNotYet }
-func runSimulate(ctx context.Context, args []string, s stdio) error  { return errNotYet }
+// loadConfig loads the config; a content problem is printed one per line
+// on stderr and returned as errReported.
+func loadConfig(path string, s stdio) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	var ve *config.ValidationError
+	if errors.As(err, &ve) {
+		fmt.Fprintln(s.err, ve.Error())
+		return nil, errReported
+	}
+	return cfg, err
+}
+
+func runCheck(_ context.Context, args []string, s stdio) error {
+	fs := newFlags("check", "[--config FILE]", s.out)
+	path := fs.String("config", defaultConfig, "config file to validate")
+	if err := parseFlags(fs, args); err != nil {
+		return helpOr(fs, err)
+	}
+	cfg, err := loadConfig(*path, s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "config OK: %d credentials\n", len(cfg.Credentials))
+	return nil
+}
+
+func runStatus(ctx context.Context, args []string, s stdio) error {
+	fs := newFlags("status", "[--config FILE] [--json]", s.out)
+	path := fs.String("config", defaultConfig, "config file")
+	asJSON := fs.Bool("json", false, "print JSON for scripts instead of a table")
+	if err := parseFlags(fs, args); err != nil {
+		return helpOr(fs, err)
+	}
+	cfg, err := loadConfig(*path, s)
+	if err != nil {
+		return err
+	}
+	// The store is only read, so this works while serve runs.
+	store, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	st := make([]tokens.Status, 0, len(cfg.Credentials))
+	for _, c := range cfg.Credentials {
+		rec, err := store.Get(ctx, c.Name)
+		if errors.Is(err, tokens.ErrNotFound) {
+			rec = nil
+		} else if err != nil {
+			return fmt.Errorf("read store: %w", err)
+		}
+		st = append(st, tokens.StatusFromRecord(c.Name, rec))
+	}
+	if *asJSON {
+		enc := json.NewEncoder(s.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return tokens.FormatStatusTable(s.out, st, time.Now())
+}
+
+func runSimulate(ctx context.Context, args []string, s stdio) error {
+	fs := newFlags("simulate", "[--listen ADDR]", s.out)
+	addr := fs.String("listen", "127.0.0.1:9090", "address the simulator listens on")
+	accessTTL := fs.Duration("access-ttl", 24*time.Hour, "access token lifetime; 0 gives long-lived tokens without refresh")
+	refreshTTL := fs.Duration("refresh-ttl", 365*24*time.Hour, "refresh token lifetime")
+	if err := parseFlags(fs, args); err != nil {
+		return helpOr(fs, err)
+	}
+	return tiktoksim.Run(ctx, *addr, tiktoksim.Options{AccessTTL: *accessTTL, RefreshTTL: *refreshTTL}, s.out)
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/proxy"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/setup"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/filestore"
+)
+
+// shutdownTimeout bounds how long in-flight requests may take to finish
+// after SIGTERM before the listeners are closed under them.
+const shutdownTimeout = 25 * time.Second
+
+// app is the running program: both listeners, the token manager and the
+// store. newApp opens the listeners so a bind error shows at start.
+type app struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	store    tokens.Store
+	manager  *tokens.Manager
+	proxy    *http.Server
+	admin    *http.Server
+	proxyLn  net.Listener
+	adminLn  net.Listener
+	registry *prometheus.Registry
+}
+
+// newLogger builds the slog logger of the log: config section.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// appFor resolves a credential's TikTok app: kind defaults for every OAuth
+// URL, overridden by the oauth: section.
+func appFor(cfg *config.Config, c config.Credential) tiktok.App {
+	ep := tiktok.DefaultEndpoints(cfg.Upstream.BaseURL, c.Kind)
+	for _, o := range []struct {
+		dst *string
+		v   string
+	}{
+		{&ep.AuthorizeURL, cfg.OAuth.AuthorizeURL},
+		{&ep.TokenURL, cfg.OAuth.TokenURL},
+		{&ep.RefreshURL, cfg.OAuth.RefreshURL},
+	} {
+		if o.v != "" {
+			*o.dst = o.v
+		}
+	}
+	return tiktok.App{
+		Kind:        c.Kind,
+		AppID:       c.AppID,
+		Secret:      c.AppSecret.Value(),
+		RedirectURL: cfg.OAuth.RedirectURL,
+		Endpoints:   ep,
+	}
+}
+
+func managerCredentials(cfg *config.Config) []tokens.Credential {
+	out := make([]tokens.Credential, 0, len(cfg.Credentials))
+	for _, c := range cfg.Credentials {
+		out = append(out, tokens.Credential{Name: c.Name, App: appFor(cfg, c), AdvertiserIDs: c.AdvertiserIDs})
+	}
+	return out
+}
+
+// openStore opens the configured token store.
+func openStore(cfg *config.Config) (tokens.Store, error) {
+	switch cfg.Store.Backend {
+	case "file":
+		key, err := cfg.Store.Key()
+		if err != nil {
+			return nil, err
+		}
+		return filestore.Open(cfg.Store.Path, key)
+	default:
+		return nil, fmt.Errorf("store backend %q is not available in this version; use backend: file", cfg.Store.Backend)
+	}
+}
+
+// tiktokHTTPClient is the client for TikTok's OAuth endpoints; it never
+// follows the environment's proxy variables, which may point at this proxy.
+func tiktokHTTPClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	return &http.Client{Timeout: timeout, Transport: t}
+}
+
+func listen(what, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener: %w", what, err)
+	}
+	return ln, nil
+}
+
+// httpURL is the http:// URL of a listener's address, with a wildcard host
+// shown as 127.0.0.1 so it can be opened.
+func httpURL(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// No WriteTimeout: reports stream for minutes; upstream.timeout
+		// bounds each proxied request instead.
+		IdleTimeout: 120 * time.Second,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// newRegistry returns the registry /metrics serves, with Go and process
+// collectors, and the project's metrics on it.
+func newRegistry() (*prometheus.Registry, *metrics.Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, metrics.New(reg, version, runtime.Version())
+}
+
+// Run serves until ctx ends, then shuts down gracefully: stop accepting,
+// finish in-flight requests (bounded), stop refreshing, flush the store.
+func (a *app) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	serve := func(s *http.Server, ln net.Listener) {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}
+	go serve(a.proxy, a.proxyLn)
+	go serve(a.admin, a.adminLn)
+	a.manager.Start(ctx)
+	a.log.Info("tiktok-auth-proxy serving", "proxy", httpURL(a.proxyLn.Addr()), "admin", httpURL(a.adminLn.Addr()),
+		"setup_page", httpURL(a.adminLn.Addr())+"/authorize", "credentials", len(a.cfg.Credentials), "version", version)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout.String())
+	case runErr = <-errc:
+		a.log.Error("listener failed", "error", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := a.proxy.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("proxy shutdown: %w", err))
+	}
+	if err := a.admin.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
+	}
+	errs = append(errs, a.Close())
+	if runErr != nil {
+		errs = append([]error{runErr}, errs...)
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		a.log.Info("stopped")
+	}
+	return err
+}
+
+// Close stops the token manager and closes the store.
+func (a *app) Close() error {
+	var errs []error
+	if a.manager != nil {
+		errs = append(errs, a.manager.Close())
+	}
+	if a.store != nil {
+		errs = append(errs, a.store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// newApp builds the whole program from a loaded config and opens both
+// listeners. On error everything opened so far is closed.
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.closeListeners()
+			a.Close()
+		}
+	}()
+	if a.proxyLn, err = listen("proxy", cfg.Listen); err != nil {
+		return nil, err
+	}
+	if a.adminLn, err = listen("admin", cfg.AdminListen); err != nil {
+		return nil, err
+	}
+	if a.store, err = openStore(cfg); err != nil {
+		return nil, err
+	}
+	reg, m := newRegistry()
+	a.registry = reg
+	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
+	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
+		RefreshBefore: cfg.Tokens.RefreshBefore,
+		Metrics:       m,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	adminURL, proxyURL := httpURL(a.adminLn.Addr()), httpURL(a.proxyLn.Addr())
+	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL})
+	if err != nil {
+		return nil, err
+	}
+	creds := make([]setup.Credential, 0, len(cfg.Credentials))
+	for _, c := range cfg.Credentials {
+		creds = append(creds, setup.Credential{Name: c.Name, Description: c.Description, Kind: c.Kind, App: appFor(cfg, c)})
+	}
+	admin, err := setup.New(setup.Options{
+		Credentials:  creds,
+		Tokens:       a.manager,
+		Exchanger:    api,
+		AdminToken:   cfg.AdminToken,
+		Loopback:     config.IsLoopback(cfg.AdminListen),
+		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		ProxyURL:     proxyURL,
+		BreakerState: px.BreakerState,
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.proxy, a.admin = newServer(px, log), newServer(admin, log)
+	return a, nil
+}
+
+func (a *app) closeListeners() {
+	for _, ln := range []net.Listener{a.proxyLn, a.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
