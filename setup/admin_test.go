@@ -45,6 +45,8 @@ func TestAdminToken(t *testing.T) {
 				{"wrong bearer", []string{"Authorization: Bearer wrong"}, !tt.protected},
 				{"token without Bearer", []string{"Authorization: " + sentinelAdminToken}, !tt.protected},
 				{"bearer", []string{"Authorization: Bearer " + sentinelAdminToken}, true},
+				{"bearer, any case", []string{"Authorization: bearer " + sentinelAdminToken}, true},
+				{"basic, wrong password", []string{"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(sentinelAdminToken + ":x"))}, !tt.protected},
 				{"basic", []string{basic}, true},
 			}
 			for _, c := range cases {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"time"
 
@@ -75,6 +76,20 @@ type CompleteRequest struct {
 
 type errorBody struct {
 	Error string `json:"error"`
+}
+
+// jsonOnly refuses POSTs that are not application/json: a web page can
+// send those cross-origin only after a CORS preflight, which this listener
+// never grants, so a page cannot drive the API from an operator's browser.
+func jsonOnly(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/json" {
+			writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: "Content-Type must be application/json"})
+			return
+		}
+		next(w, r)
+	}
 }
 
 // handleAPIBegin mints a CLI state: the browser that consents is not the

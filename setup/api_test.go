@@ -48,6 +48,19 @@ func TestAPIBegin(t *testing.T) {
 	}
 }
 
+func TestAPIRequiresJSON(t *testing.T) {
+	h := newHarness(t)
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
+		r := h.do(t, http.MethodPost, "/api/authorize/main", strings.NewReader("{}"), "Content-Type: "+ct)
+		if r.status != http.StatusUnsupportedMediaType {
+			t.Errorf("Content-Type %s: status %d, want 415", ct, r.status)
+		}
+	}
+	if r := h.do(t, http.MethodPost, "/api/authorize/main", nil, "Content-Type: application/json; charset=utf-8"); r.status != 200 {
+		t.Errorf("JSON with charset: status %d", r.status)
+	}
+}
+
 func TestAPIWaitCompletesWhenCallbackFires(t *testing.T) {
 	h := newHarness(t)
 	b := h.apiBegin(t, "main")

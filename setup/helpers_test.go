@@ -255,6 +255,9 @@ func (h *harness) do(t *testing.T, method, target string, body io.Reader, extra 
 		k, v, _ := strings.Cut(hv, ": ")
 		req.Header.Add(k, v)
 	}
+	if method == http.MethodPost && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	rec := httptest.NewRecorder()
 	h.admin.ServeHTTP(rec, req)
 	return response{status: rec.Code, header: rec.Result().Header, body: rec.Body.String()}

@@ -156,9 +156,9 @@ func (a *Admin) routes() {
 	m.HandleFunc("GET /authorize/{name}", a.handleBegin)
 	m.HandleFunc("GET /oauth/callback", a.handleCallback)
 	m.HandleFunc("GET /api/credentials", a.handleCredentials)
-	m.HandleFunc("POST /api/authorize/{name}", a.handleAPIBegin)
+	m.HandleFunc("POST /api/authorize/{name}", jsonOnly(a.handleAPIBegin))
 	m.HandleFunc("GET /api/authorize/{state}/wait", a.handleAPIWait)
-	m.HandleFunc("POST /api/authorize/{state}/complete", a.handleAPIComplete)
+	m.HandleFunc("POST /api/authorize/{state}/complete", jsonOnly(a.handleAPIComplete))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok"))
@@ -195,7 +195,7 @@ func (a *Admin) authorized(r *http.Request) bool {
 		return true
 	}
 	var presented string
-	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		presented = strings.TrimSpace(v)
 	} else if _, pw, ok := r.BasicAuth(); ok {
 		presented = pw

@@ -295,7 +295,12 @@ func (c *adminClient) waitLoop(ctx context.Context, state string, expires time.T
 			out <- WaitResponse{Done: true, Error: "the authorization expired before it was completed"}
 			return
 		case err != nil:
-			// The listener may be restarting; the next poll tells.
+			// The listener may be restarting; poll again after a pause.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
 			continue
 		case status == http.StatusNotFound:
 			out <- WaitResponse{Done: true, Error: "the admin listener no longer knows this authorization (expired, or the proxy restarted)"}
