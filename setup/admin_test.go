@@ -46,7 +46,7 @@ func TestAdminToken(t *testing.T) {
 				{"token without Bearer", []string{"Authorization: " + sentinelAdminToken}, !tt.protected},
 				{"bearer", []string{"Authorization: Bearer " + sentinelAdminToken}, true},
 				{"bearer, any case", []string{"Authorization: bearer " + sentinelAdminToken}, true},
-				{"basic, wrong password", []string{"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(sentinelAdminToken + ":x"))}, !tt.protected},
+				{"basic, wrong password", []string{"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(sentinelAdminToken+":x"))}, !tt.protected},
 				{"basic", []string{basic}, true},
 			}
 			for _, c := range cases {
