@@ -44,6 +44,13 @@ type Exchanger interface {
 	Exchange(ctx context.Context, app tiktok.App, code string) (*tiktok.Grant, error)
 }
 
+// The production implementations satisfy the interfaces setup asks for.
+var (
+	_ Tokens     = (*tokens.Manager)(nil)
+	_ Authorizer = (*tokens.Manager)(nil)
+	_ Exchanger  = (*tiktok.Client)(nil)
+)
+
 // Credential is one configured credential as the setup page shows it.
 type Credential struct {
 	Name        string
