@@ -234,8 +234,8 @@ func (p *parser) walk(n *yaml.Node, path string) {
 var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // expand replaces ${VAR} in a scalar from the environment; $${ stands for a
-// literal ${. A plain (unquoted) scalar is re-typed after expansion so that
-// db: ${REDIS_DB} decodes as a number, as if the value had been written in.
+// literal ${. The result is typed as if written unquoted in the file, so
+// db: "${REDIS_DB}" decodes as a number.
 func (p *parser) expand(n *yaml.Node, path string) {
 	if !strings.Contains(n.Value, "${") {
 		return
@@ -274,7 +274,12 @@ func (p *parser) expand(n *yaml.Node, path string) {
 		s = s[i+end+1:]
 	}
 	n.Value = b.String()
-	if n.Style == 0 {
+	if n.Style&yaml.TaggedStyle == 0 {
+		// Quoting is often needed around ${VAR} itself (inside { }), so
+		// it says nothing about the value's type: "${REDIS_DB}" must still
+		// give a number. Text fields take any scalar verbatim, so this
+		// never changes a string; only an empty value must stay a string.
+		n.Style = 0
 		n.Tag = ""
 		if n.ShortTag() == "!!null" {
 			n.Tag = "!!str"
