@@ -68,7 +68,8 @@ type Tokens struct {
 type Store struct {
 	// Backend is "file" (default) or "redis".
 	Backend string `yaml:"backend"`
-	// Path is the file backend's JSON document. Default ./tokens.json.
+	// Path is the file backend's JSON document. Default ./tokens.json. Load
+	// resolves a relative path against the config file's directory.
 	Path string `yaml:"path"`
 	// EncryptionKey is optional base64 of 32 bytes; tokens are then sealed
 	// with AES-256-GCM at rest.
@@ -139,7 +140,9 @@ type Client struct {
 }
 
 // ForwardProxy configures the HTTPS_PROXY (MITM) front end; empty Listen
-// turns it off.
+// turns it off. When it is on, Load resolves relative CACert and CAKey
+// against the config file's directory and defaults Hosts to the host of
+// Upstream.BaseURL.
 type ForwardProxy struct {
 	Listen string   `yaml:"listen"`
 	CACert string   `yaml:"ca_cert"`

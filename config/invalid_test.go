@@ -96,6 +96,13 @@ var invalidCases = []struct {
 		`6: log.level: unknown level "verbose"; use debug, info, warn or error`,
 		`7: log.format: unknown format "logfmt"; use json or text`,
 	}},
+	{"invalid-mixed.yaml", []string{
+		`2: listen: 0.0.0.0:8080 is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1`,
+		`4: upstream.timeout: "soon" is not a duration; write a Go duration such as 30s, 5m or 1h`,
+		`8: credentials[0].app_secret: environment variable CONFIG_TEST_UNSET_SECRET is not set; export it before starting, or write the value in the file`,
+		`9: credentials[0].colour: unknown key "colour"; check its spelling and indentation (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit)`,
+		`10: credentials[1].name: duplicate name "main" (already used by credentials[0]); give each credential its own name`,
+	}},
 	{"invalid-negative.yaml", []string{
 		`2: upstream.timeout: must not be negative; write a positive duration such as 30s, or remove the key for the default`,
 		`4: tokens.refresh_before: must not be negative; write a positive duration such as 30s, or remove the key for the default`,
