@@ -120,13 +120,7 @@ func listen(what, addr string) (net.Listener, error) {
 
 // httpURL is the http:// URL of a listener's address, with a wildcard host
 // shown as 127.0.0.1 so it can be opened.
-func httpURL(addr net.Addr) string {
-	host, port, _ := net.SplitHostPort(addr.String())
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
-}
+func httpURL(addr net.Addr) string { return "http://" + dialable(addr.String()) }
 
 func newServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{

@@ -83,5 +83,8 @@ func runSimulate(ctx context.Context, args []string, s stdio) error {
 	if err := parseFlags(fs, args); err != nil {
 		return helpOr(fs, err)
 	}
+	if *accessTTL == 0 {
+		*accessTTL = tiktoksim.NoExpiry
+	}
 	return tiktoksim.Run(ctx, *addr, tiktoksim.Options{AccessTTL: *accessTTL, RefreshTTL: *refreshTTL}, s.out)
 }

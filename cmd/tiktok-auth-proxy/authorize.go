@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/setup"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+)
+
+func runAuthorize(ctx context.Context, args []string, s stdio) error {
+	fs := newFlags("authorize", "[--config FILE] --credential NAME", s.out)
+	path := fs.String("config", defaultConfig, "config file")
+	name := fs.String("credential", "", "the credential to authorize (its configured name)")
+	if err := parseFlags(fs, args); err != nil {
+		return helpOr(fs, err)
+	}
+	if *name == "" {
+		return usagef("authorize: --credential is required")
+	}
+	cfg, err := loadConfig(*path, s)
+	if err != nil {
+		return err
+	}
+	cred, ok := cfg.Credential(*name)
+	if !ok {
+		return usagef("authorize: no credential named %q in %s", *name, *path)
+	}
+	app := appFor(cfg, *cred)
+	store := &lazyAuthorizer{cfg: cfg}
+	defer store.Close()
+	return setup.Terminal(ctx, setup.TerminalOptions{
+		Credential: cred.Name,
+		App:        app,
+		Exchanger:  &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)},
+		Tokens:     store,
+		In:         s.in,
+		Out:        s.out,
+		AdminURL:   "http://" + dialable(cfg.AdminListen),
+		AdminToken: cfg.AdminToken,
+	})
+}
+
+// dialable turns a listen address into one a client can dial: a wildcard
+// host becomes 127.0.0.1.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// lazyAuthorizer opens the store only when the terminal flow must store the
+// grant itself, so a running serve (which owns the store and completes the
+// flow through its admin listener) is never raced by a second writer.
+type lazyAuthorizer struct {
+	cfg     *config.Config
+	once    sync.Once
+	store   tokens.Store
+	manager *tokens.Manager
+	err     error
+}
+
+func (l *lazyAuthorizer) Authorize(ctx context.Context, name string, g *tiktok.Grant) (tokens.Status, error) {
+	l.once.Do(func() {
+		if l.store, l.err = openStore(l.cfg); l.err != nil {
+			return
+		}
+		l.manager, l.err = tokens.NewManager(ctx, l.store, managerCredentials(l.cfg),
+			&tiktok.Client{HTTP: tiktokHTTPClient(l.cfg.Upstream.Timeout)},
+			tokens.Options{RefreshBefore: l.cfg.Tokens.RefreshBefore})
+	})
+	if l.err != nil {
+		return tokens.Status{}, l.err
+	}
+	return l.manager.Authorize(ctx, name, g)
+}
+
+func (l *lazyAuthorizer) Close() error {
+	var errs []error
+	if l.manager != nil {
+		errs = append(errs, l.manager.Close())
+	}
+	if l.store != nil {
+		errs = append(errs, l.store.Close())
+	}
+	return errors.Join(errs...)
+}
