@@ -1,0 +1,355 @@
+// Package e2e runs the built tiktok-auth-proxy binary as a user would:
+// against the bundled TikTok simulator (also the binary, `simulate`), on
+// loopback ports, in temp directories.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binPath is the binary built once by TestMain.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tiktok-auth-proxy-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "tiktok-auth-proxy")
+	build := exec.Command("go", "build", "-o", binPath, "../cmd/tiktok-auth-proxy")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output for assertions and for the log
+// dumped when a test fails.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// proc is a running child process of the binary.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// allLogs gathers every process's output so a test can scan it for secrets.
+var allLogs struct {
+	mu   sync.Mutex
+	bufs []*syncBuffer
+}
+
+// start runs the binary with args; the process is stopped (SIGTERM, then
+// SIGKILL after 10s) when the test ends, and its output shown if it failed.
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(binPath, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.Env = append(os.Environ(), env...)
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", args, err)
+	}
+	allLogs.mu.Lock()
+	allLogs.bufs = append(allLogs.bufs, p.out)
+	allLogs.mu.Unlock()
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", strings.Join(args, " "), p.out.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for the exit (SIGKILL after 10s).
+func (p *proc) stop(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("%v did not stop within 10s of SIGTERM", p.cmd.Args)
+	}
+	return p.err
+}
+
+// kill sends SIGKILL and waits.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// eventually polls cond every 20ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var plainClient = &http.Client{
+	Timeout:   30 * time.Second,
+	Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
+
+// httpDo sends a request and returns status, headers and body.
+func httpDo(t *testing.T, method, rawURL string, header http.Header, body io.Reader) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, rawURL, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := plainClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, rawURL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, rawURL, err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// envelope is TikTok's (and the proxy's) response envelope.
+type envelope struct {
+	Code      int             `json:"code"`
+	Message   string          `json:"message"`
+	RequestID string          `json:"request_id"`
+	Data      json.RawMessage `json:"data"`
+}
+
+func decodeEnvelope(t *testing.T, b []byte) envelope {
+	t.Helper()
+	var e envelope
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&e); err != nil {
+		t.Fatalf("not an envelope: %v: %.300s", err, b)
+	}
+	return e
+}
+
+// sim is a running simulator process.
+type sim struct {
+	URL string
+	p   *proc
+}
+
+func startSim(t *testing.T, args ...string) *sim {
+	t.Helper()
+	addr := freeAddr(t)
+	s := &sim{URL: "http://" + addr}
+	s.p = start(t, nil, append([]string{"simulate", "--listen", addr}, args...)...)
+	eventually(t, 20*time.Second, "simulator to answer", func() bool {
+		resp, err := plainClient.Get(s.URL + "/sim/stats")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return s
+}
+
+// post sends a JSON control request to the simulator's /sim/ API.
+func (s *sim) post(t *testing.T, path string, body any) []byte {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	status, _, b := httpDo(t, "POST", s.URL+path, http.Header{"Content-Type": {"application/json"}}, r)
+	if status != 200 {
+		t.Fatalf("sim POST %s: HTTP %d: %s", path, status, b)
+	}
+	return b
+}
+
+// config is what a test varies in the proxy's config file.
+type proxyConfig struct {
+	Extra       string // YAML appended at top level
+	Credentials string // the credentials: list, YAML
+}
+
+// proxy is a running `serve` process with its files.
+type proxy struct {
+	URL, AdminURL string
+	Dir           string
+	ConfigPath    string
+	p             *proc
+	args          []string
+}
+
+// startProxy writes a config wired to s and runs serve.
+func startProxy(t *testing.T, s *sim, pc proxyConfig) *proxy {
+	t.Helper()
+	dir := t.TempDir()
+	px := &proxy{Dir: dir, ConfigPath: filepath.Join(dir, "config.yaml")}
+	listen, admin := freeAddr(t), freeAddr(t)
+	px.URL, px.AdminURL = "http://"+listen, "http://"+admin
+	cfg := fmt.Sprintf(`listen: %s
+admin_listen: %s
+upstream:
+  base_url: %s
+  timeout: 20s
+oauth:
+  redirect_url: %s/oauth/callback
+store:
+  path: %s
+log:
+  level: debug
+  format: json
+credentials:
+%s
+%s
+`, listen, admin, s.URL, px.AdminURL, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
+	if err := os.WriteFile(px.ConfigPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	px.args = []string{"serve", "--config", px.ConfigPath}
+	px.run(t)
+	return px
+}
+
+// run (re)starts the serve process on the same config and store.
+func (px *proxy) run(t *testing.T) {
+	t.Helper()
+	px.p = start(t, []string{"TIKTOK_E2E=1"}, px.args...)
+	eventually(t, 20*time.Second, "proxy to be ready", func() bool {
+		resp, err := plainClient.Get(px.AdminURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+// authorize runs the browser flow over plain HTTP: /authorize/{name} on the
+// admin listener, a consent code from the simulator for the given
+// advertisers, then the callback with the state and the cookie.
+func (px *proxy) authorize(t *testing.T, s *sim, name, appID string, advertisers ...string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: plainClient.Transport,
+		CheckRedirect: plainClient.CheckRedirect}
+	resp, err := c.Get(px.AdminURL + "/authorize/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("/authorize/%s: HTTP %d, want 302", name, resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := loc.Query().Get("state")
+	if state == "" {
+		t.Fatalf("consent URL without state: %s", loc)
+	}
+	q := url.Values{"app_id": {appID}}
+	if len(advertisers) > 0 {
+		q.Set("advertiser_ids", strings.Join(advertisers, ","))
+	}
+	var code struct{ Code string }
+	if err := json.Unmarshal(s.post(t, "/sim/code?"+q.Encode(), nil), &code); err != nil || code.Code == "" {
+		t.Fatalf("sim code: %v %+v", err, code)
+	}
+	cb := px.AdminURL + "/oauth/callback?" + url.Values{"auth_code": {code.Code}, "code": {code.Code}, "state": {state}}.Encode()
+	resp, err = c.Get(cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("callback: HTTP %d: %s", resp.StatusCode, body)
+	}
+	for _, a := range advertisers {
+		if !bytes.Contains(body, []byte(a)) {
+			t.Fatalf("callback page does not list advertiser %s: %s", a, body)
+		}
+	}
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
