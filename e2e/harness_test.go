@@ -243,6 +243,7 @@ func (s *sim) post(t *testing.T, path string, body any) []byte {
 type proxyConfig struct {
 	Extra       string // YAML appended at top level
 	Credentials string // the credentials: list, YAML
+	Timeout     string // upstream.timeout; default 20s
 }
 
 // proxy is a running `serve` process with its files.
@@ -260,12 +261,15 @@ func startProxy(t *testing.T, s *sim, pc proxyConfig) *proxy {
 	dir := t.TempDir()
 	px := &proxy{Dir: dir, ConfigPath: filepath.Join(dir, "config.yaml")}
 	listen, admin := freeAddr(t), freeAddr(t)
+	if pc.Timeout == "" {
+		pc.Timeout = "20s"
+	}
 	px.URL, px.AdminURL = "http://"+listen, "http://"+admin
 	cfg := fmt.Sprintf(`listen: %s
 admin_listen: %s
 upstream:
   base_url: %s
-  timeout: 20s
+  timeout: %s
 oauth:
   redirect_url: %s/oauth/callback
 store:
@@ -276,7 +280,7 @@ log:
 credentials:
 %s
 %s
-`, listen, admin, s.URL, px.AdminURL, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
+`, listen, admin, s.URL, pc.Timeout, px.AdminURL, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
 	if err := os.WriteFile(px.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
