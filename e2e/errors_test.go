@@ -138,6 +138,7 @@ func TestProxyErrorCodes(t *testing.T) {
 // 90005: the access token expired while TikTok's token endpoint is down;
 // service returns within seconds of the endpoint coming back.
 func TestExpiredTokenWhileTokenEndpointDown(t *testing.T) {
+	t.Parallel()
 	s := startSim(t)
 	s.post(t, "/sim/config", map[string]string{"access_ttl": "14s"})
 	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "tokens:\n  refresh_before: 1s\n"})

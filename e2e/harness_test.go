@@ -41,6 +41,17 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if leaks := leakedSecrets(); len(leaks) > 0 {
+		fmt.Fprintln(os.Stderr, "e2e: secrets found in process logs:")
+		for _, l := range leaks {
+			fmt.Fprintln(os.Stderr, "  ", l)
+		}
+		code = 1
+	} else if code == 0 {
+		allLogs.mu.Lock()
+		fmt.Printf("e2e: scanned the logs of %d processes for %d secrets: none found\n", len(allLogs.bufs), len(allLogs.secrets))
+		allLogs.mu.Unlock()
+	}
 	os.Exit(code)
 }
 
@@ -71,10 +82,42 @@ type proc struct {
 	err  error
 }
 
-// allLogs gathers every process's output so a test can scan it for secrets.
+// allLogs gathers every process's output, and secrets records every
+// secret the tests used or the simulator issued (app secrets, client
+// tokens, auth codes, access and refresh tokens): TestMain fails the run if
+// any log line of any process contains one.
 var allLogs struct {
-	mu   sync.Mutex
-	bufs []*syncBuffer
+	mu      sync.Mutex
+	bufs    []*syncBuffer
+	secrets []string
+}
+
+// rememberSecret adds values the logs must never contain.
+func rememberSecret(values ...string) {
+	allLogs.mu.Lock()
+	defer allLogs.mu.Unlock()
+	for _, v := range values {
+		if v != "" {
+			allLogs.secrets = append(allLogs.secrets, v)
+		}
+	}
+}
+
+// leakedSecrets returns a line for every secret found in any process output.
+func leakedSecrets() []string {
+	allLogs.mu.Lock()
+	defer allLogs.mu.Unlock()
+	var leaks []string
+	for _, b := range allLogs.bufs {
+		out := b.String()
+		for _, sec := range allLogs.secrets {
+			if i := strings.Index(out, sec); i >= 0 {
+				start := max(0, strings.LastIndex(out[:i], "\n")+1)
+				leaks = append(leaks, fmt.Sprintf("secret %.6s… in: %.200s", sec, out[start:]))
+			}
+		}
+	}
+	return leaks
 }
 
 // start runs the binary with args; the process is stopped (SIGTERM, then
@@ -221,6 +264,13 @@ func startSim(t *testing.T, args ...string) *sim {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	// Registered after start, so it runs before the simulator stops and
+	// after every proxy started later has stopped.
+	t.Cleanup(func() {
+		for _, g := range s.grants(t) {
+			rememberSecret(g.AccessToken, g.RefreshToken)
+		}
+	})
 	return s
 }
 
@@ -281,6 +331,7 @@ credentials:
 %s
 %s
 `, listen, admin, s.URL, pc.Timeout, px.AdminURL, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
+	rememberSecret(secretsIn(cfg)...)
 	if err := os.WriteFile(px.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -335,6 +386,7 @@ func (px *proxy) authorize(t *testing.T, s *sim, name, appID string, advertisers
 	if err := json.Unmarshal(s.post(t, "/sim/code?"+q.Encode(), nil), &code); err != nil || code.Code == "" {
 		t.Fatalf("sim code: %v %+v", err, code)
 	}
+	rememberSecret(code.Code)
 	cb := px.AdminURL + "/oauth/callback?" + url.Values{"auth_code": {code.Code}, "code": {code.Code}, "state": {state}}.Encode()
 	resp, err = c.Get(cb)
 	if err != nil {
@@ -356,4 +408,19 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// secretsIn returns the values of secret keys in a config text: app_secret,
+// token, admin_token, encryption_key.
+func secretsIn(cfg string) []string {
+	var out []string
+	for _, line := range strings.Split(cfg, "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "- "))
+		for _, key := range []string{"app_secret:", "token:", "admin_token:", "encryption_key:"} {
+			if v, ok := strings.CutPrefix(line, key); ok {
+				out = append(out, strings.Trim(strings.TrimSpace(v), `"`))
+			}
+		}
+	}
+	return out
 }

@@ -175,8 +175,8 @@ func TestScriptCallsReachTikTokWithTheRightToken(t *testing.T) {
 		{name: "client's own Access-Token is replaced", method: "GET", url: api + "/campaign/get/?advertiser_id=" + advMain1,
 			header: http.Header{"Access-Token": {"client-own-token-must-not-leak"}}, wantApp: appMain, wantCred: "main"},
 		{name: "SDK style: empty Access-Token, JSON content type on GET", method: "GET",
-			url:    api + "/campaign/get/?advertiser_id=" + advOther,
-			header: http.Header{"Access-Token": {""}, "Content-Type": {"application/json"}, "Sdk-Language": {"nodejs"}},
+			url:     api + "/campaign/get/?advertiser_id=" + advOther,
+			header:  http.Header{"Access-Token": {""}, "Content-Type": {"application/json"}, "Sdk-Language": {"nodejs"}},
 			wantApp: appOther, wantCred: "other"},
 	}
 	for _, tt := range tests {

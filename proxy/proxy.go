@@ -258,6 +258,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
 	rec := &recorder{ResponseWriter: w}
 	rec.Header().Set(HeaderRequestID, ex.id)
+	// ReverseProxy aborts a response whose copy failed (the client hung up
+	// mid-body) by panicking with http.ErrAbortHandler; the request is still
+	// logged, counted and released from the breaker before the panic goes on
+	// to net/http, which closes the connection.
+	defer func() {
+		v := recover()
+		if v != nil {
+			ex.finish(errExcluded)
+			if ex.clientCtx.Err() != nil {
+				ex.clientGone = true
+			}
+		}
+		p.observe(ex, r, rec)
+		if v != nil {
+			panic(v)
+		}
+	}()
 	rt, perr := p.Prepare(r)
 	if perr == nil {
 		perr = p.Forward(rec, r, rt)
@@ -270,7 +287,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			WriteError(rec, perr, ex.id)
 		}
 	}
-	p.observe(ex, r, rec)
 }
 
 // Prepare checks that r is for TikTok's /open_api/, authenticates the
@@ -477,7 +493,7 @@ func (p *Proxy) observe(ex *exchange, r *http.Request, rec *recorder) {
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", status),
-		slog.Duration("duration", d),
+		slog.Float64("duration_seconds", d.Seconds()),
 		slog.Int64("bytes", rec.bytes),
 	}
 	if ex.codeOK {

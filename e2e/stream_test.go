@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktoksim"
+)
+
+// procKB reads a VmRSS / VmHWM style field (kB) of a process.
+func procKB(t *testing.T, pid int, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// A 200 MiB report of unknown length streams through with the proxy's
+// memory staying flat, byte for byte.
+func TestLargeReportStreamsWithFlatMemory(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
+	px.authorize(t, s, "main", appMain, advMain1)
+	const size = 200 << 20
+	pid := px.p.cmd.Process.Pid
+	before := procKB(t, pid, "VmRSS")
+
+	resp, err := plainClient.Get(fmt.Sprintf("%s/open_api/v1.3/sim/report/download/?advertiser_id=%s&size=%d", px.URL, advMain1, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != -1 {
+		t.Fatalf("HTTP %d, Content-Length %d: want 200 with unknown length", resp.StatusCode, resp.ContentLength)
+	}
+	got := sha256.New()
+	n, err := io.Copy(got, resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.New()
+	if _, err := io.Copy(want, tiktoksim.NewReportReader(size)); err != nil {
+		t.Fatal(err)
+	}
+	if n != size || hex.EncodeToString(got.Sum(nil)) != hex.EncodeToString(want.Sum(nil)) {
+		t.Fatalf("received %d bytes (sha256 match %v), want the simulator's %d bytes",
+			n, hex.EncodeToString(got.Sum(nil)) == hex.EncodeToString(want.Sum(nil)), size)
+	}
+	peak := procKB(t, pid, "VmHWM")
+	growth := peak - before
+	t.Logf("proxy RSS before %d KiB, peak %d KiB while streaming %d MiB: growth %d KiB (%.2f%% of the body)",
+		before, peak, size>>20, growth, 100*float64(growth)/float64(size>>10))
+	// Flat: the peak grows by a small fraction of the body (buffers and
+	// GC headroom), never by the body itself.
+	if growth > 48<<10 {
+		t.Errorf("proxy memory grew %d KiB while streaming %d MiB: the body is being buffered", growth, size>>20)
+	}
+}
+
+// A client hanging up mid-download cancels the upstream call; the request
+// is recorded as 499, and it does not count as a TikTok failure.
+func TestClientDisconnectCancelsUpstream(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials,
+		Extra: "breaker:\n  consecutive_failures: 1\n"})
+	px.authorize(t, s, "main", appMain, advMain1)
+	resp, err := plainClient.Get(fmt.Sprintf("%s/open_api/v1.3/sim/report/download/?advertiser_id=%s&size=%d", px.URL, advMain1, int64(50)<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(io.Discard, resp.Body, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	eventually(t, 10*time.Second, "the proxy to record the hang-up as 499", func() bool {
+		return strings.Contains(px.p.out.String(), `"status":499`)
+	})
+	// With consecutive_failures: 1, a hang-up counted as a failure would
+	// have opened the breaker.
+	status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advMain1, nil, nil)
+	if status != 200 {
+		t.Fatalf("after a client hang-up: HTTP %d %s", status, b)
+	}
+}
+
+// Access tokens expire every few seconds while a script keeps calling:
+// background refresh keeps every request succeeding.
+func TestBackgroundRefreshAcrossExpiries(t *testing.T) {
+	t.Parallel()
+	s := startSim(t)
+	s.post(t, "/sim/config", map[string]string{"access_ttl": "24s"})
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "tokens:\n  refresh_before: 12s\n"})
+	px.authorize(t, s, "main", appMain, advMain1)
+	api := px.URL + "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain1
+
+	const wantRefreshes = 3
+	deadline := time.Now().Add(60 * time.Second)
+	requests := 0
+	for s.stats(t, appMain).RefreshCalls < wantRefreshes {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d refreshes in 60s", s.stats(t, appMain).RefreshCalls)
+		}
+		status, h, b := httpDo(t, "GET", api, http.Header{}, nil)
+		if status != 200 || decodeEnvelope(t, b).Code != 0 {
+			t.Fatalf("request %d failed during refreshes: HTTP %d %s %s", requests, status, h.Get("X-TikTok-Auth-Proxy-Error"), b)
+		}
+		requests++
+		time.Sleep(50 * time.Millisecond) // a script's pace, not a wait for a condition
+	}
+	t.Logf("%d requests, all OK, across %d background refreshes", requests, s.stats(t, appMain).RefreshCalls)
+}
+
+// kill -9 of the proxy loses nothing: after a restart on the same store the
+// credential works without re-authorization.
+func TestKillAndRestartKeepsCredentials(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
+	px.authorize(t, s, "main", appMain, advMain1)
+	px.authorize(t, s, "other", appOther, advOther)
+	for i := 0; i < 3; i++ {
+		px.p.kill()
+		px.run(t)
+		for _, adv := range []string{advMain1, advOther} {
+			status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+adv, nil, nil)
+			if status != 200 || decodeEnvelope(t, b).Code != 0 {
+				t.Fatalf("restart %d, advertiser %s: HTTP %d %s", i, adv, status, b)
+			}
+		}
+	}
+	st, err := os.Stat(px.Dir + "/tokens.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v, want 0600", st.Mode().Perm())
+	}
+}
