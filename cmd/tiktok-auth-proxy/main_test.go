@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the program as main would and returns exit code and output.
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	code = exitCode(err, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheck(t *testing.T) {
+	good := writeFile(t, "config.yaml", `credentials:
+  - name: main
+    app_id: "7123456789012345678"
+    app_secret: s3cret-value
+  - name: other
+    app_id: "7123456789012345679"
+    app_secret: other-secret
+    default: true
+`)
+	code, out, errOut := runCLI(t, "", "check", "--config", good)
+	if code != 0 || out != "config OK: 2 credentials\n" || errOut != "" {
+		t.Errorf("check good config: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	bad := writeFile(t, "bad.yaml", `listen: 0.0.0.0:8080
+credentials:
+  - name: main
+    app_id: "1"
+    app_secret: ""
+    colour: blue
+  - name: main
+    app_id: "2"
+    app_secret: x
+`)
+	code, out, errOut = runCLI(t, "", "check", "--config", bad)
+	if code != 1 || out != "" {
+		t.Errorf("check bad config: exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{"bad.yaml:6:", "colour", "bad.yaml:7:", "duplicate", "bad.yaml:5:", "bad.yaml:1:"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("check output lacks %q:\n%s", want, errOut)
+		}
+	}
+	if lines := strings.Count(strings.TrimSpace(errOut), "\n") + 1; lines < 4 {
+		t.Errorf("want every problem on its own line, got %d line(s):\n%s", lines, errOut)
+	}
+	if strings.Contains(errOut, "s3cret") {
+		t.Errorf("check printed a secret")
+	}
+
+	code, _, errOut = runCLI(t, "", "check", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
+	if code != 1 || !strings.Contains(errOut, "missing.yaml") {
+		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestUsageAndExitCodes(t *testing.T) {
+	tests := []struct {
+		args     []string
+		wantCode int
+		wantOut  string
+		wantErr  string
+	}{
+		{[]string{"version"}, 0, "tiktok-auth-proxy dev (commit unknown, go", ""},
+		{[]string{"help"}, 0, "Commands:", ""},
+		{[]string{"check", "--help"}, 0, "Usage: tiktok-auth-proxy check", ""},
+		{[]string{"serve", "--help"}, 0, "-config", ""},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"check", "--nope"}, 2, "", "flag provided but not defined"},
+		{[]string{"check", "stray"}, 2, "", `unexpected argument "stray"`},
+		{[]string{"authorize"}, 2, "", "--credential is required"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", tt.args...)
+			if code != tt.wantCode || !strings.Contains(out, tt.wantOut) || !strings.Contains(errOut, tt.wantErr) {
+				t.Errorf("exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want %q)", code, tt.wantCode, out, tt.wantOut, errOut, tt.wantErr)
+			}
+		})
+	}
+}
