@@ -308,6 +308,14 @@ type proxy struct {
 // startProxy writes a config wired to s and runs serve.
 func startProxy(t *testing.T, s *sim, pc proxyConfig) *proxy {
 	t.Helper()
+	px := writeProxyConfig(t, s, pc)
+	px.run(t)
+	return px
+}
+
+// writeProxyConfig writes a config wired to s without starting anything.
+func writeProxyConfig(t *testing.T, s *sim, pc proxyConfig) *proxy {
+	t.Helper()
 	dir := t.TempDir()
 	px := &proxy{Dir: dir, ConfigPath: filepath.Join(dir, "config.yaml")}
 	listen, admin := freeAddr(t), freeAddr(t)
@@ -336,7 +344,6 @@ credentials:
 		t.Fatal(err)
 	}
 	px.args = []string{"serve", "--config", px.ConfigPath}
-	px.run(t)
 	return px
 }
 

@@ -1,0 +1,251 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cliProc is a command of the binary whose stdin the test writes.
+type cliProc struct {
+	*proc
+	stdin io.WriteCloser
+}
+
+func startCLI(t *testing.T, args ...string) *cliProc {
+	t.Helper()
+	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(binPath, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	stdin, err := p.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	allLogs.mu.Lock()
+	allLogs.bufs = append(allLogs.bufs, p.out)
+	allLogs.mu.Unlock()
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		stdin.Close()
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("output of %v:\n%s", args, p.out.String())
+		}
+	})
+	return &cliProc{proc: p, stdin: stdin}
+}
+
+// wait waits for the command to exit by itself and returns its exit code.
+func (c *cliProc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(timeout):
+		t.Fatalf("%v did not finish within %v", c.cmd.Args, timeout)
+	}
+	return c.cmd.ProcessState.ExitCode()
+}
+
+var consentURLRE = regexp.MustCompile(`http://\S+/portal/auth\?\S+`)
+
+// consentURL waits for the command to print TikTok's consent URL.
+func (c *cliProc) consentURL(t *testing.T) *url.URL {
+	t.Helper()
+	var raw string
+	eventually(t, 20*time.Second, "the consent URL on stdout", func() bool {
+		raw = consentURLRE.FindString(c.out.String())
+		return raw != ""
+	})
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// runOnce runs a command to completion and returns exit code and output.
+func runOnce(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatal(err)
+		}
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
+type statusJSON struct {
+	Name           string `json:"name"`
+	Authorized     bool   `json:"authorized"`
+	ReauthRequired bool   `json:"reauthorization_required"`
+	Advertisers    []struct {
+		ID string `json:"id"`
+	} `json:"advertisers"`
+}
+
+// With no serve running: authorize prints the consent URL, takes the pasted
+// redirect URL, stores the grant; status then shows it, never a token.
+func TestAuthorizeByPasteThenStatus(t *testing.T) {
+	s := startSim(t)
+	px := writeProxyConfig(t, s, proxyConfig{Credentials: twoCredentials})
+
+	code, out := runOnce(t, "status", "--config", px.ConfigPath, "--json")
+	var before []statusJSON
+	if code != 0 || json.Unmarshal([]byte(out), &before) != nil || len(before) != 2 || before[0].Authorized {
+		t.Fatalf("status before: exit %d: %s", code, out)
+	}
+
+	c := startCLI(t, "authorize", "--config", px.ConfigPath, "--credential", "other")
+	consent := c.consentURL(t)
+	if consent.Query().Get("app_id") != appOther || consent.Query().Get("redirect_uri") != px.AdminURL+"/oauth/callback" {
+		t.Fatalf("consent URL %s: wrong app or redirect", consent)
+	}
+	var sc struct{ Code string }
+	_ = json.Unmarshal(s.post(t, "/sim/code?app_id="+appOther+"&advertiser_ids="+advOther, nil), &sc)
+	rememberSecret(sc.Code)
+	redirected := px.AdminURL + "/oauth/callback?" + url.Values{"auth_code": {sc.Code}, "code": {sc.Code}, "state": {consent.Query().Get("state")}}.Encode()
+	if _, err := io.WriteString(c.stdin, redirected+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	if code := c.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("authorize exit %d:\n%s", code, c.out.String())
+	}
+	if !strings.Contains(c.out.String(), advOther) {
+		t.Errorf("authorize did not print the granted advertiser:\n%s", c.out.String())
+	}
+
+	code, out = runOnce(t, "status", "--config", px.ConfigPath, "--json")
+	var after []statusJSON
+	if code != 0 || json.Unmarshal([]byte(out), &after) != nil {
+		t.Fatalf("status after: exit %d: %s", code, out)
+	}
+	if after[0].Authorized || !after[1].Authorized || len(after[1].Advertisers) != 1 || after[1].Advertisers[0].ID != advOther {
+		t.Errorf("status after authorizing other: %+v", after)
+	}
+	code, table := runOnce(t, "status", "--config", px.ConfigPath)
+	if code != 0 || !strings.Contains(table, "NAME") || !regexp.MustCompile(`(?m)^other\s+yes\s+` + advOther).MatchString(table) {
+		t.Errorf("status table: exit %d:\n%s", code, table)
+	}
+	for _, g := range s.grants(t) {
+		for _, text := range []string{out, table, c.out.String()} {
+			if strings.Contains(text, g.AccessToken) || (g.RefreshToken != "" && strings.Contains(text, g.RefreshToken)) {
+				t.Errorf("a token was printed")
+			}
+		}
+	}
+
+	// The proxy started on that store serves the credential at once.
+	px.run(t)
+	status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advOther, nil, nil)
+	if status != 200 || decodeEnvelope(t, b).Code != 0 {
+		t.Errorf("proxy after CLI authorization: HTTP %d %s", status, b)
+	}
+}
+
+// With serve running: authorize completes by itself when TikTok redirects
+// the browser to the admin listener's callback.
+func TestAuthorizeThroughRunningAdminListener(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
+	c := startCLI(t, "authorize", "--config", px.ConfigPath, "--credential", "main")
+	consent := c.consentURL(t)
+
+	// The operator's browser: approve on the consent page, follow the
+	// redirect to the admin listener (a browser other than the CLI's, so no
+	// cookie).
+	form := url.Values{"action": {"authorize"}, "advertiser_id": {"7012345678901234567"}}
+	resp, err := plainClient.PostForm(consent.String(), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, px.AdminURL+"/oauth/callback?") {
+		t.Fatalf("consent answered HTTP %d to %q", resp.StatusCode, loc)
+	}
+	if lu, err := url.Parse(loc); err == nil {
+		rememberSecret(lu.Query().Get("auth_code"))
+	}
+	status, _, body := httpDo(t, "GET", loc, nil, nil)
+	if status != 200 {
+		t.Fatalf("callback: HTTP %d %s", status, body)
+	}
+	if code := c.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("authorize exit %d:\n%s", code, c.out.String())
+	}
+	if !strings.Contains(c.out.String(), "7012345678901234567") {
+		t.Errorf("authorize did not print the granted advertiser:\n%s", c.out.String())
+	}
+	status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id=7012345678901234567", nil, nil)
+	if status != 200 || decodeEnvelope(t, b).Code != 0 {
+		t.Errorf("proxy after authorization through the admin listener: HTTP %d %s", status, b)
+	}
+}
+
+var (
+	demoSimRE  = regexp.MustCompile(`TikTok simulator\s+(http://\S+)`)
+	demoPageRE = regexp.MustCompile(`(http://\S+)/authorize\s`)
+	demoCurlRE = regexp.MustCompile(`curl '(http://[^']+)'`)
+)
+
+// make demo's command: prints what to open and curl; the whole story works
+// offline; Ctrl-C stops it cleanly.
+func TestDemo(t *testing.T) {
+	p := start(t, nil, "demo", "--listen", freeAddr(t), "--admin-listen", freeAddr(t))
+	eventually(t, 20*time.Second, "demo to print its instructions", func() bool {
+		return demoCurlRE.MatchString(p.out.String())
+	})
+	out := p.out.String()
+	s := &sim{URL: demoSimRE.FindStringSubmatch(out)[1]}
+	curl := demoCurlRE.FindStringSubmatch(out)[1]
+	px := &proxy{AdminURL: demoPageRE.FindStringSubmatch(out)[1]}
+	eventually(t, 20*time.Second, "the demo's admin listener", func() bool {
+		resp, err := plainClient.Get(px.AdminURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	status, _, b := httpDo(t, "GET", curl, nil, nil)
+	if status != 503 || decodeEnvelope(t, b).Code != 90003 {
+		t.Errorf("before authorizing: HTTP %d %s, want 90003", status, b)
+	}
+	px.authorize(t, s, "demo", "7000000000000000001")
+	status, _, b = httpDo(t, "GET", curl, nil, nil)
+	if status != 200 || decodeEnvelope(t, b).Code != 0 {
+		t.Fatalf("the printed curl after authorizing: HTTP %d %s", status, b)
+	}
+
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("demo did not stop within 15s of Ctrl-C")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("demo exit %d after Ctrl-C, want 0", code)
+	}
+	if dir := regexp.MustCompile(`Config and store\s+(\S+)`).FindStringSubmatch(out); dir != nil {
+		if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
+			t.Errorf("demo left its temporary directory %s behind", dir[1])
+		}
+	}
+}
