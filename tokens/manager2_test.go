@@ -1,0 +1,389 @@
+package tokens_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+)
+
+// TestLongLivedNeverRefreshed: a grant without expiry is served for a
+// year of clock time with no refresh and no refresh timer.
+func TestLongLivedNeverRefreshed(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.api.expiresIn = 0 })
+	g := e.api.grant()
+	g.RefreshToken = ""
+	if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
+		t.Fatal(err)
+	}
+	e.m.Start(context.Background())
+	for range 365 {
+		e.clock.Advance(24 * time.Hour)
+		if tok := e.mustToken(); tok != "access-0" {
+			t.Fatalf("Token = %q", tok)
+		}
+	}
+	if n := e.api.calls(); n != 0 {
+		t.Fatalf("%d refresh calls for a long-lived grant", n)
+	}
+	if st, _ := e.m.Status(credName); st.Refreshable || !st.AccessExpiresAt.IsZero() {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestRejected: what a 40105/40102 from TikTok does.
+func TestRejected(t *testing.T) {
+	tests := []struct {
+		name       string
+		longLived  bool
+		steps      []rejectStep
+		wantCalls  int
+		wantReauth bool
+	}{
+		{
+			name:      "current token: one forced refresh, retry",
+			steps:     []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40105, want: true}},
+			wantCalls: 1,
+		},
+		{
+			name:      "older token: retry with the current one, no refresh",
+			steps:     []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40102, want: true}, {token: "access-0", code: 40102, want: true}},
+			wantCalls: 1,
+		},
+		{
+			name:  "other codes are ignored",
+			steps: []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40001, want: false}},
+		},
+		{
+			name:       "long-lived grant: re-authorization",
+			longLived:  true,
+			steps:      []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40105, want: false}},
+			wantReauth: true,
+		},
+		{
+			name: "a just-refreshed token rejected: re-authorization",
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
+				{after: 10 * time.Second, token: "access-1", code: 40105, want: false},
+			},
+			wantCalls: 1, wantReauth: true,
+		},
+		{
+			name: "three rejections within ten minutes: re-authorization",
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "access-1", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "access-2", code: 40105, want: false},
+			},
+			wantCalls: 2, wantReauth: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			g := e.api.grant()
+			if tc.longLived {
+				g.ExpiresIn, g.RefreshToken = 0, ""
+			}
+			if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range tc.steps {
+				e.clock.Advance(st.after)
+				if got := e.m.Rejected(context.Background(), credName, st.token, st.code); got != st.want {
+					t.Fatalf("step %d: Rejected = %v, want %v", i, got, st.want)
+				}
+			}
+			if n := e.api.calls(); n != tc.wantCalls {
+				t.Fatalf("%d refresh calls, want %d", n, tc.wantCalls)
+			}
+			_, err := e.token()
+			if got := errors.Is(err, tokens.ErrReauthRequired); got != tc.wantReauth {
+				t.Fatalf("Token error %v; re-authorization %v, want %v", err, got, tc.wantReauth)
+			}
+			if e.record().ReauthRequired != tc.wantReauth {
+				t.Fatalf("stored ReauthRequired = %v", e.record().ReauthRequired)
+			}
+		})
+	}
+}
+
+type rejectStep struct {
+	after time.Duration
+	token string
+	code  int
+	want  bool
+}
+
+// TestRejectedConcurrent: many requests rejected with the same token share
+// one forced refresh, and all retry.
+func TestRejectedConcurrent(t *testing.T) {
+	e := newEnv(t)
+	e.authorize()
+	e.clock.Advance(time.Hour)
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	e.api.set(func(a *fakeAPI) { a.gate, a.entered = gate, entered })
+	const n = 200
+	results := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { results[i] = e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) })
+	}
+	<-entered
+	close(gate)
+	wg.Wait()
+	for i, r := range results {
+		if !r {
+			t.Fatalf("caller %d: Rejected = false", i)
+		}
+	}
+	if c := e.api.calls(); c != 1 {
+		t.Fatalf("%d refresh calls, want 1", c)
+	}
+	if tok := e.mustToken(); tok != "access-1" {
+		t.Fatalf("Token = %q", tok)
+	}
+}
+
+// TestAuthorizeReplacesGrant: a new grant replaces the old one, clears
+// re-authorization, merges advertisers and names them from the listing.
+func TestAuthorizeReplacesGrant(t *testing.T) {
+	e := newEnv(t)
+	e.api.set(func(a *fakeAPI) { a.advErr = errors.New("listing down") })
+	first := e.authorize() // a failed listing is not fatal
+	if !first.Authorized || len(first.Advertisers) != 2 {
+		t.Fatalf("first status %+v", first)
+	}
+	e.clock.Advance(time.Hour)
+	e.api.set(func(a *fakeAPI) { a.err = &tiktok.APIError{Code: 40107, Message: "revoked"} })
+	e.clock.Set(e.record().AccessExpiresAt)
+	if _, err := e.token(); !errors.Is(err, tokens.ErrReauthRequired) {
+		t.Fatalf("Token = %v", err)
+	}
+	gen := e.record().Generation
+
+	e.api.set(func(a *fakeAPI) {
+		a.err, a.advErr = nil, nil
+		a.current = "refresh-new"
+		a.advertisers = []tiktok.Advertiser{{ID: "7000000000000000001", Name: "Shop"}, {ID: "7000000000000000002", Name: "Outlet"}}
+	})
+	g := &tiktok.Grant{AccessToken: "access-new", ExpiresIn: 24 * time.Hour, RefreshToken: "refresh-new",
+		AdvertiserIDs: []string{"7000000000000000001"}, Scopes: []string{"4"}}
+	st, err := e.m.Authorize(context.Background(), credName, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := e.record()
+	switch {
+	case rec.AccessToken != "access-new" || rec.RefreshToken != "refresh-new":
+		t.Fatalf("tokens not replaced")
+	case rec.ReauthRequired || rec.ReauthReason != "" || st.ReauthRequired:
+		t.Fatalf("re-authorization not cleared: %+v", rec)
+	case !rec.AuthorizedAt.Equal(e.clock.Now()):
+		t.Fatalf("AuthorizedAt %v, want now", rec.AuthorizedAt)
+	case rec.Generation <= gen:
+		t.Fatalf("generation %d not bumped past %d", rec.Generation, gen)
+	case strings.Join(rec.Scopes, ",") != "4":
+		t.Fatalf("scopes %v", rec.Scopes)
+	}
+	names := map[string]string{}
+	for _, a := range st.Advertisers {
+		names[a.ID] = a.Name
+	}
+	want := map[string]string{"7000000000000000001": "Shop", "7000000000000000002": "Outlet", configAdvert: ""}
+	if len(names) != len(want) {
+		t.Fatalf("advertisers %v, want %v", names, want)
+	}
+	for id, n := range want {
+		if got, ok := names[id]; !ok || got != n {
+			t.Fatalf("advertisers %v, want %v", names, want)
+		}
+	}
+	for _, id := range []string{"7000000000000000001", "7000000000000000002", configAdvert} {
+		if c, ok := e.m.CredentialFor(id); !ok || c != credName {
+			t.Fatalf("CredentialFor(%s) = %q, %v", id, c, ok)
+		}
+	}
+	if tok := e.mustToken(); tok != "access-new" {
+		t.Fatalf("Token = %q", tok)
+	}
+}
+
+// TestAdvertiserListing: the loop learns new advertisers every interval.
+func TestAdvertiserListing(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.opts.AdvertiserInterval = 6 * time.Hour })
+	e.authorize()
+	if _, ok := e.m.CredentialFor("7000000000000000003"); ok {
+		t.Fatal("unknown advertiser already known")
+	}
+	if c, ok := e.m.CredentialFor(configAdvert); !ok || c != credName {
+		t.Fatalf("config advertiser: %q, %v", c, ok)
+	}
+	e.api.set(func(a *fakeAPI) { a.advertisers = []tiktok.Advertiser{{ID: "7000000000000000003", Name: "New"}} })
+	calls := e.api.advCalls()
+	e.m.Start(context.Background())
+	waitFor(t, "listing at start", func() bool { return e.api.advCalls() > calls })
+	waitFor(t, "new advertiser", func() bool { _, ok := e.m.CredentialFor("7000000000000000003"); return ok })
+
+	e.api.set(func(a *fakeAPI) {
+		a.advertisers = append(a.advertisers, tiktok.Advertiser{ID: "7000000000000000004", Name: "Newer"})
+	})
+	at := e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(6 * time.Hour)) })
+	e.clock.Set(at)
+	waitFor(t, "listed again", func() bool { _, ok := e.m.CredentialFor("7000000000000000004"); return ok })
+	found := false
+	for _, a := range e.record().Advertisers {
+		found = found || (a.ID == "7000000000000000004" && a.Name == "Newer")
+	}
+	if !found {
+		t.Fatalf("advertiser not persisted with its name: %+v", e.record().Advertisers)
+	}
+}
+
+// TestCloseStopsLoops: after Close no timer leads to a refresh, and an
+// expired token is not refreshed any more.
+func TestCloseStopsLoops(t *testing.T) {
+	e := newEnv(t)
+	e.authorize()
+	e.m.Start(context.Background())
+	e.clock.waitWaiter(t, "refresh timer", func(time.Time) bool { return true })
+	if err := e.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	calls, adv := e.api.calls(), e.api.advCalls()
+	e.clock.Advance(48 * time.Hour)
+	if _, err := e.token(); err == nil {
+		t.Fatal("Token refreshed after Close")
+	}
+	if e.api.calls() != calls || e.api.advCalls() != adv {
+		t.Fatal("TikTok called after Close")
+	}
+}
+
+// TestTwoManagersShareStore: a manager whose copy is stale adopts the
+// newer record from the store instead of refreshing again or overwriting.
+func TestTwoManagersShareStore(t *testing.T) {
+	e := newEnv(t)
+	e.authorize()
+	other := e.newManager()
+	e.clock.Set(e.record().AccessExpiresAt)
+	if tok := e.mustToken(); tok != "access-1" {
+		t.Fatalf("first manager Token = %q", tok)
+	}
+	tok, err := other.Token(context.Background(), credName)
+	if err != nil || tok != "access-1" {
+		t.Fatalf("second manager Token = %q, %v; want the adopted access-1", tok, err)
+	}
+	if n := e.api.calls(); n != 1 {
+		t.Fatalf("%d refresh calls, want 1", n)
+	}
+}
+
+// TestLockerHeldElsewhere: with a Locker store, a manager that cannot take
+// the lock does not call TikTok.
+func TestLockerHeldElsewhere(t *testing.T) {
+	var ls *lockStore
+	e := newEnv(t, func(e *env) {
+		ls = &lockStore{Store: e.store, held: true}
+		e.store = ls
+	})
+	e.authorize()
+	e.clock.Set(e.record().AccessExpiresAt)
+	var re *tokens.RefreshError
+	if _, err := e.token(); !errors.As(err, &re) {
+		t.Fatalf("Token while another holds the lock = %v", err)
+	}
+	if n := e.api.calls(); n != 0 {
+		t.Fatalf("%d refresh calls while the lock was held elsewhere", n)
+	}
+	ls.mu.Lock()
+	ls.held = false
+	ls.mu.Unlock()
+	e.clock.Advance(re.RetryAfter)
+	if tok := e.mustToken(); tok != "access-1" {
+		t.Fatalf("Token = %q", tok)
+	}
+	if ls.locks != 2 || ls.unlocks != 1 {
+		t.Fatalf("lock taken %d times, released %d", ls.locks, ls.unlocks)
+	}
+}
+
+type lockStore struct {
+	tokens.Store
+	mu             sync.Mutex
+	held           bool
+	locks, unlocks int
+}
+
+func (l *lockStore) TryLock(ctx context.Context, credential string, ttl time.Duration) (func(), bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.locks++
+	if l.held {
+		return nil, false, nil
+	}
+	return func() { l.mu.Lock(); l.unlocks++; l.mu.Unlock() }, true, nil
+}
+
+func TestErrors(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.token(); !errors.Is(err, tokens.ErrNotAuthorized) {
+		t.Fatalf("Token before Authorize = %v", err)
+	}
+	if _, err := e.m.Token(context.Background(), "nope"); !errors.Is(err, tokens.ErrUnknownCredential) {
+		t.Fatalf("Token(nope) = %v", err)
+	}
+	if e.m.Source("nope") != nil {
+		t.Fatal("Source(nope) is not nil")
+	}
+	e.authorize()
+	tok, err := e.m.Source(credName).Token()
+	if err != nil || tok.AccessToken != "access-0" || !tok.Expiry.Equal(t0.Add(24*time.Hour)) {
+		t.Fatalf("Source.Token = %+v, %v", tok, err)
+	}
+	if err := e.m.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStatusTable(t *testing.T) {
+	now := t0
+	rec := &tokens.Record{
+		Credential: "main", AccessToken: "SECRET-A", RefreshToken: "SECRET-R",
+		AccessExpiresAt: now.Add(5*time.Hour + 12*time.Minute), RefreshExpiresAt: now.Add(300 * 24 * time.Hour),
+		Advertisers:  []tokens.Advertiser{{ID: "7000000000000000001", Name: "Shop\tOne"}},
+		AuthorizedAt: now.Add(-time.Hour), LastRefresh: tokens.RefreshResult{At: now.Add(-42 * time.Second), OK: true},
+	}
+	gone := &tokens.Record{Credential: "old", AccessToken: "SECRET-B", ReauthRequired: true, ReauthReason: "TikTok refused the refresh token (code 40107)"}
+	st := []tokens.Status{tokens.StatusFromRecord("main", rec), tokens.StatusFromRecord("old", gone), tokens.StatusFromRecord("new", nil)}
+	var buf bytes.Buffer
+	if err := tokens.FormatStatusTable(&buf, st, now); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"NAME", "ACCESS EXPIRES IN", "REFRESH EXPIRES IN", "LAST REFRESH",
+		"7000000000000000001 (Shop One)", "5h12m", "300d0h", "ok 42s ago",
+		"yes (TikTok refused the refresh token (code 40107))", "never",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "SECRET") {
+		t.Fatalf("table shows a token:\n%s", out)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 4 {
+		t.Fatalf("%d lines, want header and 3 rows:\n%s", len(lines), out)
+	}
+	if st[2].Authorized || st[2].Advertisers == nil {
+		t.Fatalf("nil record status %+v", st[2])
+	}
+}
