@@ -683,14 +683,18 @@ func (s *Source) adopt(rec *Record) {
 		return
 	}
 	s.rec = rec.Clone()
-	if rec == nil || old == nil || rec.AccessToken != old.AccessToken || (old.ReauthRequired && !rec.ReauthRequired) {
+	reschedule := rec == nil || old == nil || rec.AccessToken != old.AccessToken ||
+		rec.ReauthRequired != old.ReauthRequired || !rec.AccessExpiresAt.Equal(old.AccessExpiresAt)
+	if reschedule {
 		s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
 		s.jitter = s.m.pickJitter()
 	}
 	s.mu.Unlock()
 	s.reportState(rec)
 	s.m.reindex()
-	s.poke()
+	if reschedule {
+		s.poke()
+	}
 }
 
 func (s *Source) current() *Record {
@@ -722,6 +726,11 @@ func (m *Manager) pickJitter() float64 {
 // refreshLoop refreshes the token ahead of its expiry and retries failed
 // refreshes when their backoff is due, until ctx ends.
 func (s *Source) refreshLoop(ctx context.Context) {
+	// Changes made before Start are in the first schedule already.
+	select {
+	case <-s.wake:
+	default:
+	}
 	for {
 		var due <-chan time.Time
 		if d, ok := s.nextRefreshIn(); ok {
@@ -739,6 +748,12 @@ func (s *Source) refreshLoop(ctx context.Context) {
 			case <-f.done:
 			case <-ctx.Done():
 				return
+			}
+			// The schedule is recomputed next anyway; a wake-up sent during
+			// the refresh would only recompute it twice.
+			select {
+			case <-s.wake:
+			default:
 			}
 		}
 	}

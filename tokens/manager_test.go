@@ -38,9 +38,9 @@ func TestRefreshAhead(t *testing.T) {
 		}
 		e.clock.Set(at)
 		want := fmt.Sprintf("access-%d", day)
-		waitFor(t, "refresh-ahead", func() bool { return e.record().AccessToken == want })
-		if got := e.mustToken(); got != want {
-			t.Fatalf("day %d: Token = %q, want %q", day, got, want)
+		waitFor(t, "refresh-ahead", func() bool { return e.mustToken() == want })
+		if got := e.record().AccessToken; got != want {
+			t.Fatalf("day %d: stored token %q, want %q", day, got, want)
 		}
 	}
 	if n := e.api.calls(); n != days {
@@ -300,8 +300,10 @@ func TestReauthMarking(t *testing.T) {
 		wantCalls  int
 	}{
 		{
-			name:       "40103 refresh token expired",
-			prepare:    func(e *env) { e.api.set(func(a *fakeAPI) { a.err = &tiktok.APIError{Code: 40103, Message: "expired"} }) },
+			name: "40103 refresh token expired",
+			prepare: func(e *env) {
+				e.api.set(func(a *fakeAPI) { a.err = &tiktok.APIError{Code: 40103, Message: "expired"} })
+			},
 			wantReauth: true, wantCalls: 1,
 		},
 		{
@@ -360,4 +362,3 @@ func TestReauthMarking(t *testing.T) {
 		})
 	}
 }
-
