@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -149,12 +150,25 @@ func (r *rotations) rotatedTo(from string) string {
 func TestCrashDuringRefresh(t *testing.T) {
 	sim := tiktoksim.New(tiktoksim.Options{})
 	rot := &rotations{next: map[string]string{}}
-	srv := httptest.NewServer(rot.wrap(sim))
+	srv := httptest.NewUnstartedServer(rot.wrap(sim))
+	// A killed child's last request may still be in the simulator; the
+	// store is checked only once every connection is closed, so no
+	// rotation happens after the check.
+	var open atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
 	defer srv.Close()
 	cred := crashCredential(srv.URL)
 	path := filepath.Join(t.TempDir(), "state", "tokens.json")
 	ctx := context.Background()
-	client := &tiktok.Client{}
+	client := parentClient()
 
 	authorize := func() {
 		t.Helper()
@@ -174,6 +188,7 @@ func TestCrashDuringRefresh(t *testing.T) {
 	verified, windows := 0, 0
 	for round := range rounds {
 		runAndKill(t, path, srv.URL, round)
+		waitFor(t, "the child's connections to close", func() bool { return open.Load() == 0 })
 
 		st, err := filestore.Open(path, nil)
 		if err != nil {
@@ -220,6 +235,12 @@ func simRefreshToken(t *testing.T, sim *tiktoksim.Server) string {
 	return tok
 }
 
+// parentClient keeps no idle connection, so the open-connection count
+// reaches zero between rounds.
+func parentClient() *tiktok.Client {
+	return &tiktok.Client{HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+}
+
 func withManager(t *testing.T, path string, cred tokens.Credential, now func() time.Time, f func(m *tokens.Manager)) {
 	t.Helper()
 	st, err := filestore.Open(path, nil)
@@ -227,7 +248,7 @@ func withManager(t *testing.T, path string, cred tokens.Credential, now func() t
 		t.Fatal(err)
 	}
 	defer st.Close()
-	m, err := tokens.NewManager(context.Background(), st, []tokens.Credential{cred}, &tiktok.Client{},
+	m, err := tokens.NewManager(context.Background(), st, []tokens.Credential{cred}, parentClient(),
 		tokens.Options{Now: now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
