@@ -139,7 +139,7 @@ func TestAuthorizeByPasteThenStatus(t *testing.T) {
 		t.Errorf("status after authorizing other: %+v", after)
 	}
 	code, table := runOnce(t, "status", "--config", px.ConfigPath)
-	if code != 0 || !strings.Contains(table, "NAME") || !regexp.MustCompile(`(?m)^other\s+yes\s+` + advOther).MatchString(table) {
+	if code != 0 || !strings.Contains(table, "NAME") || !regexp.MustCompile(`(?m)^other\s+yes\s+`+advOther).MatchString(table) {
 		t.Errorf("status table: exit %d:\n%s", code, table)
 	}
 	for _, g := range s.grants(t) {

@@ -431,3 +431,9 @@ func secretsIn(cfg string) []string {
 	}
 	return out
 }
+
+func jsonDecode(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	return dec.Decode(v)
+}

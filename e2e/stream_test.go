@@ -127,7 +127,17 @@ func TestBackgroundRefreshAcrossExpiries(t *testing.T) {
 		requests++
 		time.Sleep(50 * time.Millisecond) // a script's pace, not a wait for a condition
 	}
-	t.Logf("%d requests, all OK, across %d background refreshes", requests, s.stats(t, appMain).RefreshCalls)
+	refreshes := s.stats(t, appMain).RefreshCalls
+	t.Logf("%d requests, all OK, across %d background refreshes", requests, refreshes)
+	eventually(t, 10*time.Second, "the refresh metrics", func() bool {
+		ok, _ := metricValue(t, px, `tiktok_auth_proxy_token_refreshes_total{credential="main",result="success"}`)
+		n, _ := metricValue(t, px, `tiktok_auth_proxy_token_refresh_duration_seconds_count{credential="main"}`)
+		return ok >= wantRefreshes && n >= wantRefreshes
+	})
+	exp, ok := metricValue(t, px, `tiktok_auth_proxy_access_token_expiry_timestamp_seconds{credential="main"}`)
+	if !ok || exp < float64(time.Now().Unix()) {
+		t.Errorf("access token expiry gauge %v (present %v) is not in the future after refreshes", exp, ok)
+	}
 }
 
 // kill -9 of the proxy loses nothing: after a restart on the same store the

@@ -83,9 +83,12 @@ const (
 	// refreshTimeout bounds one refresh (lock, TikTok call, store writes).
 	refreshTimeout = time.Minute
 	lockTTL        = refreshTimeout
-	// A current token rejected within freshWindow of being issued, or the
+	// A token rejected within freshWindow of being issued after an earlier
+	// rejection (the refresh that answered it did not help), or the
 	// maxRejections-th rejection of current tokens within rejectWindow, is
-	// not refreshed again: TikTok no longer accepts the grant.
+	// not refreshed again: TikTok no longer accepts the grant. A single
+	// rejection, even of a just-authorized token, is refreshed once: one
+	// glitch must not cost an operator a re-authorization.
 	freshWindow   = time.Minute
 	rejectWindow  = 10 * time.Minute
 	maxRejections = 3
@@ -937,7 +940,7 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 			reason = fmt.Sprintf("TikTok rejected the access token (code %d) and it cannot be refreshed", code)
 		case len(s.rejections) >= maxRejections:
 			reason = fmt.Sprintf("TikTok rejected %d access tokens within %s (code %d)", len(s.rejections), rejectWindow, code)
-		case now.Sub(issuedAt(rec)) < freshWindow:
+		case len(s.rejections) >= 2 && now.Sub(issuedAt(rec)) < freshWindow:
 			reason = fmt.Sprintf("TikTok rejected a just-issued access token (code %d)", code)
 		}
 		if reason != "" {

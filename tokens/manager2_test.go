@@ -67,6 +67,11 @@ func TestRejected(t *testing.T) {
 			wantReauth: true,
 		},
 		{
+			name:      "a just-authorized token rejected once: one forced refresh, retry",
+			steps:     []rejectStep{{after: 5 * time.Second, token: "access-0", code: 40105, want: true}},
+			wantCalls: 1,
+		},
+		{
 			name: "a just-refreshed token rejected: re-authorization",
 			steps: []rejectStep{
 				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},

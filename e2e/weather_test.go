@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// metricValue reads one sample from the admin listener's /metrics.
+func metricValue(t *testing.T, px *proxy, series string) (float64, bool) {
+	t.Helper()
+	_, _, b := httpDo(t, "GET", px.AdminURL+"/metrics", nil, nil)
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindSubmatch(b)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v, true
+}
+
+// A burst of 40105 answers (TikTok invalidated the access token) is healed
+// by exactly one refresh, and every request of the burst is retried once
+// and succeeds.
+func TestTokenRejectionBurstHealedByOneRefresh(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
+	px.authorize(t, s, "main", appMain, advMain1)
+	api := px.URL + "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain1
+	// Warm the connection pool, then break the next 8 API answers.
+	if status, _, b := httpDo(t, "GET", api, nil, nil); status != 200 {
+		t.Fatalf("HTTP %d %s", status, b)
+	}
+	before := s.stats(t, appMain).RefreshCalls
+	const burst = 8
+	s.post(t, "/sim/fault", map[string]any{"code": 40105, "count": burst})
+
+	var wg sync.WaitGroup
+	errs := make(chan string, burst)
+	for i := 0; i < burst; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", api, nil)
+			resp, err := plainClient.Do(req)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var env envelope
+			if err := jsonDecode(resp.Body, &env); err != nil || resp.StatusCode != 200 || env.Code != 0 {
+				errs <- fmt.Sprintf("HTTP %d code %d %v", resp.StatusCode, env.Code, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("a request of the 40105 burst failed: %s", e)
+	}
+	if got := s.stats(t, appMain).RefreshCalls - before; got != 1 {
+		t.Errorf("the burst caused %d refreshes, want exactly 1", got)
+	}
+	if v, _ := metricValue(t, px, `tiktok_auth_proxy_credential_reauthorization_required{credential="main"}`); v != 0 {
+		t.Errorf("a healed burst marked the credential for re-authorization")
+	}
+}
+
+// A rate-limit storm from TikTok (HTTP 200, code 40100) passes through
+// unchanged, is counted per code and logged with the advertiser, and never
+// trips the breaker; every SPEC metric is on /metrics.
+func TestRateLimitStormCountedAndMetricsExported(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "breaker:\n  consecutive_failures: 2\n"})
+	px.authorize(t, s, "main", appMain, advMain1)
+	px.authorize(t, s, "other", appOther, advOther)
+	const storm = 12
+	s.post(t, "/sim/fault", map[string]any{"code": 40100, "count": storm, "message": "Too many requests"})
+	for i := 0; i < storm; i++ {
+		status, h, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advOther, nil, nil)
+		if status != 200 || h.Get("X-TikTok-Auth-Proxy-Error") != "" || decodeEnvelope(t, b).Code != 40100 {
+			t.Fatalf("request %d: want TikTok's 40100 passed through, got HTTP %d %s", i, status, b)
+		}
+	}
+	status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advOther, nil, nil)
+	if status != 200 || decodeEnvelope(t, b).Code != 0 {
+		t.Fatalf("after the storm (breaker must not have opened): HTTP %d %s", status, b)
+	}
+	if v, _ := metricValue(t, px, `tiktok_auth_proxy_upstream_api_errors_total{code="40100",credential="other"}`); v != storm {
+		t.Errorf("upstream_api_errors_total{code=40100,credential=other} = %v, want %d", v, storm)
+	}
+	if v, _ := metricValue(t, px, `tiktok_auth_proxy_requests_total{credential="other",method="GET",status="200"}`); v != storm+1 {
+		t.Errorf("requests_total{other,GET,200} = %v, want %d", v, storm+1)
+	}
+	logs := px.p.out.String()
+	if n := strings.Count(logs, "40100"); n < storm || !strings.Contains(logs, advOther) {
+		t.Errorf("rate-limit answers not logged with the advertiser (%d mentions of 40100)", n)
+	}
+
+	_, _, m := httpDo(t, "GET", px.AdminURL+"/metrics", nil, nil)
+	// token_refreshes_total and token_refresh_duration_seconds appear once a
+	// refresh happened: TestBackgroundRefreshAcrossExpiries checks them.
+	for _, name := range []string{"requests_total", "request_duration_seconds_bucket", "upstream_api_errors_total",
+		"access_token_expiry_timestamp_seconds", "refresh_token_expiry_timestamp_seconds", "credential_authorized",
+		"credential_reauthorization_required", "circuit_breaker_state", "build_info"} {
+		if !strings.Contains(string(m), "tiktok_auth_proxy_"+name) {
+			t.Errorf("/metrics lacks tiktok_auth_proxy_%s", name)
+		}
+	}
+	for _, want := range []string{"go_goroutines", "process_resident_memory_bytes", `tiktok_auth_proxy_credential_authorized{credential="main"} 1`} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
