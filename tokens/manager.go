@@ -39,7 +39,9 @@ type Options struct {
 	// token shorter-lived than RefreshBefore is not refreshed in a loop.
 	RefreshBefore time.Duration
 	// AdvertiserInterval: how often each authorized credential's advertiser
-	// list is fetched again from /oauth2/advertiser/get/. Default 1h.
+	// list is fetched again from /oauth2/advertiser/get/. The listing also
+	// validates the grant: a token TikTok rejects there is handled as by
+	// Rejected, so an idle credential's revocation is noticed. Default 1m.
 	AdvertiserInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -73,7 +75,9 @@ type Status struct {
 // least every 10 s once expired"), not tuning knobs.
 const (
 	defaultRefreshBefore      = time.Hour
-	defaultAdvertiserInterval = time.Hour
+	// One listing a minute per credential (1,440 a day, far under any app
+	// tier) so a revoked grant is noticed within a minute even when idle.
+	defaultAdvertiserInterval = time.Minute
 	// expirySkew: a token this close to its expiry is treated as expired,
 	// since it could lapse on its way to TikTok.
 	expirySkew      = 10 * time.Second
@@ -822,6 +826,16 @@ func (s *Source) listAdvertisers(ctx context.Context) {
 	}
 	used := rec.AccessToken
 	list, err := s.m.api.Advertisers(ctx, s.cred.App, used)
+	var ae *tiktok.APIError
+	if errors.As(err, &ae) && (ae.Code == tiktok.CodeTokenInvalid || ae.Code == tiktok.CodeTokenExpired) {
+		// The listing doubles as a validation of the grant: an idle
+		// credential whose grant was revoked shows it here, before any script
+		// fails. Rejected refreshes once; a revoked grant then fails the
+		// refresh and is marked for re-authorization.
+		s.m.log.Warn("TikTok rejected the access token while listing advertisers", "credential", s.cred.Name, "code", ae.Code)
+		s.m.Rejected(ctx, s.cred.Name, used, ae.Code)
+		return
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			s.m.log.Warn("listing advertisers failed", "credential", s.cred.Name, "error", err.Error())

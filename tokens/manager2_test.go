@@ -392,3 +392,32 @@ func TestStatusTable(t *testing.T) {
 		t.Fatalf("nil record status %+v", st[2])
 	}
 }
+
+// TestIdleRevocationNoticedByListing: nobody calls TikTok with an idle
+// credential, yet its revocation is marked within one listing interval:
+// the listing is rejected, the one forced refresh fails with 40107.
+func TestIdleRevocationNoticedByListing(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.opts.AdvertiserInterval = time.Minute })
+	e.authorize()
+	e.m.Start(context.Background())
+	waitFor(t, "listing at start", func() bool { return e.api.advCalls() > 0 })
+	if e.record().ReauthRequired {
+		t.Fatal("marked before the revocation")
+	}
+	e.api.set(func(a *fakeAPI) {
+		a.advErr = &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}
+		a.current = "revoked: no refresh token is accepted"
+	})
+	at := e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(time.Minute)) })
+	e.clock.Set(at)
+	waitFor(t, "re-authorization marked", func() bool {
+		r, err := e.store.Get(context.Background(), credName)
+		return err == nil && r.ReauthRequired
+	})
+	if n := e.api.calls(); n != 1 {
+		t.Errorf("%d refresh calls, want the one forced refresh", n)
+	}
+	if _, err := e.token(); !errors.Is(err, tokens.ErrReauthRequired) {
+		t.Errorf("Token after revocation: %v, want ErrReauthRequired", err)
+	}
+}
