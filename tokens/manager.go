@@ -74,7 +74,7 @@ type Status struct {
 // Lifecycle constants. They are the behaviour SPEC.md promises ("retried at
 // least every 10 s once expired"), not tuning knobs.
 const (
-	defaultRefreshBefore      = time.Hour
+	defaultRefreshBefore = time.Hour
 	// One listing a minute per credential (1,440 a day, far under any app
 	// tier) so a revoked grant is noticed within a minute even when idle.
 	defaultAdvertiserInterval = time.Minute
