@@ -22,31 +22,9 @@ type cliProc struct {
 
 func startCLI(t *testing.T, args ...string) *cliProc {
 	t.Helper()
-	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binPath, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	stdin, err := p.cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	allLogs.mu.Lock()
-	allLogs.bufs = append(allLogs.bufs, p.out)
-	allLogs.mu.Unlock()
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		stdin.Close()
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("output of %v:\n%s", args, p.out.String())
-		}
-	})
-	return &cliProc{proc: p, stdin: stdin}
+	c := &cliProc{}
+	c.proc = launch(t, nil, &c.stdin, args...)
+	return c
 }
 
 // wait waits for the command to exit by itself and returns its exit code.

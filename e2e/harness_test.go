@@ -124,10 +124,24 @@ func leakedSecrets() []string {
 // SIGKILL after 10s) when the test ends, and its output shown if it failed.
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return launch(t, env, nil, args...)
+}
+
+// launch is start with an optional stdin: when stdin is non-nil it is set
+// to a pipe the test writes, closed when the test ends.
+func launch(t *testing.T, env []string, stdin *io.WriteCloser, args ...string) *proc {
+	t.Helper()
 	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binPath, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Env = append(os.Environ(), env...)
+	if stdin != nil {
+		w, err := p.cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		*stdin = w
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %v: %v", args, err)
 	}
@@ -139,6 +153,9 @@ func start(t *testing.T, env []string, args ...string) *proc {
 		close(p.done)
 	}()
 	t.Cleanup(func() {
+		if stdin != nil {
+			(*stdin).Close()
+		}
 		p.stop(t)
 		if t.Failed() {
 			t.Logf("output of %s:\n%s", strings.Join(args, " "), p.out.String())
