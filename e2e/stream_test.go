@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,5 +164,59 @@ func TestKillAndRestartKeepsCredentials(t *testing.T) {
 	}
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("token file mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+// SIGTERM stops accepting but lets an in-flight request finish, then the
+// process exits 0.
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
+	px.authorize(t, s, "main", appMain, advMain1)
+	s.post(t, "/sim/fault", map[string]any{"latency": "1500ms", "count": 1, "path_prefix": "/open_api/v1.3/campaign/get/"})
+
+	type result struct {
+		status int
+		code   int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := plainClient.Get(px.URL + "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain1)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		var env envelope
+		err = jsonDecode(resp.Body, &env)
+		done <- result{status: resp.StatusCode, code: env.Code, err: err}
+	}()
+	// The request is in flight once the simulator has recorded it.
+	eventually(t, 10*time.Second, "the slow request to reach TikTok", func() bool {
+		for _, r := range s.requests(t) {
+			if r.Path == "/open_api/v1.3/campaign/get/" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := px.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.status != 200 || r.code != 0 {
+		t.Fatalf("in-flight request during shutdown: %+v", r)
+	}
+	select {
+	case <-px.p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not exit after SIGTERM")
+	}
+	if code := px.p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	if _, err := plainClient.Get(px.URL + "/open_api/v1.3/campaign/get/"); err == nil {
+		t.Error("the proxy still accepts connections after shutdown")
 	}
 }
