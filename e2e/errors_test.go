@@ -70,9 +70,9 @@ func TestProxyErrorCodes(t *testing.T) {
 		{name: "90003 never authorized", method: "GET", url: api + "/campaign/get/",
 			header: http.Header{"X-Tiktok-Credential": {"unused"}}, wantStatus: 503, wantCode: 90003},
 		{name: "90007 TikTok unreachable", method: "GET", url: api + "/campaign/get/?advertiser_id=" + advMain1,
-			fault: map[string]any{"reset": true, "count": 1}, wantStatus: 502, wantCode: 90007},
+			fault: map[string]any{"reset": true, "count": 1, "path_prefix": campaignGet}, wantStatus: 502, wantCode: 90007},
 		{name: "90007 TikTok timed out", method: "GET", url: api + "/campaign/get/?advertiser_id=" + advMain1,
-			fault: map[string]any{"latency": "5s", "count": 1}, wantStatus: 504, wantCode: 90007},
+			fault: map[string]any{"latency": "5s", "count": 1, "path_prefix": campaignGet}, wantStatus: 504, wantCode: 90007},
 		{name: "90008 JSON body over max_inspect_bytes", method: "POST", url: api + "/campaign/create/",
 			header: jsonCT, body: `{"campaign_name":"` + strings.Repeat("x", 4096) + `","advertiser_id":"` + advOther + `"}`,
 			wantStatus: 413, wantCode: 90008},
@@ -173,14 +173,14 @@ func TestCircuitBreaker(t *testing.T) {
 	px.authorize(t, s, "main", appMain, advMain1)
 	api := px.URL + "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain1
 	// 4xxxx codes are the script's business: they never trip the breaker.
-	s.post(t, "/sim/fault", map[string]any{"code": 40002, "count": 5})
+	s.post(t, "/sim/fault", map[string]any{"code": 40002, "count": 5, "path_prefix": campaignGet})
 	for i := 0; i < 5; i++ {
 		status, h, b := httpDo(t, "GET", api, nil, nil)
 		if status != 200 || h.Get("X-TikTok-Auth-Proxy-Error") != "" || decodeEnvelope(t, b).Code != 40002 {
 			t.Fatalf("4xxxx %d: want TikTok's 40002 passed through, got HTTP %d %s", i, status, b)
 		}
 	}
-	s.post(t, "/sim/fault", map[string]any{"code": 50002})
+	s.post(t, "/sim/fault", map[string]any{"code": 50002, "path_prefix": campaignGet})
 	for i := 0; i < 3; i++ {
 		status, h, b := httpDo(t, "GET", api, nil, nil)
 		if status != 200 || h.Get("X-TikTok-Auth-Proxy-Error") != "" || decodeEnvelope(t, b).Code != 50002 {

@@ -24,6 +24,9 @@ const (
 	// Secrets used in configs; the log scan looks for them.
 	secretMain  = "e2e-app-secret-main-5b1f"
 	secretOther = "e2e-app-secret-other-9c2d"
+	// campaignGet narrows simulator faults to the scripts' calls, so the
+	// proxy's own periodic advertiser listing never consumes one.
+	campaignGet = "/open_api/v1.3/campaign/get/"
 )
 
 var twoCredentials = fmt.Sprintf(`  - name: main

@@ -40,7 +40,7 @@ func TestTokenRejectionBurstHealedByOneRefresh(t *testing.T) {
 	}
 	before := s.stats(t, appMain).RefreshCalls
 	const burst = 8
-	s.post(t, "/sim/fault", map[string]any{"code": 40105, "count": burst})
+	s.post(t, "/sim/fault", map[string]any{"code": 40105, "count": burst, "path_prefix": campaignGet})
 
 	var wg sync.WaitGroup
 	errs := make(chan string, burst)
@@ -83,7 +83,7 @@ func TestRateLimitStormCountedAndMetricsExported(t *testing.T) {
 	px.authorize(t, s, "main", appMain, advMain1)
 	px.authorize(t, s, "other", appOther, advOther)
 	const storm = 12
-	s.post(t, "/sim/fault", map[string]any{"code": 40100, "count": storm, "message": "Too many requests"})
+	s.post(t, "/sim/fault", map[string]any{"code": 40100, "count": storm, "message": "Too many requests", "path_prefix": campaignGet})
 	for i := 0; i < storm; i++ {
 		status, h, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advOther, nil, nil)
 		if status != 200 || h.Get("X-TikTok-Auth-Proxy-Error") != "" || decodeEnvelope(t, b).Code != 40100 {
