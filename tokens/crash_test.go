@@ -146,7 +146,10 @@ func (r *rotations) rotatedTo(from string) string {
 // One window cannot be closed by any client: TikTok has rotated the token
 // but the process dies before the answer is on disk. The test tells that
 // case apart exactly (the stored token is the one the simulator's latest
-// answer replaced) and re-authorizes; any other mismatch fails.
+// answer replaced; any other mismatch fails), checks the credential is
+// still usable after the restart (its stored access token is served and
+// TikTok accepts it, while re-authorization is asked for), then
+// re-authorizes.
 func TestCrashDuringRefresh(t *testing.T) {
 	sim := tiktoksim.New(tiktoksim.Options{})
 	rot := &rotations{next: map[string]string{}}
@@ -205,6 +208,24 @@ func TestCrashDuringRefresh(t *testing.T) {
 				t.Fatalf("round %d: stored refresh token is neither the simulator's current one nor the one it last replaced", round)
 			}
 			windows++
+			// Still usable: the restarted credential serves its stored access
+			// token, which TikTok still accepts, while its refresh is refused
+			// and re-authorization is asked for.
+			soon := func() time.Time { return rec.AccessExpiresAt.Add(-30 * time.Minute) }
+			withManager(t, path, cred, soon, func(m *tokens.Manager) {
+				m.Start(ctx)
+				waitFor(t, "the refused refresh to ask for re-authorization", func() bool {
+					st, _ := m.Status(credName)
+					return st.ReauthRequired
+				})
+				tok, err := m.Token(ctx, credName)
+				if err != nil {
+					t.Fatalf("round %d: restarted in the window: %v", round, err)
+				}
+				if code := simAPICode(t, srv.URL, tok); code != 0 {
+					t.Fatalf("round %d: TikTok answered code %d to the token served after the restart", round, code)
+				}
+			})
 			authorize()
 			continue
 		}
@@ -222,6 +243,30 @@ func TestCrashDuringRefresh(t *testing.T) {
 	if verified == 0 {
 		t.Fatal("no round ended outside a refresh: nothing verified")
 	}
+}
+
+// simAPICode is the envelope code TikTok gives an API call made with tok.
+func simAPICode(t *testing.T, simURL, tok string) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", simURL+"/open_api/v1.3/campaign/get/?advertiser_id="+tiktoksim.DefaultAdvertisers[0].ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Access-Token", tok)
+	resp, err := parentClient().HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	env, err := tiktok.DecodeEnvelope(resp.Body)
+	var apiErr *tiktok.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env.Code
 }
 
 func simRefreshToken(t *testing.T, sim *tiktoksim.Server) string {

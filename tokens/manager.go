@@ -316,15 +316,20 @@ func (s *Source) accessToken(ctx context.Context) (string, error) {
 	case rec == nil:
 		s.mu.Unlock()
 		return "", fmt.Errorf("%w: %q", ErrNotAuthorized, s.cred.Name)
+	case usable(rec, now) && !rec.AccessRejected:
+		// With ReauthRequired too, this is a grant whose refresh token is
+		// gone (expired, revoked, or spent by a refresh whose answer a crash
+		// lost) while TikTok still accepts the access token: scripts keep
+		// working until it expires, and /authorize, status and the gauge ask
+		// for re-authorization meanwhile.
+		s.mu.Unlock()
+		return rec.AccessToken, nil
 	case rec.ReauthRequired:
 		s.mu.Unlock()
 		return "", &ReauthError{Credential: s.cred.Name, Reason: rec.ReauthReason}
-	case usable(rec, now):
-		s.mu.Unlock()
-		return rec.AccessToken, nil
 	case !rec.Refreshable():
 		s.mu.Unlock()
-		return "", s.markReauth(ctx, rec.AccessToken, "the access token expired and there is no refresh token")
+		return "", s.markReauth(ctx, rec.AccessToken, "the access token expired and there is no refresh token", false)
 	case s.inBackoff(now):
 		err := s.refreshErrorLocked(now)
 		s.mu.Unlock()
@@ -450,7 +455,7 @@ func (s *Source) refresh() (*Record, error) {
 	cur = latest
 	now := s.m.now()
 	if !cur.RefreshExpiresAt.IsZero() && !now.Before(cur.RefreshExpiresAt) {
-		return nil, s.markReauth(ctx, used, fmt.Sprintf("the refresh token expired at %s", cur.RefreshExpiresAt.UTC().Format(time.RFC3339)))
+		return nil, s.markReauth(ctx, used, fmt.Sprintf("the refresh token expired at %s", cur.RefreshExpiresAt.UTC().Format(time.RFC3339)), false)
 	}
 
 	s.mu.Lock()
@@ -463,7 +468,7 @@ func (s *Source) refresh() (*Record, error) {
 		var apiErr *tiktok.APIError
 		switch {
 		case errors.As(err, &apiErr) && (apiErr.Code == tiktok.CodeRefreshTokenExpired || apiErr.Code == tiktok.CodeRefreshTokenInvalid):
-			return nil, s.markReauth(ctx, used, fmt.Sprintf("TikTok refused the refresh token (code %d: %s)", apiErr.Code, apiErr.Message))
+			return nil, s.markReauth(ctx, used, fmt.Sprintf("TikTok refused the refresh token (code %d: %s)", apiErr.Code, apiErr.Message), false)
 		case err != nil:
 			return nil, s.fail(ctx, used, err)
 		case g == nil || g.AccessToken == "":
@@ -524,7 +529,7 @@ func (s *Source) applyGrant(latest *Record, g *tiktok.Grant, at time.Time) *Reco
 	}
 	r.Advertisers = mergeAdvertisers(r.Advertisers, append(advertiserIDs(r.Advertisers), g.AdvertiserIDs...))
 	r.LastRefresh = RefreshResult{At: at, OK: true}
-	r.ReauthRequired, r.ReauthReason = false, ""
+	r.ReauthRequired, r.ReauthReason, r.AccessRejected = false, "", false
 	return r
 }
 
@@ -591,20 +596,26 @@ func backoff(n int) time.Duration {
 // markReauth records that the credential must be authorized again, unless
 // its access token is no longer used (the grant was replaced meanwhile).
 // It returns the *ReauthError for callers.
-func (s *Source) markReauth(ctx context.Context, used, reason string) error {
+func (s *Source) markReauth(ctx context.Context, used, reason string, rejected bool) error {
 	name := s.cred.Name
 	now := s.m.now()
+	mark := func(latest *Record) *Record {
+		r := latest.Clone()
+		if !r.ReauthRequired {
+			r.ReauthRequired, r.ReauthReason = true, reason
+			r.LastRefresh = RefreshResult{At: now, OK: false, Error: reason}
+		}
+		r.AccessRejected = r.AccessRejected || rejected
+		return r
+	}
 	_, err := s.commit(ctx, func(latest *Record) (*Record, error) {
 		if latest == nil || latest.AccessToken != used {
 			return nil, errSuperseded
 		}
-		if latest.ReauthRequired {
+		if latest.ReauthRequired && (latest.AccessRejected || !rejected) {
 			return nil, errUnchanged
 		}
-		r := latest.Clone()
-		r.ReauthRequired, r.ReauthReason = true, reason
-		r.LastRefresh = RefreshResult{At: now, OK: false, Error: reason}
-		return r, nil
+		return mark(latest), nil
 	})
 	switch {
 	case errors.Is(err, errSuperseded):
@@ -621,9 +632,7 @@ func (s *Source) markReauth(ctx context.Context, used, reason string) error {
 		s.m.log.Warn("storing the re-authorization flag failed", "credential", name, "error", err.Error())
 		s.mu.Lock()
 		if s.rec != nil && s.rec.AccessToken == used {
-			r := s.rec.Clone()
-			r.ReauthRequired, r.ReauthReason = true, reason
-			s.rec = r
+			s.rec = mark(s.rec)
 		}
 		s.mu.Unlock()
 		s.reportState(s.current())
@@ -933,8 +942,17 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 	s.mu.Lock()
 	rec := s.rec
 	now := m.now()
-	if rec == nil || rec.ReauthRequired {
+	if rec == nil {
 		s.mu.Unlock()
+		return false
+	}
+	if rec.ReauthRequired {
+		s.mu.Unlock()
+		if rec.AccessToken == token {
+			// The access token served after the refresh token was lost is
+			// now refused too: stop serving it.
+			_ = s.markReauth(ctx, token, "TikTok rejected the access token", true)
+		}
 		return false
 	}
 	if rec.AccessToken != token {
@@ -959,7 +977,7 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 		}
 		if reason != "" {
 			s.mu.Unlock()
-			_ = s.markReauth(ctx, token, reason)
+			_ = s.markReauth(ctx, token, reason, true)
 			return false
 		}
 		if s.inBackoff(now) {
@@ -976,6 +994,11 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 		return false
 	}
 	if f.err != nil {
+		if errors.Is(f.err, ErrReauthRequired) {
+			// The refresh proves the grant gone, and TikTok refused this
+			// token: nothing is left to serve.
+			_ = s.markReauth(ctx, token, "TikTok rejected the access token", true)
+		}
 		return false
 	}
 	cur := s.current()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
@@ -419,5 +421,55 @@ func TestIdleRevocationNoticedByListing(t *testing.T) {
 	}
 	if _, err := e.token(); !errors.Is(err, tokens.ErrReauthRequired) {
 		t.Errorf("Token after revocation: %v, want ErrReauthRequired", err)
+	}
+}
+
+// TestLostRefreshTokenKeepsServingValidAccessToken: when TikTok refuses the
+// refresh token (expired, revoked, or spent by a refresh whose answer a
+// crash lost) the credential is marked for re-authorization, yet its access
+// token, still valid and not refused by TikTok, keeps serving until TikTok
+// refuses it or it expires.
+func TestLostRefreshTokenKeepsServingValidAccessToken(t *testing.T) {
+	e := newEnv(t)
+	e.authorize()
+	e.api.set(func(a *fakeAPI) { a.current = "rotated by a refresh whose answer was lost" })
+	e.m.Start(context.Background())
+	at := e.clock.waitWaiter(t, "refresh-ahead timer", func(at time.Time) bool { return at.After(t0) })
+	e.clock.Set(at)
+	waitFor(t, "re-authorization marked", func() bool {
+		st, _ := e.m.Status(credName)
+		return st.ReauthRequired
+	})
+	if !e.record().ReauthRequired {
+		t.Fatal("re-authorization not persisted")
+	}
+	if tok, err := e.token(); err != nil || tok != "access-0" {
+		t.Fatalf("Token before expiry = %q, %v; want the still-valid access-0", tok, err)
+	}
+	if g := testutil.ToFloat64(e.opts.Metrics.ReauthRequired.WithLabelValues(credName)); g != 1 {
+		t.Fatalf("reauthorization gauge %v", g)
+	}
+	// TikTok refuses it: no refresh is attempted, it stops serving.
+	calls := e.api.calls()
+	if e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) {
+		t.Fatal("Rejected asked for a retry without any token to retry with")
+	}
+	if _, err := e.token(); !errors.Is(err, tokens.ErrReauthRequired) {
+		t.Fatalf("Token after TikTok refused it = %v, want ErrReauthRequired", err)
+	}
+	if e.api.calls() != calls {
+		t.Fatal("a refresh was attempted with a refresh token known to be gone")
+	}
+	if !e.record().AccessRejected {
+		t.Fatal("the refusal is not persisted")
+	}
+	// A new authorization clears everything.
+	e.api.set(func(a *fakeAPI) { a.current = "refresh-0" })
+	e.authorize()
+	if tok, err := e.token(); err != nil || tok != "access-0" {
+		t.Fatalf("Token after re-authorization = %q, %v", tok, err)
+	}
+	if r := e.record(); r.ReauthRequired || r.AccessRejected {
+		t.Fatalf("re-authorization left flags: %+v", r.ReauthRequired)
 	}
 }

@@ -29,6 +29,10 @@ type Record struct {
 	LastRefresh      RefreshResult `json:"last_refresh,omitzero"`
 	ReauthRequired   bool          `json:"reauth_required,omitempty"`
 	ReauthReason     string        `json:"reauth_reason,omitempty"`
+	// AccessRejected: TikTok rejected AccessToken itself. Until then a
+	// credential that needs re-authorization (its refresh token is gone)
+	// keeps serving its still-valid access token.
+	AccessRejected bool `json:"access_rejected,omitempty"`
 	// Generation is bumped by the Store on every successful Put.
 	Generation uint64 `json:"generation"`
 }
