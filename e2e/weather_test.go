@@ -34,13 +34,20 @@ func TestTokenRejectionBurstHealedByOneRefresh(t *testing.T) {
 	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
 	px.authorize(t, s, "main", appMain, advMain1)
 	api := px.URL + "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain1
-	// Warm the connection pool, then break the next 8 API answers.
 	if status, _, b := httpDo(t, "GET", api, nil, nil); status != 200 {
 		t.Fatalf("HTTP %d %s", status, b)
 	}
+	// TikTok invalidates the access token the proxy holds (the grant and the
+	// tokens a refresh issues stay good).
+	var held string
+	for _, g := range s.grants(t) {
+		if g.AppID == appMain {
+			held = g.AccessToken
+		}
+	}
 	before := s.stats(t, appMain).RefreshCalls
 	const burst = 8
-	s.post(t, "/sim/fault", map[string]any{"code": 40105, "count": burst, "path_prefix": campaignGet})
+	s.post(t, "/sim/fault", map[string]any{"code": 40105, "access_token": held, "path_prefix": campaignGet})
 
 	var wg sync.WaitGroup
 	errs := make(chan string, burst)
@@ -69,6 +76,16 @@ func TestTokenRejectionBurstHealedByOneRefresh(t *testing.T) {
 	if got := s.stats(t, appMain).RefreshCalls - before; got != 1 {
 		t.Errorf("the burst caused %d refreshes, want exactly 1", got)
 	}
+	rejected := 0
+	for _, r := range s.requests(t) {
+		if r.Code == 40105 {
+			rejected++
+		}
+	}
+	if rejected == 0 {
+		t.Error("no request met TikTok's 40105: the test tested nothing")
+	}
+	t.Logf("%d of %d concurrent requests met 40105; all were retried after one refresh", rejected, burst)
 	if v, _ := metricValue(t, px, `tiktok_auth_proxy_credential_reauthorization_required{credential="main"}`); v != 0 {
 		t.Errorf("a healed burst marked the credential for re-authorization")
 	}

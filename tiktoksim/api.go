@@ -612,7 +612,7 @@ func (s *Server) ClearRequests() {
 
 // applyFault runs the first matching fault; false means it answered.
 func (c *call) applyFault(tokenEndpoint bool) bool {
-	f, ok := c.s.takeFault(c.r.URL.Path, tokenEndpoint)
+	f, ok := c.s.takeFault(c.r.URL.Path, c.r.Header.Get("Access-Token"), tokenEndpoint)
 	if !ok {
 		return true
 	}

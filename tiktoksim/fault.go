@@ -30,6 +30,10 @@ type Fault struct {
 	Scope string `json:"scope,omitempty"`
 	// PathPrefix narrows the match ("" matches every path in Scope).
 	PathPrefix string `json:"path_prefix,omitempty"`
+	// AccessToken narrows the match to requests carrying this Access-Token
+	// ("" matches any): with Code 40105 it is TikTok invalidating one
+	// access token while the grant, and the tokens a refresh issues, live on.
+	AccessToken string `json:"access_token,omitempty"`
 	// Code answers HTTP 200 with this envelope code (40100, 50002, ...).
 	Code    int    `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
@@ -129,14 +133,15 @@ func (s *Server) Faults() []Fault {
 }
 
 // takeFault finds the fault for a request and uses up one of its count.
-func (s *Server) takeFault(path string, tokenEndpoint bool) (Fault, bool) {
+func (s *Server) takeFault(path, accessToken string, tokenEndpoint bool) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, f := range s.faults {
 		switch {
 		case f.Scope == ScopeToken && !tokenEndpoint,
 			(f.Scope == "" || f.Scope == ScopeAPI) && tokenEndpoint,
-			!strings.HasPrefix(path, f.PathPrefix):
+			!strings.HasPrefix(path, f.PathPrefix),
+			f.AccessToken != "" && f.AccessToken != accessToken:
 			continue
 		}
 		taken := *f

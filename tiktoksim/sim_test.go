@@ -428,6 +428,16 @@ func TestFaults(t *testing.T) {
 		}
 	}
 
+	// A fault bound to one access token spares every other token.
+	e.control(t, "POST", "/sim/fault", `{"code":40105,"access_token":"`+g.AccessToken+`"}`, 200, nil)
+	if _, got := campaign(); got != 40105 {
+		t.Errorf("token-bound fault on its token: code %d", got)
+	}
+	if resp, en := e.do(t, "GET", api+"campaign/get/?advertiser_id="+adv1, e.grant(t, nil).AccessToken, nil, ""); resp.StatusCode != 200 || en.Code != 0 {
+		t.Errorf("token-bound fault hit another token: HTTP %d code %d", resp.StatusCode, en.Code)
+	}
+	e.control(t, "DELETE", "/sim/fault", "", 200, nil)
+
 	// A prefix that does not match, and the token scope, leave API calls alone.
 	e.control(t, "POST", "/sim/fault", `{"path_prefix":"/open_api/v1.3/report/","code":40100}`, 200, nil)
 	e.control(t, "POST", "/sim/fault", `{"scope":"token","http_status":503}`, 200, nil)
