@@ -1,5 +1,4 @@
-// Package filestore keeps tokens.Records in one JSON file for a single
-// process.
+// Package filestore keeps tokens.Records in one JSON file.
 //
 // Every change rewrites the whole document: to a temporary file in the same
 // directory, fsync'd, renamed over the old one, and the directory fsync'd, so
@@ -21,21 +20,26 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
 // Store is a tokens.Store backed by one file. It keeps the whole document in
-// memory: reads never touch the disk after Open. It is safe for concurrent
-// use within one process; it takes no lock against other processes, so only
-// one process may write the file (readers such as the status command may
-// open it at any time: they see the latest complete document).
+// memory and is safe for concurrent use. Other processes may open the same
+// file (the status command reads it while serve runs; an authorize command
+// may write it): each write holds an exclusive lock on a lock file beside it
+// and first reloads the document if another process changed it, so a stale
+// copy never overwrites a newer one (the compare-and-swap then reports
+// tokens.ErrConflict). Get and List reload a changed file too, at the cost
+// of one stat.
 type Store struct {
 	path  string
 	codec *codec
 
-	mu     sync.RWMutex
+	mu     sync.Mutex
 	recs   map[string]*tokens.Record
+	seen   fs.FileInfo // the file as last read or written; nil: none yet
 	closed bool
 }
 
@@ -52,32 +56,64 @@ func Open(path string, key []byte) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: path, codec: c, recs: map[string]*tokens.Record{}}
-	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
+	if err := s.reloadLocked(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// reloadLocked reads the file again when it is not the one last read or
+// written (another process replaced it). A missing file is an empty store
+// only before anything was read; once seen, its disappearance is an error,
+// never a reason to forget the tokens.
+func (s *Store) reloadLocked() error {
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, fs.ErrNotExist) && s.seen == nil {
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("filestore: %w", err)
+		return fmt.Errorf("filestore: %w", err)
+	}
+	if s.seen != nil && os.SameFile(fi, s.seen) && fi.Size() == s.seen.Size() && fi.ModTime().Equal(s.seen.ModTime()) {
+		return nil
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("filestore: %s is not a regular file", path)
+		return fmt.Errorf("filestore: %s is not a regular file", s.path)
 	}
 	if perm := fi.Mode().Perm(); perm&^0o600 != 0 {
-		return nil, fmt.Errorf("filestore: %s has mode %#o, wider than 0600 (it holds tokens): run chmod 600 %s", path, perm, path)
+		return fmt.Errorf("filestore: %s has mode %#o, wider than 0600 (it holds tokens): run chmod 600 %s", s.path, perm, s.path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return fmt.Errorf("filestore: %w", err)
+	}
+	recs, err := s.codec.decode(data)
+	if errors.Is(err, ErrWrongKey) {
+		return fmt.Errorf("%w for %s", err, s.path)
+	}
+	if err != nil {
+		return fmt.Errorf("filestore: %s: %w", s.path, err)
+	}
+	s.recs, s.seen = recs, fi
+	return nil
+}
+
+// lockFile takes the exclusive lock that serialises writers across
+// processes; the returned func releases it.
+func (s *Store) lockFile() (func(), error) {
+	dir := filepath.Dir(s.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("filestore: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "."+filepath.Base(s.path)+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("filestore: %w", err)
 	}
-	recs, err := c.decode(data)
-	if errors.Is(err, ErrWrongKey) {
-		return nil, fmt.Errorf("%w for %s", err, path)
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("filestore: lock %s: %w", f.Name(), err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("filestore: %s: %w", path, err)
-	}
-	s.recs = recs
-	return s, nil
+	return func() { f.Close() }, nil
 }
 
 // Path is the file the store writes.
@@ -85,10 +121,13 @@ func (s *Store) Path() string { return s.path }
 
 // Get returns a copy of the credential's record, or tokens.ErrNotFound.
 func (s *Store) Get(_ context.Context, credential string) (*tokens.Record, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return nil, errClosed
+	}
+	if err := s.reloadLocked(); err != nil {
+		return nil, err
 	}
 	r, ok := s.recs[credential]
 	if !ok {
@@ -99,10 +138,13 @@ func (s *Store) Get(_ context.Context, credential string) (*tokens.Record, error
 
 // List returns copies of every record, in no particular order.
 func (s *Store) List(_ context.Context) ([]*tokens.Record, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return nil, errClosed
+	}
+	if err := s.reloadLocked(); err != nil {
+		return nil, err
 	}
 	out := make([]*tokens.Record, 0, len(s.recs))
 	for _, r := range s.recs {
@@ -112,8 +154,10 @@ func (s *Store) List(_ context.Context) ([]*tokens.Record, error) {
 }
 
 // Put stores rec when the stored generation equals expect (0: no record),
-// as documented on tokens.Store. It returns once the file is durable; on any
-// error neither the file nor the in-memory copy has changed.
+// as documented on tokens.Store, against the file as it is on disk now. It
+// returns once the file is durable. On an error before the rename neither
+// the file nor the in-memory copy changed; after it (the directory fsync
+// failed) both hold the new document, whose durability is unknown.
 func (s *Store) Put(_ context.Context, rec *tokens.Record, expect uint64) error {
 	if rec == nil || rec.Credential == "" {
 		return errors.New("filestore: put: record without credential name")
@@ -122,6 +166,14 @@ func (s *Store) Put(_ context.Context, rec *tokens.Record, expect uint64) error 
 	defer s.mu.Unlock()
 	if s.closed {
 		return errClosed
+	}
+	unlock, err := s.lockFile()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.reloadLocked(); err != nil {
+		return err
 	}
 	var have uint64
 	if cur, ok := s.recs[rec.Credential]; ok {
@@ -140,7 +192,6 @@ func (s *Store) Put(_ context.Context, rec *tokens.Record, expect uint64) error 
 	if err := s.write(recs); err != nil {
 		return err
 	}
-	s.recs = recs
 	rec.Generation = next.Generation
 	return nil
 }
@@ -153,6 +204,14 @@ func (s *Store) Delete(_ context.Context, credential string) error {
 	if s.closed {
 		return errClosed
 	}
+	unlock, err := s.lockFile()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.reloadLocked(); err != nil {
+		return err
+	}
 	if _, ok := s.recs[credential]; !ok {
 		return nil
 	}
@@ -162,18 +221,14 @@ func (s *Store) Delete(_ context.Context, credential string) error {
 			recs[k] = v
 		}
 	}
-	if err := s.write(recs); err != nil {
-		return err
-	}
-	s.recs = recs
-	return nil
+	return s.write(recs)
 }
 
 // Ping reports whether the store is open and its directory reachable.
 func (s *Store) Ping(_ context.Context) error {
-	s.mu.RLock()
+	s.mu.Lock()
 	closed := s.closed
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	if closed {
 		return errClosed
 	}
@@ -193,7 +248,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// write replaces the file with recs atomically and durably.
+// write replaces the file with recs atomically and durably. From the rename
+// on, the in-memory copy is recs too, even when the directory fsync then
+// fails, so memory never lags the file.
 func (s *Store) write(recs map[string]*tokens.Record) error {
 	data, err := s.codec.encode(recs)
 	if err != nil {
@@ -231,6 +288,13 @@ func (s *Store) write(recs map[string]*tokens.Record) error {
 		return fmt.Errorf("filestore: %w", err)
 	}
 	done = true
+	s.recs = recs
+	if fi, err := os.Stat(s.path); err == nil {
+		s.seen = fi
+	} else {
+		// Unknown: the next access reads the file again.
+		s.seen = nil
+	}
 	// The rename is durable only once the directory entry is.
 	d, err := os.Open(dir)
 	if err != nil {

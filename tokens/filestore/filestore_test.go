@@ -156,7 +156,8 @@ func TestModesAndNoTempFiles(t *testing.T) {
 		}
 		gen = rec.Generation
 	}
-	for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600} {
+	lock := filepath.Join(dir, ".tokens.json.lock")
+	for p, want := range map[string]os.FileMode{dir: 0o700, path: 0o600, lock: 0o600} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
@@ -169,12 +170,12 @@ func TestModesAndNoTempFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Name() != "tokens.json" {
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		t.Fatalf("directory holds %v, want only tokens.json", names)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != ".tokens.json.lock tokens.json" {
+		t.Fatalf("directory holds %v, want only the lock file and tokens.json", names)
 	}
 }
 
@@ -411,4 +412,46 @@ func FuzzDecode(f *testing.F) {
 func withGen(r *tokens.Record) *tokens.Record {
 	r.Generation = 1
 	return r
+}
+
+// TestAnotherProcessWriteIsNeverOverwritten: a second store on the same
+// file (another process: an authorize command while serve runs) writes a
+// newer record; the first store's stale compare-and-swap is refused, and
+// its reads and the next write see the newer document.
+func TestAnotherProcessWriteIsNeverOverwritten(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	a, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := sampleRecord("main")
+	if err := a.Put(ctx, first, 0); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := sampleRecord("main")
+	newer.AccessToken = "written-by-the-other-process"
+	if err := b.Put(ctx, newer, first.Generation); err != nil {
+		t.Fatal(err)
+	}
+	stale := sampleRecord("main")
+	stale.AccessToken = "stale"
+	if err := a.Put(ctx, stale, first.Generation); !errors.Is(err, tokens.ErrConflict) {
+		t.Fatalf("stale put = %v, want ErrConflict", err)
+	}
+	got, err := a.Get(ctx, "main")
+	if err != nil || got.AccessToken != "written-by-the-other-process" || got.Generation != newer.Generation {
+		t.Fatalf("a.Get after the other write = %+v, %v", got, err)
+	}
+	reopened, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := reopened.Get(ctx, "main"); r.AccessToken != "written-by-the-other-process" {
+		t.Fatalf("file holds %q", r.AccessToken)
+	}
 }
