@@ -36,6 +36,10 @@ type Config struct {
 	// lines maps each key path written in the file ("credentials[1].name")
 	// to its YAML line, so Validate can say where a problem is.
 	lines map[string]int
+	// refs maps each key path whose value came from ${VAR} expansion to
+	// the value as written, so messages never show what the environment
+	// held.
+	refs map[string]string
 }
 
 // Upstream is the TikTok API the proxy forwards to.

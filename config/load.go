@@ -37,13 +37,14 @@ func Load(path string) (*Config, error) {
 // in error messages and anchors relative paths; "" leaves relative paths
 // relative to the working directory.
 func Parse(data []byte, path string) (*Config, error) {
-	p := &parser{file: path, lines: map[string]int{}}
+	p := &parser{file: path, lines: map[string]int{}, refs: map[string]string{}}
 	c := p.parse(data)
 	if c == nil {
 		return nil, p.err()
 	}
 	c.Path = path
 	c.lines = p.lines
+	c.refs = p.refs
 	c.applyDefaults()
 	if p.incomplete {
 		return nil, p.err()
@@ -76,6 +77,12 @@ type parser struct {
 	values map[int][]pathNode
 	// keys indexes every key path, repeated keys included, by line.
 	keys map[int][]string
+	// refs maps the path of each value that came from ${VAR} expansion to
+	// the value as written, so messages can name the reference instead of
+	// showing what the environment held (it may be a secret).
+	refs map[string]string
+	// expanded marks the scalar nodes whose value came from expansion.
+	expanded map[*yaml.Node]bool
 	// incomplete is set when decoding skipped part of the document, so
 	// validating what was decoded would report problems that are not there.
 	incomplete bool
@@ -143,6 +150,7 @@ func (p *parser) parse(data []byte) *Config {
 	}
 	p.values = map[int][]pathNode{}
 	p.keys = map[int][]string{}
+	p.expanded = map[*yaml.Node]bool{}
 	p.walk(doc, "")
 	p.unknownKeys(data)
 
@@ -241,7 +249,8 @@ func (p *parser) expand(n *yaml.Node, path string) {
 		return
 	}
 	var b strings.Builder
-	s := n.Value
+	raw := n.Value
+	s := raw
 	for {
 		i := strings.Index(s, "${")
 		if i < 0 {
@@ -274,6 +283,8 @@ func (p *parser) expand(n *yaml.Node, path string) {
 		s = s[i+end+1:]
 	}
 	n.Value = b.String()
+	p.refs[path] = raw
+	p.expanded[n] = true
 	if n.Style&yaml.TaggedStyle == 0 {
 		// Quoting is often needed around ${VAR} itself (inside { }), so
 		// it says nothing about the value's type: "${REDIS_DB}" must still
@@ -290,7 +301,11 @@ func (p *parser) expand(n *yaml.Node, path string) {
 var (
 	unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.+) not found in type (\S+)$`)
 	duplicateKeyRE = regexp.MustCompile(`^line (\d+): mapping key "(.*)" already defined at line (\d+)$`)
-	cannotDecodeRE = regexp.MustCompile("^line (\\d+): cannot unmarshal (!!\\w+)(?: `(.*)`)? into (\\S+)$")
+	// (?s): an expanded value may hold a newline, and a message the
+	// pattern misses would be shown as the decoder wrote it.
+	cannotDecodeRE = regexp.MustCompile("(?s)^line (\\d+): cannot unmarshal (!!\\w+)(?: `(.*)`)? into (\\S+)$")
+	// quotedValueRE finds the value a decoder message quotes in backticks.
+	quotedValueRE = regexp.MustCompile("(?s)`.*`")
 )
 
 // unknownKeys runs the strict decoder over the original text: keys are never
@@ -326,23 +341,50 @@ func (p *parser) keyPathAt(line int, key string) string {
 	return ""
 }
 
-// valueAt finds the path and whole value of the scalar on line whose value
-// the decoder quoted (possibly cut to its first 7 bytes and "...").
-func (p *parser) valueAt(line int, quoted string) (path, value string) {
+// valueAt finds the path of the scalar on line whose value the decoder
+// quoted (possibly cut to its first 7 bytes and "...") and how a message
+// may show that value: quoted in full when written in the file, by its
+// ${VAR} reference when it came from the environment, since the decoder's
+// quote would otherwise leak the start of a secret.
+func (p *parser) valueAt(line int, quoted string) (path, shown string) {
 	prefix, truncated := strings.CutSuffix(quoted, "...")
+	fromEnv := false
 	for _, pn := range p.values[line] {
 		if pn.node.Value == quoted || (truncated && strings.HasPrefix(pn.node.Value, prefix)) {
-			return pn.path, pn.node.Value
+			if p.expanded[pn.node] {
+				return pn.path, refText(p.refs[pn.path])
+			}
+			return pn.path, fmt.Sprintf("%q", pn.node.Value)
 		}
+		fromEnv = fromEnv || p.expanded[pn.node]
 	}
-	return "", quoted
+	if fromEnv {
+		return "", "a value from the environment"
+	}
+	return "", fmt.Sprintf("%q", quoted)
+}
+
+// refText names a value that came from ${VAR} expansion by what the file
+// says, never by its content: "the value of ${RV_PW}".
+func refText(raw string) string {
+	if strings.HasPrefix(raw, "${") && strings.Index(raw, "}") == len(raw)-1 {
+		return "the value of " + raw
+	}
+	return fmt.Sprintf("the value of %q", raw)
+}
+
+// hideValue drops the value a decoder message quotes, for messages the
+// parser cannot tie to a node: the value may have come from the
+// environment.
+func hideValue(msg string) string {
+	return quotedValueRE.ReplaceAllString(msg, "(value hidden)")
 }
 
 // decodeError turns the decoder's Go-flavoured messages into operator ones.
 func (p *parser) decodeError(err error) {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		p.add(0, "", "cannot decode: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		p.add(0, "", "cannot decode: %s", hideValue(strings.TrimPrefix(err.Error(), "yaml: ")))
 		return
 	}
 	for _, msg := range te.Errors {
@@ -356,20 +398,27 @@ func (p *parser) decodeError(err error) {
 		}
 		m := cannotDecodeRE.FindStringSubmatch(msg)
 		if m == nil {
-			p.add(0, "", "%s", msg)
+			p.add(0, "", "%s", hideValue(msg))
 			continue
 		}
 		line, _ := strconv.Atoi(m[1])
 		tag, value, goType := m[2], m[3], m[4]
-		var path string
+		var path, got string
 		switch tag {
-		case "!!map", "!!seq":
-			path = p.containerPathAt(line)
+		case "!!map":
+			path, got = p.containerPathAt(line), "a mapping"
+		case "!!seq":
+			path, got = p.containerPathAt(line), "a list"
 		default:
-			path, value = p.valueAt(line, value)
+			path, got = p.valueAt(line, value)
+			if goType == secretType {
+				// A Secret field is a string, so this is a tagged
+				// literal such as !!int; its text is still the secret.
+				got = "the value"
+			}
 		}
 		if !p.reported(path) {
-			p.add(line, path, "%s", describeMismatch(tag, value, goType))
+			p.add(line, path, "%s", describeMismatch(got, goType))
 		}
 	}
 }
@@ -385,14 +434,12 @@ func (p *parser) containerPathAt(line int) string {
 	return best
 }
 
-func describeMismatch(tag, value, goType string) string {
-	got := fmt.Sprintf("%q", value)
-	switch tag {
-	case "!!map":
-		got = "a mapping"
-	case "!!seq":
-		got = "a list"
-	}
+// secretType is Secret's name as the decoder prints it.
+var secretType = reflect.TypeFor[Secret]().String()
+
+// describeMismatch says why got, already rendered for the message, does not
+// fit a field of the Go type goType.
+func describeMismatch(got, goType string) string {
 	switch {
 	case goType == "time.Duration":
 		return got + " is not a duration; write a Go duration such as 30s, 5m or 1h"

@@ -155,3 +155,40 @@ store: {encryption_key: ENCRYPTION-KEY-VALUE}
 		t.Errorf("error lacks the expected problems: %v", err)
 	}
 }
+
+// TestEnvironmentValuesNeverShow: a value that came from ${VAR} may be a
+// secret put in the wrong key, so a message names the reference instead.
+func TestEnvironmentValuesNeverShow(t *testing.T) {
+	const leak = "ENV-SECRET-VALUE"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"bad name", `credentials: [{name: "${V}", app_id: "1", app_secret: s}]`,
+			"credentials[0].name: the value of ${V} is not a valid name"},
+		{"bad listen", "listen: \"${V}\"\ncredentials: [{name: main, app_id: \"1\", app_secret: s}]",
+			"listen: the value of ${V} is not a host:port address"},
+		{"bad url", "upstream: {base_url: \"x${V}\"}\ncredentials: [{name: main, app_id: \"1\", app_secret: s}]",
+			`upstream.base_url: the value of "x${V}" is not an absolute http(s) URL`},
+		{"not a duration", "upstream: {timeout: \"${V}\"}\ncredentials: [{name: main, app_id: \"1\", app_secret: s}]",
+			"upstream.timeout: the value of ${V} is not a duration"},
+		{"not a number", "routing: {max_inspect_bytes: \"${V}\"}\ncredentials: [{name: main, app_id: \"1\", app_secret: s}]",
+			"routing.max_inspect_bytes: the value of ${V}"},
+		{"bad log level", "log: {level: \"${V}\"}\ncredentials: [{name: main, app_id: \"1\", app_secret: s}]",
+			"log.level: unknown level the value of ${V}"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("V", leak)
+			_, err := config.Parse([]byte(tc.yaml), "config.yaml")
+			if err == nil {
+				t.Fatal("Parse accepted the config")
+			}
+			if strings.Contains(err.Error(), leak) || strings.Contains(err.Error(), leak[:7]) {
+				t.Errorf("error shows the environment's value: %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

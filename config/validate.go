@@ -79,6 +79,24 @@ func (v *validator) add(path, format string, args ...any) {
 	v.problems = append(v.problems, Problem{Line: v.c.line(path), Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
+// show renders the value at path for a message: quoted when it is written
+// in the file, named by its ${VAR} reference when it came from the
+// environment, whose content may be a secret.
+func (v *validator) show(path, value string) string {
+	if raw, ok := v.c.refs[path]; ok {
+		return refText(raw)
+	}
+	return fmt.Sprintf("%q", value)
+}
+
+// showAddr is show for a listen address, which messages give unquoted.
+func (v *validator) showAddr(path, addr string) string {
+	if _, ok := v.c.refs[path]; ok {
+		return v.show(path, addr)
+	}
+	return addr
+}
+
 // line gives the YAML line of path, or of its nearest ancestor written in
 // the file (a defaulted key has no line of its own).
 func (c *Config) line(path string) int {
@@ -119,16 +137,16 @@ func (v *validator) listeners() {
 	v.hostPort("listen", c.Listen)
 	v.hostPort("admin_listen", c.AdminListen)
 	if c.Listen != "" && c.Listen == c.AdminListen {
-		v.add("admin_listen", "same address as listen (%s); give the admin listener its own port", c.Listen)
+		v.add("admin_listen", "same address as listen (%s); give the admin listener its own port", v.showAddr("listen", c.Listen))
 	}
 	if validHostPort(c.Listen) && !IsLoopback(c.Listen) && len(c.Clients) == 0 {
-		v.add("listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", c.Listen)
+		v.add("listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", v.showAddr("listen", c.Listen))
 	}
 	if validHostPort(c.AdminListen) && !IsLoopback(c.AdminListen) && c.AdminToken == "" {
-		v.add("admin_listen", "%s is reachable from other machines but admin_token is empty; set admin_token (e.g. ${ADMIN_TOKEN}), or listen on 127.0.0.1", c.AdminListen)
+		v.add("admin_listen", "%s is reachable from other machines but admin_token is empty; set admin_token (e.g. ${ADMIN_TOKEN}), or listen on 127.0.0.1", v.showAddr("admin_listen", c.AdminListen))
 	}
 	if !headerNameRE.MatchString(c.Routing.CredentialHeader) {
-		v.add("routing.credential_header", "%q is not a valid HTTP header name; use letters, digits and -, e.g. X-TikTok-Credential", c.Routing.CredentialHeader)
+		v.add("routing.credential_header", "%s is not a valid HTTP header name; use letters, digits and -, e.g. X-TikTok-Credential", v.show("routing.credential_header", c.Routing.CredentialHeader))
 	}
 }
 
@@ -143,7 +161,7 @@ func validHostPort(addr string) bool {
 
 func (v *validator) hostPort(path, addr string) {
 	if !validHostPort(addr) {
-		v.add(path, "%q is not a host:port address; write e.g. 127.0.0.1:8080", addr)
+		v.add(path, "%s is not a host:port address; write e.g. 127.0.0.1:8080", v.show(path, addr))
 	}
 }
 
@@ -151,7 +169,7 @@ func (v *validator) urls() {
 	c := v.c
 	if u, ok := v.absoluteURL("upstream.base_url", c.Upstream.BaseURL, "https://business-api.tiktok.com"); ok {
 		if u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
-			v.add("upstream.base_url", "%q has a path; give only scheme and host, e.g. https://business-api.tiktok.com", c.Upstream.BaseURL)
+			v.add("upstream.base_url", "%s has a path; give only scheme and host, e.g. https://business-api.tiktok.com", v.show("upstream.base_url", c.Upstream.BaseURL))
 		}
 	}
 	// With no redirect_url and a broken admin_listen there is no default;
@@ -173,7 +191,7 @@ func (v *validator) urls() {
 func (v *validator) absoluteURL(path, raw, example string) (*url.URL, bool) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.add(path, "%q is not an absolute http(s) URL; write scheme and host, e.g. %s", raw, example)
+		v.add(path, "%s is not an absolute http(s) URL; write scheme and host, e.g. %s", v.show(path, raw), example)
 		return nil, false
 	}
 	return u, true
@@ -203,7 +221,7 @@ func (v *validator) store() {
 	switch s.Backend {
 	case "file", "redis":
 	default:
-		v.add("store.backend", "unknown backend %q; use file or redis", s.Backend)
+		v.add("store.backend", "unknown backend %s; use file or redis", v.show("store.backend", s.Backend))
 	}
 	if _, err := s.Key(); err != nil {
 		v.add("store.encryption_key", "%s; generate a key with: openssl rand -base64 32", strings.TrimPrefix(err.Error(), "config: "))
@@ -228,15 +246,15 @@ func (v *validator) credentials() {
 		case cr.Name == "":
 			v.add(p+".name", "missing; give the credential a name such as main")
 		case !credentialNameRE.MatchString(cr.Name):
-			v.add(p+".name", "%q is not a valid name; use only lowercase letters, digits, _ and -", cr.Name)
+			v.add(p+".name", "%s is not a valid name; use only lowercase letters, digits, _ and -", v.show(p+".name", cr.Name))
 		}
 		if j, dup := names[cr.Name]; dup && cr.Name != "" {
-			v.add(p+".name", "duplicate name %q (already used by credentials[%d]); give each credential its own name", cr.Name, j)
+			v.add(p+".name", "duplicate name %s (already used by credentials[%d]); give each credential its own name", v.show(p+".name", cr.Name), j)
 		} else {
 			names[cr.Name] = i
 		}
 		if cr.Kind != KindAdvertiser && cr.Kind != KindTikTokAccount {
-			v.add(p+".kind", "unknown kind %q; use %s or %s", cr.Kind, KindAdvertiser, KindTikTokAccount)
+			v.add(p+".kind", "unknown kind %s; use %s or %s", v.show(p+".kind", cr.Kind), KindAdvertiser, KindTikTokAccount)
 		}
 		if cr.AppID == "" {
 			v.add(p+".app_id", "missing; copy the app's App ID from the TikTok developer portal")
@@ -254,11 +272,11 @@ func (v *validator) credentials() {
 		for k, id := range cr.AdvertiserIDs {
 			ap := fmt.Sprintf("%s.advertiser_ids[%d]", p, k)
 			if !digitsRE.MatchString(id) {
-				v.add(ap, "%q is not an advertiser id; advertiser ids are digits only", id)
+				v.add(ap, "%s is not an advertiser id; advertiser ids are digits only", v.show(ap, id))
 				continue
 			}
 			if j, dup := advertisers[id]; dup && j != i {
-				v.add(ap, "advertiser %s is already listed under credentials[%d] (%q); an advertiser can belong to only one credential", id, j, c.Credentials[j].Name)
+				v.add(ap, "advertiser %s is already listed under credentials[%d] (%s); an advertiser can belong to only one credential", v.showAddr(ap, id), j, v.show(fmt.Sprintf("credentials[%d].name", j), c.Credentials[j].Name))
 				continue
 			}
 			advertisers[id] = i
@@ -281,7 +299,7 @@ func (v *validator) clients() {
 		if cl.Name == "" {
 			v.add(p+".name", "missing; name the client (it appears in logs)")
 		} else if j, dup := names[cl.Name]; dup {
-			v.add(p+".name", "duplicate name %q (already used by clients[%d]); give each client its own name", cl.Name, j)
+			v.add(p+".name", "duplicate name %s (already used by clients[%d]); give each client its own name", v.show(p+".name", cl.Name), j)
 		} else {
 			names[cl.Name] = i
 		}
@@ -297,16 +315,17 @@ func (v *validator) clients() {
 		}
 		for k, name := range cl.Credentials {
 			if _, ok := c.Credential(name); !ok {
-				v.add(fmt.Sprintf("%s.credentials[%d]", p, k), "unknown credential %q; use one of: %s", name, strings.Join(c.credentialNames(), ", "))
+				cp := fmt.Sprintf("%s.credentials[%d]", p, k)
+				v.add(cp, "unknown credential %s; use one of: %s", v.show(cp, name), strings.Join(v.credentialNames(), ", "))
 			}
 		}
 	}
 }
 
-func (c *Config) credentialNames() []string {
-	names := make([]string, 0, len(c.Credentials))
-	for _, cr := range c.Credentials {
-		names = append(names, cr.Name)
+func (v *validator) credentialNames() []string {
+	names := make([]string, 0, len(v.c.Credentials))
+	for i, cr := range v.c.Credentials {
+		names = append(names, v.showAddr(fmt.Sprintf("credentials[%d].name", i), cr.Name))
 	}
 	return names
 }
@@ -318,7 +337,7 @@ func (v *validator) forwardProxy() {
 	}
 	v.hostPort("forward_proxy.listen", fp.Listen)
 	if validHostPort(fp.Listen) && !IsLoopback(fp.Listen) && len(v.c.Clients) == 0 {
-		v.add("forward_proxy.listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", fp.Listen)
+		v.add("forward_proxy.listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", v.showAddr("forward_proxy.listen", fp.Listen))
 	}
 	if fp.CACert == "" {
 		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA (create one with: tiktok-auth-proxy ca --out DIR)")
@@ -328,7 +347,8 @@ func (v *validator) forwardProxy() {
 	}
 	for i, h := range fp.Hosts {
 		if h == "" || strings.ContainsAny(h, "/: ") {
-			v.add(fmt.Sprintf("forward_proxy.hosts[%d]", i), "%q is not a host name; write e.g. business-api.tiktok.com", h)
+			hp := fmt.Sprintf("forward_proxy.hosts[%d]", i)
+			v.add(hp, "%s is not a host name; write e.g. business-api.tiktok.com", v.show(hp, h))
 		}
 	}
 }
@@ -338,11 +358,11 @@ func (v *validator) log() {
 	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		v.add("log.level", "unknown level %q; use debug, info, warn or error", l.Level)
+		v.add("log.level", "unknown level %s; use debug, info, warn or error", v.show("log.level", l.Level))
 	}
 	switch l.Format {
 	case "json", "text":
 	default:
-		v.add("log.format", "unknown format %q; use json or text", l.Format)
+		v.add("log.format", "unknown format %s; use json or text", v.show("log.format", l.Format))
 	}
 }
