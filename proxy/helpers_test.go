@@ -218,6 +218,14 @@ func checkProxyError(t *testing.T, w *httptest.ResponseRecorder, code, status in
 	return e
 }
 
+// checkCredential asserts the credential header of a response.
+func checkCredential(t *testing.T, w *httptest.ResponseRecorder, want string) {
+	t.Helper()
+	if got := w.Header().Values(HeaderCredential); len(got) != 1 || got[0] != want {
+		t.Errorf("%s = %q, want [%s]", HeaderCredential, got, want)
+	}
+}
+
 func multipartBody(boundary string, parts ...string) string {
 	var b strings.Builder
 	for _, p := range parts {

@@ -284,6 +284,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if perr == errClientGone {
 			ex.clientGone = true
 		} else {
+			if ex.route != nil {
+				rec.Header().Set(HeaderCredential, ex.route.Credential)
+			}
 			WriteError(rec, perr, ex.id)
 		}
 	}
@@ -305,15 +308,17 @@ func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
 		return nil, perr
 	}
 	rt := &Route{Credential: sel.credential, Advertisers: sel.advertisers, sel: sel}
+	// The route is recorded before the client check so that a 403 names the
+	// credential the client was refused.
+	if ex := exchangeOf(r.Context()); ex != nil {
+		ex.route = rt
+	}
 	if cl != nil {
 		rt.Client = cl.name
 		if !cl.creds[sel.credential] {
 			return nil, newError(CodeClientAuth, http.StatusForbidden,
 				"client %q may not use credential %q: add it to the client's credentials in config", cl.name, sel.credential)
 		}
-	}
-	if ex := exchangeOf(r.Context()); ex != nil {
-		ex.route = rt
 	}
 	return rt, nil
 }
@@ -469,6 +474,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 			"TikTok (%s) could not be reached: %v; try again later", p.target.Host, err)
 	}
 	ex.proxyErr = perr.Code
+	w.Header().Set(HeaderCredential, ex.route.Credential)
 	p.log.Warn("upstream request failed", "request_id", ex.id, "credential", ex.route.Credential, "err", err)
 	WriteError(w, perr, ex.id)
 }

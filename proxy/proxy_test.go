@@ -39,16 +39,17 @@ func TestProxyErrors(t *testing.T) {
 		status     int
 		retryAfter string
 		message    string // substring of the message
+		cred       string // X-TikTok-Auth-Proxy-Credential, "" before a credential is picked
 	}{
-		{name: "not authorized", tokErr: tokens.ErrNotAuthorized, code: 90003, status: 503, message: "open http://127.0.0.1:8081/authorize"},
-		{name: "reauth", tokErr: fmt.Errorf("wrapped: %w", tokens.ErrReauthRequired), code: 90004, status: 503, message: "re-authorize"},
+		{name: "not authorized", tokErr: tokens.ErrNotAuthorized, code: 90003, status: 503, message: "open http://127.0.0.1:8081/authorize", cred: "main"},
+		{name: "reauth", tokErr: fmt.Errorf("wrapped: %w", tokens.ErrReauthRequired), code: 90004, status: 503, message: "re-authorize", cred: "main"},
 		{name: "refresh failed", tokErr: &tokens.RefreshError{Credential: "main", RetryAfter: 2500 * time.Millisecond, Err: errors.New("boom")},
-			code: 90005, status: 503, retryAfter: "3"},
+			code: 90005, status: 503, retryAfter: "3", cred: "main"},
 		{name: "client missing", edit: clients, code: 90010, status: 401},
 		{name: "client wrong", edit: clients, header: map[string]string{"Proxy-Authorization": "Bearer nope"}, code: 90010, status: 401},
 		{name: "client malformed", edit: clients, header: map[string]string{"Proxy-Authorization": "Token x"}, code: 90010, status: 401},
 		{name: "client not allowed", edit: clients, header: map[string]string{"Proxy-Authorization": "Bearer client-secret-1", "X-TikTok-Credential": "other"},
-			code: 90010, status: 403, message: `client "ci" may not use credential "other"`},
+			code: 90010, status: 403, message: `client "ci" may not use credential "other"`, cred: "other"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +68,9 @@ func TestProxyErrors(t *testing.T) {
 			}
 			if !strings.Contains(e.Message, tc.message) {
 				t.Errorf("message %q does not contain %q", e.Message, tc.message)
+			}
+			if got := w.Header().Get(HeaderCredential); got != tc.cred {
+				t.Errorf("%s = %q, want %q", HeaderCredential, got, tc.cred)
 			}
 			if n := len(h.up.requests()); n != 0 {
 				t.Errorf("upstream got %d requests", n)
@@ -289,6 +293,7 @@ func TestUpstreamFailures(t *testing.T) {
 		h.p.target.Host = addr
 		w := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?secret=SENTINELSECRET", nil))
 		e := checkProxyError(t, w, 90007, 502)
+		checkCredential(t, w, "main")
 		if strings.Contains(e.Message, "SENTINEL") || strings.Contains(h.logs.String(), "SENTINEL") {
 			t.Errorf("query leaked: %q / logs", e.Message)
 		}
@@ -296,7 +301,9 @@ func TestUpstreamFailures(t *testing.T) {
 	t.Run("timeout 504", func(t *testing.T) {
 		h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
 			func(c *config.Config, _ *Options) { c.Upstream.Timeout = 50 * time.Millisecond })
-		checkProxyError(t, h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)), 90007, 504)
+		w := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advOther, nil))
+		checkProxyError(t, w, 90007, 504)
+		checkCredential(t, w, "other")
 	})
 }
 
@@ -399,6 +406,7 @@ func TestBreaker(t *testing.T) {
 			calls := len(h.up.requests())
 			w := get()
 			checkProxyError(t, w, 90006, 503)
+			checkCredential(t, w, "main")
 			if w.Header().Get("Retry-After") != "1" {
 				t.Errorf("Retry-After = %q, want 1 (300ms rounded up)", w.Header().Get("Retry-After"))
 			}
@@ -451,6 +459,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
 	checkProxyError(t, w, 90012, 429)
+	checkCredential(t, w, "main")
 	if w.Header().Get("Retry-After") != "2" {
 		t.Errorf("Retry-After = %q, want 2", w.Header().Get("Retry-After"))
 	}
