@@ -176,6 +176,33 @@ func TestAuthorizeThroughRunningAdminListener(t *testing.T) {
 	}
 }
 
+// SIGTERM while the authorize command long-polls the admin listener: serve
+// does not hold its shutdown for the poll and exits 0, and the command keeps
+// waiting for the listener or a pasted URL instead of failing.
+func TestShutdownDuringAuthorizeLongPoll(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
+	c := startCLI(t, "authorize", "--config", px.ConfigPath, "--credential", "main")
+	c.consentURL(t)
+	if err := px.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-px.p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not exit within 15s of SIGTERM while a long-poll was open")
+	}
+	if code := px.p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("serve exit code %d after SIGTERM, want 0:\n%s", code, px.p.out.String())
+	}
+	select {
+	case <-c.done:
+		t.Fatalf("authorize exited when the admin listener stopped:\n%s", c.out.String())
+	default:
+	}
+	c.kill()
+}
+
 var (
 	demoSimRE  = regexp.MustCompile(`TikTok simulator\s+(http://\S+)`)
 	demoPageRE = regexp.MustCompile(`(http://\S+)/authorize\s`)

@@ -103,8 +103,9 @@ func (a *Admin) handleAPIBegin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, BeginResponse{AuthorizeURL: authURL, State: state, ExpiresAt: expires})
 }
 
-// handleAPIWait long-polls until the state's flow finishes or WaitTimeout
-// passes; the CLI then polls again.
+// handleAPIWait long-polls until the state's flow finishes, WaitTimeout
+// passes or the Admin is closed; the CLI then polls again. A finished flow
+// is reported even when the timeout or Close fires at the same moment.
 func (a *Admin) handleAPIWait(w http.ResponseWriter, r *http.Request) {
 	st, ok := a.states.lookup(r.PathValue("state"))
 	if !ok {
@@ -118,11 +119,17 @@ func (a *Admin) handleAPIWait(w http.ResponseWriter, r *http.Request) {
 	}
 	select {
 	case <-st.done:
+	case <-t.C:
+	case <-a.closing:
+	case <-r.Context().Done():
+		return
+	}
+	select {
+	case <-st.done:
 		res, err := a.states.outcome(st)
 		writeJSON(w, http.StatusOK, waitResponse(res, err))
-	case <-t.C:
+	default:
 		writeJSON(w, http.StatusOK, WaitResponse{Done: false})
-	case <-r.Context().Done():
 	}
 }
 

@@ -127,6 +127,33 @@ func TestAPIWaitTimeoutAndUnknown(t *testing.T) {
 	}
 }
 
+// TestAPIWaitAnswersOnClose: shutting down must not wait WaitTimeout for
+// a long-poll; one in progress and one begun later both answer done:false.
+func TestAPIWaitAnswersOnClose(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.WaitTimeout = time.Hour })
+	b := h.apiBegin(t, "main")
+	waiting := make(chan struct{})
+	var once sync.Once
+	h.admin.onWait = func() { once.Do(func() { close(waiting) }) }
+	got := make(chan response, 1)
+	go func() { got <- h.do(t, http.MethodGet, "/api/authorize/"+b.State+"/wait", nil) }()
+	<-waiting
+	h.admin.Close()
+	for i, r := range []response{<-got, h.do(t, http.MethodGet, "/api/authorize/"+b.State+"/wait", nil)} {
+		if w := decodeJSON[WaitResponse](t, r.body); r.status != 200 || w.Done {
+			t.Errorf("wait %d after Close = %d %s, want done:false", i, r.status, r.body)
+		}
+	}
+	h.admin.Close() // a second Close is harmless
+	// The flow itself still completes, and a poll then reports it.
+	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, b.State), nil); r.status != http.StatusOK {
+		t.Fatalf("callback after Close %d %s", r.status, r.body)
+	}
+	if w := decodeJSON[WaitResponse](t, h.do(t, http.MethodGet, "/api/authorize/"+b.State+"/wait", nil).body); !w.Done || w.Result == nil {
+		t.Errorf("wait after the callback %+v, want the result", w)
+	}
+}
+
 func TestAPIComplete(t *testing.T) {
 	tests := []struct {
 		name       string

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
@@ -107,6 +108,9 @@ type Admin struct {
 	hosts map[string]bool
 	// onWait, set by tests, runs when a long-poll starts blocking.
 	onWait func()
+	// closing is closed by Close: long-polls then answer at once.
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // New builds the admin handler. It fails when a required option is missing,
@@ -122,7 +126,8 @@ func New(opts Options) (*Admin, error) {
 	if opts.WaitTimeout <= 0 {
 		opts.WaitTimeout = 30 * time.Second
 	}
-	a := &Admin{opts: opts, creds: make(map[string]Credential), hosts: make(map[string]bool), log: opts.Logger, now: opts.Now}
+	a := &Admin{opts: opts, creds: make(map[string]Credential), hosts: make(map[string]bool), log: opts.Logger, now: opts.Now,
+		closing: make(chan struct{})}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -152,6 +157,17 @@ func New(opts Options) (*Admin, error) {
 	a.states = newStateStore(a.now)
 	a.routes()
 	return a, nil
+}
+
+// Close makes every long-poll of /api/authorize/{state}/wait, in progress or
+// future, answer {"done": false} at once, so that http.Server.Shutdown does
+// not wait up to WaitTimeout for them; the authorize command then polls
+// again until the listener is back, and still takes a pasted redirected
+// URL meanwhile. Call it when shutting down, before
+// http.Server.Shutdown. Every other path keeps working; Close never fails
+// and may be called more than once.
+func (a *Admin) Close() {
+	a.closeOnce.Do(func() { close(a.closing) })
 }
 
 func (a *Admin) routes() {

@@ -37,6 +37,7 @@ type app struct {
 	manager  *tokens.Manager
 	proxy    *http.Server
 	admin    *http.Server
+	setup    *setup.Admin
 	proxyLn  net.Listener
 	adminLn  net.Listener
 	registry *prometheus.Registry
@@ -169,6 +170,9 @@ func (a *app) Run(ctx context.Context) error {
 	if err := a.proxy.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("proxy shutdown: %w", err))
 	}
+	// Long-polls of the authorize command answer now instead of holding
+	// Shutdown for up to their timeout.
+	a.setup.Close()
 	if err := a.admin.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
 	}
@@ -248,7 +252,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	if err != nil {
 		return nil, err
 	}
-	a.proxy, a.admin = newServer(px, log), newServer(admin, log)
+	a.proxy, a.admin, a.setup = newServer(px, log), newServer(admin, log), admin
 	return a, nil
 }
 
