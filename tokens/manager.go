@@ -152,6 +152,7 @@ type Source struct {
 	pending     *pendingGrant // a grant TikTok issued that is not yet stored
 	flight      *flight       // the refresh in progress, joined by every caller
 	rejections  []time.Time   // rejections of current tokens within rejectWindow
+	rejected    string        // the access token TikTok refused most recently
 	wake        chan struct{} // tells the refresh loop the schedule changed
 }
 
@@ -360,14 +361,21 @@ func (s *Source) accessToken(ctx context.Context) (string, error) {
 		switch {
 		case rec == nil:
 			return "", fmt.Errorf("%w: %q", ErrNotAuthorized, s.cred.Name)
+		case usable(rec, s.m.now()) && !rec.AccessRejected:
+			return rec.AccessToken, nil
 		case rec.ReauthRequired:
 			return "", &ReauthError{Credential: s.cred.Name, Reason: rec.ReauthReason}
-		case usable(rec, s.m.now()):
-			return rec.AccessToken, nil
 		}
 		return "", s.refreshErrorLocked(s.m.now())
 	}
 	return f.rec.AccessToken, nil
+}
+
+// wasRejected reports whether TikTok refused the access token token.
+func (s *Source) wasRejected(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rejected == token
 }
 
 // usable reports whether r's access token can still be sent to TikTok.
@@ -442,9 +450,16 @@ func (s *Source) refresh() (*Record, error) {
 			return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lock: %w", err))
 		}
 		if !got {
-			return nil, s.fail(ctx, used, errRefreshedElsewhere)
+			return nil, s.elsewhere(used)
 		}
-		defer unlock()
+		defer func() {
+			// A grant TikTok issued but this process could not store keeps
+			// the lock until its TTL runs out: another replica refreshing
+			// meanwhile would spend a refresh token TikTok already rotated.
+			if s.pendingFrom() == "" {
+				unlock()
+			}
+		}()
 		if latest, err = s.reload(ctx); err != nil {
 			return nil, s.fail(ctx, used, err)
 		}
@@ -455,7 +470,7 @@ func (s *Source) refresh() (*Record, error) {
 	cur = latest
 	now := s.m.now()
 	if !cur.RefreshExpiresAt.IsZero() && !now.Before(cur.RefreshExpiresAt) {
-		return nil, s.markReauth(ctx, used, fmt.Sprintf("the refresh token expired at %s", cur.RefreshExpiresAt.UTC().Format(time.RFC3339)), false)
+		return nil, s.markReauth(ctx, used, fmt.Sprintf("the refresh token expired at %s", cur.RefreshExpiresAt.UTC().Format(time.RFC3339)), s.wasRejected(used))
 	}
 
 	s.mu.Lock()
@@ -468,7 +483,7 @@ func (s *Source) refresh() (*Record, error) {
 		var apiErr *tiktok.APIError
 		switch {
 		case errors.As(err, &apiErr) && (apiErr.Code == tiktok.CodeRefreshTokenExpired || apiErr.Code == tiktok.CodeRefreshTokenInvalid):
-			return nil, s.markReauth(ctx, used, fmt.Sprintf("TikTok refused the refresh token (code %d: %s)", apiErr.Code, apiErr.Message), false)
+			return nil, s.markReauth(ctx, used, fmt.Sprintf("TikTok refused the refresh token (code %d: %s)", apiErr.Code, apiErr.Message), s.wasRejected(used))
 		case err != nil:
 			return nil, s.fail(ctx, used, err)
 		case g == nil || g.AccessToken == "":
@@ -550,7 +565,9 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 		left := exp.Sub(now) - expirySkew
 		switch {
 		case left <= 0:
-			delay = min(delay, expiredRetryMax)
+			// Capped, still jittered, so replicas and credentials do not
+			// retry TikTok's token endpoint in lockstep.
+			delay = min(delay, expiredRetryMax/2+rand.N(expiredRetryMax/2+1))
 		case delay > left:
 			// Try again as the token lapses rather than leave a gap.
 			delay = left
@@ -581,6 +598,32 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 		s.m.log.Warn("storing the refresh failure failed", "credential", name, "error", cerr.Error())
 	}
 	return err
+}
+
+// elsewhere schedules a re-read shortly instead of a refresh: another
+// replica holds the refresh lock and stores its result. Nothing is
+// persisted and no failure counted, so waiting replicas do not churn the
+// shared record the lock holder must write.
+func (s *Source) elsewhere(used string) error {
+	s.mu.Lock()
+	if s.rec != nil && s.rec.AccessToken == used {
+		s.nextAttempt = s.m.now().Add(time.Second/2 + rand.N(time.Second))
+		s.lastErr = errRefreshedElsewhere
+	}
+	s.mu.Unlock()
+	s.poke()
+	return errRefreshedElsewhere
+}
+
+// pendingFrom is the refresh token of the grant TikTok issued that is not
+// stored yet ("" when none).
+func (s *Source) pendingFrom() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		return ""
+	}
+	return s.pending.from
 }
 
 // backoff is the jittered delay after n consecutive failures: 1s, 2s, 4s …
@@ -961,6 +1004,9 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 		s.mu.Unlock()
 		return usable(rec, now)
 	}
+	// Remembered for the refresh below: if it proves the grant gone, the
+	// mark then also stops this token being served, in the same write.
+	s.rejected = token
 	f := s.flight
 	if f == nil {
 		s.rejections = append(slices.DeleteFunc(s.rejections, func(t time.Time) bool {

@@ -302,6 +302,7 @@ func TestLockerHeldElsewhere(t *testing.T) {
 		e.store = ls
 	})
 	e.authorize()
+	gen := e.record().Generation
 	e.clock.Set(e.record().AccessExpiresAt)
 	var re *tokens.RefreshError
 	if _, err := e.token(); !errors.As(err, &re) {
@@ -309,6 +310,17 @@ func TestLockerHeldElsewhere(t *testing.T) {
 	}
 	if n := e.api.calls(); n != 0 {
 		t.Fatalf("%d refresh calls while the lock was held elsewhere", n)
+	}
+	// The holder stores its own result: waiting is not a failure, and
+	// nothing is written to the record it must compare-and-swap.
+	if g := e.record().Generation; g != gen {
+		t.Errorf("record written while the lock was held elsewhere: generation %d, want %d", g, gen)
+	}
+	if f := testutil.ToFloat64(e.opts.Metrics.TokenRefreshes.WithLabelValues(credName, "failure")); f != 0 {
+		t.Errorf("%v refresh failures counted for waiting on another replica", f)
+	}
+	if re.RetryAfter > 2*time.Second {
+		t.Errorf("RetryAfter %v, want a re-read within 2s", re.RetryAfter)
 	}
 	ls.mu.Lock()
 	ls.held = false
@@ -320,6 +332,98 @@ func TestLockerHeldElsewhere(t *testing.T) {
 	if ls.locks != 2 || ls.unlocks != 1 {
 		t.Fatalf("lock taken %d times, released %d", ls.locks, ls.unlocks)
 	}
+}
+
+// TestUnstoredGrantKeepsLock: when TikTok rotated the refresh token but
+// storing the answer failed, the refresh lock is kept (until its TTL) so no
+// other replica spends the refresh token TikTok already invalidated; it is
+// released once the grant is stored.
+func TestUnstoredGrantKeepsLock(t *testing.T) {
+	var ls *lockStore
+	var st *orderStore
+	e := newEnv(t, func(e *env) {
+		st = &orderStore{Store: e.store, persisted: map[string]bool{}}
+		ls = &lockStore{Store: st}
+		e.store = ls
+	})
+	e.authorize()
+	st.mu.Lock()
+	st.failPuts = 1
+	st.mu.Unlock()
+	e.clock.Set(e.record().AccessExpiresAt)
+	var re *tokens.RefreshError
+	if _, err := e.token(); !errors.As(err, &re) {
+		t.Fatalf("Token while the store fails = %v, want a RefreshError", err)
+	}
+	ls.mu.Lock()
+	locks, unlocks := ls.locks, ls.unlocks
+	ls.mu.Unlock()
+	if locks != 1 || unlocks != 0 {
+		t.Fatalf("lock taken %d times, released %d; want taken once and kept", locks, unlocks)
+	}
+	e.clock.Advance(re.RetryAfter)
+	if tok := e.mustToken(); tok != "access-1" {
+		t.Fatalf("Token after the store recovered = %q, want the grant TikTok issued", tok)
+	}
+	if n := e.api.calls(); n != 1 {
+		t.Fatalf("%d refresh calls, want 1: the unstored grant is stored, not asked for again", n)
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.unlocks != 1 {
+		t.Fatalf("lock released %d times after the grant was stored, want 1", ls.unlocks)
+	}
+}
+
+// TestRejectedTokenStopsInTheMarkingWrite: TikTok refuses a token, the forced
+// refresh proves the grant revoked (40107): the write that marks
+// re-authorization also stops the refused token being served, so no moment
+// exists where the store offers it as still usable.
+func TestRejectedTokenStopsInTheMarkingWrite(t *testing.T) {
+	var ws *writeStore
+	e := newEnv(t, func(e *env) {
+		ws = &writeStore{Store: e.store}
+		e.store = ws
+	})
+	e.authorize()
+	e.api.set(func(a *fakeAPI) { a.current = "revoked: no refresh token is accepted" })
+	if e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) {
+		t.Fatal("Rejected asked for a retry though the refresh was refused")
+	}
+	if _, err := e.token(); !errors.Is(err, tokens.ErrReauthRequired) {
+		t.Fatalf("Token after revocation = %v, want ErrReauthRequired", err)
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	marked := 0
+	for _, w := range ws.writes {
+		if w.ReauthRequired {
+			marked++
+			if !w.AccessRejected {
+				t.Errorf("write %d marks re-authorization but still offers the refused token", w.Generation)
+			}
+		}
+	}
+	if marked != 1 {
+		t.Errorf("%d writes marked re-authorization, want 1", marked)
+	}
+}
+
+// writeStore keeps a copy of every record stored.
+type writeStore struct {
+	tokens.Store
+	mu     sync.Mutex
+	writes []tokens.Record
+}
+
+func (s *writeStore) Put(ctx context.Context, rec *tokens.Record, expect uint64) error {
+	err := s.Store.Put(ctx, rec, expect)
+	if err == nil {
+		s.mu.Lock()
+		s.writes = append(s.writes, *rec.Clone())
+		s.mu.Unlock()
+	}
+	return err
 }
 
 type lockStore struct {
