@@ -126,8 +126,14 @@ func newFlags(name, synopsis string, out io.Writer) *flag.FlagSet {
 // parseFlags parses args, turning a flag mistake into a usage error and
 // refusing stray positional arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	// flag.Parse prints the usage itself on --help and on every mistake;
+	// silenced here, --help prints it once (helpOr) and a mistake is one
+	// line on stderr.
+	usage := fs.Usage
+	fs.Usage = func() {}
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
+	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}

@@ -78,23 +78,43 @@ func TestUsageAndExitCodes(t *testing.T) {
 	tests := []struct {
 		args     []string
 		wantCode int
-		wantOut  string
-		wantErr  string
+		wantOut  string // "" means stdout must be empty
+		wantErr  string // "" means stderr must be empty
 	}{
 		{[]string{"version"}, 0, "tiktok-auth-proxy dev (commit unknown, go", ""},
 		{[]string{"help"}, 0, "Commands:", ""},
-		{[]string{"check", "--help"}, 0, "Usage: tiktok-auth-proxy check", ""},
-		{[]string{"serve", "--help"}, 0, "-config", ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"check", "--nope"}, 2, "", "flag provided but not defined"},
+		{[]string{"serve", "--config"}, 2, "", "flag needs an argument"},
 		{[]string{"check", "stray"}, 2, "", `unexpected argument "stray"`},
 		{[]string{"authorize"}, 2, "", "--credential is required"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			code, out, errOut := runCLI(t, "", tt.args...)
-			if code != tt.wantCode || !strings.Contains(out, tt.wantOut) || !strings.Contains(errOut, tt.wantErr) {
+			okOut := strings.Contains(out, tt.wantOut) && (tt.wantOut != "" || out == "")
+			okErr := strings.Contains(errOut, tt.wantErr) && (tt.wantErr != "" || errOut == "")
+			if code != tt.wantCode || !okOut || !okErr {
 				t.Errorf("exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want %q)", code, tt.wantCode, out, tt.wantOut, errOut, tt.wantErr)
+			}
+			if tt.wantCode == 2 && strings.Count(errOut, "\n") != 1 {
+				t.Errorf("a usage error is one line on stderr, got %q", errOut)
+			}
+		})
+	}
+}
+
+// TestHelpEveryCommand: --help prints the command's usage once, on stdout,
+// and exits 0.
+func TestHelpEveryCommand(t *testing.T) {
+	for _, c := range commands {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runCLI(t, "", c.name, "--help")
+			if code != 0 || errOut != "" {
+				t.Errorf("exit %d, stderr %q", code, errOut)
+			}
+			if n := strings.Count(out, "Usage: tiktok-auth-proxy "+c.name); n != 1 {
+				t.Errorf("usage printed %d times:\n%s", n, out)
 			}
 		})
 	}
