@@ -113,7 +113,7 @@ listen: localhost:9000
 upstream: {base_url: "http://127.0.0.1:7000/", timeout: 5s}
 oauth: {redirect_url: "https://proxy.example.com/oauth/callback"}
 tokens: {refresh_before: 10m}
-store: {backend: redis, path: /var/lib/tap/tokens.json, redis: {address: "redis:6379", db: 2, key_prefix: "x:"}}
+store: {backend: file, path: /var/lib/tap/tokens.json, redis: {address: "redis:6379", db: 2, key_prefix: "x:"}}
 routing: {credential_header: X-Cred, max_inspect_bytes: 10}
 breaker: {consecutive_failures: 2, open_timeout: 1m}
 log: {level: debug, format: text}
@@ -124,7 +124,7 @@ log: {level: debug, format: text}
 				equal(t, "timeout", c.Upstream.Timeout, 5*time.Second)
 				equal(t, "redirect_url", c.OAuth.RedirectURL, "https://proxy.example.com/oauth/callback")
 				equal(t, "refresh_before", c.Tokens.RefreshBefore, 10*time.Minute)
-				equal(t, "store", fmt.Sprint(c.Store.Backend, " ", c.Store.Path), "redis /var/lib/tap/tokens.json")
+				equal(t, "store", fmt.Sprint(c.Store.Backend, " ", c.Store.Path), "file /var/lib/tap/tokens.json")
 				equal(t, "redis", fmt.Sprint(c.Store.Redis.Address, " ", c.Store.Redis.DB, " ", c.Store.Redis.KeyPrefix), "redis:6379 2 x:")
 				equal(t, "routing", fmt.Sprint(c.Routing.CredentialHeader, " ", c.Routing.MaxInspectBytes), "X-Cred 10")
 				equal(t, "breaker", fmt.Sprint(c.Breaker.ConsecutiveFailures, " ", c.Breaker.OpenTimeout), "2 1m0s")
@@ -141,13 +141,10 @@ log: {level: debug, format: text}
 		},
 		{
 			name: "relative paths are anchored at the config file's directory",
-			yaml: "store: {path: data/t.json}\nforward_proxy: {listen: 127.0.0.1:3128, ca_cert: ca/ca.crt, ca_key: /abs/ca.key}\n" + minimal,
+			yaml: "store: {path: data/t.json}\n" + minimal,
 			path: "deploy/config.yaml",
 			check: func(t *testing.T, c *config.Config) {
 				equal(t, "store.path", c.Store.Path, filepath.Join("deploy", "data", "t.json"))
-				equal(t, "ca_cert", c.ForwardProxy.CACert, filepath.Join("deploy", "ca", "ca.crt"))
-				equal(t, "ca_key", c.ForwardProxy.CAKey, "/abs/ca.key")
-				equal(t, "hosts default to the upstream host", fmt.Sprint(c.ForwardProxy.Hosts), "[business-api.tiktok.com]")
 			},
 		},
 		{

@@ -126,6 +126,7 @@ func (c *Config) Validate() error {
 	v.clients()
 	v.forwardProxy()
 	v.log()
+	v.unavailable()
 	if len(v.problems) == 0 {
 		return nil
 	}
@@ -340,16 +341,27 @@ func (v *validator) forwardProxy() {
 		v.add("forward_proxy.listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", v.showAddr("forward_proxy.listen", fp.Listen))
 	}
 	if fp.CACert == "" {
-		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA (create one with: tiktok-auth-proxy ca --out DIR)")
+		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA certificate and key (PEM files)")
 	}
 	if fp.CAKey == "" {
-		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA (create one with: tiktok-auth-proxy ca --out DIR)")
+		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA certificate and key (PEM files)")
 	}
 	for i, h := range fp.Hosts {
 		if h == "" || strings.ContainsAny(h, "/: ") {
 			hp := fmt.Sprintf("forward_proxy.hosts[%d]", i)
 			v.add(hp, "%s is not a host name; write e.g. business-api.tiktok.com", v.show(hp, h))
 		}
+	}
+}
+
+// unavailable refuses what SPEC describes but this version cannot run yet,
+// so that check never approves a config serve would refuse or ignore.
+func (v *validator) unavailable() {
+	if v.c.Store.Backend == "redis" {
+		v.add("store.backend", "redis is not available in this version; use backend: file (one proxy per token file)")
+	}
+	if v.c.ForwardProxy.Listen != "" {
+		v.add("forward_proxy.listen", "forward-proxy mode is not available in this version; point scripts at listen's address instead, or remove forward_proxy")
 	}
 }
 
