@@ -112,6 +112,36 @@ type Credential struct {
 	// and no known advertiser. With one credential it is always the default.
 	Default   bool      `yaml:"default"`
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// OAuth overrides the oauth: section's URLs for this credential only,
+	// so credentials of both kinds can point at their own endpoints.
+	OAuth Endpoints `yaml:"oauth"`
+}
+
+// Endpoints are one credential's OAuth URLs; empty ones fall back to the
+// oauth: section, then to the kind's defaults.
+type Endpoints struct {
+	AuthorizeURL string `yaml:"authorize_url"`
+	TokenURL     string `yaml:"token_url"`
+	RefreshURL   string `yaml:"refresh_url"`
+}
+
+// EndpointsFor is cr's OAuth URL overrides: its own oauth: first, then the
+// oauth: section. An empty URL means the kind's default.
+func (c *Config) EndpointsFor(cr Credential) Endpoints {
+	e := cr.OAuth
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
+		{&e.AuthorizeURL, c.OAuth.AuthorizeURL},
+		{&e.TokenURL, c.OAuth.TokenURL},
+		{&e.RefreshURL, c.OAuth.RefreshURL},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.v
+		}
+	}
+	return e
 }
 
 // RateLimit is a token bucket; QPS 0 turns it off.

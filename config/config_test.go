@@ -466,3 +466,19 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestEndpointsFor: a credential's own oauth: URLs win over the oauth:
+// section, which fills the ones it leaves empty.
+func TestEndpointsFor(t *testing.T) {
+	c, err := config.Parse([]byte(`
+oauth: {authorize_url: "http://sim/auth", token_url: "http://sim/token"}
+credentials:
+  - {name: ads, app_id: "1", app_secret: s, default: true}
+  - {name: tt, kind: tiktok_account, app_id: "2", app_secret: s, oauth: {authorize_url: "http://sim/tt/auth", refresh_url: "http://sim/tt/refresh"}}
+`), "config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "ads", c.EndpointsFor(c.Credentials[0]), config.Endpoints{AuthorizeURL: "http://sim/auth", TokenURL: "http://sim/token"})
+	equal(t, "tt", c.EndpointsFor(c.Credentials[1]), config.Endpoints{AuthorizeURL: "http://sim/tt/auth", TokenURL: "http://sim/token", RefreshURL: "http://sim/tt/refresh"})
+}

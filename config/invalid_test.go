@@ -100,7 +100,7 @@ var invalidCases = []struct {
 		`2: listen: 0.0.0.0:8080 is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1`,
 		`4: upstream.timeout: "soon" is not a duration; write a Go duration such as 30s, 5m or 1h`,
 		`8: credentials[0].app_secret: environment variable CONFIG_TEST_UNSET_SECRET is not set; export it before starting, or write the value in the file`,
-		`9: credentials[0].colour: unknown key "colour"; check its spelling and indentation (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit)`,
+		`9: credentials[0].colour: unknown key "colour"; check its spelling and indentation (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit, oauth)`,
 		`10: credentials[1].name: duplicate name "main" (already used by credentials[0]); give each credential its own name`,
 	}},
 	{"invalid-negative.yaml", []string{
@@ -117,6 +117,7 @@ var invalidCases = []struct {
 		`2: oauth.redirect_url: "/oauth/callback" is not an absolute http(s) URL; write scheme and host, e.g. http://localhost:8081/oauth/callback`,
 		`3: oauth.authorize_url: "ftp://example.com/auth" is not an absolute http(s) URL; write scheme and host, e.g. https://business-api.tiktok.com/...`,
 		`4: oauth.token_url: "https://" is not an absolute http(s) URL; write scheme and host, e.g. https://business-api.tiktok.com/...`,
+		`9: credentials[0].oauth.refresh_url: "refresh" is not an absolute http(s) URL; write scheme and host, e.g. https://business-api.tiktok.com/...`,
 	}},
 	{"invalid-rate-limit.yaml", []string{
 		`6: credentials[0].rate_limit.qps: must not be negative; use 0 to turn the limit off`,
@@ -142,7 +143,7 @@ var invalidCases = []struct {
 	}},
 	{"invalid-unknown-key.yaml", []string{
 		`4: upstream.timout: unknown key "timout"; check its spelling and indentation (valid keys here: base_url, timeout)`,
-		`9: credentials[0].advertiser: unknown key "advertiser"; check its spelling and indentation (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit)`,
+		`9: credentials[0].advertiser: unknown key "advertiser"; check its spelling and indentation (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit, oauth)`,
 	}},
 	{"invalid-unset-var.yaml", []string{
 		`4: credentials[0].app_secret: environment variable CONFIG_TEST_UNSET_SECRET is not set; export it before starting, or write the value in the file`,

@@ -178,13 +178,21 @@ func (v *validator) urls() {
 	if c.OAuth.RedirectURL != "" || validHostPort(c.AdminListen) {
 		v.absoluteURL("oauth.redirect_url", c.OAuth.RedirectURL, "http://localhost:8081/oauth/callback")
 	}
-	for _, f := range []struct{ path, value string }{
-		{"oauth.authorize_url", c.OAuth.AuthorizeURL},
-		{"oauth.token_url", c.OAuth.TokenURL},
-		{"oauth.refresh_url", c.OAuth.RefreshURL},
+	v.endpoints("oauth", Endpoints{c.OAuth.AuthorizeURL, c.OAuth.TokenURL, c.OAuth.RefreshURL})
+	for i, cr := range c.Credentials {
+		v.endpoints(fmt.Sprintf("credentials[%d].oauth", i), cr.OAuth)
+	}
+}
+
+// endpoints checks the OAuth URL overrides under path.
+func (v *validator) endpoints(path string, e Endpoints) {
+	for _, f := range []struct{ key, value string }{
+		{"authorize_url", e.AuthorizeURL},
+		{"token_url", e.TokenURL},
+		{"refresh_url", e.RefreshURL},
 	} {
 		if f.value != "" {
-			v.absoluteURL(f.path, f.value, "https://business-api.tiktok.com/...")
+			v.absoluteURL(path+"."+f.key, f.value, "https://business-api.tiktok.com/...")
 		}
 	}
 }
