@@ -69,12 +69,19 @@ type Request struct {
 	// Fault names the fault knob that answered: "code", "http_status",
 	// "reset" or "latency" (then the request was also served).
 	Fault string `json:"fault,omitempty"`
+	// ResponseBytes is how many bytes of response body were written, so a
+	// test can tell a stream cut short from one served in full.
+	ResponseBytes int64 `json:"response_bytes"`
+	// ClientGone is true when the peer went away (its request context was
+	// cancelled) before the answer was complete: during a stream or an
+	// injected latency. It shows that a proxy cancelled its upstream call.
+	ClientGone bool `json:"client_gone"`
 }
 
 // call is one request to /open_api/ being served.
 type call struct {
 	s     *Server
-	w     http.ResponseWriter
+	w     *countingWriter
 	r     *http.Request
 	rec   *Request
 	tok   *token // the Access-Token's entry, nil when unknown
@@ -101,6 +108,21 @@ var endpoints = map[string]endpoint{
 	apiPrefix + "file/image/ad/upload/":         {http.MethodPost, false, (*call).imageUpload},
 	apiPrefix + "sim/report/download/":          {http.MethodGet, false, (*call).download},
 }
+
+// countingWriter counts the response body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (Flush, Hijack).
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // hashingBody hashes what the handler reads of the request body.
 type hashingBody struct {
@@ -129,7 +151,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		Header:           r.Header.Clone(),
 		HTTPStatus:       http.StatusOK,
 	}
-	c := &call{s: s, w: w, r: r, rec: rec}
+	cw := &countingWriter{ResponseWriter: w}
+	w = cw
+	c := &call{s: s, w: cw, r: r, rec: rec}
 	ep, known := endpoints[r.URL.Path]
 	s.mu.Lock()
 	if t, ok := s.access[rec.AccessToken]; ok {
@@ -140,8 +164,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			s.statsLocked(t.g.appID).APICalls++
 		}
 	}
+	s.inflight[rid] = *rec
 	s.mu.Unlock()
 	defer func() {
+		rec.ResponseBytes = cw.n
 		// Hash the whole body even when the handler stopped early, so
 		// tests can compare it with what they sent.
 		_, _ = io.CopyN(io.Discard, body, maxDrain)
@@ -530,15 +556,22 @@ func (c *call) download() {
 	buf := make([]byte, downloadChunk)
 	// Bounded: each round consumes up to downloadChunk of size bytes.
 	for {
-		if c.r.Context().Err() != nil || c.s.closeCtx.Err() != nil {
+		if c.r.Context().Err() != nil {
+			c.rec.ClientGone = true
+			return
+		}
+		if c.s.closeCtx.Err() != nil {
 			return
 		}
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			if _, err := c.w.Write(buf[:n]); err != nil {
-				return
+			_, err := c.w.Write(buf[:n])
+			if err == nil {
+				err = rc.Flush()
 			}
-			if err := rc.Flush(); err != nil {
+			if err != nil {
+				// A write fails only once the connection is gone.
+				c.rec.ClientGone = true
 				return
 			}
 		}
@@ -585,6 +618,7 @@ func (s *Server) nextSeq() int {
 func (s *Server) record(r Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.inflight, r.RequestID)
 	if len(s.recorded) < maxRecorded {
 		s.recorded = append(s.recorded, r)
 		return
@@ -600,6 +634,29 @@ func (s *Server) Requests() []Request {
 	out := make([]Request, 0, len(s.recorded))
 	out = append(out, s.recorded[s.recNext:]...)
 	return append(out, s.recorded[:s.recNext]...)
+}
+
+// updateInflight replaces the in-flight snapshot of a request still being
+// served, so /sim/inflight shows, for instance, that it waits on a latency.
+func (s *Server) updateInflight(r Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.inflight[r.RequestID]; ok {
+		s.inflight[r.RequestID] = r
+	}
+}
+
+// Inflight returns the requests to /open_api/ being served now, oldest
+// first, as known so far (no body digest, no answer yet).
+func (s *Server) Inflight() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Request, 0, len(s.inflight))
+	for _, r := range s.inflight {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Request) int { return a.Time.Compare(b.Time) })
+	return out
 }
 
 // ClearRequests forgets the recorded requests.
@@ -618,11 +675,14 @@ func (c *call) applyFault(tokenEndpoint bool) bool {
 	}
 	if f.Latency > 0 {
 		c.rec.Fault = "latency"
+		c.s.updateInflight(*c.rec)
 		t := time.NewTimer(f.Latency)
 		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-c.r.Context().Done():
+			c.rec.ClientGone = true
+			c.rec.HTTPStatus = 0
 			return false
 		case <-c.s.closeCtx.Done():
 			return false

@@ -40,6 +40,12 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /sim/grants", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"grants": s.Grants()})
 	})
+	m.HandleFunc("GET /sim/issued", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Issued())
+	})
+	m.HandleFunc("GET /sim/inflight", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"requests": s.Inflight()})
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -79,6 +79,16 @@
 //	POST   /sim/clock {"advance": "25h"} → {"now": RFC 3339}: moves the
 //	       simulator's clock forward, to expire tokens without waiting.
 //	GET    /sim/grants → {"grants": [Grant...]} with current tokens.
+//	GET    /sim/issued → {"access_tokens": [...], "refresh_tokens": [...],
+//	       "auth_codes": [...]}: every one ever issued, rotated or spent ones
+//	       included, oldest first.
+//	GET    /sim/inflight → {"requests": [Request...]}: requests to /open_api/
+//	       being served now (recorded in /sim/requests once answered), e.g.
+//	       one waiting on a latency fault.
+//
+// A recorded Request carries response_bytes (body bytes written) and
+// client_gone: the peer hung up before a stream or an injected latency
+// ended, so a test can tell that a proxy cancelled its upstream call.
 //
 // Each control has a Go method on *Server for in-process tests.
 package tiktoksim

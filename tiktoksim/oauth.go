@@ -215,8 +215,10 @@ func (s *Server) issueLocked(g *grant, now time.Time) any {
 		g.refreshToken = newSecret()
 		g.refreshExpires = now.Add(s.refreshTTL)
 		s.refresh[g.refreshToken] = &token{g: g, expires: g.refreshExpires}
+		s.issued.RefreshTokens = append(s.issued.RefreshTokens, g.refreshToken)
 	}
 	s.access[g.accessToken] = &token{g: g, expires: g.accessExpires}
+	s.issued.AccessTokens = append(s.issued.AccessTokens, g.accessToken)
 	var expiresIn, refreshIn int64
 	if s.accessTTL > 0 {
 		expiresIn = int64(s.accessTTL / time.Second)

@@ -88,9 +88,11 @@ type Server struct {
 	grants     []*grant
 	stats      map[string]*AppStats
 	faults     []*Fault
-	recorded   []Request // ring buffer of maxRecorded
-	recNext    int       // next slot once the ring is full
-	seq        int       // ids of created objects
+	recorded   []Request          // ring buffer of maxRecorded
+	recNext    int                // next slot once the ring is full
+	inflight   map[string]Request // by request id, until recorded
+	issued     Issued
+	seq        int // ids of created objects
 }
 
 type authCode struct {
@@ -142,6 +144,7 @@ func New(opts Options) *Server {
 		access:     make(map[string]*token),
 		refresh:    make(map[string]*token),
 		stats:      make(map[string]*AppStats),
+		inflight:   make(map[string]Request),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -263,6 +266,7 @@ func (s *Server) issueCode(appID, kind string, advertiserIDs []string, redirectU
 	code := newSecret()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.issued.AuthCodes = append(s.issued.AuthCodes, code)
 	s.codes[code] = &authCode{
 		appID: appID, kind: kind, advertisers: advs, redirectURI: redirectURI,
 		scope: scope, expires: s.nowLocked().Add(codeTTL),
@@ -374,4 +378,26 @@ func (s *Server) Grants() []Grant {
 		})
 	}
 	return out
+}
+
+// Issued is every secret the simulator ever handed out, oldest first, as
+// GET /sim/issued shows it: unlike Grants, which holds only each grant's
+// current tokens, it keeps rotated-away tokens and spent codes, so a test
+// can scan logs for any of them.
+type Issued struct {
+	AccessTokens  []string `json:"access_tokens"`
+	RefreshTokens []string `json:"refresh_tokens"`
+	AuthCodes     []string `json:"auth_codes"`
+}
+
+// Issued returns a copy of every access token, refresh token and auth code
+// issued so far.
+func (s *Server) Issued() Issued {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Issued{
+		AccessTokens:  append([]string{}, s.issued.AccessTokens...),
+		RefreshTokens: append([]string{}, s.issued.RefreshTokens...),
+		AuthCodes:     append([]string{}, s.issued.AuthCodes...),
+	}
 }

@@ -482,10 +482,16 @@ func TestFaults(t *testing.T) {
 		t.Errorf("token endpoint reset: err = %v, want a transport error", err)
 	}
 
-	// Latency delays, then serves.
-	e.control(t, "POST", "/sim/fault", `{"latency":"20ms","count":1}`, 200, nil)
+	// Latency delays, then serves. Only a lower bound on the wait is
+	// checked: a loaded machine may add to it, never take from it.
+	const latency = 300 * time.Millisecond
+	e.control(t, "POST", "/sim/fault", `{"latency":"`+latency.String()+`","count":1}`, 200, nil)
+	began := time.Now()
 	if _, got := campaign(); got != 0 {
 		t.Errorf("latency fault: code %d", got)
+	}
+	if waited := time.Since(began); waited < latency {
+		t.Errorf("latency fault of %v answered after %v", latency, waited)
 	}
 	reqs := e.sim.Requests()
 	if last := reqs[len(reqs)-1]; last.Fault != "latency" {
@@ -594,5 +600,180 @@ func wantCode(t *testing.T, err error, code int) {
 	var apiErr *tiktok.APIError
 	if !errors.As(err, &apiErr) || apiErr.Code != code {
 		t.Errorf("err = %v, want code %d", err, code)
+	}
+}
+
+// waitFor polls cond every 10ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lastRecorded is the newest recorded request to path, if any.
+func lastRecorded(e *env, path string) (tiktoksim.Request, bool) {
+	reqs := e.sim.Requests()
+	for i := len(reqs) - 1; i >= 0; i-- {
+		if reqs[i].Path == path {
+			return reqs[i], true
+		}
+	}
+	return tiktoksim.Request{}, false
+}
+
+// A download read to the end is recorded with every byte sent; one the
+// client hangs up on is recorded as cut short by the client.
+func TestDownloadRecordsBytesAndHangUp(t *testing.T) {
+	e := newEnv(t, tiktoksim.Options{})
+	g := e.grant(t, nil)
+	path := api + "sim/report/download/"
+	get := func(ctx context.Context, size int64) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s?advertiser_id=%s&size=%d", e.url, path, adv1, size), nil)
+		req.Header.Set("Access-Token", g.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+
+	const full = 1<<20 + 5
+	resp := get(context.Background(), full)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	waitFor(t, 5*time.Second, "the full download to be recorded", func() bool {
+		_, ok := lastRecorded(e, path)
+		return ok
+	})
+	if r, _ := lastRecorded(e, path); r.ResponseBytes != full || r.ClientGone {
+		t.Errorf("full download recorded %d bytes, client_gone %v; want %d, false", r.ResponseBytes, r.ClientGone, full)
+	}
+	e.sim.ClearRequests()
+
+	const huge = int64(1) << 40
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp = get(ctx, huge)
+	if _, err := io.CopyN(io.Discard, resp.Body, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	resp.Body.Close()
+	// Streaming 1 TiB takes hours: the record appearing at all means the
+	// handler saw the hang-up.
+	waitFor(t, 10*time.Second, "the hung-up download to be recorded", func() bool {
+		_, ok := lastRecorded(e, path)
+		return ok
+	})
+	r, _ := lastRecorded(e, path)
+	if !r.ClientGone || r.ResponseBytes < 1<<20 || r.ResponseBytes >= huge {
+		t.Errorf("hung-up download recorded %d bytes, client_gone %v; want at least the 1 MiB read, far below %d, and client_gone",
+			r.ResponseBytes, r.ClientGone, huge)
+	}
+	var got struct{ Requests []tiktoksim.Request }
+	e.control(t, "GET", "/sim/requests", "", 200, &got)
+	if n := len(got.Requests); n != 1 || !got.Requests[0].ClientGone || got.Requests[0].ResponseBytes != r.ResponseBytes {
+		t.Errorf("/sim/requests = %+v, want the hung-up download with client_gone and response_bytes", got.Requests)
+	}
+}
+
+// A request waiting on a latency fault shows in /sim/inflight; the client
+// hanging up ends the wait at once and is recorded as client_gone.
+func TestLatencyHangUpRecorded(t *testing.T) {
+	e := newEnv(t, tiktoksim.Options{})
+	g := e.grant(t, nil)
+	path := api + "campaign/get/"
+	e.control(t, "POST", "/sim/fault", `{"latency":"10m","count":1}`, 200, nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.url+path+"?advertiser_id="+adv1, nil)
+		req.Header.Set("Access-Token", g.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	waitFor(t, 5*time.Second, "the request to wait on the latency", func() bool {
+		var got struct{ Requests []tiktoksim.Request }
+		e.control(t, "GET", "/sim/inflight", "", 200, &got)
+		return len(got.Requests) == 1 && got.Requests[0].Path == path && got.Requests[0].Fault == "latency"
+	})
+	if _, ok := lastRecorded(e, path); ok {
+		t.Fatal("a request still waiting on its latency is already recorded as answered")
+	}
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the cancelled request got an answer")
+	}
+	// Ten minutes of latency: a record within seconds means the wait ended
+	// with the hang-up.
+	waitFor(t, 5*time.Second, "the hang-up to be recorded", func() bool {
+		_, ok := lastRecorded(e, path)
+		return ok
+	})
+	if r, _ := lastRecorded(e, path); !r.ClientGone || r.Fault != "latency" || r.ResponseBytes != 0 {
+		t.Errorf("hung-up request recorded as %+v, want client_gone, fault latency, no bytes", r)
+	}
+	if n := len(e.sim.Inflight()); n != 0 {
+		t.Errorf("%d requests still in flight after the hang-up", n)
+	}
+}
+
+// /sim/issued keeps every token and code ever handed out, including those
+// a refresh rotated away and codes already spent.
+func TestIssued(t *testing.T) {
+	e := newEnv(t, tiktoksim.Options{})
+	ctx := context.Background()
+	first := e.grant(t, nil)
+	second, err := e.c.Refresh(ctx, e.app, first.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unused := e.sim.IssueCode(appID, nil)
+
+	// A code from the consent page, as a browser gets it.
+	form := url.Values{"action": {"authorize"}, "advertiser_id": {adv1}, "app_id": {appID},
+		"state": {"st"}, "redirect_uri": {"http://127.0.0.1:1/cb"}}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.PostForm(e.url+"/portal/auth", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Query().Get("auth_code") == "" {
+		t.Fatalf("consent redirect %q: %v", resp.Header.Get("Location"), err)
+	}
+	consented := loc.Query().Get("auth_code")
+
+	// Long-lived grants have no refresh token to record.
+	e.sim.SetAccessTTL(0)
+	long := e.grant(t, nil)
+
+	var got tiktoksim.Issued
+	e.control(t, "GET", "/sim/issued", "", 200, &got)
+	want := tiktoksim.Issued{
+		AccessTokens:  []string{first.AccessToken, second.AccessToken, long.AccessToken},
+		RefreshTokens: []string{first.RefreshToken, second.RefreshToken},
+	}
+	if fmt.Sprint(got.AccessTokens) != fmt.Sprint(want.AccessTokens) || fmt.Sprint(got.RefreshTokens) != fmt.Sprint(want.RefreshTokens) {
+		t.Errorf("issued tokens = %+v, want %+v", got, want)
+	}
+	// The first grant's code, the unused one, the consented one, the long
+	// grant's code.
+	if n := len(got.AuthCodes); n != 4 || got.AuthCodes[1] != unused || got.AuthCodes[2] != consented {
+		t.Errorf("issued codes = %v, want 4 with the unused and the consented one second and third", got.AuthCodes)
+	}
+	if fmt.Sprint(e.sim.Issued()) != fmt.Sprint(got) {
+		t.Errorf("Issued() = %+v, /sim/issued = %+v", e.sim.Issued(), got)
 	}
 }
