@@ -162,11 +162,15 @@ func (c *Client) Advertisers(ctx context.Context, app App, accessToken string) (
 		} `json:"list"`
 	}
 	if err := decodeData(env.Data, &data); err != nil {
-		return nil, fmt.Errorf("tiktok: decode advertiser list response: %w", err)
+		return nil, badResponsef("tiktok: decode advertiser list response: %w", err)
 	}
 	out := make([]Advertiser, 0, len(data.List))
 	for _, a := range data.List {
-		out = append(out, Advertiser{ID: string(a.ID), Name: a.Name})
+		id, err := advertiserID(a.ID)
+		if err != nil {
+			return nil, badResponsef("tiktok: decode advertiser list response: advertiser_id: %w", err)
+		}
+		out = append(out, Advertiser{ID: id, Name: a.Name})
 	}
 	return out, nil
 }
@@ -192,7 +196,7 @@ func (c *Client) tokenCall(ctx context.Context, rawURL, what string, body any) (
 	}
 	g, err := decodeGrant(env.Data)
 	if err != nil {
-		return nil, fmt.Errorf("tiktok: decode %s response: %w", what, err)
+		return nil, badResponsef("tiktok: decode %s response: %w", what, err)
 	}
 	return g, nil
 }
@@ -243,37 +247,45 @@ type Envelope struct {
 }
 
 // DecodeEnvelope reads one envelope from r. It returns *APIError when the
-// code is neither CodeOK nor CodePartialSuccess, and a decode error when r
-// does not hold a JSON object with an integer "code".
+// code is neither CodeOK nor CodePartialSuccess, an error wrapping
+// ErrBadResponse when r does not hold a JSON object with an integer "code",
+// and r's own error when reading r fails.
 func DecodeEnvelope(r io.Reader) (*Envelope, error) {
 	return decodeEnvelope(r, "")
 }
 
 func decodeEnvelope(r io.Reader, what string) (*Envelope, error) {
-	prefix := "tiktok: decode response: "
+	name := "response"
 	if what != "" {
-		prefix = "tiktok: decode " + what + " response: "
+		name = what + " response"
 	}
+	prefix := "tiktok: decode " + name + ": "
 	// A map matches keys exactly; a struct would also accept "Code".
 	var raw map[string]json.RawMessage
-	dec := json.NewDecoder(r)
+	rr := &recordingReader{r: r}
+	dec := json.NewDecoder(rr)
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil {
+		if rr.err != nil {
+			// The connection failed mid-answer: that is not TikTok
+			// answering badly, and keeps errors.Is(err, context.DeadlineExceeded).
+			return nil, fmt.Errorf("tiktok: read %s: %w", name, rr.err)
+		}
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("%s%w", prefix, err)
+		return nil, badResponsef("%s%w", prefix, err)
 	}
 	if raw == nil {
-		return nil, fmt.Errorf("%snot a JSON object", prefix)
+		return nil, badResponsef("%snot a JSON object", prefix)
 	}
 	codeRaw, ok := raw["code"]
 	if !ok {
-		return nil, fmt.Errorf("%sno \"code\" field", prefix)
+		return nil, badResponsef("%sno \"code\" field", prefix)
 	}
 	code, err := strconv.Atoi(string(codeRaw))
 	if err != nil {
-		return nil, fmt.Errorf("%s\"code\" is not an integer", prefix)
+		return nil, badResponsef("%s\"code\" is not an integer", prefix)
 	}
 	env := &Envelope{Code: code, Data: raw["data"]}
 	// Message and request_id are informative only: a wrong type must not
@@ -286,8 +298,38 @@ func decodeEnvelope(r io.Reader, what string) (*Envelope, error) {
 	return env, nil
 }
 
+// recordingReader keeps the first read error other than io.EOF, so a
+// decode failure can tell a broken connection from a malformed answer.
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (rr *recordingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && rr.err == nil {
+		rr.err = err
+	}
+	return n, err
+}
+
+// badResponse is a decode failure: its text is the wrapped error's, and
+// errors.Is matches ErrBadResponse as well as anything the text wraps.
+type badResponse struct{ err error }
+
+func badResponsef(format string, a ...any) error {
+	return &badResponse{err: fmt.Errorf(format, a...)}
+}
+
+func (e *badResponse) Error() string { return e.err.Error() }
+
+func (e *badResponse) Unwrap() error { return e.err }
+
+func (e *badResponse) Is(target error) bool { return target == ErrBadResponse }
+
 // flexString decodes a JSON string or number into its text, so 19-digit
-// advertiser ids never pass through float64.
+// advertiser ids never pass through float64. It accepts any number form;
+// each use checks the form it needs (seconds, advertiserID).
 type flexString string
 
 func (f *flexString) UnmarshalJSON(b []byte) error {
@@ -347,15 +389,33 @@ func decodeGrant(data json.RawMessage) (*Grant, error) {
 	if g.RefreshExpiresIn, err = seconds(d.RefreshTokenExpiresIn); err != nil {
 		return nil, fmt.Errorf("refresh_token_expires_in: %w", err)
 	}
-	for _, id := range d.AdvertiserIDs {
+	for _, f := range d.AdvertiserIDs {
+		id, err := advertiserID(f)
+		if err != nil {
+			return nil, fmt.Errorf("advertiser_ids: %w", err)
+		}
 		if id != "" {
-			g.AdvertiserIDs = append(g.AdvertiserIDs, string(id))
+			g.AdvertiserIDs = append(g.AdvertiserIDs, id)
 		}
 	}
 	if g.Scopes, err = scopes(d.Scope); err != nil {
 		return nil, fmt.Errorf("scope: %w", err)
 	}
 	return g, nil
+}
+
+// advertiserID checks an advertiser id as TikTok gave it, string or
+// number: only digits. A fraction or exponent ("7.0e18") means the id went
+// through a float somewhere and lost its digits, so it cannot be routed on
+// and is refused rather than kept as text. "" (or null) is no id.
+func advertiserID(f flexString) (string, error) {
+	s := string(f)
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return "", fmt.Errorf("%.40q is not an advertiser id (want digits)", s)
+		}
+	}
+	return s, nil
 }
 
 // seconds turns a JSON count of seconds into a Duration; absent is 0.

@@ -353,7 +353,15 @@ func TestTokenResponses(t *testing.T) {
 		{"no access token", 200, `{"code":0,"data":{"expires_in":5}}`, nil, nil, "tiktok: decode token response: no access_token"},
 		{"bad expires_in", 200, `{"code":0,"data":{"access_token":"at","expires_in":1.5}}`, nil, nil, "tiktok: decode token response: expires_in"},
 		{"bad scope", 200, `{"code":0,"data":{"access_token":"at","scope":{}}}`, nil, nil, "tiktok: decode token response: scope"},
-		{"float id", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":[{}]}}`, nil, nil, "tiktok: decode token response: "},
+		{"object id", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":[{}]}}`, nil, nil, "tiktok: decode token response: "},
+		{"float id", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":[1.5]}}`, nil, nil,
+			`tiktok: decode token response: advertiser_ids: "1.5" is not an advertiser id (want digits)`},
+		{"exponent id", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":["7012345678901234567",7.0e18]}}`, nil, nil,
+			`tiktok: decode token response: advertiser_ids: "7.0e18" is not an advertiser id (want digits)`},
+		{"exponent id as string", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":["7.0e18"]}}`, nil, nil,
+			`tiktok: decode token response: advertiser_ids: "7.0e18" is not an advertiser id (want digits)`},
+		{"negative id", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":[-7012345678901234567]}}`, nil, nil,
+			`tiktok: decode token response: advertiser_ids: "-7012345678901234567" is not an advertiser id (want digits)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -370,15 +378,57 @@ func TestTokenResponses(t *testing.T) {
 				if !errors.As(err, &apiErr) || *apiErr != *tt.apiErr {
 					t.Errorf("err = %#v, want %#v", err, tt.apiErr)
 				}
+				if errors.Is(err, tiktok.ErrBadResponse) {
+					t.Errorf("err = %v: a TikTok refusal is not ErrBadResponse", err)
+				}
 			default:
 				if err == nil || !strings.HasPrefix(err.Error(), tt.errText) {
 					t.Errorf("err = %v, want prefix %q", err, tt.errText)
+				}
+				if !errors.Is(err, tiktok.ErrBadResponse) {
+					t.Errorf("err = %v, want it to wrap ErrBadResponse", err)
 				}
 			}
 			if err != nil && (strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), "the-code")) {
 				t.Errorf("error shows a secret: %v", err)
 			}
 		})
+	}
+}
+
+func TestAdvertiserListBadResponses(t *testing.T) {
+	tests := []struct{ name, body, errText string }{
+		{"float id", `{"code":0,"data":{"list":[{"advertiser_id":1.5,"advertiser_name":"a"}]}}`,
+			`tiktok: decode advertiser list response: advertiser_id: "1.5" is not an advertiser id (want digits)`},
+		{"exponent id", `{"code":0,"data":{"list":[{"advertiser_id":7.0e18,"advertiser_name":"a"}]}}`,
+			`tiktok: decode advertiser list response: advertiser_id: "7.0e18" is not an advertiser id (want digits)`},
+		{"no data", `{"code":0,"message":"OK"}`, "tiktok: decode advertiser list response: no data"},
+		{"not JSON", `<html>login</html>`, "tiktok: decode advertiser list response: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts, _ := fake(t, http.StatusOK, tt.body)
+			app := tiktok.App{AppID: appID, Secret: secret, Endpoints: tiktok.Endpoints{AdvertiserURL: ts.URL + "/adv/"}}
+			ads, err := (&tiktok.Client{}).Advertisers(context.Background(), app, "the-token")
+			if err == nil || !strings.HasPrefix(err.Error(), tt.errText) || !errors.Is(err, tiktok.ErrBadResponse) {
+				t.Errorf("Advertisers = %v, %v; want ErrBadResponse %q", ads, err, tt.errText)
+			}
+		})
+	}
+}
+
+// A connection that breaks mid-answer is a transport failure, not a bad
+// answer: callers tell operators TikTok could not be reached.
+func TestResponseCutOff(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "200")
+		_, _ = io.WriteString(w, `{"code":0,"data":{"access_tok`)
+	}))
+	defer ts.Close()
+	app := tiktok.App{AppID: appID, Secret: secret, Endpoints: tiktok.Endpoints{TokenURL: ts.URL + "/token/"}}
+	_, err := (&tiktok.Client{}).Exchange(context.Background(), app, "the-code")
+	if err == nil || errors.Is(err, tiktok.ErrBadResponse) || !strings.HasPrefix(err.Error(), "tiktok: read token response: ") {
+		t.Errorf("err = %v, want a read failure that is not ErrBadResponse", err)
 	}
 }
 
@@ -417,8 +467,9 @@ func TestContextAndTransportErrors(t *testing.T) {
 	if _, err := (&tiktok.Client{}).Advertisers(context.Background(), app, "the-token"); err == nil || strings.Contains(err.Error(), secret) {
 		t.Errorf("refused connection: err = %v", err)
 	}
-	if _, err := (&tiktok.Client{}).Refresh(context.Background(), app, "the-rt"); err == nil || !strings.HasPrefix(err.Error(), "tiktok: refresh request: ") {
-		t.Errorf("refused connection: err = %v", err)
+	if _, err := (&tiktok.Client{}).Refresh(context.Background(), app, "the-rt"); err == nil ||
+		!strings.HasPrefix(err.Error(), "tiktok: refresh request: ") || errors.Is(err, tiktok.ErrBadResponse) {
+		t.Errorf("refused connection: err = %v, want a request failure that is not ErrBadResponse", err)
 	}
 	if _, err := (&tiktok.Client{}).Exchange(context.Background(), tiktok.App{}, "c"); err == nil {
 		t.Error("Exchange without URL: no error")

@@ -7,6 +7,7 @@
 package tiktok
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -36,8 +37,10 @@ const (
 	CodeMaintenance         = 60001
 )
 
-// Endpoints are TikTok's OAuth URLs for one credential kind. Every one is
-// absolute; DefaultEndpoints derives them from a base URL.
+// Endpoints are TikTok's OAuth URLs for one credential: each App carries its
+// own, so an override meant for one kind never reaches a credential of the
+// other. Every one is absolute; DefaultEndpoints derives them from a base
+// URL and the kind.
 type Endpoints struct {
 	AuthorizeURL  string // consent page the browser is sent to
 	TokenURL      string // auth code exchange
@@ -75,6 +78,14 @@ type Advertiser struct {
 	ID   string `json:"advertiser_id"`
 	Name string `json:"advertiser_name"`
 }
+
+// ErrBadResponse is wrapped by every error about an answer that is not what
+// TikTok sends: not a JSON envelope, no integer "code", or a success without
+// the data the call needs (no access_token, an advertiser id that is not
+// digits). Such an answer came from TikTok's side (or whatever stands at the
+// configured URL), so it is neither a refusal (*APIError) nor a failure to
+// reach the endpoint. The wrapping error's text says what was wrong.
+var ErrBadResponse = errors.New("tiktok: unexpected response")
 
 // APIError is a TikTok envelope with code != 0 (and != 20001), or an HTTP
 // error status from a TikTok endpoint (then Code is 0 and HTTPStatus set).
