@@ -49,6 +49,13 @@ type Options struct {
 	// time.After. Tests pass a fake clock's After with its Now so the
 	// background loops run days of token life without real waiting.
 	After func(d time.Duration) <-chan time.Time
+	// Rand returns a pseudo-random number in [0, 1) for every jitter the
+	// Manager draws: how much earlier than RefreshBefore each token is
+	// refreshed (Rand()/10 of it), and where in its range each backoff
+	// delay falls. It must be safe for concurrent use; nil means
+	// math/rand/v2's Float64. Tests pass a fixed value to check the schedule
+	// exactly.
+	Rand func() float64
 	// Metrics receives refresh and expiry metrics; nil disables them.
 	Metrics *metrics.Metrics
 	// Logger; nil means slog.Default().
@@ -117,6 +124,7 @@ type Manager struct {
 	advInterval   time.Duration
 	now           func() time.Time
 	after         func(time.Duration) <-chan time.Time
+	rand          func() float64
 	metrics       *metrics.Metrics
 	log           *slog.Logger
 
@@ -184,6 +192,7 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 		advInterval:   opts.AdvertiserInterval,
 		now:           opts.Now,
 		after:         opts.After,
+		rand:          opts.Rand,
 		metrics:       opts.Metrics,
 		log:           opts.Logger,
 		byName:        make(map[string]*Source, len(creds)),
@@ -199,6 +208,9 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 	}
 	if m.after == nil {
 		m.after = time.After
+	}
+	if m.rand == nil {
+		m.rand = rand.Float64
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -560,14 +572,14 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 		return err
 	}
 	s.failures++
-	delay := backoff(s.failures)
+	delay := s.m.backoff(s.failures)
 	if exp := s.rec.AccessExpiresAt; !exp.IsZero() {
 		left := exp.Sub(now) - expirySkew
 		switch {
 		case left <= 0:
 			// Capped, still jittered, so replicas and credentials do not
 			// retry TikTok's token endpoint in lockstep.
-			delay = min(delay, expiredRetryMax/2+rand.N(expiredRetryMax/2+1))
+			delay = min(delay, expiredRetryMax/2+s.m.spread(expiredRetryMax/2))
 		case delay > left:
 			// Try again as the token lapses rather than leave a gap.
 			delay = left
@@ -607,7 +619,7 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 func (s *Source) elsewhere(used string) error {
 	s.mu.Lock()
 	if s.rec != nil && s.rec.AccessToken == used {
-		s.nextAttempt = s.m.now().Add(time.Second/2 + rand.N(time.Second))
+		s.nextAttempt = s.m.now().Add(time.Second/2 + s.m.spread(time.Second))
 		s.lastErr = errRefreshedElsewhere
 	}
 	s.mu.Unlock()
@@ -628,12 +640,18 @@ func (s *Source) pendingFrom() string {
 
 // backoff is the jittered delay after n consecutive failures: 1s, 2s, 4s …
 // up to 5m, each drawn from its upper half so callers do not synchronise.
-func backoff(n int) time.Duration {
+func (m *Manager) backoff(n int) time.Duration {
 	d := backoffMax
 	if n < 20 {
 		d = min(backoffMin<<(n-1), backoffMax)
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + m.spread(d/2)
+}
+
+// spread is a random duration in [0, d), drawn from Options.Rand.
+func (m *Manager) spread(d time.Duration) time.Duration {
+	// Clamped so a test's Rand returning 1 cannot push a delay past its range.
+	return time.Duration(min(max(m.rand(), 0), 1) * float64(d))
 }
 
 // markReauth records that the credential must be authorized again, unless
@@ -778,8 +796,10 @@ func (s *Source) poke() {
 	}
 }
 
+// pickJitter is the fraction of RefreshBefore, up to a tenth, by which a
+// record is refreshed earlier still.
 func (m *Manager) pickJitter() float64 {
-	return rand.Float64() / 10
+	return min(max(m.rand(), 0), 1) / 10
 }
 
 // refreshLoop refreshes the token ahead of its expiry and retries failed

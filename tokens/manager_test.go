@@ -14,20 +14,19 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
-// TestRefreshAhead: the background loop refreshes RefreshBefore (plus up
-// to 10% jitter) ahead of expiry, day after day, and Token never calls
-// TikTok itself.
+// TestRefreshAhead: the background loop refreshes RefreshBefore plus its
+// jitter (Rand()/10 of it) ahead of expiry, day after day, and Token never
+// calls TikTok itself.
 func TestRefreshAhead(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(e *env) { e.opts.Rand = func() float64 { return 0.5 } })
 	e.authorize()
 	e.m.Start(context.Background())
 	const days = 30
 	for day := 1; day <= days; day++ {
 		exp := e.record().AccessExpiresAt
-		before := time.Hour
-		at := e.clock.waitWaiter(t, "refresh-ahead timer", func(at time.Time) bool {
-			return !at.Before(exp.Add(-before-before/10)) && !at.After(exp.Add(-before))
-		})
+		// 1h, and a twentieth of it earlier still: Rand 0.5 → jitter 0.05.
+		want := exp.Add(-time.Hour - 3*time.Minute)
+		at := e.clock.waitWaiter(t, "refresh-ahead timer at "+want.String(), func(at time.Time) bool { return at.Equal(want) })
 		// Just before the refresh is due the old token serves, untouched.
 		e.clock.Set(at.Add(-time.Second))
 		if got := e.mustToken(); got != fmt.Sprintf("access-%d", day-1) {
@@ -37,14 +36,50 @@ func TestRefreshAhead(t *testing.T) {
 			t.Fatalf("day %d: %d refresh calls before the timer fired", day, n)
 		}
 		e.clock.Set(at)
-		want := fmt.Sprintf("access-%d", day)
-		waitFor(t, "refresh-ahead", func() bool { return e.mustToken() == want })
-		if got := e.record().AccessToken; got != want {
-			t.Fatalf("day %d: stored token %q, want %q", day, got, want)
+		want1 := fmt.Sprintf("access-%d", day)
+		waitFor(t, "refresh-ahead", func() bool { return e.mustToken() == want1 })
+		if got := e.record().AccessToken; got != want1 {
+			t.Fatalf("day %d: stored token %q, want %q", day, got, want1)
 		}
 	}
 	if n := e.api.calls(); n != days {
 		t.Fatalf("%d refresh calls in %d days, want %d", n, days, days)
+	}
+}
+
+// TestRefreshAheadJitterSpreads: with the default random source, credentials
+// authorized at the same moment are refreshed at different times, each
+// within RefreshBefore plus a tenth of it ahead of expiry.
+func TestRefreshAheadJitterSpreads(t *testing.T) {
+	const n = 8
+	e := newEnv(t, func(e *env) {
+		e.opts.Rand = nil
+		e.creds = nil
+		for i := range n {
+			e.creds = append(e.creds, tokens.Credential{Name: fmt.Sprintf("c%d", i), App: tiktok.App{AppID: "app"}})
+		}
+	})
+	for _, c := range e.creds {
+		if _, err := e.m.Authorize(context.Background(), c.Name, e.api.grant()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exp := t0.Add(24 * time.Hour)
+	e.m.Start(context.Background())
+	var due []time.Time
+	waitFor(t, "every credential's refresh timer", func() bool {
+		due = e.clock.pendingWithin(exp)
+		return len(due) == n
+	})
+	distinct := map[time.Time]bool{}
+	for _, at := range due {
+		if at.Before(exp.Add(-66*time.Minute)) || at.After(exp.Add(-time.Hour)) {
+			t.Errorf("refresh due %v before expiry, want within [1h, 1h6m]", exp.Sub(at))
+		}
+		distinct[at] = true
+	}
+	if len(distinct) != n {
+		t.Errorf("%d credentials share %d refresh times %v: no jitter", n, len(distinct), due)
 	}
 }
 
