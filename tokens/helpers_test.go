@@ -127,7 +127,7 @@ type fakeAPI struct {
 	advErr           error
 	advertisers      []tiktok.Advertiser
 	gate             chan struct{} // when set, Refresh waits for it to close
-	entered          chan struct{} // when set, signalled as Refresh starts
+	entered          chan struct{} // when set, signalled (without blocking) as Refresh starts
 	issued           []string      // access tokens handed out, in order
 	beforeReturn     func(g *tiktok.Grant)
 }
@@ -153,7 +153,12 @@ func (a *fakeAPI) Refresh(ctx context.Context, app tiktok.App, refreshToken stri
 	gate, entered := a.gate, a.entered
 	a.mu.Unlock()
 	if entered != nil {
-		entered <- struct{}{}
+		// Never blocks: should single flight break, a second Refresh must
+		// reach the call count and fail the test rather than hang here.
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
 	}
 	if gate != nil {
 		select {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -162,6 +163,10 @@ type Source struct {
 	rejections  []time.Time   // rejections of current tokens within rejectWindow
 	rejected    string        // the access token TikTok refused most recently
 	wake        chan struct{} // tells the refresh loop the schedule changed
+
+	// waiting counts Token calls blocked on a refresh in flight, so tests
+	// can prove concurrent callers really share one refresh.
+	waiting atomic.Int64
 }
 
 // flight is one refresh shared by every caller that needs it.
@@ -350,9 +355,12 @@ func (s *Source) accessToken(ctx context.Context) (string, error) {
 	}
 	f := s.startFlightLocked()
 	s.mu.Unlock()
+	s.waiting.Add(1)
 	select {
 	case <-f.done:
+		s.waiting.Add(-1)
 	case <-ctx.Done():
+		s.waiting.Add(-1)
 		return "", fmt.Errorf("tokens: waiting for the refresh of %q: %w", s.cred.Name, ctx.Err())
 	}
 	if f.err != nil {

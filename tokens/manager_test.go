@@ -105,6 +105,8 @@ func TestProactiveRefreshDoesNotBlock(t *testing.T) {
 
 // TestSingleFlightAtExpiry: 1,000 concurrent Token calls on an expired
 // token make exactly one refresh call and share its result or its error.
+// The refresh is held until every caller waits on it, so they provably
+// overlap.
 func TestSingleFlightAtExpiry(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -117,19 +119,27 @@ func TestSingleFlightAtExpiry(t *testing.T) {
 			e := newEnv(t)
 			e.authorize()
 			gate := make(chan struct{})
-			entered := make(chan struct{}, 1)
-			e.api.set(func(a *fakeAPI) { a.gate, a.entered, a.err = gate, entered, tc.failErr })
+			release := sync.OnceFunc(func() { close(gate) })
+			// A failed assertion below must not leave the refresh held.
+			t.Cleanup(release)
+			e.api.set(func(a *fakeAPI) { a.gate, a.err = gate, tc.failErr })
 			e.clock.Set(e.record().AccessExpiresAt.Add(time.Minute))
 
 			const callers = 1000
 			var wg sync.WaitGroup
 			toks := make([]string, callers)
 			errs := make([]error, callers)
+			start := make(chan struct{})
 			for i := range callers {
-				wg.Go(func() { toks[i], errs[i] = e.token() })
+				wg.Go(func() {
+					<-start
+					toks[i], errs[i] = e.token()
+				})
 			}
-			<-entered
-			close(gate)
+			close(start)
+			waitFor(t, "the refresh to reach TikTok", func() bool { return e.api.calls() > 0 })
+			waitFor(t, "every caller to wait on the one refresh", func() bool { return e.m.Waiting(credName) == callers })
+			release()
 			wg.Wait()
 			if n := e.api.calls(); n != 1 {
 				t.Fatalf("%d refresh calls, want exactly 1", n)
