@@ -67,6 +67,7 @@ type Options struct {
 // /api/credentials and the status command show.
 type Status struct {
 	Name             string        `json:"name"`
+	Kind             string        `json:"kind"` // tiktok.KindAdvertiser or tiktok.KindTikTokAccount
 	Authorized       bool          `json:"authorized"`
 	Advertisers      []Advertiser  `json:"advertisers"`
 	Scopes           []string      `json:"scopes"`
@@ -1139,7 +1140,7 @@ func (m *Manager) Authorize(ctx context.Context, name string, g *tiktok.Grant) (
 }
 
 func (s *Source) status() Status {
-	return StatusFromRecord(s.cred.Name, s.current())
+	return StatusFromRecord(s.cred.Name, s.cred.App.Kind, s.current())
 }
 
 // Status returns the credential's current state.

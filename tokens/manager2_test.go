@@ -3,7 +3,9 @@ package tokens_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -473,19 +475,34 @@ func TestStatusTable(t *testing.T) {
 		AuthorizedAt: now.Add(-time.Hour), LastRefresh: tokens.RefreshResult{At: now.Add(-42 * time.Second), OK: true},
 	}
 	gone := &tokens.Record{Credential: "old", AccessToken: "SECRET-B", ReauthRequired: true, ReauthReason: "TikTok refused the refresh token (code 40107)"}
-	st := []tokens.Status{tokens.StatusFromRecord("main", rec), tokens.StatusFromRecord("old", gone), tokens.StatusFromRecord("new", nil)}
+	st := []tokens.Status{
+		tokens.StatusFromRecord("main", tiktok.KindAdvertiser, rec),
+		tokens.StatusFromRecord("old", tiktok.KindTikTokAccount, gone),
+		tokens.StatusFromRecord("new", "", nil),
+	}
 	var buf bytes.Buffer
 	if err := tokens.FormatStatusTable(&buf, st, now); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
 	for _, want := range []string{
-		"NAME", "ACCESS EXPIRES IN", "REFRESH EXPIRES IN", "LAST REFRESH",
+		"NAME", "KIND", "ACCESS EXPIRES IN", "REFRESH EXPIRES IN", "LAST REFRESH",
 		"7000000000000000001 (Shop One)", "5h12m", "300d0h", "ok 42s ago",
 		"yes (TikTok refused the refresh token (code 40107))", "never",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// Each row in column order, the kind after the advertisers.
+	for _, row := range []string{
+		`^NAME\s+AUTHORIZED\s+ADVERTISERS\s+KIND\s+ACCESS EXPIRES IN\s+REFRESH EXPIRES IN\s+REAUTH\s+LAST REFRESH$`,
+		`^main\s+yes\s+7000000000000000001 \(Shop One\)\s+advertiser\s+5h12m\s+300d0h\s+no\s+ok 42s ago$`,
+		`^old\s+yes\s+-\s+tiktok_account\s+never\s+-\s+yes \(`,
+		`^new\s+no\s+-\s+advertiser\s+-\s+-\s+no\s+-$`,
+	} {
+		if !regexp.MustCompile(`(?m)` + row).MatchString(out) {
+			t.Errorf("no row matches %s:\n%s", row, out)
 		}
 	}
 	if strings.Contains(out, "SECRET") {
@@ -496,6 +513,38 @@ func TestStatusTable(t *testing.T) {
 	}
 	if st[2].Authorized || st[2].Advertisers == nil {
 		t.Fatalf("nil record status %+v", st[2])
+	}
+	js, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"name":"main","kind":"advertiser"`, `"name":"old","kind":"tiktok_account"`, `"name":"new","kind":"advertiser"`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("status JSON lacks %s: %s", want, js)
+		}
+	}
+}
+
+// TestStatusKind: the Manager reports each credential's configured kind.
+func TestStatusKind(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		e.creds = []tokens.Credential{
+			{Name: credName, App: tiktok.App{AppID: "app"}},
+			{Name: "tt", App: tiktok.App{AppID: "tt-app", Kind: tiktok.KindTikTokAccount}},
+		}
+	})
+	want := map[string]string{credName: tiktok.KindAdvertiser, "tt": tiktok.KindTikTokAccount}
+	for _, s := range e.m.Statuses() {
+		if s.Kind != want[s.Name] {
+			t.Errorf("Statuses: %s has kind %q, want %q", s.Name, s.Kind, want[s.Name])
+		}
+	}
+	e.authorize()
+	if st, err := e.m.Status(credName); err != nil || st.Kind != tiktok.KindAdvertiser {
+		t.Errorf("Status(%s) kind %q, %v", credName, st.Kind, err)
+	}
+	if st, err := e.m.Status("tt"); err != nil || st.Kind != tiktok.KindTikTokAccount {
+		t.Errorf("Status(tt) kind %q, %v", st.Kind, err)
 	}
 }
 

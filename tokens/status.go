@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 )
 
 // Clone returns a deep copy of r (nil for nil), so a caller may keep or
@@ -42,11 +44,15 @@ func (e *ReauthError) Error() string {
 // Is makes errors.Is(err, ErrReauthRequired) true.
 func (e *ReauthError) Is(target error) bool { return target == ErrReauthRequired }
 
-// StatusFromRecord is the Status of credential name as stored in rec; a nil
-// rec means not authorized. It needs no Manager, so the status command can
-// build the table from a Store alone.
-func StatusFromRecord(name string, rec *Record) Status {
-	st := Status{Name: name, Advertisers: []Advertiser{}, Scopes: []string{}}
+// StatusFromRecord is the Status of credential name, of the configured
+// kind ("" meaning tiktok.KindAdvertiser), as stored in rec; a nil rec means
+// not authorized. It needs no Manager, so the status command can build the
+// table from a Store alone.
+func StatusFromRecord(name, kind string, rec *Record) Status {
+	if kind == "" {
+		kind = tiktok.KindAdvertiser
+	}
+	st := Status{Name: name, Kind: kind, Advertisers: []Advertiser{}, Scopes: []string{}}
 	if rec == nil {
 		return st
 	}
@@ -68,11 +74,14 @@ func StatusFromRecord(name string, rec *Record) Status {
 }
 
 // FormatStatusTable writes st as an aligned table with the columns NAME,
-// AUTHORIZED, ADVERTISERS, ACCESS EXPIRES IN, REFRESH EXPIRES IN, REAUTH and
-// LAST REFRESH. Times are shown relative to now. It never prints a token.
+// AUTHORIZED, ADVERTISERS, KIND, ACCESS EXPIRES IN, REFRESH EXPIRES IN,
+// REAUTH and LAST REFRESH. Times are shown relative to now. It never prints
+// a token.
 func FormatStatusTable(w io.Writer, st []Status, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tAUTHORIZED\tADVERTISERS\tACCESS EXPIRES IN\tREFRESH EXPIRES IN\tREAUTH\tLAST REFRESH")
+	// KIND follows the first three columns so scripts that match a row by
+	// its leading "NAME AUTHORIZED ADVERTISERS" keep working.
+	fmt.Fprintln(tw, "NAME\tAUTHORIZED\tADVERTISERS\tKIND\tACCESS EXPIRES IN\tREFRESH EXPIRES IN\tREAUTH\tLAST REFRESH")
 	for _, s := range st {
 		reauth := "no"
 		if s.ReauthRequired {
@@ -89,8 +98,12 @@ func FormatStatusTable(w io.Writer, st []Status, now time.Time) error {
 				refresh = "-"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			s.Name, yesNo(s.Authorized), advertiserList(s.Advertisers), access, refresh, reauth, lastRefresh(s.LastRefresh, now))
+		kind := s.Kind
+		if kind == "" {
+			kind = tiktok.KindAdvertiser
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			s.Name, yesNo(s.Authorized), advertiserList(s.Advertisers), kind, access, refresh, reauth, lastRefresh(s.LastRefresh, now))
 	}
 	return tw.Flush()
 }

@@ -65,7 +65,7 @@ func runStatus(ctx context.Context, args []string, s stdio) error {
 		} else if err != nil {
 			return fmt.Errorf("read store: %w", err)
 		}
-		st = append(st, tokens.StatusFromRecord(c.Name, rec))
+		st = append(st, tokens.StatusFromRecord(c.Name, c.Kind, rec))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(s.out)
