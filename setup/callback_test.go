@@ -1,9 +1,14 @@
 package setup
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -110,9 +115,10 @@ func TestCallbackErrors(t *testing.T) {
 		run        func(t *testing.T, h *harness, state, cookie string) response
 		status     int
 		message    string
-		exchanged  bool // the failure happens after the exchange was attempted
-		consumed   bool // the state can no longer be completed afterwards
-		authorized int  // Authorize calls expected in total
+		also       string // a second part the page must show, if any
+		exchanged  bool   // the failure happens after the exchange was attempted
+		consumed   bool   // the state can no longer be completed afterwards
+		authorized int    // Authorize calls expected in total
 	}{
 		{
 			name: "unknown state",
@@ -129,14 +135,15 @@ func TestCallbackErrors(t *testing.T) {
 			status: 400, message: "no state parameter",
 		},
 		{
+			// The first use failed, so a second one is an error.
 			name: "reused state",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
-				if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie); r.status != 200 {
+				if r := h.do(t, http.MethodGet, callbackURL("stale-code", state), nil, cookie); r.status != 502 {
 					t.Fatalf("first callback: %d %s", r.status, r.body)
 				}
 				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
 			},
-			status: 400, message: "already been used", exchanged: true, consumed: true, authorized: 1,
+			status: 400, message: "already been used", exchanged: true, consumed: true,
 		},
 		{
 			name: "expired state",
@@ -167,6 +174,22 @@ func TestCallbackErrors(t *testing.T) {
 				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
 			},
 			status: 400, message: "The user denied &lt;b&gt;access&lt;/b&gt;", consumed: true,
+		},
+		{
+			name: "TikTok access_denied with unknown state",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				q := url.Values{"error": {"access_denied"}, "error_description": {"The user canceled"}, "state": {"bm90LWEtc3RhdGU"}}
+				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
+			},
+			status: 400, message: "(access_denied): The user canceled", also: "was not started here",
+		},
+		{
+			name: "TikTok access_denied without state",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				q := url.Values{"error": {"access_denied"}, "error_description": {"The user canceled"}}
+				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
+			},
+			status: 400, message: "(access_denied): The user canceled", also: "no state parameter",
 		},
 		{
 			name: "TikTok server_error",
@@ -207,6 +230,31 @@ func TestCallbackErrors(t *testing.T) {
 			status: 502, message: "could not reach TikTok", exchanged: true, consumed: true,
 		},
 		{
+			name: "exchange answer not JSON",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				h.ex.exchange = tokenEndpoint(t, `<html>Sign in to continue</html>`)
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			},
+			status: 502, message: "answered with an unexpected response", exchanged: true, consumed: true,
+		},
+		{
+			name: "exchange success without access_token",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				h.ex.exchange = tokenEndpoint(t, `{"code":0,"message":"OK","request_id":"r","data":{"advertiser_ids":["7012345678901234567"]}}`)
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			},
+			status: 502, message: "answered with an unexpected response", exchanged: true, consumed: true,
+		},
+		{
+			name: "exchange timeout",
+			run: func(t *testing.T, h *harness, state, cookie string) response {
+				// What tiktok.Client returns once exchangeTimeout has passed.
+				h.ex.err = fmt.Errorf("tiktok: token request: %w", context.DeadlineExceeded)
+				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			},
+			status: 504, message: "did not answer in time", exchanged: true, consumed: true,
+		},
+		{
 			name: "store failure",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				h.tok.authErr = errors.New("tokens: disk full")
@@ -218,13 +266,22 @@ func TestCallbackErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
+			// An earlier authorization that no failure may touch.
+			h.tok.seed("main", earlierGrant())
+			before := h.do(t, http.MethodGet, "/api/credentials", nil).body
 			state, cookie := h.begin(t, "main")
 			r := tt.run(t, h, state, cookie)
 			if r.status != tt.status {
 				t.Errorf("status %d, want %d", r.status, tt.status)
 			}
 			checkHTML(t, r.body)
-			mustContain(t, "error page", r.body, `id="error"`, `href="/authorize"`, tt.message, "Nothing was stored")
+			mustContain(t, "error page", r.body, `id="error"`, `href="/authorize"`, tt.message, tt.also, "Nothing was stored")
+			if after := h.do(t, http.MethodGet, "/api/credentials", nil).body; after != before {
+				t.Errorf("/api/credentials changed:\nbefore %s\nafter  %s", before, after)
+			}
+			if g := h.tok.grant("main"); !reflect.DeepEqual(g, earlierGrant()) {
+				t.Errorf("stored grant changed to %+v", g)
+			}
 			noSentinels(t, "error page", r.body)
 			noSentinels(t, "log", h.logs.String())
 			if got := len(h.tok.authorizeCalls()); got != tt.authorized {
@@ -240,6 +297,26 @@ func TestCallbackErrors(t *testing.T) {
 				t.Errorf("state consumed = %v, want %v (retry %d: %s)", consumed, tt.consumed, retry.status, retry.body)
 			}
 		})
+	}
+}
+
+// earlierGrant is an authorization made before a test's flow.
+func earlierGrant() *tiktok.Grant {
+	return &tiktok.Grant{AccessToken: "earlier-access-token", AdvertiserIDs: []string{"7099999999999999999"}, Scopes: []string{"1"}}
+}
+
+// tokenEndpoint is an Exchange that runs the real tiktok.Client against a
+// loopback token endpoint answering HTTP 200 with body.
+func tokenEndpoint(t *testing.T, body string) func(context.Context, tiktok.App, string) (*tiktok.Grant, error) {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(ts.Close)
+	return func(ctx context.Context, app tiktok.App, code string) (*tiktok.Grant, error) {
+		app.Endpoints.TokenURL = ts.URL + "/open_api/v1.3/oauth2/access_token/"
+		return (&tiktok.Client{HTTP: ts.Client()}).Exchange(ctx, app, code)
 	}
 }
 

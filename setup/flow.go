@@ -14,8 +14,8 @@ import (
 
 // FlowError is why an authorization could not complete. Message is safe to
 // show (it never holds a token, secret or auth code); HTTPStatus says whose
-// fault it is: 400 the request's, 404 an unknown credential, 502 TikTok's,
-// 500 the proxy's own.
+// fault it is: 400 the request's, 404 an unknown credential, 502 TikTok's
+// (504 when it did not answer in time), 500 the proxy's own.
 type FlowError struct {
 	HTTPStatus int
 	Message    string
@@ -95,6 +95,9 @@ func (a *Admin) Complete(ctx context.Context, state, binding, code string) (Resu
 func (a *Admin) complete(ctx context.Context, state, binding, code string, denied *FlowError) (Result, error) {
 	st, err := a.states.claim(state, binding)
 	if err != nil {
+		if denied != nil {
+			err = withDenial(err, denied)
+		}
 		a.log.Warn("setup: authorization refused", "reason", err.Error())
 		return Result{}, err
 	}
@@ -155,6 +158,12 @@ func exchangeError(err error, code, secret string) *FlowError {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &FlowError{HTTPStatus: http.StatusGatewayTimeout, Message: "TikTok's token endpoint did not answer in time.", Err: err}
 	}
+	if errors.Is(err, tiktok.ErrBadResponse) {
+		// Typically a proxy, login wall or wrong oauth.token_url answering
+		// in TikTok's place; the log has the decode error.
+		return &FlowError{HTTPStatus: http.StatusBadGateway,
+			Message: "TikTok's token endpoint answered with an unexpected response (not a token grant); check oauth.token_url, and see the proxy's log.", Err: err}
+	}
 	return &FlowError{HTTPStatus: http.StatusBadGateway, Message: "The proxy could not reach TikTok's token endpoint.", Err: err}
 }
 
@@ -170,6 +179,13 @@ func deniedError(code, desc string) *FlowError {
 		msg += ": " + desc
 	}
 	return &FlowError{HTTPStatus: status, Message: msg + "."}
+}
+
+// withDenial adds TikTok's own error to a refused state: the operator
+// should learn why TikTok sent the browser back, not only that the state
+// did not match. The state error stays reachable through errors.Is.
+func withDenial(stateErr error, denied *FlowError) *FlowError {
+	return &FlowError{HTTPStatus: denied.HTTPStatus, Message: denied.Message + " " + flowMessage(stateErr), Err: stateErr}
 }
 
 func causeText(err error) string {

@@ -56,12 +56,14 @@ type authorizeCall struct {
 	grant *tiktok.Grant
 }
 
-// fakeTokens records Authorize calls and answers Statuses from a map.
+// fakeTokens records Authorize calls, keeps the grant each stored, and
+// answers Statuses from a map.
 type fakeTokens struct {
 	mu       sync.Mutex
 	now      func() time.Time
 	statuses map[string]tokens.Status
-	names    map[string]string // advertiser id -> name, as the listing would give
+	grants   map[string]*tiktok.Grant // what Authorize stored, by credential
+	names    map[string]string        // advertiser id -> name, as the listing would give
 	calls    []authorizeCall
 	authErr  error
 	readyErr error
@@ -108,8 +110,35 @@ func (f *fakeTokens) Authorize(ctx context.Context, name string, g *tiktok.Grant
 	if f.statuses == nil {
 		f.statuses = make(map[string]tokens.Status)
 	}
+	if f.grants == nil {
+		f.grants = make(map[string]*tiktok.Grant)
+	}
 	f.statuses[name] = s
+	f.grants[name] = g
 	return s, nil
+}
+
+// seed stores g for name as an earlier authorization would have, without
+// recording an Authorize call.
+func (f *fakeTokens) seed(name string, g *tiktok.Grant) {
+	if _, err := f.Authorize(context.Background(), name, g); err != nil {
+		panic(err)
+	}
+	f.mu.Lock()
+	f.calls = f.calls[:len(f.calls)-1]
+	f.mu.Unlock()
+}
+
+// grant returns a copy of the grant stored for name, or nil.
+func (f *fakeTokens) grant(name string) *tiktok.Grant {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g, ok := f.grants[name]
+	if !ok {
+		return nil
+	}
+	cp := *g
+	return &cp
 }
 
 func (f *fakeTokens) Ready(ctx context.Context) error { return f.readyErr }
@@ -126,13 +155,15 @@ type exchangeCall struct {
 }
 
 // fakeExchanger builds consent URLs carrying the state, sends every minted
-// state on states, and answers Exchange from grants/errs by code.
+// state on states, and answers Exchange with exchange when set, else from
+// err and grants by code.
 type fakeExchanger struct {
-	mu     sync.Mutex
-	grants map[string]*tiktok.Grant
-	err    error
-	calls  []exchangeCall
-	states chan string
+	mu       sync.Mutex
+	grants   map[string]*tiktok.Grant
+	err      error
+	exchange func(ctx context.Context, app tiktok.App, code string) (*tiktok.Grant, error)
+	calls    []exchangeCall
+	states   chan string
 }
 
 func (f *fakeExchanger) AuthCodeURL(app tiktok.App, state string) string {
@@ -146,8 +177,15 @@ func (f *fakeExchanger) AuthCodeURL(app tiktok.App, state string) string {
 
 func (f *fakeExchanger) Exchange(ctx context.Context, app tiktok.App, code string) (*tiktok.Grant, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.calls = append(f.calls, exchangeCall{app: app, code: code})
+	exchange := f.exchange
+	f.mu.Unlock()
+	if exchange != nil {
+		// Outside the lock: it may talk to a loopback TikTok.
+		return exchange(ctx, app, code)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.err != nil {
 		return nil, f.err
 	}

@@ -69,6 +69,7 @@ func TestTerminalLocalFailures(t *testing.T) {
 		{"input ends", "\n\n", nil, "input ended"},
 		{"rejected code", "stale\n", nil, "code 40110"},
 		{"transport failure", sentinelAuthCode + "\n", errors.New("dial tcp: refused " + sentinelAuthCode), "could not reach TikTok"},
+		{"not a token grant", sentinelAuthCode + "\n", badResponse(), "unexpected response"},
 		{"denied", "http://localhost:8081/oauth/callback?error=access_denied\n", nil, "input ended"},
 	}
 	for _, tt := range tests {
@@ -89,6 +90,13 @@ func TestTerminalLocalFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// badResponse is what tiktok.Client returns for an answer that is not
+// TikTok's envelope.
+func badResponse() error {
+	_, err := tiktok.DecodeEnvelope(strings.NewReader("<html>Sign in</html>"))
+	return err
 }
 
 // adminServer serves h's Admin on a loopback port; the terminal flow's
