@@ -95,13 +95,16 @@ func TestCallbackSuccess(t *testing.T) {
 			if len(ex) != 1 || ex[0].code != sentinelAuthCode || ex[0].app.AppID != "app-main" {
 				t.Errorf("Exchange calls %+v", ex)
 			}
-			// The state is consumed: replaying the callback is refused.
+			// The state is consumed: replaying the callback repeats nothing.
 			again := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
-			if again.status != http.StatusBadRequest || !strings.Contains(again.body, "already been used") {
+			if again.status != http.StatusOK || !strings.Contains(again.body, "already completed") {
 				t.Errorf("replay: status %d body %s", again.status, again.body)
 			}
 			if n := len(h.tok.authorizeCalls()); n != 1 {
 				t.Errorf("replay stored again: %d Authorize calls", n)
+			}
+			if n := len(h.ex.exchangeCalls()); n != 1 {
+				t.Errorf("replay exchanged again: %d Exchange calls", n)
 			}
 		})
 	}
@@ -135,7 +138,8 @@ func TestCallbackErrors(t *testing.T) {
 			status: 400, message: "no state parameter",
 		},
 		{
-			// The first use failed, so a second one is an error.
+			// The first use failed, so a second one is an error (a reuse
+			// after success is TestCallbackReloadAfterSuccess).
 			name: "reused state",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				if r := h.do(t, http.MethodGet, callbackURL("stale-code", state), nil, cookie); r.status != 502 {
@@ -317,6 +321,52 @@ func tokenEndpoint(t *testing.T, body string) func(context.Context, tiktok.App, 
 	return func(ctx context.Context, app tiktok.App, code string) (*tiktok.Grant, error) {
 		app.Endpoints.TokenURL = ts.URL + "/open_api/v1.3/oauth2/access_token/"
 		return (&tiktok.Client{HTTP: ts.Client()}).Exchange(ctx, app, code)
+	}
+}
+
+// Reloading the success page (the same callback URL in the same browser)
+// shows the outcome again instead of an error, and repeats nothing.
+func TestCallbackReloadAfterSuccess(t *testing.T) {
+	h := newHarness(t)
+	state, cookie := h.begin(t, "main")
+	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie); r.status != http.StatusOK {
+		t.Fatalf("callback %d %s", r.status, r.body)
+	}
+	r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+	if r.status != http.StatusOK {
+		t.Fatalf("reload: status %d, want 200: %s", r.status, r.body)
+	}
+	checkHTML(t, r.body)
+	mustContain(t, "reload page", r.body, `id="already-completed"`, "already completed", `id="granted-advertisers"`,
+		"7012345678901234567", "Acme Shoes", "4, 100")
+	noSentinels(t, "reload page", r.body)
+	if strings.Contains(r.body, `id="error"`) {
+		t.Errorf("reload page shows an error:\n%s", r.body)
+	}
+	if a, e := len(h.tok.authorizeCalls()), len(h.ex.exchangeCalls()); a != 1 || e != 1 {
+		t.Errorf("reload repeated the flow: %d Authorize, %d Exchange calls", a, e)
+	}
+	// Another browser holding the URL learns nothing about the grant.
+	const otherBinding = "Cookie: " + bindingCookie + "=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	for _, extra := range [][]string{{otherBinding}, nil} {
+		r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, extra...)
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "already been used") || strings.Contains(r.body, "7012345678901234567") {
+			t.Errorf("reload with %v: status %d body %s, want 400 already been used", extra, r.status, r.body)
+		}
+	}
+
+	// A CLI state is bound to nobody: its callback reloads calmly anywhere.
+	_, cli, err := h.admin.Begin("main", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, cli), nil); r.status != http.StatusOK {
+			t.Errorf("CLI callback %d: status %d %s", i, r.status, r.body)
+		}
+	}
+	if n := len(h.tok.authorizeCalls()); n != 2 {
+		t.Errorf("%d Authorize calls, want 2", n)
 	}
 }
 

@@ -187,6 +187,9 @@ func validToken(v string) bool {
 
 type successPage struct {
 	pageBase
+	// Again is set when a reload of the callback shows the outcome of the
+	// flow it already completed.
+	Again         bool
 	Credential    string
 	Advertisers   []tokens.Advertiser
 	Scopes        []string
@@ -206,13 +209,24 @@ func (a *Admin) handleCallback(w http.ResponseWriter, r *http.Request) {
 		binding = c.Value
 	}
 	res, err := a.complete(r.Context(), q.Get("state"), binding, codeParam(q), denied)
+	again := false
+	if errors.Is(err, errUsedState) && denied == nil {
+		if prev, ok := a.previousOutcome(r, q.Get("state"), binding); ok {
+			res, err, again = prev, nil, true
+		}
+	}
 	if err != nil {
 		a.renderError(w, err, true)
 		return
 	}
 	c := a.creds[res.Credential]
+	title := "Authorized"
+	if again {
+		title = "Already authorized"
+	}
 	a.render(w, http.StatusOK, "success", successPage{
-		pageBase:      pageBase{Title: "Authorized", CSS: template.CSS(styleSheet)},
+		pageBase:      pageBase{Title: title, CSS: template.CSS(styleSheet)},
+		Again:         again,
 		Credential:    res.Credential,
 		Advertisers:   res.Status.Advertisers,
 		Scopes:        res.Status.Scopes,
@@ -220,6 +234,25 @@ func (a *Admin) handleCallback(w http.ResponseWriter, r *http.Request) {
 		ProxyURL:      a.opts.ProxyURL,
 		Curl:          a.curlExample(c, res.Status),
 	})
+}
+
+// previousOutcome is the result of the flow that already claimed state,
+// for a reload of its callback (the browser's back button, a refresh): the
+// success it had, shown again, rather than "already used" that reads as a
+// failure. It waits for a flow still exchanging, bounded by the request;
+// false when that flow failed or the state is not this browser's.
+func (a *Admin) previousOutcome(r *http.Request, state, binding string) (Result, bool) {
+	st, ok := a.states.claimed(state, binding)
+	if !ok {
+		return Result{}, false
+	}
+	select {
+	case <-st.done:
+	case <-r.Context().Done():
+		return Result{}, false
+	}
+	res, err := a.states.outcome(st)
+	return res, err == nil
 }
 
 // codeParam reads TikTok's code: auth_code (advertiser flow), else code.

@@ -157,6 +157,23 @@ func (s *stateStore) finish(st *flowState, res Result, err error) {
 	close(st.done)
 }
 
+// claimed returns a state already claimed, pending or finished, when binding
+// may see it: the browser it is bound to, or anyone for a CLI state (whose
+// holder already saw its outcome). It lets a reloaded callback report the
+// first outcome instead of an error.
+func (s *stateStore) claimed(state, binding string) (*flowState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.states[state]
+	if !ok || !st.used {
+		return nil, false
+	}
+	if !st.cli() && (binding == "" || subtle.ConstantTimeCompare(st.bindingHash, hashBinding(binding)) != 1) {
+		return nil, false
+	}
+	return st, true
+}
+
 // lookup returns a CLI state, pending or finished, for the wait API.
 func (s *stateStore) lookup(state string) (*flowState, bool) {
 	now := s.now()
