@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -18,17 +19,41 @@ var (
 	key2 = bytes.Repeat([]byte{2}, 32)
 )
 
+// sampleRecord sets every field of a Record (Generation is the store's),
+// so a round trip that drops or mangles any of them is caught.
 func sampleRecord(name string) *tokens.Record {
 	return &tokens.Record{
 		Credential:       name,
 		AccessToken:      "access-SECRET-" + name,
-		AccessExpiresAt:  time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+		AccessExpiresAt:  time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC),
 		RefreshToken:     "refresh-SECRET-" + name,
 		RefreshExpiresAt: time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC),
-		Advertisers:      []tokens.Advertiser{{ID: "7012345678901234567", Name: "Shop"}},
+		Advertisers:      []tokens.Advertiser{{ID: "7012345678901234567", Name: "Shop"}, {ID: "7012345678901234568"}},
 		Scopes:           []string{"4", "100"},
+		OpenID:           "open-" + name,
 		AuthorizedAt:     time.Date(2029, 1, 2, 3, 4, 5, 0, time.UTC),
-		LastRefresh:      tokens.RefreshResult{At: time.Date(2029, 6, 1, 0, 0, 0, 0, time.UTC), OK: true},
+		LastRefresh:      tokens.RefreshResult{At: time.Date(2029, 6, 1, 0, 0, 0, 0, time.UTC), OK: true, Error: "an earlier attempt failed"},
+		ReauthRequired:   true,
+		ReauthReason:     "TikTok refused the refresh token (code 40107)",
+		AccessRejected:   true,
+	}
+}
+
+// TestSampleRecordFillsEveryField keeps sampleRecord complete as Record
+// grows, so the round-trip tests compare every field.
+func TestSampleRecordFillsEveryField(t *testing.T) {
+	v := reflect.ValueOf(*sampleRecord("main"))
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if f.Name != "Generation" && v.Field(i).IsZero() {
+			t.Errorf("sampleRecord leaves %s zero", f.Name)
+		}
+	}
+	lr := reflect.ValueOf(sampleRecord("main").LastRefresh)
+	for i := range lr.NumField() {
+		if lr.Field(i).IsZero() {
+			t.Errorf("sampleRecord leaves LastRefresh.%s zero", lr.Type().Field(i).Name)
+		}
 	}
 }
 
@@ -79,12 +104,28 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// recordsEqual compares every field. Times are compared as instants (the
+// file keeps the offset, not the *time.Location) and an empty list equals
+// none (the file omits both).
 func recordsEqual(a, b *tokens.Record) bool {
-	return a.Credential == b.Credential && a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken &&
-		a.AccessExpiresAt.Equal(b.AccessExpiresAt) && a.RefreshExpiresAt.Equal(b.RefreshExpiresAt) &&
-		a.AuthorizedAt.Equal(b.AuthorizedAt) && a.LastRefresh.At.Equal(b.LastRefresh.At) &&
-		a.LastRefresh.OK == b.LastRefresh.OK && a.Generation == b.Generation &&
-		len(a.Advertisers) == len(b.Advertisers) && len(a.Scopes) == len(b.Scopes)
+	return reflect.DeepEqual(normalised(a), normalised(b))
+}
+
+func normalised(r *tokens.Record) *tokens.Record {
+	if r == nil {
+		return nil
+	}
+	c := r.Clone()
+	for _, t := range []*time.Time{&c.AccessExpiresAt, &c.RefreshExpiresAt, &c.AuthorizedAt, &c.LastRefresh.At} {
+		*t = t.UTC()
+	}
+	if len(c.Advertisers) == 0 {
+		c.Advertisers = nil
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = nil
+	}
+	return c
 }
 
 func TestPutCompareAndSwap(t *testing.T) {
@@ -401,8 +442,8 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("%d records became %d", len(recs), len(recs2))
 			}
 			for name, r := range recs {
-				if r2 := recs2[name]; r2 == nil || r2.AccessToken != r.AccessToken || r2.RefreshToken != r.RefreshToken || r2.Generation != r.Generation {
-					t.Fatalf("record %q changed in a round trip", name)
+				if r2 := recs2[name]; !recordsEqual(r, r2) {
+					t.Fatalf("record %q changed in a round trip:\n%+v\n%+v", name, r, r2)
 				}
 			}
 		}
