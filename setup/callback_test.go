@@ -2,6 +2,7 @@ package setup
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -367,6 +368,38 @@ func TestCallbackReloadAfterSuccess(t *testing.T) {
 	}
 	if n := len(h.tok.authorizeCalls()); n != 2 {
 		t.Errorf("%d Authorize calls, want 2", n)
+	}
+}
+
+// The binding cookie is Secure when the browser reaches the listener over
+// https: directly, or through a TLS-terminating ingress, which an https
+// redirect URL reveals.
+func TestBindingCookieSecure(t *testing.T) {
+	tests := []struct {
+		name, redirect string
+		tls, secure    bool
+	}{
+		{"plain http", "http://localhost:8081/oauth/callback", false, false},
+		{"https redirect behind an ingress", "https://setup.example.com/oauth/callback", false, true},
+		{"https redirect, upper-case scheme", "HTTPS://setup.example.com/oauth/callback", false, true},
+		{"TLS on the listener", "http://localhost:8081/oauth/callback", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, func(o *Options) { o.Credentials[0].App.RedirectURL = tt.redirect })
+			req := httptestRequest(http.MethodGet, "/authorize/main", "127.0.0.1:8081")
+			if tt.tls {
+				req.TLS = &tls.ConnectionState{}
+			}
+			rec := serve(h.admin, req)
+			if rec.Code != http.StatusFound {
+				t.Fatalf("status %d", rec.Code)
+			}
+			cookies := rec.Result().Cookies()
+			if len(cookies) != 1 || cookies[0].Secure != tt.secure {
+				t.Errorf("cookies %+v, want one with Secure=%v", cookies, tt.secure)
+			}
+		})
 	}
 }
 

@@ -171,12 +171,20 @@ func (a *Admin) handleBegin(w http.ResponseWriter, r *http.Request) {
 		Path:     "/",
 		MaxAge:   int(StateTTL / time.Second),
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		// Behind a TLS-terminating ingress r.TLS is nil, but an https
+		// redirect URL says the browser reaches this listener over https.
+		Secure:   r.TLS != nil || httpsURL(a.creds[r.PathValue("name")].App.RedirectURL),
 		SameSite: http.SameSiteLaxMode,
 	})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, authURL, http.StatusFound)
+}
+
+// httpsURL reports whether raw is an https URL; an unparsable one is not.
+func httpsURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && strings.EqualFold(u.Scheme, "https")
 }
 
 // validToken reports whether v looks like randomToken's output.
