@@ -170,6 +170,9 @@ func TestAPIComplete(t *testing.T) {
 		{"redirected url of another state", func(string) string {
 			return `{"redirected_url":"http://localhost:8081/oauth/callback?auth_code=` + sentinelAuthCode + `&state=other"}`
 		}, 400, "another authorization", 0, false},
+		{"redirected url without state", func(string) string {
+			return `{"redirected_url":"http://localhost:8081/oauth/callback?auth_code=` + sentinelAuthCode + `"}`
+		}, 400, "no state parameter", 0, false},
 		{"redirected url with TikTok error", func(s string) string {
 			return `{"redirected_url":"http://localhost:8081/oauth/callback?error=access_denied&state=` + s + `"}`
 		}, 400, "access_denied", 0, false},
@@ -228,8 +231,13 @@ func TestParseRedirect(t *testing.T) {
 		{"https://example.com/cb?auth_code=a%2Fb&state=s3", "a/b", "s3", ""},
 		{"/oauth/callback?auth_code=abc&state=s4", "abc", "s4", ""},
 		{"auth_code=abc&state=s5", "abc", "s5", ""},
-		{"?auth_code=abc", "abc", "", ""},
 		{"abcDEF123_-.", "abcDEF123_-.", "", ""},
+		// Whatever looks like a URL or a query must carry the state to check.
+		{"?auth_code=abc", "", "", "no state parameter"},
+		{"auth_code=abc&code=abc", "", "", "no state parameter"},
+		{"http://localhost:8081/oauth/callback?auth_code=abc", "", "", "no state parameter"},
+		{"http://localhost:8081/oauth/callback?auth_code=abc&state=", "", "", "no state parameter"},
+		{"/oauth/callback?code=abc", "", "", "no state parameter"},
 		{"", "", "", "Nothing was pasted"},
 		{"two words", "", "", "not a URL or a code"},
 		{"http://localhost:8081/oauth/callback?state=s6", "", "", "no authorization code"},

@@ -18,12 +18,17 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
-var errStateMismatch = clientError("That URL belongs to another authorization (its state does not match); use the URL of this one.")
+var (
+	errStateMismatch = clientError("That URL belongs to another authorization (its state does not match); use the URL of this one.")
+	errPastedNoState = clientError("The pasted URL has no state parameter, so it cannot be checked against this authorization; paste the whole URL your browser was sent to, or just the code.")
+)
 
 // ParseRedirect reads what an operator pastes after consenting: the whole
 // URL the browser was redirected to (…/oauth/callback?auth_code=…&state=…),
-// its query string alone, or the bare code. state is "" for a bare code.
-// TikTok's error parameter in the URL is returned as an error.
+// its query string alone, or the bare code. state is "" only for a bare
+// code: a URL or query string without state is refused, since TikTok's
+// redirect always carries it and the caller must check it. TikTok's error
+// parameter in the URL is returned as an error.
 func ParseRedirect(line string) (code, state string, err error) {
 	line = strings.TrimSpace(line)
 	if line == "" {
@@ -56,7 +61,10 @@ func ParseRedirect(line string) (code, state string, err error) {
 	if code == "" {
 		return "", "", errMissingCode
 	}
-	return code, q.Get("state"), nil
+	if state = q.Get("state"); state == "" {
+		return "", "", errPastedNoState
+	}
+	return code, state, nil
 }
 
 // Authorizer stores a grant; *tokens.Manager implements it.

@@ -44,15 +44,17 @@ func TestTerminalLocalRedirectedURL(t *testing.T) {
 	defer pw.Close()
 	go func() {
 		state := <-h.ex.states
-		// A URL of another flow is refused; the right one is then accepted.
+		// A URL of another flow, or one whose state cannot be checked, is
+		// refused; the right one is then accepted.
 		_, _ = io.WriteString(pw, "http://localhost:8081/oauth/callback?auth_code=x&state=other\n")
+		_, _ = io.WriteString(pw, "http://localhost:8081/oauth/callback?auth_code=y\n")
 		_, _ = io.WriteString(pw, "http://localhost:8081/oauth/callback?auth_code="+sentinelAuthCode+"&code="+sentinelAuthCode+"&state="+state+"\n")
 	}()
 	out := &syncBuffer{}
 	if err := Terminal(t.Context(), terminalOpts(h, pr, out)); err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, "output", out.String(), "belongs to another authorization")
+	mustContain(t, "output", out.String(), "belongs to another authorization", "no state parameter")
 	checkTerminalSuccess(t, h, out.String())
 	if ex := h.ex.exchangeCalls(); len(ex) != 1 || ex[0].code != sentinelAuthCode {
 		t.Errorf("exchanges %+v, want only the matching URL's code", ex)
