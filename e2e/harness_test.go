@@ -107,10 +107,20 @@ func rememberSecret(values ...string) {
 func leakedSecrets() []string {
 	allLogs.mu.Lock()
 	defer allLogs.mu.Unlock()
-	var leaks []string
+	outputs := make([]string, 0, len(allLogs.bufs))
 	for _, b := range allLogs.bufs {
-		out := b.String()
-		for _, sec := range allLogs.secrets {
+		outputs = append(outputs, b.String())
+	}
+	return scanForSecrets(outputs, allLogs.secrets)
+}
+
+// scanForSecrets returns, for every secret found in any of outputs, a line
+// naming its first characters and the log line it is in. It is apart from
+// leakedSecrets so a test can show it catches a planted leak.
+func scanForSecrets(outputs, secrets []string) []string {
+	var leaks []string
+	for _, out := range outputs {
+		for _, sec := range secrets {
 			if i := strings.Index(out, sec); i >= 0 {
 				start := max(0, strings.LastIndex(out[:i], "\n")+1)
 				leaks = append(leaks, fmt.Sprintf("secret %.6s… in: %.200s", sec, out[start:]))
@@ -283,12 +293,29 @@ func startSim(t *testing.T, args ...string) *sim {
 	})
 	// Registered after start, so it runs before the simulator stops and
 	// after every proxy started later has stopped.
-	t.Cleanup(func() {
-		for _, g := range s.grants(t) {
-			rememberSecret(g.AccessToken, g.RefreshToken)
-		}
-	})
+	t.Cleanup(func() { s.rememberIssued(t) })
 	return s
+}
+
+// simIssued is GET /sim/issued: every token and code the simulator handed out.
+type simIssued struct {
+	AccessTokens  []string `json:"access_tokens"`
+	RefreshTokens []string `json:"refresh_tokens"`
+	AuthCodes     []string `json:"auth_codes"`
+}
+
+// rememberIssued adds every token and auth code the simulator ever issued,
+// rotated-away and spent ones included, to the secrets no log may contain.
+func (s *sim) rememberIssued(t *testing.T) {
+	t.Helper()
+	status, _, b := httpDo(t, "GET", s.URL+"/sim/issued", nil, nil)
+	var iss simIssued
+	if err := json.Unmarshal(b, &iss); status != 200 || err != nil {
+		t.Fatalf("sim issued: HTTP %d %v: %.200s", status, err, b)
+	}
+	rememberSecret(iss.AccessTokens...)
+	rememberSecret(iss.RefreshTokens...)
+	rememberSecret(iss.AuthCodes...)
 }
 
 // post sends a JSON control request to the simulator's /sim/ API.
@@ -320,6 +347,8 @@ type proxy struct {
 	ConfigPath    string
 	p             *proc
 	args          []string
+	// env is added to the serve process's environment (${VAR} values).
+	env []string
 }
 
 // startProxy writes a config wired to s and runs serve.
@@ -367,7 +396,7 @@ credentials:
 // run (re)starts the serve process on the same config and store.
 func (px *proxy) run(t *testing.T) {
 	t.Helper()
-	px.p = start(t, []string{"TIKTOK_E2E=1"}, px.args...)
+	px.p = start(t, px.env, px.args...)
 	eventually(t, 20*time.Second, "proxy to be ready", func() bool {
 		resp, err := plainClient.Get(px.AdminURL + "/readyz")
 		if err != nil {

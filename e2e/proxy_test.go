@@ -50,6 +50,12 @@ type simRequest struct {
 	BodyBytes        int64    `json:"body_bytes"`
 	BodySHA256       string   `json:"body_sha256"`
 	Code             int      `json:"code"`
+	HTTPStatus       int      `json:"http_status"`
+	Fault            string   `json:"fault"`
+	// ResponseBytes and ClientGone tell a stream or latency cut short by
+	// the proxy hanging up from one served in full.
+	ResponseBytes int64 `json:"response_bytes"`
+	ClientGone    bool  `json:"client_gone"`
 }
 
 func (s *sim) requests(t *testing.T) []simRequest {
@@ -63,6 +69,32 @@ func (s *sim) requests(t *testing.T) []simRequest {
 		t.Fatal(err)
 	}
 	return out.Requests
+}
+
+// inflight is the requests the simulator is serving now (not yet answered).
+func (s *sim) inflight(t *testing.T) []simRequest {
+	t.Helper()
+	status, _, b := httpDo(t, "GET", s.URL+"/sim/inflight", nil, nil)
+	if status != 200 {
+		t.Fatalf("sim inflight: HTTP %d", status)
+	}
+	var out struct{ Requests []simRequest }
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Requests
+}
+
+// recordedTo returns the simulator's recorded requests to path, oldest first.
+func (s *sim) recordedTo(t *testing.T, path string) []simRequest {
+	t.Helper()
+	var out []simRequest
+	for _, r := range s.requests(t) {
+		if r.Path == path {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // lastRequest is the newest recorded API request (not a token endpoint).

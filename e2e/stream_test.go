@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -46,7 +47,7 @@ func TestLargeReportStreamsWithFlatMemory(t *testing.T) {
 	pid := px.p.cmd.Process.Pid
 	before := procKB(t, pid, "VmRSS")
 
-	resp, err := plainClient.Get(fmt.Sprintf("%s/open_api/v1.3/sim/report/download/?advertiser_id=%s&size=%d", px.URL, advMain1, size))
+	resp, err := plainClient.Get(fmt.Sprintf("%s%s?advertiser_id=%s&size=%d", px.URL, downloadPath, advMain1, size))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,14 +79,18 @@ func TestLargeReportStreamsWithFlatMemory(t *testing.T) {
 	}
 }
 
-// A client hanging up mid-download cancels the upstream call; the request
-// is recorded as 499, and it does not count as a TikTok failure.
+const downloadPath = "/open_api/v1.3/sim/report/download/"
+
+// A client hanging up mid-download cancels the upstream call: the simulator
+// sees its peer go away after sending a small part of the report. The
+// request is recorded as 499, and it does not count as a TikTok failure.
 func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	s := startSim(t)
 	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials,
 		Extra: "breaker:\n  consecutive_failures: 1\n"})
 	px.authorize(t, s, "main", appMain, advMain1)
-	resp, err := plainClient.Get(fmt.Sprintf("%s/open_api/v1.3/sim/report/download/?advertiser_id=%s&size=%d", px.URL, advMain1, int64(50)<<30))
+	const size = int64(50) << 30
+	resp, err := plainClient.Get(fmt.Sprintf("%s%s?advertiser_id=%s&size=%d", px.URL, downloadPath, advMain1, size))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,43 +98,140 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	// The simulator records a download only when its handler ends: 50 GiB
+	// take far longer than the deadline to stream, so a record within it
+	// means the proxy hung up on TikTok too.
+	eventually(t, 10*time.Second, "the simulator to see the download end", func() bool {
+		return len(s.recordedTo(t, downloadPath)) > 0
+	})
+	r := s.recordedTo(t, downloadPath)[0]
+	t.Logf("the simulator sent %d KiB of the %d GiB report before the proxy hung up", r.ResponseBytes>>10, size>>30)
+	// What socket and proxy buffers hold is a few MiB; 256 MiB is far from
+	// any buffering, and far below the report.
+	if !r.ClientGone || r.ResponseBytes < 1<<20 || r.ResponseBytes > 256<<20 {
+		t.Errorf("simulator recorded client_gone=%v after %d bytes; want the proxy to hang up after the 1 MiB read and well before 256 MiB",
+			r.ClientGone, r.ResponseBytes)
+	}
 	eventually(t, 10*time.Second, "the proxy to record the hang-up as 499", func() bool {
 		return strings.Contains(px.p.out.String(), `"status":499`)
 	})
 	// With consecutive_failures: 1, a hang-up counted as a failure would
 	// have opened the breaker.
-	status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advMain1, nil, nil)
+	status, _, b := httpDo(t, "GET", px.URL+campaignGet+"?advertiser_id="+advMain1, nil, nil)
 	if status != 200 {
 		t.Fatalf("after a client hang-up: HTTP %d %s", status, b)
 	}
 }
 
+// A client hanging up while TikTok is slow to answer cancels the upstream
+// call at once: the simulator sees its peer go away during the latency,
+// long before the proxy's own upstream timeout would have ended it.
+func TestClientHangUpDuringLatencyCancelsUpstream(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Timeout: "5m",
+		Extra: "breaker:\n  consecutive_failures: 1\n"})
+	px.authorize(t, s, "main", appMain, advMain1)
+	s.post(t, "/sim/fault", map[string]any{"latency": "2m", "count": 1, "path_prefix": campaignGet})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", px.URL+campaignGet+"?advertiser_id="+advMain1, nil)
+		resp, err := plainClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	eventually(t, 10*time.Second, "the request to wait on TikTok's latency", func() bool {
+		for _, r := range s.inflight(t) {
+			if r.Path == campaignGet && r.Fault == "latency" {
+				return true
+			}
+		}
+		return false
+	})
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the hung-up request got an answer")
+	}
+	// The latency is 2m and the upstream timeout 5m: a record within the
+	// deadline can only come from the proxy cancelling its call.
+	eventually(t, 10*time.Second, "the simulator to see the proxy hang up", func() bool {
+		return len(s.recordedTo(t, campaignGet)) > 0
+	})
+	if r := s.recordedTo(t, campaignGet)[0]; !r.ClientGone || r.Fault != "latency" {
+		t.Errorf("simulator recorded the slow request as client_gone=%v fault=%q, want the proxy's hang-up during the latency",
+			r.ClientGone, r.Fault)
+	}
+	status, _, b := httpDo(t, "GET", px.URL+campaignGet+"?advertiser_id="+advMain1, nil, nil)
+	if status != 200 || decodeEnvelope(t, b).Code != 0 {
+		t.Fatalf("after a hang-up during latency (breaker must stay closed): HTTP %d %s", status, b)
+	}
+}
+
 // Access tokens expire every few seconds while a script keeps calling:
-// background refresh keeps every request succeeding.
+// background refresh keeps every request succeeding, across several token
+// expiries, without any request meeting an expired token or being retried.
 func TestBackgroundRefreshAcrossExpiries(t *testing.T) {
 	t.Parallel()
+	// The proxy treats a token within 10s of its expiry as expired
+	// (tokens.expirySkew), so refresh_before must exceed 10s for the
+	// background refresh to come first, and the lifetime must be at least
+	// twice refresh_before, which caps it at half a lifetime.
+	const accessTTL, refreshBefore = 22 * time.Second, 11 * time.Second
 	s := startSim(t)
-	s.post(t, "/sim/config", map[string]string{"access_ttl": "24s"})
-	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "tokens:\n  refresh_before: 12s\n"})
+	s.post(t, "/sim/config", map[string]string{"access_ttl": accessTTL.String()})
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "tokens:\n  refresh_before: " + refreshBefore.String() + "\n"})
 	px.authorize(t, s, "main", appMain, advMain1)
-	api := px.URL + "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain1
+	api := px.URL + campaignGet + "?advertiser_id=" + advMain1
 
-	const wantRefreshes = 3
-	deadline := time.Now().Add(60 * time.Second)
+	began := time.Now()
+	// No request is made yet, so this refresh can only come from the
+	// background: a proxy refreshing on demand would pass the loop below
+	// too.
+	eventually(t, accessTTL, "a refresh with no request to trigger it", func() bool {
+		return s.stats(t, appMain).RefreshCalls >= 1
+	})
+
+	// With a refresh about every refreshBefore, two lifetimes pass the
+	// expiry of the first three tokens (the authorization's and two
+	// refreshes'), while the script keeps using whatever the proxy holds.
+	const lifetimes, wantRefreshes = 2, 3
+	deadline := began.Add(lifetimes*accessTTL + 45*time.Second)
+	// A script's pace; it keeps the request log well under the
+	// simulator's 1000 entries.
+	pace := time.NewTicker(100 * time.Millisecond)
+	defer pace.Stop()
 	requests := 0
-	for s.stats(t, appMain).RefreshCalls < wantRefreshes {
+	for time.Since(began) < lifetimes*accessTTL || s.stats(t, appMain).RefreshCalls < wantRefreshes {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d refreshes in 60s", s.stats(t, appMain).RefreshCalls)
+			t.Fatalf("only %d refreshes in %v", s.stats(t, appMain).RefreshCalls, time.Since(began).Round(time.Second))
 		}
 		status, h, b := httpDo(t, "GET", api, http.Header{}, nil)
 		if status != 200 || decodeEnvelope(t, b).Code != 0 {
 			t.Fatalf("request %d failed during refreshes: HTTP %d %s %s", requests, status, h.Get("X-TikTok-Auth-Proxy-Error"), b)
 		}
 		requests++
-		time.Sleep(50 * time.Millisecond) // a script's pace, not a wait for a condition
+		<-pace.C
 	}
-	refreshes := s.stats(t, appMain).RefreshCalls
-	t.Logf("%d requests, all OK, across %d background refreshes", requests, refreshes)
+	st := s.stats(t, appMain)
+	t.Logf("%d requests over %v, all code 0, across %d background refreshes", requests, time.Since(began).Round(time.Second), st.RefreshCalls)
+	if st.RefreshFailures != 0 {
+		t.Errorf("%d of %d refreshes failed", st.RefreshFailures, st.RefreshCalls)
+	}
+	// Every client request reached TikTok exactly once (a retry would
+	// show twice), and nothing the proxy sent met an expired or rejected
+	// token: the refreshes were ahead of every expiry.
+	for _, r := range s.requests(t) {
+		if r.Code == 40102 || r.Code == 40105 {
+			t.Errorf("TikTok answered %d to %s %s: a token was used past its life", r.Code, r.Method, r.Path)
+		}
+	}
+	if n := len(s.recordedTo(t, campaignGet)); n != requests {
+		t.Errorf("TikTok saw %d campaign requests for the script's %d: some were retried or lost", n, requests)
+	}
 	eventually(t, 10*time.Second, "the refresh metrics", func() bool {
 		ok, _ := metricValue(t, px, `tiktok_auth_proxy_token_refreshes_total{credential="main",result="success"}`)
 		n, _ := metricValue(t, px, `tiktok_auth_proxy_token_refresh_duration_seconds_count{credential="main"}`)
@@ -173,7 +275,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	s := startSim(t)
 	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
 	px.authorize(t, s, "main", appMain, advMain1)
-	s.post(t, "/sim/fault", map[string]any{"latency": "1500ms", "count": 1, "path_prefix": "/open_api/v1.3/campaign/get/"})
+	s.post(t, "/sim/fault", map[string]any{"latency": "3s", "count": 1, "path_prefix": campaignGet})
 
 	type result struct {
 		status int
@@ -192,10 +294,10 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		err = jsonDecode(resp.Body, &env)
 		done <- result{status: resp.StatusCode, code: env.Code, err: err}
 	}()
-	// The request is in flight once the simulator has recorded it.
-	eventually(t, 10*time.Second, "the slow request to reach TikTok", func() bool {
-		for _, r := range s.requests(t) {
-			if r.Path == "/open_api/v1.3/campaign/get/" {
+	// The request is in flight while the simulator holds it in its latency.
+	eventually(t, 10*time.Second, "the slow request to wait at TikTok", func() bool {
+		for _, r := range s.inflight(t) {
+			if r.Path == campaignGet && r.Fault == "latency" {
 				return true
 			}
 		}
