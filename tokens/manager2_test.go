@@ -18,26 +18,55 @@ import (
 )
 
 // TestLongLivedNeverRefreshed: a grant without expiry is served for a
-// year of clock time with no refresh and no refresh timer.
+// year of clock time with no refresh and no refresh timer, whether or not
+// TikTok also sent a refresh token (and even once that refresh token's own
+// expiry has passed).
 func TestLongLivedNeverRefreshed(t *testing.T) {
-	e := newEnv(t, func(e *env) { e.api.expiresIn = 0 })
-	g := e.api.grant()
-	g.RefreshToken = ""
-	if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
-		t.Fatal(err)
-	}
-	e.m.Start(context.Background())
-	for range 365 {
-		e.clock.Advance(24 * time.Hour)
-		if tok := e.mustToken(); tok != "access-0" {
-			t.Fatalf("Token = %q", tok)
-		}
-	}
-	if n := e.api.calls(); n != 0 {
-		t.Fatalf("%d refresh calls for a long-lived grant", n)
-	}
-	if st, _ := e.m.Status(credName); st.Refreshable || !st.AccessExpiresAt.IsZero() {
-		t.Fatalf("status %+v", st)
+	for _, tc := range []struct {
+		name         string
+		refreshToken string
+		refreshIn    time.Duration
+	}{
+		{name: "no refresh token"},
+		{name: "refresh token but no expires_in", refreshToken: "refresh-0", refreshIn: 30 * 24 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const listEvery = 10 * 365 * 24 * time.Hour
+			e := newEnv(t, func(e *env) {
+				e.api.expiresIn = 0
+				e.opts.AdvertiserInterval = listEvery
+			})
+			g := e.api.grant()
+			g.RefreshToken, g.RefreshExpiresIn = tc.refreshToken, tc.refreshIn
+			if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
+				t.Fatal(err)
+			}
+			if rec := e.record(); rec.RefreshToken != tc.refreshToken || !rec.AccessExpiresAt.IsZero() {
+				t.Fatalf("stored refresh token %q, access expiry %v", rec.RefreshToken, rec.AccessExpiresAt)
+			}
+			e.m.Start(context.Background())
+			// Only the advertiser listing's timer, years ahead, may be pending.
+			e.clock.waitWaiter(t, "the listing timer", func(at time.Time) bool { return at.Equal(t0.Add(listEvery)) })
+			for day := range 365 {
+				if due := e.clock.pendingWithin(t0.Add(listEvery - time.Hour)); len(due) != 0 {
+					t.Fatalf("day %d: a timer is pending at %v for a long-lived grant", day, due)
+				}
+				e.clock.Advance(24 * time.Hour)
+				if tok := e.mustToken(); tok != "access-0" {
+					t.Fatalf("day %d: Token = %q", day, tok)
+				}
+			}
+			if n := e.api.calls(); n != 0 {
+				t.Fatalf("%d refresh calls for a long-lived grant", n)
+			}
+			st, _ := e.m.Status(credName)
+			if st.Refreshable || !st.AccessExpiresAt.IsZero() || st.ReauthRequired {
+				t.Fatalf("status %+v", st)
+			}
+			if e.record().ReauthRequired {
+				t.Fatal("stored as needing re-authorization")
+			}
+		})
 	}
 }
 
