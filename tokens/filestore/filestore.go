@@ -3,9 +3,11 @@
 // Every change rewrites the whole document: to a temporary file in the same
 // directory, fsync'd, renamed over the old one, and the directory fsync'd, so
 // a crash at any moment leaves either the old or the new document, never a
-// mix. The file is mode 0600 in a directory created 0700. A file with wider
-// permissions, one that does not parse, or one sealed with another key is
-// refused with an error naming it, and is never overwritten.
+// mix. The file is mode 0600 in a directory created 0700, and a directory
+// created for it is made durable in its parent too. A file with wider
+// permissions, a directory others can write to (they could replace the
+// file), a file that does not parse, or one sealed with another key is
+// refused with an error naming it, and the file is never touched.
 //
 // With a key, every access and refresh token is sealed with AES-256-GCM and
 // the document carries a key check value, so a wrong key is reported at
@@ -48,7 +50,8 @@ var _ tokens.Store = (*Store)(nil)
 var errClosed = errors.New("filestore: store is closed")
 
 // Open loads the store at path. A missing file is an empty store; its
-// directory is created (0700) on the first write. key is nil for plain
+// directory is created (0700) on the first write. An existing directory
+// that group or others can write to is refused. key is nil for plain
 // tokens or 32 bytes for AES-256-GCM sealing.
 func Open(path string, key []byte) (*Store, error) {
 	c, err := newCodec(key)
@@ -56,6 +59,15 @@ func Open(path string, key []byte) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: path, codec: c, recs: map[string]*tokens.Record{}}
+	// A missing directory is created (and checked) by the first write.
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err == nil {
+		if err := checkDir(dir, fi); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("filestore: %w", err)
+	}
 	if err := s.reloadLocked(); err != nil {
 		return nil, err
 	}
@@ -102,8 +114,8 @@ func (s *Store) reloadLocked() error {
 // processes; the returned func releases it.
 func (s *Store) lockFile() (func(), error) {
 	dir := filepath.Dir(s.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("filestore: %w", err)
+	if err := ensureDir(dir); err != nil {
+		return nil, err
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "."+filepath.Base(s.path)+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -114,6 +126,74 @@ func (s *Store) lockFile() (func(), error) {
 		return nil, fmt.Errorf("filestore: lock %s: %w", f.Name(), err)
 	}
 	return func() { f.Close() }, nil
+}
+
+// ensureDir creates dir and any missing parent (mode 0700), each made
+// durable by syncing the directory that holds it, and checks that only its
+// owner can write dir. It runs before every write, so a directory whose
+// mode was widened after Open is refused before the file is touched.
+func ensureDir(dir string) error {
+	var missing []string // deepest first
+	// Bounded by the path's depth: filepath.Dir shortens d until it is the
+	// root (or ".") and stops changing.
+	for d := dir; ; d = filepath.Dir(d) {
+		_, err := os.Stat(d)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("filestore: %w", err)
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		// Another process may create it at the same moment; its mode is
+		// checked below either way.
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("filestore: %w", err)
+		}
+		// A crash could otherwise lose the new directory, and with it
+		// every token renamed into it.
+		if parent := filepath.Dir(d); parent != d {
+			if err := syncDir(parent); err != nil {
+				return fmt.Errorf("filestore: sync directory %s: %w", parent, err)
+			}
+		}
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("filestore: %w", err)
+	}
+	return checkDir(dir, fi)
+}
+
+// checkDir refuses a directory that group or others can write to: they
+// could replace or remove the token file, or take its lock.
+func checkDir(dir string, fi fs.FileInfo) error {
+	if !fi.IsDir() {
+		return fmt.Errorf("filestore: %s is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("filestore: directory %s has mode %#o, so group or others can write to it and replace the token file: "+
+			"run chmod go-w %s, or set store.path to a file in a directory only this user can write (a missing one is created with mode 0700)",
+			dir, perm, dir)
+	}
+	return nil
+}
+
+// syncDir makes a directory's entries durable. A variable so tests can see
+// which directories are synced.
+var syncDir = func(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // Path is the file the store writes.
@@ -256,10 +336,8 @@ func (s *Store) write(recs map[string]*tokens.Record) error {
 	if err != nil {
 		return err
 	}
+	// lockFile, which every writer holds, has created and checked dir.
 	dir := filepath.Dir(s.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("filestore: %w", err)
-	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(s.path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("filestore: %w", err)
@@ -296,12 +374,7 @@ func (s *Store) write(recs map[string]*tokens.Record) error {
 		s.seen = nil
 	}
 	// The rename is durable only once the directory entry is.
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("filestore: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("filestore: sync directory %s: %w", dir, err)
 	}
 	return nil

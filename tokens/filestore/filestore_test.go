@@ -496,3 +496,97 @@ func TestAnotherProcessWriteIsNeverOverwritten(t *testing.T) {
 		t.Fatalf("file holds %q", r.AccessToken)
 	}
 }
+
+// TestRefusedDirectory: a directory group or others can write to is
+// refused with an error naming it, at Open and, should its mode be widened
+// later, at the next write; the token file is never touched.
+func TestRefusedDirectory(t *testing.T) {
+	for _, mode := range []os.FileMode{0o770, 0o707, 0o777 | os.ModeSticky} {
+		t.Run(mode.String(), func(t *testing.T) {
+			ctx := context.Background()
+			path := writeStore(t, nil)
+			dir := filepath.Dir(path)
+			opened, err := Open(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := mustRead(t, path)
+			fi, _ := os.Stat(path)
+			mustChmod(t, dir, mode)
+			t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+
+			_, openErr := Open(path, nil)
+			rec := sampleRecord("main")
+			putErr := opened.Put(ctx, rec, 1)
+			for what, err := range map[string]error{"Open": openErr, "Put": putErr} {
+				if err == nil {
+					t.Fatalf("%s in a directory of mode %v succeeded", what, mode)
+				}
+				for _, want := range []string{"filestore: ", "directory " + dir, "group or others can write", "chmod go-w " + dir} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("%s error %q does not contain %q", what, err, want)
+					}
+				}
+			}
+			if !bytes.Equal(before, mustRead(t, path)) {
+				t.Error("the token file was changed")
+			}
+			fi2, _ := os.Stat(path)
+			if fi.Mode() != fi2.Mode() || !fi.ModTime().Equal(fi2.ModTime()) || !os.SameFile(fi, fi2) {
+				t.Error("the token file was replaced or its mode or time changed")
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+				t.Errorf("directory holds %d entries, want the file and its lock only", len(entries))
+			}
+		})
+	}
+	// Only the owner may write: 0755 and 0500 are fine.
+	for _, mode := range []os.FileMode{0o755, 0o500} {
+		path := writeStore(t, nil)
+		mustChmod(t, filepath.Dir(path), mode)
+		t.Cleanup(func() { _ = os.Chmod(filepath.Dir(path), 0o700) })
+		if _, err := Open(path, nil); err != nil {
+			t.Errorf("directory mode %v: %v", mode, err)
+		}
+	}
+}
+
+// TestCreatedDirectoriesAreDurable: every directory the store creates is
+// synced into its parent, and the file's directory after the rename.
+func TestCreatedDirectoriesAreDurable(t *testing.T) {
+	var synced []string
+	orig := syncDir
+	syncDir = func(dir string) error {
+		synced = append(synced, dir)
+		return orig(dir)
+	}
+	t.Cleanup(func() { syncDir = orig })
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "a", "b")
+	s, err := Open(filepath.Join(b, "tokens.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 0 {
+		t.Fatalf("Open synced %v before any write", synced)
+	}
+	if err := s.Put(context.Background(), sampleRecord("main"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(synced, " "), strings.Join([]string{root, a, b}, " "); got != want {
+		t.Fatalf("synced %q, want %q: each new directory's parent, then the file's directory", got, want)
+	}
+	for _, d := range []string{a, b} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v, %v; want mode 0700", d, fi.Mode(), err)
+		}
+	}
+	// An existing directory is not created again: only the rename is synced.
+	synced = nil
+	if err := s.Put(context.Background(), sampleRecord("main"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(synced, " "); got != b {
+		t.Fatalf("second write synced %q, want %q", got, b)
+	}
+}
