@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -269,5 +270,43 @@ func TestClientAuthentication(t *testing.T) {
 	}
 	if r := s.lastRequest(t); fmt.Sprint(r.AdvertiserIDs) != fmt.Sprint([]string{advOther}) || r.AppID != appOther {
 		t.Errorf("TikTok saw %+v", r)
+	}
+}
+
+// 90009 for a request for another host: a client using the proxy as an
+// HTTP proxy (absolute-form request line) for some other site is refused,
+// and nothing reaches TikTok; the proxy is never an open relay.
+func TestRequestForAnotherHostRefused(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
+	px.authorize(t, s, "main", appMain, advMain1)
+	proxyURL, err := url.Parse(px.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The transport writes "GET http://other.example/... HTTP/1.1" to the
+	// loopback proxy; other.example is never resolved or dialled.
+	viaProxy := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	t.Cleanup(viaProxy.CloseIdleConnections)
+	before := len(s.recordedTo(t, campaignGet))
+
+	resp, err := viaProxy.Get("http://other.example" + campaignGet + "?advertiser_id=" + advMain1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantProxyError(t, resp.StatusCode, resp.Header, b, 404, 90009, false)
+	if after := len(s.recordedTo(t, campaignGet)); after != before {
+		t.Errorf("a request for other.example reached TikTok (%d requests recorded)", after-before)
+	}
+	// The same call in origin form is served, so the refusal is about
+	// the host and not a broken credential.
+	status, _, b := httpDo(t, "GET", px.URL+campaignGet+"?advertiser_id="+advMain1, nil, nil)
+	if status != 200 || decodeEnvelope(t, b).Code != 0 {
+		t.Fatalf("origin-form request: HTTP %d %s", status, b)
 	}
 }

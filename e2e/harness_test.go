@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -338,6 +339,9 @@ type proxyConfig struct {
 	Extra       string // YAML appended at top level
 	Credentials string // the credentials: list, YAML
 	Timeout     string // upstream.timeout; default 20s
+	// ListenHost and AdminHost replace 127.0.0.1 in listen and
+	// admin_listen (e.g. 0.0.0.0); the URLs still dial 127.0.0.1.
+	ListenHost, AdminHost string
 }
 
 // proxy is a running `serve` process with its files.
@@ -369,6 +373,12 @@ func writeProxyConfig(t *testing.T, s *sim, pc proxyConfig) *proxy {
 		pc.Timeout = "20s"
 	}
 	px.URL, px.AdminURL = "http://"+listen, "http://"+admin
+	if pc.ListenHost != "" {
+		listen = pc.ListenHost + strings.TrimPrefix(listen, "127.0.0.1")
+	}
+	if pc.AdminHost != "" {
+		admin = pc.AdminHost + strings.TrimPrefix(admin, "127.0.0.1")
+	}
 	cfg := fmt.Sprintf(`listen: %s
 admin_listen: %s
 upstream:
@@ -464,18 +474,47 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 }
 
 // secretsIn returns the values of secret keys in a config text: app_secret,
-// token, admin_token, encryption_key.
+// token, admin_token, encryption_key. A ${VAR} reference is not the secret
+// (messages name it by design); the test remembers the variable's value.
 func secretsIn(cfg string) []string {
 	var out []string
 	for _, line := range strings.Split(cfg, "\n") {
 		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "- "))
 		for _, key := range []string{"app_secret:", "token:", "admin_token:", "encryption_key:"} {
 			if v, ok := strings.CutPrefix(line, key); ok {
-				out = append(out, strings.Trim(strings.TrimSpace(v), `"`))
+				if v = strings.Trim(strings.TrimSpace(v), `"`); !strings.HasPrefix(v, "${") {
+					out = append(out, v)
+				}
 			}
 		}
 	}
 	return out
+}
+
+// runBounded runs the binary to completion with env added and returns its
+// exit code, stdout and stderr; it fails the test if the command has not
+// exited within timeout (a serve that should have refused to start). Both
+// outputs join the final secret scan.
+func runBounded(t *testing.T, env []string, timeout time.Duration, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd.Env = append(os.Environ(), env...)
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	allLogs.mu.Lock()
+	allLogs.bufs = append(allLogs.bufs, stdout, stderr)
+	allLogs.mu.Unlock()
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%v still running after %v (killed): stdout %q stderr %q", args, timeout, stdout.String(), stderr.String())
+	}
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
 }
 
 func jsonDecode(r io.Reader, v any) error {
