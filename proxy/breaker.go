@@ -87,10 +87,9 @@ func (p *Proxy) waitRate(ctx context.Context, cred string) *Error {
 	delay := res.DelayFrom(now)
 	if !res.OK() || delay > p.maxWait {
 		res.CancelAt(now)
-		rl := p.rateLimits[cred]
 		e := newError(CodeRateLimited, http.StatusTooManyRequests,
 			"credential %q is over its rate_limit (%g requests/s, burst %d); retry after the Retry-After seconds or slow down",
-			cred, rl.QPS, rl.Burst)
+			cred, float64(lim.Limit()), lim.Burst())
 		e.RetryAfter = max(delay, time.Second)
 		return e
 	}

@@ -70,7 +70,8 @@ type Tokens interface {
 type Options struct {
 	// Config is required. The proxy reads Listen, Upstream, Credentials
 	// (names, default, rate_limit), Routing, Breaker and Clients; zero
-	// values take the package defaults.
+	// values take the package defaults, except rate_limit.burst, which
+	// must be set with qps (config.Load does).
 	Config *config.Config
 	// Tokens is required.
 	Tokens Tokens
@@ -102,7 +103,6 @@ type Proxy struct {
 	defaultCred      string
 	clients          []client
 	limiters         map[string]*rate.Limiter
-	rateLimits       map[string]config.RateLimit
 	breakers         map[string]*breaker
 	tokens           Tokens
 	metrics          *metrics.Metrics
@@ -130,7 +130,7 @@ func New(opts Options) (*Proxy, error) {
 	if (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
 		return nil, fmt.Errorf("proxy: upstream.base_url %q is not an absolute http(s) URL", cfg.Upstream.BaseURL)
 	}
-	if cfg.Listen != "" && !isLoopback(cfg.Listen) && len(cfg.Clients) == 0 {
+	if cfg.Listen != "" && !config.IsLoopback(cfg.Listen) && len(cfg.Clients) == 0 {
 		return nil, fmt.Errorf("proxy: listen %s is not a loopback address and no clients are configured: add clients so only they can use the credentials", cfg.Listen)
 	}
 	p := &Proxy{
@@ -139,7 +139,6 @@ func New(opts Options) (*Proxy, error) {
 		credentialHeader: http.CanonicalHeaderKey(orDefault(cfg.Routing.CredentialHeader, DefaultCredentialHeader)),
 		maxInspect:       orDefault(cfg.Routing.MaxInspectBytes, DefaultMaxInspectBytes),
 		limiters:         map[string]*rate.Limiter{},
-		rateLimits:       map[string]config.RateLimit{},
 		breakers:         map[string]*breaker{},
 		tokens:           opts.Tokens,
 		metrics:          opts.Metrics,
@@ -171,12 +170,12 @@ func New(opts Options) (*Proxy, error) {
 			p.defaultCred = c.Name
 		}
 		if c.RateLimit.QPS > 0 {
-			burst := c.RateLimit.Burst
-			if burst <= 0 {
-				burst = max(1, int(c.RateLimit.QPS))
+			// config.Load fills the burst in; a second default here could
+			// disagree with the one check and the docs describe.
+			if c.RateLimit.Burst < 1 {
+				return nil, fmt.Errorf("proxy: credential %q: rate_limit.burst must be at least 1 when qps is set (config.Load fills it in)", c.Name)
 			}
-			p.limiters[c.Name] = rate.NewLimiter(rate.Limit(c.RateLimit.QPS), burst)
-			p.rateLimits[c.Name] = config.RateLimit{QPS: c.RateLimit.QPS, Burst: burst}
+			p.limiters[c.Name] = rate.NewLimiter(rate.Limit(c.RateLimit.QPS), c.RateLimit.Burst)
 		}
 		p.breakers[c.Name] = p.newBreaker(c.Name, failures, openTimeout)
 	}
@@ -583,19 +582,6 @@ func portOf(u *url.URL) string {
 		return "80"
 	}
 	return "443"
-}
-
-// isLoopback reports whether a listen address binds only loopback.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func orDefault[T comparable](v, def T) T {

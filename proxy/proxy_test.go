@@ -114,6 +114,7 @@ func TestNew(t *testing.T) {
 		}},
 		{name: "relative base URL", edit: func(c *config.Config) { c.Upstream.BaseURL = "business-api.tiktok.com" }, wantErr: "not an absolute"},
 		{name: "two defaults", edit: func(c *config.Config) { c.Credentials[1].Default = true }, wantErr: "both default"},
+		{name: "rate limit without burst", edit: func(c *config.Config) { c.Credentials[0].RateLimit = config.RateLimit{QPS: 2} }, wantErr: "rate_limit.burst"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -468,6 +469,41 @@ func TestRateLimit(t *testing.T) {
 	}
 	if n := len(h.up.requests()); n != 2 {
 		t.Errorf("upstream calls = %d, want 2", n)
+	}
+}
+
+// TestRateLimitBurstFromConfig checks the proxy uses the burst config.Load
+// fills in (qps rounded up), not a default of its own.
+func TestRateLimitBurstFromConfig(t *testing.T) {
+	up := newUpstream(t, nil)
+	cfg, err := config.Parse([]byte(`upstream:
+  base_url: `+up.URL+`
+credentials:
+  - name: main
+    app_id: "1"
+    app_secret: s
+    rate_limit: {qps: 1.5}
+`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p, err := New(Options{Config: cfg, Tokens: newFakeTokens(), Now: func() time.Time { return now }, MaxWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, campaignGet, nil))
+		if w.Code != http.StatusOK {
+			t.Fatalf("request %d within burst 2: %d %s", i, w.Code, w.Body)
+		}
+	}
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, campaignGet, nil))
+	e := checkProxyError(t, w, 90012, 429)
+	if !strings.Contains(e.Message, "burst 2") {
+		t.Errorf("message %q, want burst 2", e.Message)
 	}
 }
 
