@@ -154,20 +154,45 @@ func browserScreenshot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot: %s", path)
 }
 
-// browserOpenSetupPage loads <admin>/authorize and waits for the credential's card.
-func browserOpenSetupPage(t *testing.T, ctx context.Context, px *proxy) {
+// browserNoSecrets fails the test if the tab's rendered HTML holds any
+// secret: those the harness knows (config secrets, client tokens, codes it
+// minted), every token and code the simulator s ever issued, and the auth
+// code of the URL the tab is at (the callback's). page names the page.
+func browserNoSecrets(t *testing.T, ctx context.Context, s *sim, page string) {
+	t.Helper()
+	html := browserRun(t, ctx, "read the "+page+" HTML", chromedp.Evaluate[string](`document.documentElement.outerHTML`))
+	loc := browserRun(t, ctx, "read the "+page+" URL", chromedp.Location())
+	secrets := knownSecrets()
+	if u, err := url.Parse(loc); err == nil {
+		secrets = append(secrets, u.Query().Get("auth_code"), u.Query().Get("code"))
+	}
+	iss := s.issued(t)
+	secrets = append(secrets, iss.AccessTokens...)
+	secrets = append(secrets, iss.RefreshTokens...)
+	secrets = append(secrets, iss.AuthCodes...)
+	for _, sec := range secrets {
+		if sec != "" && strings.Contains(html, sec) {
+			t.Errorf("the %s shows a secret (%.6s…)", page, sec)
+		}
+	}
+}
+
+// browserOpenSetupPage loads <admin>/authorize, waits for the credential's
+// card and checks the page shows no secret.
+func browserOpenSetupPage(t *testing.T, ctx context.Context, px *proxy, s *sim) {
 	t.Helper()
 	browserDo(t, ctx, "open the setup page",
 		chromedp.Navigate(px.AdminURL+"/authorize"),
 		chromedp.WaitVisible(chromedp.ID("credential-"+browserCred)),
 	)
+	browserNoSecrets(t, ctx, s, "setup page")
 }
 
 // startFlowInBrowser clicks the credential's Authorize button on the setup
 // page and waits for the simulator's consent page; it returns that page's URL.
 func startFlowInBrowser(t *testing.T, ctx context.Context, px *proxy, s *sim) string {
 	t.Helper()
-	browserOpenSetupPage(t, ctx, px)
+	browserOpenSetupPage(t, ctx, px, s)
 	browserDo(t, ctx, "click Authorize and reach the consent page",
 		chromedp.Click(chromedp.ID("authorize-"+browserCred)),
 		chromedp.WaitVisible(chromedp.ID("authorize")),
@@ -180,15 +205,21 @@ func startFlowInBrowser(t *testing.T, ctx context.Context, px *proxy, s *sim) st
 }
 
 // consentInBrowser clicks the consent page's Authorize button and waits for
-// the callback's page: it returns true on the success page, false on the
-// error page.
-func consentInBrowser(t *testing.T, ctx context.Context) bool {
+// the callback's page, which must show no secret, not even the auth code
+// it came with: it returns true on the success page, false on the error
+// page.
+func consentInBrowser(t *testing.T, ctx context.Context, s *sim) bool {
 	t.Helper()
 	browserDo(t, ctx, "consent and reach the callback page",
 		chromedp.Click(chromedp.ID("authorize")),
 		chromedp.WaitVisible(chromedp.CSS("#granted-advertisers, #error")),
 	)
 	isError := browserRun(t, ctx, "look for #error", chromedp.Evaluate[bool](`document.getElementById("error") !== null`))
+	page := "callback's success page"
+	if isError {
+		page = "callback's error page"
+	}
+	browserNoSecrets(t, ctx, s, page)
 	return !isError
 }
 
@@ -206,7 +237,7 @@ func browserGrantedAdvertisers(t *testing.T, ctx context.Context) []string {
 func authorizeInBrowser(t *testing.T, ctx context.Context, px *proxy, s *sim) []string {
 	t.Helper()
 	startFlowInBrowser(t, ctx, px, s)
-	if !consentInBrowser(t, ctx) {
+	if !consentInBrowser(t, ctx, s) {
 		t.Fatalf("callback shows an error: %q", browserText(t, ctx, "#error"))
 	}
 	return browserGrantedAdvertisers(t, ctx)
@@ -339,7 +370,7 @@ func TestBrowserSetupFlow(t *testing.T) {
 	px := startProxy(t, s, proxyConfig{Credentials: browserCredYAML})
 	ctx := newBrowser(t)
 
-	browserOpenSetupPage(t, ctx, px)
+	browserOpenSetupPage(t, ctx, px, s)
 	if got := browserText(t, ctx, "#status-"+browserCred); got != "Not authorized" {
 		t.Errorf("status badge before authorizing = %q, want %q", got, "Not authorized")
 	}
@@ -358,7 +389,7 @@ func TestBrowserSetupFlow(t *testing.T) {
 	}
 	browserScreenshot(t, ctx, "browser-consent.png")
 
-	if !consentInBrowser(t, ctx) {
+	if !consentInBrowser(t, ctx, s) {
 		t.Fatalf("callback shows an error: %q", browserText(t, ctx, "#error"))
 	}
 	ids := browserGrantedAdvertisers(t, ctx)
@@ -379,7 +410,7 @@ func TestBrowserSetupFlow(t *testing.T) {
 		t.Errorf("TikTok saw token_known=%v app_id=%q, want a known token of app %s", rec.TokenKnown, rec.AppID, browserAppID)
 	}
 
-	browserOpenSetupPage(t, ctx, px)
+	browserOpenSetupPage(t, ctx, px, s)
 	if got := browserText(t, ctx, "#status-"+browserCred); got != "Authorized" {
 		t.Errorf("status badge after authorizing = %q, want %q", got, "Authorized")
 	}
@@ -429,7 +460,7 @@ func TestBrowserCrossBrowserStateRefused(t *testing.T) {
 			st.setup(t)
 			browserDo(t, ctxB, "open browser A's consent URL", chromedp.Navigate(consent),
 				chromedp.WaitVisible(chromedp.ID("authorize")))
-			if consentInBrowser(t, ctxB) {
+			if consentInBrowser(t, ctxB, s) {
 				t.Fatalf("browser B completed browser A's flow: success page with %v", browserGrantedAdvertisers(t, ctxB))
 			}
 			msg := browserText(t, ctxB, "#error")
@@ -454,7 +485,7 @@ func TestBrowserCrossBrowserStateRefused(t *testing.T) {
 	// started the flow can still finish it.
 	browserDo(t, ctxA, "reopen the consent page in browser A", chromedp.Navigate(consent),
 		chromedp.WaitVisible(chromedp.ID("authorize")))
-	if !consentInBrowser(t, ctxA) {
+	if !consentInBrowser(t, ctxA, s) {
 		t.Fatalf("browser A could not finish its own flow after B's refused attempts: %q", browserText(t, ctxA, "#error"))
 	}
 	if !browserCredentialAuthorized(t, px) {
@@ -480,7 +511,7 @@ func TestBrowserReauthorization(t *testing.T) {
 		t.Fatalf("before re-authorization the proxy did not use the first grant's token (token_known=%v)", rec.TokenKnown)
 	}
 
-	browserOpenSetupPage(t, ctx, px)
+	browserOpenSetupPage(t, ctx, px, s)
 	if got := browserText(t, ctx, "#authorize-"+browserCred); got != "Re-authorize" {
 		t.Errorf("button of an authorized credential = %q, want %q", got, "Re-authorize")
 	}
@@ -510,5 +541,42 @@ func TestBrowserReauthorization(t *testing.T) {
 	}
 	if !browserCredentialAuthorized(t, px) {
 		t.Error("the credential is not authorized after re-authorization")
+	}
+}
+
+// The demo as its instructions tell a new user: open the printed setup
+// page in a browser, click Authorize, approve on the simulator's consent
+// page, land on the success page with the advertisers; then the printed
+// curl works. No page shows a secret.
+func TestBrowserDemo(t *testing.T) {
+	d := startDemo(t)
+	ctx := newBrowser(t)
+	// Registered after the demo started, so it runs while it still serves.
+	t.Cleanup(func() { d.s.rememberIssued(t) })
+	const cred = "demo"
+
+	browserDo(t, ctx, "open the printed setup page",
+		chromedp.Navigate(d.px.AdminURL+"/authorize"),
+		chromedp.WaitVisible(chromedp.ID("credential-"+cred)),
+	)
+	browserNoSecrets(t, ctx, d.s, "demo's setup page")
+	browserDo(t, ctx, "click Authorize and reach the consent page",
+		chromedp.Click(chromedp.ID("authorize-"+cred)),
+		chromedp.WaitVisible(chromedp.ID("authorize")),
+	)
+	if loc := browserRun(t, ctx, "read the consent URL", chromedp.Location()); !strings.HasPrefix(loc, d.s.URL+"/portal/auth?") {
+		t.Fatalf("Authorize led to %q, want the demo simulator's consent page %s/portal/auth", browserRedactQuery(loc), d.s.URL)
+	}
+	if !consentInBrowser(t, ctx, d.s) {
+		t.Fatalf("callback shows an error: %q", browserText(t, ctx, "#error"))
+	}
+	if ids, want := browserGrantedAdvertisers(t, ctx), browserDefaultAdvertiserIDs(); !slices.Equal(ids, want) {
+		t.Fatalf("success page lists advertisers %v, want the simulator's %v", ids, want)
+	}
+	browserScreenshot(t, ctx, "browser-demo-success.png")
+
+	status, _, b := httpDo(t, "GET", d.curl, nil, nil)
+	if env := decodeEnvelope(t, b); status != 200 || env.Code != 0 {
+		t.Fatalf("the printed curl after authorizing in the browser: HTTP %d code %d %q", status, env.Code, env.Message)
 	}
 }

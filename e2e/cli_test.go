@@ -209,25 +209,47 @@ var (
 	demoCurlRE = regexp.MustCompile(`curl '(http://[^']+)'`)
 )
 
-// make demo's command: prints what to open and curl; the whole story works
-// offline; Ctrl-C stops it cleanly.
-func TestDemo(t *testing.T) {
+// demoAppSecret is the secret in the demo's own config.
+const demoAppSecret = "demo-simulator-secret"
+
+// demo is a running `demo` command and what it printed.
+type demo struct {
+	p       *proc
+	s       *sim   // the demo's in-process simulator
+	px      *proxy // AdminURL only: the page the user opens
+	curl    string // the printed curl's URL
+	printed string
+}
+
+// startDemo runs `demo` on free ports, waits for its instructions and its
+// admin listener. The simulator lives in the demo process, so the test must
+// call d.s.rememberIssued itself before the demo stops.
+func startDemo(t *testing.T) *demo {
+	t.Helper()
+	rememberSecret(demoAppSecret)
 	p := start(t, nil, "demo", "--listen", freeAddr(t), "--admin-listen", freeAddr(t))
 	eventually(t, 20*time.Second, "demo to print its instructions", func() bool {
 		return demoCurlRE.MatchString(p.out.String())
 	})
 	out := p.out.String()
-	s := &sim{URL: demoSimRE.FindStringSubmatch(out)[1]}
-	curl := demoCurlRE.FindStringSubmatch(out)[1]
-	px := &proxy{AdminURL: demoPageRE.FindStringSubmatch(out)[1]}
+	d := &demo{p: p, printed: out, s: &sim{URL: demoSimRE.FindStringSubmatch(out)[1]},
+		curl: demoCurlRE.FindStringSubmatch(out)[1], px: &proxy{AdminURL: demoPageRE.FindStringSubmatch(out)[1]}}
 	eventually(t, 20*time.Second, "the demo's admin listener", func() bool {
-		resp, err := plainClient.Get(px.AdminURL + "/readyz")
+		resp, err := plainClient.Get(d.px.AdminURL + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	return d
+}
+
+// make demo's command: prints what to open and curl; the whole story works
+// offline; Ctrl-C stops it cleanly.
+func TestDemo(t *testing.T) {
+	d := startDemo(t)
+	p, s, px, curl, out := d.p, d.s, d.px, d.curl, d.printed
 
 	status, _, b := httpDo(t, "GET", curl, nil, nil)
 	if status != 503 || decodeEnvelope(t, b).Code != 90003 {
@@ -239,6 +261,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("the printed curl after authorizing: HTTP %d %s", status, b)
 	}
 
+	s.rememberIssued(t)
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-p.done:

@@ -104,6 +104,13 @@ func rememberSecret(values ...string) {
 	}
 }
 
+// knownSecrets returns a copy of the secrets remembered so far.
+func knownSecrets() []string {
+	allLogs.mu.Lock()
+	defer allLogs.mu.Unlock()
+	return append([]string{}, allLogs.secrets...)
+}
+
 // leakedSecrets returns a line for every secret found in any process output.
 func leakedSecrets() []string {
 	allLogs.mu.Lock()
@@ -305,15 +312,22 @@ type simIssued struct {
 	AuthCodes     []string `json:"auth_codes"`
 }
 
-// rememberIssued adds every token and auth code the simulator ever issued,
-// rotated-away and spent ones included, to the secrets no log may contain.
-func (s *sim) rememberIssued(t *testing.T) {
+// issued is every token and auth code the simulator issued so far.
+func (s *sim) issued(t *testing.T) simIssued {
 	t.Helper()
 	status, _, b := httpDo(t, "GET", s.URL+"/sim/issued", nil, nil)
 	var iss simIssued
 	if err := json.Unmarshal(b, &iss); status != 200 || err != nil {
 		t.Fatalf("sim issued: HTTP %d %v: %.200s", status, err, b)
 	}
+	return iss
+}
+
+// rememberIssued adds every token and auth code the simulator ever issued,
+// rotated-away and spent ones included, to the secrets no log may contain.
+func (s *sim) rememberIssued(t *testing.T) {
+	t.Helper()
+	iss := s.issued(t)
 	rememberSecret(iss.AccessTokens...)
 	rememberSecret(iss.RefreshTokens...)
 	rememberSecret(iss.AuthCodes...)
