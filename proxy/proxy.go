@@ -136,7 +136,7 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{
 		target:           target,
 		timeout:          orDefault(cfg.Upstream.Timeout, DefaultTimeout),
-		credentialHeader: http.CanonicalHeaderKey(orDefault(cfg.Routing.CredentialHeader, DefaultCredentialHeader)),
+		credentialHeader: orDefault(cfg.Routing.CredentialHeader, DefaultCredentialHeader), // as configured, for messages; http.Header canonicalises
 		maxInspect:       orDefault(cfg.Routing.MaxInspectBytes, DefaultMaxInspectBytes),
 		limiters:         map[string]*rate.Limiter{},
 		breakers:         map[string]*breaker{},

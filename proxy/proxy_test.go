@@ -315,6 +315,7 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 		rotate     bool
 		body       string
 		ct         string
+		cred       string // X-TikTok-Credential, when set
 		wantCalls  int
 		wantCode   string
 		wantToken  string
@@ -325,7 +326,7 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 		{name: "40102 healed without body", code: 40102, rotate: true, wantCalls: 2, wantCode: `"code":0`, wantToken: "tok-new", wantReject: 1},
 		{name: "not refreshable", code: 40105, rotate: false, wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
 		{name: "body not replayable", code: 40105, rotate: true, body: "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\nxx\r\n--B--\r\n",
-			ct: "multipart/form-data; boundary=B", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
+			ct: "multipart/form-data; boundary=B", cred: "main", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -346,6 +347,9 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 			r := httptest.NewRequest(method, "/open_api/v1.3/campaign/create/", body)
 			if tc.ct != "" {
 				r.Header.Set("Content-Type", tc.ct)
+			}
+			if tc.cred != "" {
+				r.Header.Set("X-TikTok-Credential", tc.cred)
 			}
 			w := h.do(r)
 			if w.Code != 200 || !strings.Contains(w.Body.String(), tc.wantCode) {

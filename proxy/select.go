@@ -9,7 +9,9 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
 )
 
 // maxAdvertiserField bounds a multipart advertiser_id value; a 19-digit id
@@ -40,8 +42,12 @@ func (p *Proxy) selectCredential(r *http.Request) (*selection, *Error) {
 	sel := &selection{hasBody: r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0}
 
 	if names := r.Header.Values(p.credentialHeader); len(names) > 0 {
+		if len(names) > 1 {
+			return nil, newError(CodeMalformed, http.StatusBadRequest,
+				"%s is sent %d times: send it once, naming one credential", p.credentialHeader, len(names))
+		}
 		name := strings.TrimSpace(names[0])
-		if len(names) > 1 || !p.known(name) {
+		if !p.known(name) {
 			return nil, newError(CodeUnknownCredential, http.StatusBadRequest,
 				"%s %q names no configured credential; configured: %s",
 				p.credentialHeader, name, strings.Join(p.names, ", "))
@@ -130,18 +136,40 @@ func queryAdvertisers(q url.Values) ([]string, *Error) {
 }
 
 // inspectBody reads advertisers from a JSON or multipart body. named says
-// whether the query already names a credential, which lets an oversized JSON
-// body through.
+// whether the query already names a credential: the body is then only
+// checked against it, and a body that cannot be read is left to TikTok.
 func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error {
 	if !sel.hasBody {
 		return nil
 	}
-	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	// A bad parameter still yields the media type; only multipart needs
+	// one (its boundary), and its absence is caught below.
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+		if named {
+			return nil
+		}
+		return newError(CodeMalformed, http.StatusBadRequest,
+			"the Content-Type header %q does not parse, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
+			ct, p.credentialHeader)
+	}
 	switch mt {
 	case "application/json":
 		return p.bufferJSON(r, sel, true, !named)
 	case "multipart/form-data":
-		p.inspectMultipart(r, sel, params["boundary"])
+		if params["boundary"] == "" {
+			if named {
+				return nil
+			}
+			return newError(CodeMalformed, http.StatusBadRequest,
+				"the multipart/form-data Content-Type has no boundary, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
+				p.credentialHeader)
+		}
+		return p.inspectMultipart(r, sel, params["boundary"], named)
 	}
 	return nil
 }
@@ -165,7 +193,7 @@ func (p *Proxy) bufferJSON(r *http.Request, sel *selection, parse, strict bool) 
 	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, p.maxInspect+1))
 	if err != nil {
-		return newError(CodeMalformed, http.StatusBadRequest, "reading the request body failed: %v", err)
+		return p.bodyError(err)
 	}
 	if int64(len(buf)) > p.maxInspect {
 		if strict {
@@ -191,6 +219,20 @@ func (p *Proxy) tooLarge() *Error {
 	return newError(CodeBodyTooLarge, http.StatusRequestEntityTooLarge,
 		"the JSON body is larger than routing.max_inspect_bytes (%d) so its advertiser_id cannot be read: name the credential with %s or put advertiser_id in the query",
 		p.maxInspect, p.credentialHeader)
+}
+
+// bodyError is a failure reading the client's body. Past the connection's
+// read deadline (ServeHTTP sets it at upstream.timeout) it is a 408.
+func (p *Proxy) bodyError(err error) *Error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return p.bodyTimeout()
+	}
+	return newError(CodeMalformed, http.StatusBadRequest, "reading the request body failed: %v", err)
+}
+
+func (p *Proxy) bodyTimeout() *Error {
+	return newError(CodeMalformed, http.StatusRequestTimeout,
+		"the request body did not arrive within upstream.timeout (%s): send the whole body without pausing", p.timeout)
 }
 
 // jsonAdvertisers reads advertiser_id and advertiser_ids from a JSON body.
@@ -292,37 +334,110 @@ func isDigits(s string) bool {
 // inspectMultipart looks for the advertiser_id form field in the first
 // max_inspect_bytes of a multipart body, stopping at the first file part so
 // an upload is never held in memory. Whatever it read is replayed in front
-// of the rest of the stream, so the body is forwarded unchanged. Anything it
-// cannot read leaves the request to the default credential.
-func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary string) {
-	if boundary == "" {
-		return
-	}
+// of the rest of the stream, so the body is forwarded unchanged.
+//
+// When the field is not found before a file part or within the limit, the
+// upload may still name another credential's advertiser further on, so it
+// is refused (90008) like an oversized JSON body, unless the query names
+// the credential or only one is configured. A body that is not multipart
+// at all is 90011 unless the query names the credential.
+func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary string, named bool) *Error {
 	var prefix bytes.Buffer
-	mr := multipart.NewReader(io.TeeReader(io.LimitReader(r.Body, p.maxInspect), &prefix), boundary)
-	// Every iteration consumes a part of a prefix bounded by maxInspect.
+	src := &watchedBody{ReadCloser: r.Body}
+	limited := &io.LimitedReader{R: src, N: p.maxInspect}
+	scan, err := scanMultipart(multipart.NewReader(io.TeeReader(limited, &prefix), boundary), sel)
+	sel.body = readCloser{io.MultiReader(&prefix, r.Body), r.Body}
+	if _, rerr := src.state(); rerr != nil {
+		return p.bodyError(rerr)
+	}
+	if scan == scanBroken && limited.N == 0 {
+		scan = scanUndecided
+	}
+	switch {
+	case scan == scanDecided || named:
+		return nil
+	case scan == scanBroken:
+		return newError(CodeMalformed, http.StatusBadRequest,
+			"the multipart/form-data body could not be read to find advertiser_id: %v", err)
+	case len(p.names) == 1:
+		return nil
+	}
+	return newError(CodeBodyTooLarge, http.StatusRequestEntityTooLarge,
+		"the upload's advertiser_id field was not found before its file or within routing.max_inspect_bytes (%d): put the advertiser_id field before the file, or name the credential with %s",
+		p.maxInspect, p.credentialHeader)
+}
+
+// Outcomes of scanMultipart.
+const (
+	scanDecided   = iota // advertiser_id read, or the whole body seen without one
+	scanUndecided        // a file part came first: the field may follow it
+	scanBroken           // the body is not valid multipart (or was cut by the limit)
+)
+
+// scanMultipart reads parts up to the first file part or advertiser_id
+// field, adding the id to sel.advertisers. Every iteration consumes a part
+// of a prefix bounded by max_inspect_bytes.
+func scanMultipart(mr *multipart.Reader, sel *selection) (int, error) {
 	for {
 		part, err := mr.NextRawPart()
+		if err == io.EOF {
+			return scanDecided, nil
+		}
 		if err != nil {
-			break
+			return scanBroken, err
 		}
 		if part.FileName() != "" {
-			break
+			return scanUndecided, nil
 		}
 		if part.FormName() == "advertiser_id" {
 			v, err := io.ReadAll(io.LimitReader(part, maxAdvertiserField))
-			if err == nil {
-				if id := strings.TrimSpace(string(v)); id != "" {
-					sel.advertisers = append(sel.advertisers, id)
-				}
+			if err != nil {
+				return scanBroken, err
 			}
-			break
+			if id := strings.TrimSpace(string(v)); id != "" {
+				sel.advertisers = append(sel.advertisers, id)
+			}
+			return scanDecided, nil
 		}
 		if _, err := io.Copy(io.Discard, part); err != nil {
-			break
+			return scanBroken, err
 		}
 	}
-	sel.body = readCloser{io.MultiReader(&prefix, r.Body), r.Body}
+}
+
+// watchedBody remembers how reading a body went: whether it reached EOF
+// and its first other error. The transport reads a request body on its own
+// goroutine, hence the lock.
+type watchedBody struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	eof bool
+	err error
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.mu.Lock()
+		if err == io.EOF {
+			b.eof = true
+		} else if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// state reports whether the body was read to its end and its first read
+// error; a nil body counts as read to its end.
+func (b *watchedBody) state() (eof bool, err error) {
+	if b == nil {
+		return true, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.eof, b.err
 }
 
 // readCloser reads from Reader and closes Closer (the original body).

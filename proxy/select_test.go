@@ -22,19 +22,28 @@ func TestSelection(t *testing.T) {
 	field := func(name, v string) string {
 		return `Content-Disposition: form-data; name="` + name + `"` + "\r\n\r\n" + v
 	}
+	jsonBody := `{"advertiser_id":"` + advOther + `"}`
+	afterFile := multipartBody("XYZ", file, field("advertiser_id", advOther))
 	tests := []struct {
 		name    string
 		method  string
 		target  string
 		header  map[string]string
+		repeat  map[string]string // added as a second value of the header
 		body    string
 		noDflt  bool
+		oneCred bool   // only "main" is configured
 		want    string // credential, or "" for an error
 		errCode int
 		status  int
+		msg     string // substring of the error message
 	}{
 		{name: "header", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain, header: map[string]string{"X-TikTok-Credential": "other"}, want: "other"},
 		{name: "header unknown", target: "/open_api/v1.3/campaign/get/", header: map[string]string{"X-TikTok-Credential": "nope"}, errCode: 90002, status: 400},
+		{name: "header repeated", target: "/open_api/v1.3/campaign/get/", header: map[string]string{"X-TikTok-Credential": "main"},
+			repeat: map[string]string{"X-TikTok-Credential": "other"}, errCode: 90011, status: 400, msg: "X-TikTok-Credential is sent 2 times"},
+		{name: "header repeated same name", target: "/open_api/v1.3/campaign/get/", header: map[string]string{"X-TikTok-Credential": "main"},
+			repeat: map[string]string{"X-TikTok-Credential": "main"}, errCode: 90011, status: 400},
 		{name: "query advertiser_id", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advOther, want: "other"},
 		{name: "query unknown falls to default", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advNone, want: "main"},
 		{name: "query advertiser_ids strings", target: `/open_api/v1.3/advertiser/info/?advertiser_ids=["` + advOther + `"]`, want: "other"},
@@ -69,7 +78,42 @@ func TestSelection(t *testing.T) {
 			body:   multipartBody("XYZ", field("upload_type", "UPLOAD_BY_FILE"), field("advertiser_id", advOther), file), want: "other"},
 		{name: "multipart field after file", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
 			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"},
-			body:   multipartBody("XYZ", file, field("advertiser_id", advOther)), want: "main"},
+			body:   afterFile, errCode: 90008, status: 413, msg: "put the advertiser_id field before the file, or name the credential with X-TikTok-Credential"},
+		{name: "multipart field after file one credential", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"}, oneCred: true, body: afterFile, want: "main"},
+		{name: "multipart field after file with header", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ", "X-TikTok-Credential": "other"}, body: afterFile, want: "other"},
+		{name: "multipart field after file with query", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/?advertiser_id=" + advOther,
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"}, body: afterFile, want: "other"},
+		{name: "multipart field after file unknown query advertiser", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/?advertiser_id=" + advNone,
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"}, body: afterFile, errCode: 90008, status: 413},
+		{name: "multipart field beyond max_inspect_bytes", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"},
+			body:   multipartBody("XYZ", field("note", strings.Repeat("n", 2000)), field("advertiser_id", advOther)), errCode: 90008, status: 413},
+		{name: "multipart names no advertiser", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"},
+			body:   multipartBody("XYZ", field("upload_type", "UPLOAD_BY_URL"), field("image_url", "https://example.com/a.png")), want: "main"},
+		{name: "multipart malformed", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ"}, body: "not multipart at all", errCode: 90011, status: 400},
+		{name: "multipart malformed with header", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary=XYZ", "X-TikTok-Credential": "other"}, body: "not multipart at all", want: "other"},
+		{name: "multipart without boundary", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data"}, body: afterFile, errCode: 90011, status: 400, msg: "no boundary"},
+		{name: "multipart broken boundary parameter", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data; boundary"}, body: afterFile, errCode: 90011, status: 400},
+		{name: "multipart without boundary one credential", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data"}, oneCred: true, body: afterFile, errCode: 90011, status: 400},
+		{name: "multipart without boundary with header", method: "POST", target: "/open_api/v1.3/file/image/ad/upload/",
+			header: map[string]string{"Content-Type": "multipart/form-data", "X-TikTok-Credential": "other"}, body: afterFile, want: "other"},
+		{name: "Content-Type unparsable", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/"}, body: jsonBody, errCode: 90011, status: 400, msg: `Content-Type header "application/" does not parse`},
+		{name: "Content-Type unparsable with header", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/", "X-TikTok-Credential": "other"}, body: jsonBody, want: "other"},
+		{name: "Content-Type unparsable with query", method: "POST", target: "/open_api/v1.3/campaign/create/?advertiser_id=" + advOther,
+			header: map[string]string{"Content-Type": "application/"}, body: jsonBody, want: "other"},
+		{name: "Content-Type unparsable without body", target: "/open_api/v1.3/campaign/get/", header: map[string]string{"Content-Type": "application/"}, want: "main"},
+		{name: "JSON with a broken parameter still read", method: "POST", target: "/open_api/v1.3/campaign/create/",
+			header: map[string]string{"Content-Type": "application/json; charset"}, body: jsonBody, want: "other"},
 		{name: "no default", target: "/open_api/v1.3/bc/get/", noDflt: true, errCode: 90001, status: 400},
 		{name: "unknown advertiser no default", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advNone, noDflt: true, errCode: 90001, status: 400},
 		{name: "path outside open_api", target: "/admin/", errCode: 90009, status: 404},
@@ -81,6 +125,9 @@ func TestSelection(t *testing.T) {
 			h := newHarness(t, nil, func(c *config.Config, _ *Options) {
 				if tc.noDflt {
 					c.Credentials[0].Default = false
+				}
+				if tc.oneCred {
+					c.Credentials = c.Credentials[:1]
 				}
 			})
 			method := tc.method
@@ -94,10 +141,16 @@ func TestSelection(t *testing.T) {
 			for k, v := range tc.header {
 				r.Header.Set(k, v)
 			}
+			for k, v := range tc.repeat {
+				r.Header.Add(k, v)
+			}
 			w := h.do(r)
 			seen := h.up.requests()
 			if tc.want == "" {
-				checkProxyError(t, w, tc.errCode, tc.status)
+				e := checkProxyError(t, w, tc.errCode, tc.status)
+				if !strings.Contains(e.Message, tc.msg) {
+					t.Errorf("message %q does not contain %q", e.Message, tc.msg)
+				}
 				if len(seen) != 0 {
 					t.Errorf("upstream got %d requests, want none", len(seen))
 				}
