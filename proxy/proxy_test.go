@@ -453,6 +453,51 @@ func TestBreakerIgnoresClientErrors(t *testing.T) {
 	}
 }
 
+// TestEnvelopeOnlyFromJSON: a page or file that merely starts like an
+// envelope is not one, so it is neither counted nor a breaker failure.
+func TestEnvelopeOnlyFromJSON(t *testing.T) {
+	for _, ct := range []string{"text/html; charset=utf-8", "text/plain"} {
+		t.Run(ct, func(t *testing.T) {
+			h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", ct)
+				_, _ = io.WriteString(w, `{"code":50000,"message":"looks like TikTok"}`)
+			}, nil)
+			for i := range h.config.Breaker.ConsecutiveFailures + 1 {
+				if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != http.StatusOK {
+					t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
+				}
+			}
+			if n := testutil.CollectAndCount(h.m.UpstreamAPIErrors); n != 0 {
+				t.Errorf("upstream_api_errors_total has %d series, want none", n)
+			}
+			if got := h.p.BreakerState("main"); got != "closed" {
+				t.Errorf("breaker %s, want closed", got)
+			}
+			if strings.Contains(h.logs.String(), `"tiktok_code"`) {
+				t.Errorf("a code was logged for a %s body", ct)
+			}
+		})
+	}
+}
+
+// TestPartialSuccess: 20001 is an envelope code other than 0, so it is
+// counted, but TikTok did its work and the breaker never hears a failure.
+func TestPartialSuccess(t *testing.T) {
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 20001) }, nil)
+	n := h.config.Breaker.ConsecutiveFailures + 1
+	for range n {
+		if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	if v := testutil.ToFloat64(h.m.UpstreamAPIErrors.WithLabelValues("main", "20001")); v != float64(n) {
+		t.Errorf("upstream_api_errors_total{20001} = %v, want %d", v, n)
+	}
+	if got := h.p.BreakerState("main"); got != "closed" {
+		t.Errorf("breaker %s after partial successes, want closed", got)
+	}
+}
+
 func TestRateLimit(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	h := newHarness(t, nil, func(c *config.Config, o *Options) {

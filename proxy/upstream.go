@@ -82,7 +82,9 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 func (p *Proxy) inspect(ex *exchange, resp *http.Response) {
 	code, ok := peekCode(resp)
 	ex.code, ex.codeOK = code, ok
-	if !ok || code == tiktok.CodeOK || code == tiktok.CodePartialSuccess {
+	// 20001 (partial success) is counted too, as SPEC counts every code
+	// other than 0; isServerCode keeps it from ever tripping the breaker.
+	if !ok || code == tiktok.CodeOK {
 		return
 	}
 	cred := ex.route.Credential
@@ -97,9 +99,11 @@ func (p *Proxy) inspect(ex *exchange, resp *http.Response) {
 // peekCode reads the envelope code from the start of a JSON response,
 // leaving resp.Body intact. It reads no more than peekSize bytes and returns
 // as soon as the code is known, so a streamed response is not held back.
+// Only application/json is read: TikTok sends its envelope as JSON, and a
+// page or file that happens to start with {"code": is not an envelope.
 func peekCode(resp *http.Response) (int, bool) {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt != "application/json" && mt != "text/plain" {
+	if mt != "application/json" {
 		return 0, false
 	}
 	gz := false
