@@ -127,6 +127,7 @@ type fakeAPI struct {
 	advErr           error
 	advertisers      []tiktok.Advertiser
 	gate             chan struct{} // when set, Refresh waits for it to close
+	advGate          chan struct{} // when set, Advertisers waits for it to close
 	entered          chan struct{} // when set, signalled (without blocking) as Refresh starts
 	issued           []string      // access tokens handed out, in order
 	beforeReturn     func(g *tiktok.Grant)
@@ -191,8 +192,18 @@ func (a *fakeAPI) Refresh(ctx context.Context, app tiktok.App, refreshToken stri
 
 func (a *fakeAPI) Advertisers(ctx context.Context, app tiktok.App, accessToken string) ([]tiktok.Advertiser, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.advertiserCalls++
+	gate := a.advGate
+	a.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.advErr != nil {
 		return nil, a.advErr
 	}

@@ -101,7 +101,10 @@ const (
 	// maxRejections-th rejection of current tokens within rejectWindow, is
 	// not refreshed again: TikTok no longer accepts the grant. A single
 	// rejection, even of a just-authorized token, is refreshed once: one
-	// glitch must not cost an operator a re-authorization.
+	// glitch must not cost an operator a re-authorization. A token that
+	// cannot be refreshed is checked against the advertiser listing instead
+	// when first rejected, and marked when the check is refused too or when
+	// a second rejection follows within rejectWindow.
 	freshWindow   = time.Minute
 	rejectWindow  = 10 * time.Minute
 	maxRejections = 3
@@ -161,12 +164,13 @@ type Source struct {
 	lastErr     error         // the latest refresh failure, shared with callers during backoff
 	pending     *pendingGrant // a grant TikTok issued that is not yet stored
 	flight      *flight       // the refresh in progress, joined by every caller
+	validation  *flight       // the check of a rejected long-lived token in progress
 	rejections  []time.Time   // rejections of current tokens within rejectWindow
 	rejected    string        // the access token TikTok refused most recently
 	wake        chan struct{} // tells the refresh loop the schedule changed
 
-	// waiting counts Token calls blocked on a refresh in flight, so tests
-	// can prove concurrent callers really share one refresh.
+	// waiting counts callers blocked on a refresh or validation in flight,
+	// so tests can prove concurrent callers really share one.
 	waiting atomic.Int64
 }
 
@@ -908,13 +912,18 @@ func (s *Source) listAdvertisers(ctx context.Context) {
 	used := rec.AccessToken
 	list, err := s.m.api.Advertisers(ctx, s.cred.App, used)
 	var ae *tiktok.APIError
-	if errors.As(err, &ae) && (ae.Code == tiktok.CodeTokenInvalid || ae.Code == tiktok.CodeTokenExpired) {
+	if errors.As(err, &ae) && tokenRefused(ae.Code) {
 		// The listing doubles as a validation of the grant: an idle
 		// credential whose grant was revoked shows it here, before any script
-		// fails. Rejected refreshes once; a revoked grant then fails the
-		// refresh and is marked for re-authorization.
+		// fails. A refreshable one is refreshed once; a revoked grant then
+		// fails the refresh and is marked for re-authorization. Nothing can
+		// renew a long-lived token, so its failed validation marks it.
 		s.m.log.Warn("TikTok rejected the access token while listing advertisers", "credential", s.cred.Name, "code", ae.Code)
-		s.m.Rejected(ctx, s.cred.Name, used, ae.Code)
+		if !rec.Refreshable() {
+			_ = s.markReauth(ctx, used, fmt.Sprintf("TikTok rejected the access token when checking it (code %d), and it cannot be refreshed", ae.Code), true)
+			return
+		}
+		s.rejectedBy(ctx, used, ae.Code)
 		return
 	}
 	if err != nil {
@@ -923,6 +932,12 @@ func (s *Source) listAdvertisers(ctx context.Context) {
 		}
 		return
 	}
+	s.storeAdvertisers(ctx, used, list)
+}
+
+// storeAdvertisers stores the advertisers TikTok listed for the access
+// token used, when they changed and the token is still the current one.
+func (s *Source) storeAdvertisers(ctx context.Context, used string, list []tiktok.Advertiser) {
 	named := make([]Advertiser, 0, len(list))
 	ids := make([]string, 0, len(list)+len(s.cred.AdvertiserIDs))
 	for _, a := range list {
@@ -930,7 +945,7 @@ func (s *Source) listAdvertisers(ctx context.Context) {
 		ids = append(ids, a.ID)
 	}
 	ids = append(ids, s.cred.AdvertiserIDs...)
-	_, err = s.commit(ctx, func(latest *Record) (*Record, error) {
+	_, err := s.commit(ctx, func(latest *Record) (*Record, error) {
 		if latest == nil || latest.AccessToken != used {
 			return nil, errSuperseded
 		}
@@ -1001,8 +1016,11 @@ func (m *Manager) reindex() {
 // made with token. For a refreshable credential whose current token is still
 // token, it forces one refresh (shared with concurrent callers) and reports
 // retry=true when a different token is now available. Repeated rejections
-// of fresh tokens, or a non-refreshable credential, mark re-authorization
-// required.
+// of fresh tokens mark re-authorization required. A token that cannot be
+// refreshed is checked at once with the advertiser listing (one check shared
+// by concurrent callers): it is marked when TikTok refuses that too, or
+// when a second rejection follows within ten minutes; a check TikTok
+// accepts shows the rejection was a glitch.
 func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (retry bool) {
 	if code != tiktok.CodeTokenInvalid && code != tiktok.CodeTokenExpired {
 		return false
@@ -1011,6 +1029,22 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 	if !ok {
 		return false
 	}
+	return s.rejectedBy(ctx, token, code)
+}
+
+// tokenRefused reports whether a TikTok code says the access token itself
+// is not accepted.
+func tokenRefused(code int) bool {
+	switch code {
+	case tiktok.CodeTokenInvalid, tiktok.CodeTokenExpired, tiktok.CodeTokenEmpty:
+		return true
+	}
+	return false
+}
+
+// rejectedBy is Rejected for this credential.
+func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry bool) {
+	m := s.m
 	s.mu.Lock()
 	rec := s.rec
 	now := m.now()
@@ -1033,6 +1067,9 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 		s.mu.Unlock()
 		return usable(rec, now)
 	}
+	if !rec.Refreshable() {
+		return s.rejectedLongLivedLocked(ctx, token, code, now)
+	}
 	// Remembered for the refresh below: if it proves the grant gone, the
 	// mark then also stops this token being served, in the same write.
 	s.rejected = token
@@ -1043,8 +1080,6 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 		}), now)
 		reason := ""
 		switch {
-		case !rec.Refreshable():
-			reason = fmt.Sprintf("TikTok rejected the access token (code %d) and it cannot be refreshed", code)
 		case len(s.rejections) >= maxRejections:
 			reason = fmt.Sprintf("TikTok rejected %d access tokens within %s (code %d)", len(s.rejections), rejectWindow, code)
 		case len(s.rejections) >= 2 && now.Sub(issuedAt(rec)) < freshWindow:
@@ -1059,7 +1094,7 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 			s.mu.Unlock()
 			return false
 		}
-		m.log.Warn("TikTok rejected the access token, refreshing", "credential", name, "code", code)
+		m.log.Warn("TikTok rejected the access token, refreshing", "credential", s.cred.Name, "code", code)
 		f = s.startFlightLocked()
 	}
 	s.mu.Unlock()
@@ -1078,6 +1113,81 @@ func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (r
 	}
 	cur := s.current()
 	return cur != nil && !cur.ReauthRequired && cur.AccessToken != token && usable(cur, m.now())
+}
+
+// rejectedLongLivedLocked handles a rejection of the current token of a
+// grant that cannot be refreshed; s.mu is held and released here. There is
+// never another token to retry with, so it always returns false.
+func (s *Source) rejectedLongLivedLocked(ctx context.Context, token string, code int, now time.Time) bool {
+	v := s.validation
+	if v == nil {
+		// Rejections answered by a check in progress are part of the same
+		// event, so only those arriving without one are counted.
+		s.rejections = append(slices.DeleteFunc(s.rejections, func(t time.Time) bool {
+			return now.Sub(t) >= rejectWindow
+		}), now)
+		if n := len(s.rejections); n >= 2 {
+			s.mu.Unlock()
+			_ = s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token %d times within %s (code %d), and it cannot be refreshed", n, rejectWindow, code), true)
+			return false
+		}
+		s.m.log.Warn("TikTok rejected the access token, checking it", "credential", s.cred.Name, "code", code)
+		v = s.startValidationLocked(token, code)
+	}
+	s.mu.Unlock()
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
+	select {
+	case <-v.done:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// startValidationLocked checks token with the advertiser listing in the
+// background, shared by every caller until it ends. s.mu must be held.
+func (s *Source) startValidationLocked(token string, code int) *flight {
+	f := &flight{done: make(chan struct{})}
+	if !s.m.track() {
+		f.err = errClosed
+		close(f.done)
+		return f
+	}
+	s.validation = f
+	go func() {
+		defer s.m.wg.Done()
+		err := s.validate(token, code)
+		s.mu.Lock()
+		s.validation = nil
+		s.mu.Unlock()
+		f.err = err
+		close(f.done)
+	}()
+	return f
+}
+
+// validate asks TikTok whether it accepts token, which it rejected with
+// code, and marks re-authorization when it is refused again.
+func (s *Source) validate(token string, code int) error {
+	// Not the request's context: the check outlives a script that hangs up.
+	ctx, cancel := context.WithTimeout(s.m.ctx, refreshTimeout)
+	defer cancel()
+	list, err := s.m.api.Advertisers(ctx, s.cred.App, token)
+	var ae *tiktok.APIError
+	switch {
+	case errors.As(err, &ae) && tokenRefused(ae.Code):
+		return s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token (code %d) and refused it again when checked (code %d); it cannot be refreshed", code, ae.Code), true)
+	case err != nil:
+		// Inconclusive: a second rejection within rejectWindow, or the
+		// periodic listing, decides.
+		if ctx.Err() == nil {
+			s.m.log.Warn("checking a rejected access token failed", "credential", s.cred.Name, "error", err.Error())
+		}
+		return err
+	}
+	s.m.log.Warn("TikTok rejected the access token once but accepts it: treated as a glitch", "credential", s.cred.Name, "code", code)
+	s.storeAdvertisers(ctx, token, list)
+	return nil
 }
 
 // issuedAt is when rec's access token was obtained, as far as is known.

@@ -72,11 +72,14 @@ func TestLongLivedNeverRefreshed(t *testing.T) {
 
 // TestRejected: what a 40105/40102 from TikTok does.
 func TestRejected(t *testing.T) {
+	refused := &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}
 	tests := []struct {
 		name       string
 		longLived  bool
+		advErr     error // what the advertiser listing answers after authorization
 		steps      []rejectStep
 		wantCalls  int
+		wantChecks int // advertiser listings after authorization
 		wantReauth bool
 	}{
 		{
@@ -94,10 +97,57 @@ func TestRejected(t *testing.T) {
 			steps: []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40001, want: false}},
 		},
 		{
-			name:       "long-lived grant: re-authorization",
+			name:       "long-lived grant: a rejection the check confirms marks re-authorization",
+			longLived:  true,
+			advErr:     refused,
+			steps:      []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40105, want: false}},
+			wantChecks: 1, wantReauth: true,
+		},
+		{
+			name:       "long-lived grant: a check refused as expired or empty marks too",
+			longLived:  true,
+			advErr:     &tiktok.APIError{Code: tiktok.CodeTokenEmpty, Message: "Access token is null"},
+			steps:      []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40102, want: false}},
+			wantChecks: 1, wantReauth: true,
+		},
+		{
+			name:       "long-lived grant: a rejection the check disproves is a glitch",
 			longLived:  true,
 			steps:      []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40105, want: false}},
-			wantReauth: true,
+			wantChecks: 1,
+		},
+		{
+			name:       "long-lived grant: a check TikTok does not answer marks nothing",
+			longLived:  true,
+			advErr:     errors.New("connection refused"),
+			steps:      []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40105, want: false}},
+			wantChecks: 1,
+		},
+		{
+			name:      "long-lived grant: a second rejection within ten minutes marks re-authorization",
+			longLived: true,
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: false},
+				{after: 9 * time.Minute, token: "access-0", code: 40105, want: false},
+			},
+			wantChecks: 1, wantReauth: true,
+		},
+		{
+			name:      "long-lived grant: rejections ten minutes apart are each a glitch",
+			longLived: true,
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: false},
+				{after: 10 * time.Minute, token: "access-0", code: 40105, want: false},
+			},
+			wantChecks: 2,
+		},
+		{
+			name:      "long-lived grant: an older token rejected: retry with the current one, no check",
+			longLived: true,
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "an older token", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "an older token", code: 40105, want: true},
+			},
 		},
 		{
 			name:      "a just-authorized token rejected once: one forced refresh, retry",
@@ -132,6 +182,8 @@ func TestRejected(t *testing.T) {
 			if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
 				t.Fatal(err)
 			}
+			listed := e.api.advCalls()
+			e.api.set(func(a *fakeAPI) { a.advErr = tc.advErr })
 			for i, st := range tc.steps {
 				e.clock.Advance(st.after)
 				if got := e.m.Rejected(context.Background(), credName, st.token, st.code); got != st.want {
@@ -141,12 +193,18 @@ func TestRejected(t *testing.T) {
 			if n := e.api.calls(); n != tc.wantCalls {
 				t.Fatalf("%d refresh calls, want %d", n, tc.wantCalls)
 			}
-			_, err := e.token()
+			if n := e.api.advCalls() - listed; n != tc.wantChecks {
+				t.Fatalf("%d advertiser listings checked the token, want %d", n, tc.wantChecks)
+			}
+			tok, err := e.token()
 			if got := errors.Is(err, tokens.ErrReauthRequired); got != tc.wantReauth {
 				t.Fatalf("Token error %v; re-authorization %v, want %v", err, got, tc.wantReauth)
 			}
-			if e.record().ReauthRequired != tc.wantReauth {
-				t.Fatalf("stored ReauthRequired = %v", e.record().ReauthRequired)
+			if !tc.wantReauth && (err != nil || tok == "") {
+				t.Fatalf("Token = %q, %v; want the credential still served", tok, err)
+			}
+			if rec := e.record(); rec.ReauthRequired != tc.wantReauth || (tc.wantReauth && !rec.AccessRejected) {
+				t.Fatalf("stored ReauthRequired = %v, AccessRejected = %v", rec.ReauthRequired, rec.AccessRejected)
 			}
 		})
 	}
@@ -159,34 +217,73 @@ type rejectStep struct {
 	want  bool
 }
 
-// TestRejectedConcurrent: many requests rejected with the same token share
-// one forced refresh, and all retry.
-func TestRejectedConcurrent(t *testing.T) {
-	e := newEnv(t)
-	e.authorize()
-	e.clock.Advance(time.Hour)
-	gate := make(chan struct{})
-	entered := make(chan struct{}, 1)
-	e.api.set(func(a *fakeAPI) { a.gate, a.entered = gate, entered })
-	const n = 200
-	results := make([]bool, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { results[i] = e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) })
-	}
-	<-entered
-	close(gate)
-	wg.Wait()
-	for i, r := range results {
-		if !r {
-			t.Fatalf("caller %d: Rejected = false", i)
-		}
-	}
-	if c := e.api.calls(); c != 1 {
-		t.Fatalf("%d refresh calls, want 1", c)
-	}
-	if tok := e.mustToken(); tok != "access-1" {
-		t.Fatalf("Token = %q", tok)
+// TestRejectedLongLivedConcurrent: a burst of rejections of a long-lived
+// token shares one check, held until every caller waits on it; the burst
+// counts as one rejection, so a check TikTok accepts marks nothing.
+func TestRejectedLongLivedConcurrent(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		advErr     error
+		wantReauth bool
+	}{
+		{name: "glitch"},
+		{name: "revoked", advErr: &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}, wantReauth: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ws *writeStore
+			e := newEnv(t, func(e *env) {
+				ws = &writeStore{Store: e.store}
+				e.store = ws
+			})
+			g := e.api.grant()
+			g.ExpiresIn, g.RefreshToken = 0, ""
+			if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
+				t.Fatal(err)
+			}
+			listed := e.api.advCalls()
+			gate := make(chan struct{})
+			release := sync.OnceFunc(func() { close(gate) })
+			t.Cleanup(release)
+			e.api.set(func(a *fakeAPI) { a.advGate, a.advErr = gate, tc.advErr })
+			e.clock.Advance(time.Hour)
+
+			const n = 200
+			start := make(chan struct{})
+			results := make([]bool, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					results[i] = e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid)
+				})
+			}
+			close(start)
+			waitFor(t, "every rejection to wait on the one check", func() bool { return e.m.Waiting(credName) == n })
+			release()
+			wg.Wait()
+			for i, r := range results {
+				if r {
+					t.Fatalf("caller %d: Rejected asked for a retry with no other token", i)
+				}
+			}
+			if c := e.api.advCalls() - listed; c != 1 {
+				t.Fatalf("%d checks, want 1", c)
+			}
+			if _, err := e.token(); errors.Is(err, tokens.ErrReauthRequired) != tc.wantReauth {
+				t.Fatalf("Token = %v, want re-authorization %v", err, tc.wantReauth)
+			}
+			ws.mu.Lock()
+			defer ws.mu.Unlock()
+			marks := 0
+			for _, w := range ws.writes {
+				if w.ReauthRequired {
+					marks++
+				}
+			}
+			if want := map[bool]int{false: 0, true: 1}[tc.wantReauth]; marks != want {
+				t.Fatalf("%d writes marked re-authorization, want %d", marks, want)
+			}
+		})
 	}
 }
 
@@ -578,31 +675,53 @@ func TestStatusKind(t *testing.T) {
 }
 
 // TestIdleRevocationNoticedByListing: nobody calls TikTok with an idle
-// credential, yet its revocation is marked within one listing interval:
-// the listing is rejected, the one forced refresh fails with 40107.
+// credential, yet its revocation is marked within one listing interval.
+// A refreshable grant's listing is rejected and the one forced refresh
+// fails with 40107; a long-lived grant's rejected listing is itself the
+// failed validation, with no further check.
 func TestIdleRevocationNoticedByListing(t *testing.T) {
-	e := newEnv(t, func(e *env) { e.opts.AdvertiserInterval = time.Minute })
-	e.authorize()
-	e.m.Start(context.Background())
-	waitFor(t, "listing at start", func() bool { return e.api.advCalls() > 0 })
-	if e.record().ReauthRequired {
-		t.Fatal("marked before the revocation")
-	}
-	e.api.set(func(a *fakeAPI) {
-		a.advErr = &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}
-		a.current = "revoked: no refresh token is accepted"
-	})
-	at := e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(time.Minute)) })
-	e.clock.Set(at)
-	waitFor(t, "re-authorization marked", func() bool {
-		r, err := e.store.Get(context.Background(), credName)
-		return err == nil && r.ReauthRequired
-	})
-	if n := e.api.calls(); n != 1 {
-		t.Errorf("%d refresh calls, want the one forced refresh", n)
-	}
-	if _, err := e.token(); !errors.Is(err, tokens.ErrReauthRequired) {
-		t.Errorf("Token after revocation: %v, want ErrReauthRequired", err)
+	for _, tc := range []struct {
+		name      string
+		longLived bool
+		wantCalls int
+	}{
+		{name: "refreshable", wantCalls: 1},
+		{name: "long-lived", longLived: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(e *env) { e.opts.AdvertiserInterval = time.Minute })
+			g := e.api.grant()
+			if tc.longLived {
+				g.ExpiresIn, g.RefreshToken = 0, ""
+			}
+			if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
+				t.Fatal(err)
+			}
+			e.m.Start(context.Background())
+			waitFor(t, "listing at start", func() bool { return e.api.advCalls() > 1 })
+			if e.record().ReauthRequired {
+				t.Fatal("marked before the revocation")
+			}
+			e.api.set(func(a *fakeAPI) {
+				a.advErr = &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}
+				a.current = "revoked: no refresh token is accepted"
+			})
+			at := e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(time.Minute)) })
+			e.clock.Set(at)
+			waitFor(t, "re-authorization marked", func() bool {
+				r, err := e.store.Get(context.Background(), credName)
+				return err == nil && r.ReauthRequired
+			})
+			if n := e.api.calls(); n != tc.wantCalls {
+				t.Errorf("%d refresh calls, want %d", n, tc.wantCalls)
+			}
+			if n := e.api.advCalls(); n != 3 {
+				t.Errorf("%d advertiser listings, want 3: at authorization, at start, the rejected one", n)
+			}
+			if _, err := e.token(); !errors.Is(err, tokens.ErrReauthRequired) {
+				t.Errorf("Token after revocation: %v, want ErrReauthRequired", err)
+			}
+		})
 	}
 }
 
