@@ -77,7 +77,7 @@ func (b *breaker) allow() (done func(error), perr *Error) {
 
 // waitRate waits for the credential's rate_limit up to maxWait; a longer
 // wait is 90012 with the wait as Retry-After.
-func (p *Proxy) waitRate(ctx context.Context, cred string) *Error {
+func (p *Proxy) waitRate(ctx context.Context, ex *exchange, cred string) *Error {
 	lim := p.limiters[cred]
 	if lim == nil {
 		return nil
@@ -96,14 +96,22 @@ func (p *Proxy) waitRate(ctx context.Context, cred string) *Error {
 	if delay <= 0 {
 		return nil
 	}
-	t := time.NewTimer(delay)
+	if err := p.wait(ctx, delay); err != nil {
+		res.CancelAt(p.now())
+		return p.interrupted(ex)
+	}
+	return nil
+}
+
+// sleep waits d unless ctx ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		res.CancelAt(p.now())
-		return errClientGone
+		return ctx.Err()
 	}
 }
 

@@ -88,7 +88,9 @@ type Options struct {
 	// MaxWait bounds how long a request waits for its credential's
 	// rate_limit; beyond it the request gets 90012. 0 means DefaultMaxWait.
 	MaxWait time.Duration
-	// Now is the clock of the rate limiter and of durations; nil means time.Now.
+	// Now is the clock of the rate limiter and of durations; nil means
+	// time.Now. Deadlines (upstream.timeout) always use the real clock,
+	// which connections and contexts run on.
 	Now func() time.Time
 }
 
@@ -110,7 +112,10 @@ type Proxy struct {
 	adminURL         string
 	maxWait          time.Duration
 	now              func() time.Time
-	rp               *httputil.ReverseProxy
+	// wait sleeps for a rate-limit delay unless ctx ends first; tests
+	// replace it to see the delay without spending it.
+	wait func(ctx context.Context, d time.Duration) error
+	rp   *httputil.ReverseProxy
 }
 
 // New builds a Proxy. It refuses a non-loopback Config.Listen without
@@ -146,6 +151,7 @@ func New(opts Options) (*Proxy, error) {
 		adminURL:         strings.TrimSuffix(opts.AdminURL, "/"),
 		maxWait:          orDefault(opts.MaxWait, DefaultMaxWait),
 		now:              opts.Now,
+		wait:             sleep,
 	}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -227,20 +233,30 @@ type Route struct {
 }
 
 // exchange is one request's state, carried in its context from ServeHTTP
-// through the ReverseProxy hooks. All hooks run on the handler goroutine.
+// through the ReverseProxy hooks. The hooks run on the handler goroutine;
+// only the watched bodies are read elsewhere (they lock).
 type exchange struct {
-	id          string
-	start       time.Time
-	clientCtx   context.Context // the client's own context, to tell a hang-up from a timeout
-	route       *Route
-	token       string
-	done        func(error) // breaker outcome; nil once reported
-	code        int         // TikTok envelope code of the response, when codeOK
+	id    string
+	start time.Time
+	// deadline ends the whole request, upstream.timeout after it arrived:
+	// reading its body, waiting for a token and TikTok's answer.
+	deadline  time.Time
+	clientCtx context.Context // the client's own context, to tell a hang-up from a timeout
+	route     *Route
+	token     string
+	done      func(error) // breaker outcome; nil once reported
+	// outcome is reported to the breaker when the request ends: nil
+	// success, errFailure, errExcluded (the default: nothing learnt).
+	outcome     error
+	code        int // TikTok envelope code of the response, when codeOK
 	codeOK      bool
 	retried     bool
 	proxyErr    int
-	clientGone  bool
+	status      int  // overrides the status written, for a response cut off mid-body
+	hungUp      bool // the client went away
 	upstreamErr error
+	body        *watchedBody // the client's body (ServeHTTP only)
+	resp        *watchedBody // TikTok's response body once headers arrived
 }
 
 type exchangeKey struct{}
@@ -250,25 +266,44 @@ func exchangeOf(ctx context.Context) *exchange {
 	return ex
 }
 
+func (p *Proxy) newExchange(r *http.Request) (*exchange, *http.Request) {
+	ex := &exchange{id: newRequestID(), start: p.now(), deadline: time.Now().Add(p.timeout), clientCtx: r.Context(), outcome: errExcluded}
+	return ex, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+}
+
+// pastDeadline reports whether the request's deadline has passed.
+func (ex *exchange) pastDeadline() bool { return !time.Now().Before(ex.deadline) }
+
+// clientGone reports whether the client hung up. On HTTP/1 the read
+// deadline ServeHTTP sets also cancels the client's context when it
+// passes, so a cancellation from then on is the timeout's, not the client's.
+func (ex *exchange) clientGone() bool {
+	return ex.clientCtx.Err() != nil && !ex.pastDeadline()
+}
+
 // ServeHTTP serves the proxy listener: Prepare, Forward, one log line and
 // the request metrics.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ex := &exchange{id: newRequestID(), start: p.now(), clientCtx: r.Context()}
-	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+	ex, r := p.newExchange(r)
 	rec := &recorder{ResponseWriter: w}
 	rec.Header().Set(HeaderRequestID, ex.id)
+	// Nothing else bounds reading the body: Prepare reads it before any
+	// upstream call, and the server sets only ReadHeaderTimeout, so a
+	// client that stops sending would hold the handler (and shutdown)
+	// forever. Writers without deadlines (a ResponseRecorder) refuse, which
+	// leaves the body to their own limits.
+	_ = http.NewResponseController(rec).SetReadDeadline(ex.deadline)
+	if r.Body != nil && r.Body != http.NoBody {
+		ex.body = &watchedBody{ReadCloser: r.Body}
+		r.Body = ex.body
+	}
 	// ReverseProxy aborts a response whose copy failed (the client hung up
-	// mid-body) by panicking with http.ErrAbortHandler; the request is still
-	// logged, counted and released from the breaker before the panic goes on
-	// to net/http, which closes the connection.
+	// or TikTok's body broke off) by panicking with http.ErrAbortHandler;
+	// Forward has settled the outcome, and the request is still logged and
+	// counted before the panic goes on to net/http, which closes the
+	// connection.
 	defer func() {
 		v := recover()
-		if v != nil {
-			ex.finish(errExcluded)
-			if ex.clientCtx.Err() != nil {
-				ex.clientGone = true
-			}
-		}
 		p.observe(ex, r, rec)
 		if v != nil {
 			panic(v)
@@ -279,10 +314,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		perr = p.Forward(rec, r, rt)
 	}
 	if perr != nil {
-		ex.proxyErr = perr.Code
-		if perr == errClientGone {
-			ex.clientGone = true
+		// A client that left mid-body gets no answer (and is logged 499),
+		// whatever reading its body then failed with.
+		if perr == errClientGone || ex.clientGone() {
+			ex.hungUp = true
 		} else {
+			ex.proxyErr = perr.Code
 			if ex.route != nil {
 				rec.Header().Set(HeaderCredential, ex.route.Credential)
 			}
@@ -294,6 +331,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Prepare checks that r is for TikTok's /open_api/, authenticates the
 // client, picks the credential and checks the client may use it. It may
 // consume a bounded prefix of r.Body; Forward sends the body on unchanged.
+// Only the connection's read deadline bounds those reads: ServeHTTP sets it
+// to upstream.timeout, and a front end calling Prepare itself should too
+// (http.ResponseController.SetReadDeadline); a read past it is 90011 (408).
 func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
 	if perr := p.checkTarget(r); perr != nil {
 		return nil, perr
@@ -337,18 +377,20 @@ func (p *Proxy) checkTarget(r *http.Request) *Error {
 }
 
 // Forward sends r along rt: rate limit, circuit breaker, token, the
-// ReverseProxy (at most one retry after 40105/40102). It returns a proxy
-// error when nothing was written yet (the caller writes it with
-// WriteError); upstream failures (90007) it writes itself.
+// ReverseProxy (at most one retry after 40105/40102), all within
+// upstream.timeout of the request's arrival. It returns a proxy error when
+// nothing was written yet (the caller writes it with WriteError); upstream
+// failures (90007) it writes itself.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, rt *Route) *Error {
 	ex := exchangeOf(r.Context())
 	if ex == nil {
-		ex = &exchange{id: newRequestID(), start: p.now(), clientCtx: r.Context()}
-		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex))
+		ex, r = p.newExchange(r)
 	}
 	ex.route = rt
 	cred := rt.Credential
-	if perr := p.waitRate(r.Context(), cred); perr != nil {
+	ctx, cancel := context.WithDeadline(r.Context(), ex.deadline)
+	defer cancel()
+	if perr := p.waitRate(ctx, ex, cred); perr != nil {
 		return perr
 	}
 	b := p.breakers[cred]
@@ -360,11 +402,23 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, rt *Route) *Erro
 		return perr
 	}
 	ex.done = done
-	token, err := p.tokens.Token(r.Context(), cred)
+	// The breaker hears the outcome once the response has ended, so a body
+	// cut off half-way counts too; a panic (an aborted copy) is settled
+	// here, then goes on.
+	defer func() {
+		v := recover()
+		if v != nil || ex.respErr() != nil {
+			p.cutOff(ex)
+		}
+		ex.finish(ex.outcome)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	token, err := p.tokens.Token(ctx, cred)
 	if err != nil {
-		ex.finish(errExcluded)
-		if r.Context().Err() != nil {
-			return errClientGone
+		if ctx.Err() != nil {
+			return p.interrupted(ex)
 		}
 		return p.tokenError(cred, err)
 	}
@@ -379,13 +433,60 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, rt *Route) *Erro
 			r.Body = sel.body
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-	defer cancel()
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
-	// A response whose hooks did not run (a panic recovered upstream of
-	// us, an aborted copy) must not leave the breaker waiting.
-	ex.finish(errExcluded)
 	return nil
+}
+
+// respErr is the error that ended the copy of TikTok's response body.
+func (ex *exchange) respErr() error {
+	if ex.resp == nil {
+		return nil
+	}
+	_, err := ex.resp.state()
+	return err
+}
+
+// cutOff settles a response that ended before its body did. A client that
+// hung up says nothing about TikTok. Otherwise TikTok's body broke off or
+// upstream.timeout cut it: the client has a 200 and half a body, but the
+// request is logged and counted as the 504 (or 502) it really was, and it
+// is a breaker failure.
+func (p *Proxy) cutOff(ex *exchange) {
+	err := ex.respErr()
+	switch {
+	case ex.clientGone():
+		ex.outcome, ex.hungUp = errExcluded, true
+	case err == nil:
+		// An abort with TikTok's body intact: the write to the client
+		// failed without its context ending. Nothing to hold against TikTok.
+		ex.outcome = errExcluded
+	case ex.pastDeadline() || isTimeout(err):
+		ex.outcome, ex.proxyErr, ex.status, ex.upstreamErr = errFailure, CodeUpstream, http.StatusGatewayTimeout, err
+		p.log.Warn("upstream response cut off by upstream.timeout", "request_id", ex.id, "credential", ex.route.Credential,
+			"timeout", p.timeout.String(), "err", err)
+	default:
+		ex.outcome, ex.proxyErr, ex.status, ex.upstreamErr = errFailure, CodeUpstream, http.StatusBadGateway, err
+		p.log.Warn("upstream response broke off", "request_id", ex.id, "credential", ex.route.Credential, "err", err)
+	}
+}
+
+// interrupted is the error for a wait (rate limit, token) that ctx ended:
+// the client left, or the request's deadline passed.
+func (p *Proxy) interrupted(ex *exchange) *Error {
+	if ex.clientGone() {
+		return errClientGone
+	}
+	return p.upstreamTimeout()
+}
+
+func (p *Proxy) upstreamTimeout() *Error {
+	return newError(CodeUpstream, http.StatusGatewayTimeout,
+		"TikTok (%s) did not answer within upstream.timeout (%s); try again later", p.target.Host, p.timeout)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func (p *Proxy) tokenError(cred string, err error) *Error {
@@ -434,41 +535,58 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	h.Set(headerAccessToken, ex.token)
 }
 
-// modifyResponse labels the response with its credential and reports the
-// breaker outcome, known now that the envelope code has been peeked.
+// modifyResponse labels the response with its credential, decides the
+// breaker outcome now that the envelope code has been peeked, and watches
+// the body so a copy that breaks off can be told from a client hang-up.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	ex := exchangeOf(resp.Request.Context())
 	resp.Header.Set(HeaderCredential, ex.route.Credential)
 	if resp.StatusCode >= 500 || (ex.codeOK && isServerCode(ex.code)) {
-		ex.finish(errFailure)
+		ex.outcome = errFailure
 	} else {
-		ex.finish(nil)
+		ex.outcome = nil
+	}
+	// ReverseProxy needs a 101's body to stay its io.ReadWriteCloser.
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		ex.resp = &watchedBody{ReadCloser: resp.Body}
+		resp.Body = ex.resp
 	}
 	return nil
 }
 
 // errorHandler answers a failed round trip: nothing for a client that hung
-// up, else 90007 (502 unreachable, 504 timed out).
+// up, 90011 when the client's own body failed (408 when it stalled), else
+// 90007 (502 unreachable, 504 timed out).
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ex := exchangeOf(r.Context())
-	if ex.clientCtx.Err() != nil {
-		ex.finish(errExcluded)
-		ex.clientGone = true
+	if ex.clientGone() {
+		ex.outcome, ex.hungUp = errExcluded, true
 		return
 	}
-	ex.finish(errFailure)
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		// url.Error quotes the URL, whose query may carry an app secret.
 		err = ue.Err
 	}
 	ex.upstreamErr = err
-	var ne net.Error
+	// The transport reads the client's body only once connected, and a
+	// TikTok that reads it slowly blocks the transport's writes, not its
+	// reads: a Read waiting on the client at the deadline (or failed by
+	// it) means the client stalled, which says nothing about TikTok.
+	reading, bodyErr := ex.body.state()
 	var perr *Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		perr = newError(CodeUpstream, http.StatusGatewayTimeout,
-			"TikTok (%s) did not answer within upstream.timeout (%s); try again later", p.target.Host, p.timeout)
-	} else {
+	switch {
+	case bodyErr != nil && !isTimeout(bodyErr):
+		ex.outcome = errExcluded
+		perr = p.bodyError(bodyErr)
+	case isTimeout(bodyErr) || (reading && ex.pastDeadline()):
+		ex.outcome = errExcluded
+		perr = p.bodyTimeout()
+	case ex.pastDeadline() || isTimeout(err):
+		ex.outcome = errFailure
+		perr = p.upstreamTimeout()
+	default:
+		ex.outcome = errFailure
 		perr = newError(CodeUpstream, http.StatusBadGateway,
 			"TikTok (%s) could not be reached: %v; try again later", p.target.Host, err)
 	}
@@ -482,9 +600,12 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 func (p *Proxy) observe(ex *exchange, r *http.Request, rec *recorder) {
 	d := p.now().Sub(ex.start)
 	status := rec.status
-	if ex.clientGone {
+	switch {
+	case ex.hungUp:
 		status = 499
-	} else if status == 0 {
+	case ex.status != 0:
+		status = ex.status
+	case status == 0:
 		status = http.StatusOK
 	}
 	cred := "none"

@@ -405,39 +405,39 @@ func scanMultipart(mr *multipart.Reader, sel *selection) (int, error) {
 	}
 }
 
-// watchedBody remembers how reading a body went: whether it reached EOF
-// and its first other error. The transport reads a request body on its own
-// goroutine, hence the lock.
+// watchedBody remembers how reading a body goes: whether a Read is waiting
+// for data right now, and the first error other than EOF. The transport
+// reads a request body on its own goroutine, hence the lock.
 type watchedBody struct {
 	io.ReadCloser
-	mu  sync.Mutex
-	eof bool
-	err error
+	mu      sync.Mutex
+	reading bool
+	err     error
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	b.reading = true
+	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		b.mu.Lock()
-		if err == io.EOF {
-			b.eof = true
-		} else if b.err == nil {
-			b.err = err
-		}
-		b.mu.Unlock()
+	b.mu.Lock()
+	b.reading = false
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
 	}
+	b.mu.Unlock()
 	return n, err
 }
 
-// state reports whether the body was read to its end and its first read
-// error; a nil body counts as read to its end.
-func (b *watchedBody) state() (eof bool, err error) {
+// state reports whether a Read is waiting for data and the first read
+// error; a nil body is neither.
+func (b *watchedBody) state() (reading bool, err error) {
 	if b == nil {
-		return true, nil
+		return false, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.eof, b.err
+	return b.reading, b.err
 }
 
 // readCloser reads from Reader and closes Closer (the original body).

@@ -1,16 +1,23 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 )
 
 // TestMultipartStreams sends an upload much larger than max_inspect_bytes
@@ -105,5 +112,130 @@ func TestJSONBodyChunked(t *testing.T) {
 	}
 	if got := h.up.requests()[0].Body; !bytes.Equal(got, []byte(body)) {
 		t.Errorf("body = %q, want %q", got, body)
+	}
+}
+
+// TestStalledBody sends a body that never completes (Content-Length 100,
+// then 1 byte) over a real connection: upstream.timeout after the request
+// arrived, the proxy answers 408 / 90011 wherever it was reading the body,
+// and a stalled client is no breaker failure.
+func TestStalledBody(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers string
+		cred    string // "" while selection still reads the body
+	}{
+		{name: "JSON read for advertiser_id", headers: "Content-Type: application/json\r\n"},
+		{name: "multipart read for advertiser_id", headers: "Content-Type: multipart/form-data; boundary=B\r\n"},
+		{name: "streamed to TikTok", headers: "Content-Type: application/octet-stream\r\nX-TikTok-Credential: main\r\n", cred: "main"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil, func(c *config.Config, _ *Options) { c.Upstream.Timeout = 200 * time.Millisecond })
+			srv := httptest.NewServer(h.p)
+			defer srv.Close()
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// Only a safety net: the proxy must answer long before.
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			req := "POST /open_api/v1.3/file/video/ad/upload/ HTTP/1.1\r\nHost: proxy\r\nContent-Length: 100\r\n" + tc.headers + "\r\n-"
+			if _, err := io.WriteString(conn, req); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer to a stalled body: %v", err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get(HeaderError) != "90011" ||
+				!strings.Contains(string(body), "did not arrive within upstream.timeout (200ms)") {
+				t.Errorf("got %d %s %s, want 408 / 90011", resp.StatusCode, resp.Header.Get(HeaderError), body)
+			}
+			if got := resp.Header.Get(HeaderCredential); got != tc.cred {
+				t.Errorf("%s = %q, want %q (where the stall was met)", HeaderCredential, got, tc.cred)
+			}
+			if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != 0 {
+				t.Errorf("breaker counted %d failures for a stalled client", c.TotalFailures)
+			}
+		})
+	}
+}
+
+// TestResponseCutOff: a report TikTok stops sending half-way. When
+// upstream.timeout cuts it the request is a 504 in the log and metrics and
+// a breaker failure; when TikTok's connection breaks it is a 502; when the
+// client hangs up it is a 499 and no failure.
+func TestResponseCutOff(t *testing.T) {
+	const first = `{"code":0,"data":{"rows":[`
+	tests := []struct {
+		name    string
+		timeout time.Duration
+		end     func(w http.ResponseWriter, r *http.Request)
+		hangUp  bool
+		status  float64
+		warn    string
+		failure uint32
+	}{
+		{name: "upstream timeout", timeout: 200 * time.Millisecond, end: func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+			status: 504, warn: "upstream response cut off by upstream.timeout", failure: 1},
+		{name: "upstream broke off", timeout: 10 * time.Second, end: func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}, status: 502, warn: "upstream response broke off", failure: 1},
+		{name: "client hung up", timeout: 10 * time.Second, end: func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+			hangUp: true, status: 499},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, first)
+				w.(http.Flusher).Flush()
+				tc.end(w, r)
+			}, func(c *config.Config, _ *Options) { c.Upstream.Timeout = tc.timeout })
+			srv := httptest.NewServer(h.p)
+			defer srv.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+campaignGet, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			got := make([]byte, len(first))
+			if _, err := io.ReadFull(resp.Body, got); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("start of the report: %d %v", resp.StatusCode, err)
+			}
+			if tc.hangUp {
+				cancel()
+			} else if _, err := io.ReadAll(resp.Body); err == nil {
+				t.Errorf("the cut-off body ended cleanly; the client cannot tell it from a whole report")
+			}
+			eventually(t, "the request's log line", func() bool { return len(h.logLines(t, "request")) == 1 })
+			line := h.logLines(t, "request")[0]
+			if line["status"] != tc.status || line["request_id"] != resp.Header.Get(HeaderRequestID) {
+				t.Errorf("log line %v, want status %v and the response's request id", line, tc.status)
+			}
+			if v := testutil.ToFloat64(h.m.Requests.WithLabelValues("main", "GET", strconv.Itoa(int(tc.status)))); v != 1 {
+				t.Errorf("requests_total{status=%v} = %v, want 1", tc.status, v)
+			}
+			if tc.warn != "" {
+				warns := h.logLines(t, tc.warn)
+				if len(warns) != 1 || warns[0]["level"] != "WARN" || warns[0]["credential"] != "main" ||
+					warns[0]["request_id"] != resp.Header.Get(HeaderRequestID) {
+					t.Errorf("warnings %q: %v", tc.warn, warns)
+				}
+			}
+			if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != tc.failure {
+				t.Errorf("breaker failures = %d, want %d", c.TotalFailures, tc.failure)
+			}
+		})
 	}
 }
