@@ -440,6 +440,57 @@ func TestBreaker(t *testing.T) {
 	}
 }
 
+// TestTimeoutIsBreakerFailure runs over one real keep-alive connection. A
+// body is read under a read deadline that ends at upstream.timeout too; the
+// timeouts must still count as TikTok's failures, not as clients hanging
+// up, and the connection must stay usable for the next request.
+func TestTimeoutIsBreakerFailure(t *testing.T) {
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+		func(c *config.Config, _ *Options) {
+			c.Upstream.Timeout = 50 * time.Millisecond
+			c.Breaker.ConsecutiveFailures = 3
+		})
+	srv := httptest.NewServer(h.p)
+	defer srv.Close()
+	client := srv.Client()
+	reqs := []func() *http.Request{
+		func() *http.Request { r, _ := http.NewRequest(http.MethodGet, srv.URL+campaignGet, nil); return r },
+		func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, srv.URL+"/open_api/v1.3/campaign/create/", strings.NewReader(`{"advertiser_id":"`+advMain+`"}`))
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		},
+		func() *http.Request {
+			r, _ := http.NewRequest(http.MethodPost, srv.URL+"/open_api/v1.3/file/video/ad/upload/", strings.NewReader(strings.Repeat("v", 5000)))
+			r.Header.Set("Content-Type", "application/octet-stream")
+			r.Header.Set("X-TikTok-Credential", "main")
+			return r
+		},
+	}
+	do := func(r *http.Request) (*http.Response, string) {
+		t.Helper()
+		resp, err := client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	for i, req := range reqs {
+		if resp, body := do(req()); resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(HeaderError) != "90007" {
+			t.Fatalf("timeout %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	calls := len(h.up.requests())
+	if resp, body := do(reqs[0]()); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderError) != "90006" {
+		t.Errorf("after %d timeouts: %d %s, want the breaker open (90006)", len(reqs), resp.StatusCode, body)
+	}
+	if n := len(h.up.requests()); n != calls {
+		t.Errorf("TikTok called while the breaker is open")
+	}
+}
+
 func TestBreakerIgnoresClientErrors(t *testing.T) {
 	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 40002) }, nil)
 	for i := range 3 * h.config.Breaker.ConsecutiveFailures {
@@ -556,6 +607,32 @@ credentials:
 	}
 }
 
+// TestRateLimitWaits: a request whose turn comes within MaxWait waits for
+// it and is forwarded.
+func TestRateLimitWaits(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	h := newHarness(t, nil, func(c *config.Config, o *Options) {
+		c.Credentials[0].RateLimit = config.RateLimit{QPS: 10, Burst: 1}
+		o.Now = func() time.Time { return now }
+	})
+	var waited []time.Duration
+	h.p.wait = func(_ context.Context, d time.Duration) error {
+		waited = append(waited, d)
+		return nil
+	}
+	for i := range 2 {
+		if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
+			t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if len(waited) != 1 || waited[0] != 100*time.Millisecond {
+		t.Errorf("waits = %v, want one of 100ms (the second request's turn at 10/s)", waited)
+	}
+	if n := len(h.up.requests()); n != 2 {
+		t.Errorf("upstream calls = %d, want 2", n)
+	}
+}
+
 func TestTikTokRateLimitCodes(t *testing.T) {
 	codes := []int{40100, 40016, 40133}
 	i := 0
@@ -582,7 +659,8 @@ func TestMetricsAndLogs(t *testing.T) {
 	h.tok.tokens["main"] = "tok-SENTINEL-ACCESS"
 	r := httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advMain+"&secret=SENTINEL-QUERY", nil)
 	r.Header.Set("Access-Token", "SENTINEL-CLIENT")
-	h.do(r)
+	first := h.do(r)
+	requestLine := h.logLines(t, "request")
 	h.do(httptest.NewRequest(http.MethodGet, "/nope", nil))
 	h.do(httptest.NewRequest("BREW", campaignGet, nil))
 	for _, c := range []struct {
@@ -604,8 +682,24 @@ func TestMetricsAndLogs(t *testing.T) {
 	if strings.Contains(logs, "SENTINEL") {
 		t.Errorf("a secret reached the logs: %s", logs)
 	}
-	if !strings.Contains(logs, `"path":"`+campaignGet+`"`) || !strings.Contains(logs, `"tiktok_code":0`) ||
-		!strings.Contains(logs, `"proxy_error":90009`) {
-		t.Errorf("request lines incomplete: %s", logs)
+	if len(requestLine) != 1 {
+		t.Fatalf("request log lines after one request = %d", len(requestLine))
+	}
+	line := requestLine[0]
+	want := map[string]any{"level": "INFO", "credential": "main", "method": "GET", "path": campaignGet,
+		"status": 200.0, "tiktok_code": 0.0, "request_id": first.Header().Get(HeaderRequestID)}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("log %s = %#v, want %#v", k, line[k], v)
+		}
+	}
+	if d, ok := line["duration_seconds"].(float64); !ok || d < 0 {
+		t.Errorf("log duration_seconds = %#v, want a number", line["duration_seconds"])
+	}
+	if len(first.Header().Get(HeaderRequestID)) != 32 {
+		t.Errorf("response request id %q", first.Header().Get(HeaderRequestID))
+	}
+	if !strings.Contains(logs, `"proxy_error":90009`) {
+		t.Errorf("proxy error not logged: %s", logs)
 	}
 }

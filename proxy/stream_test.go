@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -235,6 +237,73 @@ func TestResponseCutOff(t *testing.T) {
 			}
 			if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != tc.failure {
 				t.Errorf("breaker failures = %d, want %d", c.TotalFailures, tc.failure)
+			}
+		})
+	}
+}
+
+// deadlineRecorder is a ResponseRecorder that records the read deadlines
+// the handler sets through http.ResponseController.
+type deadlineRecorder struct {
+	*httptest.ResponseRecorder
+	mu  sync.Mutex
+	set []time.Time
+}
+
+func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.set = append(d.set, t)
+	return nil
+}
+
+// TestBodyReadDeadline: the read deadline covers reading the body only. A
+// request without one gets none, and it is lifted at the body's end, since
+// on HTTP/1 a read-ahead failing at it would cancel every later request on
+// the connection. A body that never ends keeps it.
+func TestBodyReadDeadline(t *testing.T) {
+	tests := []struct {
+		name   string
+		req    func() *http.Request
+		lifted bool
+	}{
+		{name: "no body", req: func() *http.Request { return httptest.NewRequest(http.MethodGet, campaignGet, nil) }},
+		{name: "JSON read by selection", lifted: true, req: func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/open_api/v1.3/campaign/create/", strings.NewReader(`{"advertiser_id":"`+advMain+`"}`))
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}},
+		{name: "streamed by the transport", lifted: true, req: func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/open_api/v1.3/file/video/ad/upload/", strings.NewReader(strings.Repeat("v", 5000)))
+			r.Header.Set("Content-Type", "application/octet-stream")
+			return r
+		}},
+		{name: "body cut short", req: func() *http.Request {
+			r := httptest.NewRequest(http.MethodPost, "/open_api/v1.3/campaign/create/", io.MultiReader(strings.NewReader("{"), iotest.ErrReader(io.ErrUnexpectedEOF)))
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil, nil)
+			w := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
+			r := tc.req()
+			before := time.Now()
+			h.p.ServeHTTP(w, r)
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if r.Body == http.NoBody {
+				if len(w.set) != 0 {
+					t.Errorf("read deadlines %v set for a request without a body", w.set)
+				}
+				return
+			}
+			if len(w.set) == 0 || w.set[0].Before(before.Add(h.p.timeout)) || w.set[0].After(time.Now().Add(h.p.timeout)) {
+				t.Fatalf("read deadlines %v, want first upstream.timeout (%s) from arrival", w.set, h.p.timeout)
+			}
+			if lifted := len(w.set) == 2 && w.set[1].IsZero(); lifted != tc.lifted || len(w.set) > 2 {
+				t.Errorf("read deadlines %v: lifted %v, want %v", w.set, lifted, tc.lifted)
 			}
 		})
 	}
