@@ -36,6 +36,12 @@ func (p *Proxy) newBreaker(cred string, failures uint32, timeout time.Duration) 
 				b.mu.Lock()
 				b.openedAt = time.Now()
 				b.mu.Unlock()
+				// gobreaker turns half-open only when asked (a request, State),
+				// so an idle credential's gauge would stay "open" for good.
+				// Asking once the open period is over moves it, and this
+				// callback, on time. The extra millisecond lands past the
+				// expiry, which gobreaker compares with Before.
+				time.AfterFunc(timeout+time.Millisecond, func() { b.cb.State() })
 			}
 			p.metrics.SetBreakerState(name, breakerGauge(to))
 			p.log.Warn("circuit breaker state changed", "credential", name, "from", from.String(), "to", to.String())

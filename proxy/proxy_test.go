@@ -440,6 +440,78 @@ func TestBreaker(t *testing.T) {
 	}
 }
 
+// scrapeBreaker reads circuit_breaker_state{credential} the way Prometheus
+// does, through the registry.
+func (h *harness) scrapeBreaker(t *testing.T, cred string) float64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "tiktok_auth_proxy_circuit_breaker_state" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "credential" && l.GetValue() == cred {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no circuit_breaker_state for %s", cred)
+	return 0
+}
+
+// TestBreakerHalfOpen: an idle open breaker reads half-open (1) once
+// open_timeout has passed, with no request or State call to move it;
+// half-open lets one probe through, and a failing probe reopens it.
+func TestBreakerHalfOpen(t *testing.T) {
+	arrived, release := make(chan struct{}, 8), make(chan struct{})
+	probing := false
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		if probing {
+			arrived <- struct{}{}
+			<-release
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+	}, func(c *config.Config, _ *Options) { c.Breaker.OpenTimeout = 100 * time.Millisecond })
+	get := func() *httptest.ResponseRecorder { return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)) }
+	for range h.config.Breaker.ConsecutiveFailures {
+		get()
+	}
+	if g := h.scrapeBreaker(t, "main"); g != 2 {
+		t.Fatalf("circuit_breaker_state = %v after %d failures, want 2", g, h.config.Breaker.ConsecutiveFailures)
+	}
+	eventually(t, "an idle breaker's gauge to read half-open", func() bool { return h.scrapeBreaker(t, "main") == 1 })
+
+	probing = true
+	probe := make(chan *httptest.ResponseRecorder, 1)
+	go func() { probe <- get() }()
+	waitFor(t, arrived, "the probe to reach TikTok")
+	if g := h.scrapeBreaker(t, "main"); g != 1 {
+		t.Errorf("circuit_breaker_state = %v during the probe, want 1", g)
+	}
+	w := get()
+	checkProxyError(t, w, 90006, 503)
+	if len(arrived) != 0 {
+		t.Errorf("a second request reached TikTok while the probe was out")
+	}
+	close(release)
+	if w := <-probe; w.Code != http.StatusInternalServerError {
+		t.Errorf("probe answered %d, want TikTok's 500", w.Code)
+	}
+	if g := h.scrapeBreaker(t, "main"); g != 2 {
+		t.Errorf("circuit_breaker_state = %v after a failed probe, want 2 (reopened)", g)
+	}
+	w = get()
+	checkProxyError(t, w, 90006, 503)
+	if w.Header().Get("Retry-After") != "1" {
+		t.Errorf("Retry-After = %q after reopening, want 1", w.Header().Get("Retry-After"))
+	}
+}
+
 // TestTimeoutIsBreakerFailure runs over one real keep-alive connection. A
 // body is read under a read deadline that ends at upstream.timeout too; the
 // timeouts must still count as TikTok's failures, not as clients hanging
