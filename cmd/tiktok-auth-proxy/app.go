@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +25,9 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/filestore"
 )
 
-// shutdownTimeout bounds how long in-flight requests may take to finish
-// after SIGTERM before the listeners are closed under them.
-const shutdownTimeout = 25 * time.Second
+// defaultShutdownTimeout bounds how long in-flight requests may take to
+// finish after SIGTERM before their connections are closed under them.
+const defaultShutdownTimeout = 25 * time.Second
 
 // app is the running program: both listeners, the token manager and the
 // store. newApp opens the listeners so a bind error shows at start.
@@ -41,6 +42,9 @@ type app struct {
 	proxyLn  net.Listener
 	adminLn  net.Listener
 	registry *prometheus.Registry
+	// shutdownTimeout bounds the wait for in-flight requests once Run's
+	// context ends; newApp sets defaultShutdownTimeout.
+	shutdownTimeout time.Duration
 }
 
 // newLogger builds the slog logger of the log: config section.
@@ -144,6 +148,8 @@ func newRegistry() (*prometheus.Registry, *metrics.Metrics) {
 
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
 // finish in-flight requests (bounded), stop refreshing, flush the store.
+// Requests still running past the bound are cut off; that is the bound
+// working, not a failure, so Run still returns nil.
 func (a *app) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	serve := func(s *http.Server, ln net.Listener) {
@@ -160,31 +166,43 @@ func (a *app) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		a.log.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout.String())
+		a.log.Info("shutting down: finishing in-flight requests", "timeout", a.shutdownTimeout.String())
 	case runErr = <-errc:
 		a.log.Error("listener failed", "error", runErr)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	var errs []error
-	if err := a.proxy.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("proxy shutdown: %w", err))
-	}
-	// Long-polls of the authorize command answer now instead of holding
-	// Shutdown for up to their timeout.
-	a.setup.Close()
-	if err := a.admin.Shutdown(sctx); err != nil {
-		errs = append(errs, fmt.Errorf("admin shutdown: %w", err))
-	}
-	errs = append(errs, a.Close())
-	if runErr != nil {
-		errs = append([]error{runErr}, errs...)
-	}
-	err := errors.Join(errs...)
+	a.shutdown()
+	err := errors.Join(runErr, a.Close())
 	if err == nil {
 		a.log.Info("stopped")
 	}
 	return err
+}
+
+// shutdown stops both listeners at once and waits up to shutdownTimeout for
+// their in-flight requests; connections still busy then are closed.
+func (a *app) shutdown() {
+	sctx, cancel := context.WithTimeout(context.Background(), a.shutdownTimeout)
+	defer cancel()
+	var proxyErr, adminErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { proxyErr = a.proxy.Shutdown(sctx) })
+	wg.Go(func() {
+		// Long-polls of the authorize command answer now instead of holding
+		// Shutdown for up to their timeout.
+		a.setup.Close()
+		adminErr = a.admin.Shutdown(sctx)
+	})
+	wg.Wait()
+	err := errors.Join(proxyErr, adminErr)
+	if err == nil {
+		return
+	}
+	a.log.Warn("in-flight requests did not finish within the shutdown timeout; closing their connections",
+		"timeout", a.shutdownTimeout.String(), "error", err)
+	// Close only fails like Shutdown did (closing listeners); the
+	// connections are closed whatever it returns.
+	_ = a.proxy.Close()
+	_ = a.admin.Close()
 }
 
 // Close stops the token manager and closes the store.
@@ -202,7 +220,7 @@ func (a *app) Close() error {
 // newApp builds the whole program from a loaded config and opens both
 // listeners. On error everything opened so far is closed.
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, err error) {
-	a := &app{cfg: cfg, log: log}
+	a := &app{cfg: cfg, log: log, shutdownTimeout: defaultShutdownTimeout}
 	defer func() {
 		if err != nil {
 			a.closeListeners()
