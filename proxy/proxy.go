@@ -248,16 +248,15 @@ type exchange struct {
 	done      func(error) // breaker outcome; nil once reported
 	// outcome is reported to the breaker when the request ends: nil
 	// success, errFailure, errExcluded (the default: nothing learnt).
-	outcome     error
-	code        int // TikTok envelope code of the response, when codeOK
-	codeOK      bool
-	retried     bool
-	proxyErr    int
-	status      int  // overrides the status written, for a response cut off mid-body
-	hungUp      bool // the client went away
-	upstreamErr error
-	body        *watchedBody // the client's body (ServeHTTP only)
-	resp        *watchedBody // TikTok's response body once headers arrived
+	outcome  error
+	code     int // TikTok envelope code of the response, when codeOK
+	codeOK   bool
+	retried  bool
+	proxyErr int
+	status   int          // overrides the status written, for a response cut off mid-body
+	hungUp   bool         // the client went away
+	body     *watchedBody // the client's body (ServeHTTP only)
+	resp     *watchedBody // TikTok's response body once headers arrived
 }
 
 type exchangeKey struct{}
@@ -507,11 +506,11 @@ func (p *Proxy) cutOff(ex *exchange) {
 		// failed without its context ending. Nothing to hold against TikTok.
 		ex.outcome = errExcluded
 	case ex.pastDeadline() || isTimeout(err):
-		ex.outcome, ex.proxyErr, ex.status, ex.upstreamErr = errFailure, CodeUpstream, http.StatusGatewayTimeout, err
+		ex.outcome, ex.proxyErr, ex.status = errFailure, CodeUpstream, http.StatusGatewayTimeout
 		p.log.Warn("upstream response cut off by upstream.timeout", "request_id", ex.id, "credential", ex.route.Credential,
 			"timeout", p.timeout.String(), "err", err)
 	default:
-		ex.outcome, ex.proxyErr, ex.status, ex.upstreamErr = errFailure, CodeUpstream, http.StatusBadGateway, err
+		ex.outcome, ex.proxyErr, ex.status = errFailure, CodeUpstream, http.StatusBadGateway
 		p.log.Warn("upstream response broke off", "request_id", ex.id, "credential", ex.route.Credential, "err", err)
 	}
 }
@@ -614,7 +613,6 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		// url.Error quotes the URL, whose query may carry an app secret.
 		err = ue.Err
 	}
-	ex.upstreamErr = err
 	// The transport reads the client's body only once connected, and a
 	// TikTok that reads it slowly blocks the transport's writes, not its
 	// reads: a Read waiting on the client at the deadline (or failed by
@@ -638,7 +636,9 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	ex.proxyErr = perr.Code
 	w.Header().Set(HeaderCredential, ex.route.Credential)
-	p.log.Warn("upstream request failed", "request_id", ex.id, "credential", ex.route.Credential, "err", err)
+	if ex.outcome == errFailure {
+		p.log.Warn("upstream request failed", "request_id", ex.id, "credential", ex.route.Credential, "err", err)
+	}
 	WriteError(w, perr, ex.id)
 }
 
