@@ -61,19 +61,20 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 // appFor resolves a credential's TikTok app: kind defaults for every OAuth
-// URL, overridden by the oauth: section.
+// URL, overridden by the credential's own oauth: and then the oauth: section.
 func appFor(cfg *config.Config, c config.Credential) tiktok.App {
 	ep := tiktok.DefaultEndpoints(cfg.Upstream.BaseURL, c.Kind)
-	for _, o := range []struct {
+	o := cfg.EndpointsFor(c)
+	for _, f := range []struct {
 		dst *string
 		v   string
 	}{
-		{&ep.AuthorizeURL, cfg.OAuth.AuthorizeURL},
-		{&ep.TokenURL, cfg.OAuth.TokenURL},
-		{&ep.RefreshURL, cfg.OAuth.RefreshURL},
+		{&ep.AuthorizeURL, o.AuthorizeURL},
+		{&ep.TokenURL, o.TokenURL},
+		{&ep.RefreshURL, o.RefreshURL},
 	} {
-		if o.v != "" {
-			*o.dst = o.v
+		if f.v != "" {
+			*f.dst = f.v
 		}
 	}
 	return tiktok.App{
@@ -101,7 +102,13 @@ func openStore(cfg *config.Config) (tokens.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return filestore.Open(cfg.Store.Path, key)
+		st, err := filestore.Open(cfg.Store.Path, key)
+		if err != nil {
+			// Not st itself: a nil *Store in a non-nil Store interface
+			// would be closed by the caller's cleanup.
+			return nil, err
+		}
+		return st, nil
 	default:
 		return nil, fmt.Errorf("store backend %q is not available in this version; use backend: file", cfg.Store.Backend)
 	}
