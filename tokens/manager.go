@@ -110,7 +110,10 @@ const (
 	maxRejections = 3
 	// maxCommitTries bounds the compare-and-swap retries of one change.
 	maxCommitTries = 5
-	maxErrorLen    = 300
+	// recheckEvery: a credential that cannot serve re-reads the store at
+	// most this often, to notice a grant another process stored.
+	recheckEvery = time.Second
+	maxErrorLen  = 300
 )
 
 var (
@@ -167,6 +170,7 @@ type Source struct {
 	validation  *flight       // the check of a rejected long-lived token in progress
 	rejections  []time.Time   // rejections of current tokens within rejectWindow
 	rejected    string        // the access token TikTok refused most recently
+	lastRecheck time.Time     // when recheckStore last read the store
 	wake        chan struct{} // tells the refresh loop the schedule changed
 
 	// waiting counts callers blocked on a refresh or validation in flight,
@@ -332,12 +336,22 @@ func (s *Source) Token() (*oauth2.Token, error) {
 }
 
 func (s *Source) accessToken(ctx context.Context) (string, error) {
+	return s.serve(ctx, true)
+}
+
+// serve is accessToken; mayRecheck allows one re-read of the store when
+// the credential cannot serve, so the call that adopts a newer record
+// serves it without recursing further.
+func (s *Source) serve(ctx context.Context, mayRecheck bool) (string, error) {
 	s.mu.Lock()
 	rec := s.rec
 	now := s.m.now()
 	switch {
 	case rec == nil:
 		s.mu.Unlock()
+		if mayRecheck && s.recheckStore(ctx) {
+			return s.serve(ctx, false)
+		}
 		return "", fmt.Errorf("%w: %q", ErrNotAuthorized, s.cred.Name)
 	case usable(rec, now) && !rec.AccessRejected:
 		// With ReauthRequired too, this is a grant whose refresh token is
@@ -349,6 +363,9 @@ func (s *Source) accessToken(ctx context.Context) (string, error) {
 		return rec.AccessToken, nil
 	case rec.ReauthRequired:
 		s.mu.Unlock()
+		if mayRecheck && s.recheckStore(ctx) {
+			return s.serve(ctx, false)
+		}
 		return "", &ReauthError{Credential: s.cred.Name, Reason: rec.ReauthReason}
 	case !rec.Refreshable():
 		s.mu.Unlock()
@@ -394,6 +411,45 @@ func (s *Source) accessToken(ctx context.Context) (string, error) {
 		return "", s.refreshErrorLocked(s.m.now())
 	}
 	return f.rec.AccessToken, nil
+}
+
+// recheckStore re-reads the store for a credential that cannot serve
+// (never authorized, or needing re-authorization): another process, such as
+// the authorize command, may have stored a new grant since. At most one
+// read per recheckEvery per credential, so a script retrying in a loop does
+// not turn into store traffic; an authorized credential never gets here. It
+// reports whether a newer record was adopted.
+func (s *Source) recheckStore(ctx context.Context) bool {
+	s.mu.Lock()
+	now := s.m.now()
+	if !s.lastRecheck.IsZero() && now.Before(s.lastRecheck.Add(recheckEvery)) {
+		s.mu.Unlock()
+		return false
+	}
+	s.lastRecheck = now
+	var gen uint64
+	if s.rec != nil {
+		gen = s.rec.Generation
+	}
+	s.mu.Unlock()
+	rec, err := s.reload(ctx)
+	if err != nil {
+		s.m.log.Debug("re-reading the store failed", "credential", s.cred.Name, "error", err.Error())
+		return false
+	}
+	if rec == nil || rec.Generation <= gen {
+		return false
+	}
+	s.m.log.Info("adopted a grant another process stored", "credential", s.cred.Name)
+	return true
+}
+
+// cannotServe reports whether the credential has no grant or needs
+// re-authorization.
+func (s *Source) cannotServe() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rec == nil || s.rec.ReauthRequired
 }
 
 // wasRejected reports whether TikTok refused the access token token.
@@ -773,6 +829,11 @@ func (s *Source) adopt(rec *Record) {
 		return
 	}
 	s.rec = rec.Clone()
+	if rec == nil || old == nil || !rec.AuthorizedAt.Equal(old.AuthorizedAt) {
+		// A new grant (authorized here or by another process) answers for
+		// none of the old one's rejections.
+		s.rejections = nil
+	}
 	reschedule := rec == nil || old == nil || rec.AccessToken != old.AccessToken ||
 		rec.ReauthRequired != old.ReauthRequired || !rec.AccessExpiresAt.Equal(old.AccessExpiresAt)
 	if reschedule {
@@ -902,6 +963,12 @@ func (s *Source) advertiserLoop(ctx context.Context) {
 // listAdvertisers fetches the advertisers the token may act for and stores
 // them when they changed. Failures are logged: the known list stays.
 func (s *Source) listAdvertisers(ctx context.Context) {
+	if s.cannotServe() {
+		// Nothing to list with; but a grant stored by another process
+		// shows in the gauges and on the page within an interval, even
+		// without any request.
+		s.recheckStore(ctx)
+	}
 	s.mu.Lock()
 	rec := s.rec
 	ok := rec != nil && !rec.ReauthRequired && usable(rec, s.m.now())
@@ -1253,22 +1320,32 @@ func (s *Source) status() Status {
 	return StatusFromRecord(s.cred.Name, s.cred.App.Kind, s.current())
 }
 
-// Status returns the credential's current state.
+// Status returns the credential's current state. A credential that is not
+// authorized or needs re-authorization is first looked up in the store
+// again (at most once a second), so a grant another process stored shows.
 func (m *Manager) Status(name string) (Status, error) {
 	s, ok := m.byName[name]
 	if !ok {
 		return Status{}, fmt.Errorf("%w: %q", ErrUnknownCredential, name)
 	}
-	return s.status(), nil
+	return s.freshStatus(), nil
 }
 
-// Statuses returns every configured credential's state, in config order.
+// Statuses returns every configured credential's state, in config order,
+// re-read from the store as Status does.
 func (m *Manager) Statuses() []Status {
 	out := make([]Status, len(m.sources))
 	for i, s := range m.sources {
-		out[i] = s.status()
+		out[i] = s.freshStatus()
 	}
 	return out
+}
+
+func (s *Source) freshStatus() Status {
+	if s.cannotServe() {
+		s.recheckStore(s.m.ctx)
+	}
+	return s.status()
 }
 
 // CredentialFor returns the credential that owns advertiserID: from config,

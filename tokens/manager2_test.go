@@ -708,10 +708,15 @@ func TestIdleRevocationNoticedByListing(t *testing.T) {
 			})
 			at := e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(time.Minute)) })
 			e.clock.Set(at)
+			// The Manager's own state, which follows the store only once the
+			// write that marks it has returned.
 			waitFor(t, "re-authorization marked", func() bool {
-				r, err := e.store.Get(context.Background(), credName)
-				return err == nil && r.ReauthRequired
+				st, _ := e.m.Status(credName)
+				return st.ReauthRequired
 			})
+			if !e.record().ReauthRequired {
+				t.Fatal("re-authorization not persisted")
+			}
 			if n := e.api.calls(); n != tc.wantCalls {
 				t.Errorf("%d refresh calls, want %d", n, tc.wantCalls)
 			}
