@@ -41,8 +41,12 @@ type Options struct {
 	RefreshBefore time.Duration
 	// AdvertiserInterval: how often each authorized credential's advertiser
 	// list is fetched again from /oauth2/advertiser/get/. The listing also
-	// validates the grant: a token TikTok rejects there is handled as by
-	// Rejected, so an idle credential's revocation is noticed. Default 1m.
+	// validates the grant, so an idle credential's revocation is noticed: a
+	// refreshable token TikTok rejects there is handled as by Rejected, and
+	// a long-lived one, which nothing can renew, is marked for
+	// re-authorization. A credential that is not authorized or needs
+	// re-authorization re-reads the store instead, to find a grant another
+	// process stored. Default 1m.
 	AdvertiserInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -173,8 +177,9 @@ type Source struct {
 	lastRecheck time.Time     // when recheckStore last read the store
 	wake        chan struct{} // tells the refresh loop the schedule changed
 
-	// waiting counts callers blocked on a refresh or validation in flight,
-	// so tests can prove concurrent callers really share one.
+	// waiting counts Token calls blocked on a refresh in flight and
+	// Rejected calls blocked on a validation in flight, so tests can prove
+	// concurrent callers really share one.
 	waiting atomic.Int64
 }
 
