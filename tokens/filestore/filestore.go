@@ -51,7 +51,7 @@ var errClosed = errors.New("filestore: store is closed")
 
 // Open loads the store at path. A missing file is an empty store; its
 // directory is created (0700) on the first write. An existing directory
-// that group or others can write to is refused. key is nil for plain
+// that others can write to is refused. key is nil for plain
 // tokens or 32 bytes for AES-256-GCM sealing.
 func Open(path string, key []byte) (*Store, error) {
 	c, err := newCodec(key)
@@ -171,15 +171,17 @@ func ensureDir(dir string) error {
 	return checkDir(dir, fi)
 }
 
-// checkDir refuses a directory that group or others can write to: they
-// could replace or remove the token file, or take its lock.
+// checkDir refuses a directory that others can write to: they could
+// replace or remove the token file, or take its lock. A group-writable one
+// is accepted: Kubernetes makes a volume group-writable for the pod's
+// fsGroup, and the group is then the deployment's own.
 func checkDir(dir string, fi fs.FileInfo) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("filestore: %s is not a directory", dir)
 	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("filestore: directory %s has mode %#o, so group or others can write to it and replace the token file: "+
-			"run chmod go-w %s, or set store.path to a file in a directory only this user can write (a missing one is created with mode 0700)",
+	if perm := fi.Mode().Perm(); perm&0o002 != 0 {
+		return fmt.Errorf("filestore: directory %s has mode %#o, so others can write to it and replace the token file: "+
+			"run chmod o-w %s, or set store.path to a file in a directory only this user can write (a missing one is created with mode 0700)",
 			dir, perm, dir)
 	}
 	return nil

@@ -497,11 +497,11 @@ func TestAnotherProcessWriteIsNeverOverwritten(t *testing.T) {
 	}
 }
 
-// TestRefusedDirectory: a directory group or others can write to is
+// TestRefusedDirectory: a directory others can write to is
 // refused with an error naming it, at Open and, should its mode be widened
 // later, at the next write; the token file is never touched.
 func TestRefusedDirectory(t *testing.T) {
-	for _, mode := range []os.FileMode{0o770, 0o707, 0o777 | os.ModeSticky} {
+	for _, mode := range []os.FileMode{0o707, 0o777, 0o777 | os.ModeSticky} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ctx := context.Background()
 			path := writeStore(t, nil)
@@ -522,7 +522,7 @@ func TestRefusedDirectory(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%s in a directory of mode %v succeeded", what, mode)
 				}
-				for _, want := range []string{"filestore: ", "directory " + dir, "group or others can write", "chmod go-w " + dir} {
+				for _, want := range []string{"filestore: ", "directory " + dir, "others can write", "chmod o-w " + dir} {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("%s error %q does not contain %q", what, err, want)
 					}
@@ -540,8 +540,9 @@ func TestRefusedDirectory(t *testing.T) {
 			}
 		})
 	}
-	// Only the owner may write: 0755 and 0500 are fine.
-	for _, mode := range []os.FileMode{0o755, 0o500} {
+	// Others may not write; the owner, or its group (a Kubernetes fsGroup
+	// volume: 2775), may.
+	for _, mode := range []os.FileMode{0o755, 0o500, 0o770, 0o775 | os.ModeSetgid} {
 		path := writeStore(t, nil)
 		mustChmod(t, filepath.Dir(path), mode)
 		t.Cleanup(func() { _ = os.Chmod(filepath.Dir(path), 0o700) })
