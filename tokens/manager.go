@@ -974,6 +974,11 @@ func (s *Source) listAdvertisers(ctx context.Context) {
 		// without any request.
 		s.recheckStore(ctx)
 	}
+	if s.cred.App.Kind == tiktok.KindTikTokAccount {
+		// TikTok account grants name no advertisers: there is no list to
+		// fetch, and asking every interval would only log a failure.
+		return
+	}
 	s.mu.Lock()
 	rec := s.rec
 	ok := rec != nil && !rec.ReauthRequired && usable(rec, s.m.now())

@@ -779,3 +779,23 @@ func TestLostRefreshTokenKeepsServingValidAccessToken(t *testing.T) {
 		t.Fatalf("re-authorization left flags: %+v", r.ReauthRequired)
 	}
 }
+
+// TestTikTokAccountNotListed: a tiktok_account grant names no advertisers,
+// so the advertiser listing is never called for it (it would fail every
+// interval), while the loop itself keeps running.
+func TestTikTokAccountNotListed(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		e.opts.AdvertiserInterval = time.Minute
+		e.creds[0].App.Kind = tiktok.KindTikTokAccount
+	})
+	e.authorize()
+	e.m.Start(context.Background())
+	for i := 1; i <= 3; i++ {
+		at := e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(time.Duration(i) * time.Minute)) })
+		e.clock.Set(at)
+	}
+	e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(4 * time.Minute)) })
+	if n := e.api.advCalls(); n != 0 {
+		t.Fatalf("%d advertiser listings for a tiktok_account credential, want 0", n)
+	}
+}
