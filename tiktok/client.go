@@ -392,14 +392,15 @@ func decodeGrant(data json.RawMessage) (*Grant, error) {
 	for _, f := range d.AdvertiserIDs {
 		id, err := advertiserID(f)
 		if err != nil {
-			return nil, fmt.Errorf("advertiser_ids: %w", err)
+			g.Dropped = append(g.Dropped, "advertiser_ids: "+err.Error())
+			continue
 		}
 		if id != "" {
 			g.AdvertiserIDs = append(g.AdvertiserIDs, id)
 		}
 	}
 	if g.Scopes, err = scopes(d.Scope); err != nil {
-		return nil, fmt.Errorf("scope: %w", err)
+		g.Dropped = append(g.Dropped, "scope: "+err.Error())
 	}
 	return g, nil
 }
