@@ -186,7 +186,7 @@ func TestCallbackErrors(t *testing.T) {
 				q := url.Values{"error": {"access_denied"}, "error_description": {"The user canceled"}, "state": {"bm90LWEtc3RhdGU"}}
 				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
 			},
-			status: 400, message: "(access_denied): The user canceled", also: "was not started here",
+			status: 400, message: "(access_denied). ", also: "was not started here",
 		},
 		{
 			name: "TikTok access_denied without state",
@@ -194,7 +194,7 @@ func TestCallbackErrors(t *testing.T) {
 				q := url.Values{"error": {"access_denied"}, "error_description": {"The user canceled"}}
 				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
 			},
-			status: 400, message: "(access_denied): The user canceled", also: "no state parameter",
+			status: 400, message: "(access_denied). ", also: "no state parameter",
 		},
 		{
 			name: "TikTok server_error",
@@ -356,14 +356,23 @@ func TestCallbackReloadAfterSuccess(t *testing.T) {
 		}
 	}
 
-	// A CLI state is bound to nobody: its callback reloads calmly anywhere.
+	// A CLI state is bound to nobody, so a reload could come from anyone
+	// who saw the URL (an access log): it shows nothing of the grant. The
+	// terminal that started it already showed the outcome.
 	_, cli, err := h.admin.Begin("main", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
-		if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, cli), nil); r.status != http.StatusOK {
-			t.Errorf("CLI callback %d: status %d %s", i, r.status, r.body)
+	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, cli), nil); r.status != http.StatusOK {
+		t.Fatalf("CLI callback: status %d %s", r.status, r.body)
+	}
+	r = h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, cli), nil)
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "already been used") {
+		t.Errorf("CLI callback reload: status %d %s, want 400 already been used", r.status, r.body)
+	}
+	for _, id := range []string{"7012345678901234567", "7012345678901234568"} {
+		if strings.Contains(r.body, id) {
+			t.Errorf("CLI callback reload shows advertiser %s", id)
 		}
 	}
 	if n := len(h.tok.authorizeCalls()); n != 2 {
@@ -463,5 +472,25 @@ func TestStateStoreBoundedAndSwept(t *testing.T) {
 	}
 	if n := len(s.states); n != 1 {
 		t.Errorf("%d states after expiry sweep, want 1", n)
+	}
+}
+
+// TestCallbackDenialWithoutStateHidesDescription: with no valid state
+// anyone can craft the callback link, so the free-text description it
+// carries is not shown on the admin's page; TikTok's error code is.
+func TestCallbackDenialWithoutStateHidesDescription(t *testing.T) {
+	h := newHarness(t)
+	for _, state := range []string{"", "bm90LWEtc3RhdGU"} {
+		q := url.Values{"error": {"access_denied"}, "error_description": {"Call +1 555 0100 to restore access"}}
+		if state != "" {
+			q.Set("state", state)
+		}
+		r := h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil)
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "access_denied") {
+			t.Errorf("state %q: status %d, want 400 naming access_denied", state, r.status)
+		}
+		if strings.Contains(r.body, "555 0100") {
+			t.Errorf("state %q: the crafted description is shown:\n%s", state, r.body)
+		}
 	}
 }

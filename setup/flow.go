@@ -20,6 +20,8 @@ type FlowError struct {
 	HTTPStatus int
 	Message    string
 	Err        error // the underlying cause, for errors.Is/As; may be nil
+	// brief is TikTok's denial without its free-text description.
+	brief string
 }
 
 func (e *FlowError) Error() string { return "setup: " + e.Message }
@@ -175,17 +177,20 @@ func deniedError(code, desc string) *FlowError {
 		status = http.StatusBadRequest
 		msg = "Access was not granted on TikTok's consent page (access_denied)"
 	}
+	brief := msg + "."
 	if desc != "" {
 		msg += ": " + desc
 	}
-	return &FlowError{HTTPStatus: status, Message: msg + "."}
+	return &FlowError{HTTPStatus: status, Message: msg + ".", brief: brief}
 }
 
 // withDenial adds TikTok's own error to a refused state: the operator
 // should learn why TikTok sent the browser back, not only that the state
-// did not match. The state error stays reachable through errors.Is.
+// did not match. The state error stays reachable through errors.Is. Only
+// the error code is shown, not its description: with no valid state
+// anyone can craft the link, and the description is free text they choose.
 func withDenial(stateErr error, denied *FlowError) *FlowError {
-	return &FlowError{HTTPStatus: denied.HTTPStatus, Message: denied.Message + " " + flowMessage(stateErr), Err: stateErr}
+	return &FlowError{HTTPStatus: denied.HTTPStatus, Message: denied.brief + " " + flowMessage(stateErr), Err: stateErr}
 }
 
 func causeText(err error) string {

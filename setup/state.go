@@ -157,18 +157,19 @@ func (s *stateStore) finish(st *flowState, res Result, err error) {
 	close(st.done)
 }
 
-// claimed returns a state already claimed, pending or finished, when binding
-// may see it: the browser it is bound to, or anyone for a CLI state (whose
-// holder already saw its outcome). It lets a reloaded callback report the
-// first outcome instead of an error.
+// claimed returns a browser state already claimed, pending or finished,
+// to the browser it is bound to. It lets a reloaded callback report the
+// first outcome instead of an error. A CLI state is never returned: bound
+// to nobody, its callback URL would show the grant to anyone who saw it (an
+// access log), and its terminal already showed the outcome.
 func (s *stateStore) claimed(state, binding string) (*flowState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.states[state]
-	if !ok || !st.used {
+	if !ok || !st.used || st.cli() || binding == "" {
 		return nil, false
 	}
-	if !st.cli() && (binding == "" || subtle.ConstantTimeCompare(st.bindingHash, hashBinding(binding)) != 1) {
+	if subtle.ConstantTimeCompare(st.bindingHash, hashBinding(binding)) != 1 {
 		return nil, false
 	}
 	return st, true
