@@ -124,7 +124,8 @@ type fakeAPI struct {
 	refreshExpiresIn time.Duration
 	keepRefresh      bool  // answer without refresh_token
 	err              error // every Refresh fails with it
-	advErr           error
+	advErr           error   // every listing fails with it, once advAnswers is used up
+	advAnswers       []error // the next listings' answers in turn (nil: accepted)
 	advertisers      []tiktok.Advertiser
 	gate             chan struct{} // when set, Refresh waits for it to close
 	advGate          chan struct{} // when set, Advertisers waits for it to close
@@ -204,7 +205,13 @@ func (a *fakeAPI) Advertisers(ctx context.Context, app tiktok.App, accessToken s
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.advErr != nil {
+	if len(a.advAnswers) > 0 {
+		err := a.advAnswers[0]
+		a.advAnswers = a.advAnswers[1:]
+		if err != nil {
+			return nil, err
+		}
+	} else if a.advErr != nil {
 		return nil, a.advErr
 	}
 	return append([]tiktok.Advertiser(nil), a.advertisers...), nil

@@ -41,10 +41,11 @@ type Options struct {
 	RefreshBefore time.Duration
 	// AdvertiserInterval: how often each authorized credential's advertiser
 	// list is fetched again from /oauth2/advertiser/get/. The listing also
-	// validates the grant, so an idle credential's revocation is noticed: a
-	// refreshable token TikTok rejects there is handled as by Rejected, and
-	// a long-lived one, which nothing can renew, is marked for
-	// re-authorization. A credential that is not authorized or needs
+	// validates the grant, so an idle credential's revocation is noticed
+	// within an interval: a token TikTok rejects there is handled as by
+	// Rejected (a refreshable one is refreshed once; a long-lived one is
+	// checked again at once and marked for re-authorization when TikTok
+	// refuses that too). A credential that is not authorized or needs
 	// re-authorization re-reads the store instead, to find a grant another
 	// process stored. Default 1m.
 	AdvertiserInterval time.Duration
@@ -105,13 +106,18 @@ const (
 	// maxRejections-th rejection of current tokens within rejectWindow, is
 	// not refreshed again: TikTok no longer accepts the grant. A single
 	// rejection, even of a just-authorized token, is refreshed once: one
-	// glitch must not cost an operator a re-authorization. A token that
-	// cannot be refreshed is checked against the advertiser listing instead
-	// when first rejected, and marked when the check is refused too or when
-	// a second rejection follows within rejectWindow.
+	// glitch must not cost an operator a re-authorization.
 	freshWindow   = time.Minute
 	rejectWindow  = 10 * time.Minute
 	maxRejections = 3
+	// A rejected token that cannot be refreshed is checked with the
+	// advertiser listing instead, and marked only when TikTok refuses the
+	// check itself: nothing can renew it, and a glitch refusing a burst of
+	// requests must not end it. Rejections arriving during a check, or
+	// within checkGrace after one ended, are answered by it: requests sent
+	// before the check can return their refusal after it passed. Later
+	// rejections start another check, so at most one runs per checkGrace.
+	checkGrace = 5 * time.Second
 	// maxCommitTries bounds the compare-and-swap retries of one change.
 	maxCommitTries = 5
 	// recheckEvery: a credential that cannot serve re-reads the store at
@@ -171,8 +177,10 @@ type Source struct {
 	lastErr     error         // the latest refresh failure, shared with callers during backoff
 	pending     *pendingGrant // a grant TikTok issued that is not yet stored
 	flight      *flight       // the refresh in progress, joined by every caller
-	validation  *flight       // the check of a rejected long-lived token in progress
-	rejections  []time.Time   // rejections of current tokens within rejectWindow
+	validation  *validation   // the check of a rejected long-lived token in progress
+	checked     string        // the long-lived token checked most recently
+	checkedAt   time.Time     // when that check ended
+	rejections  []time.Time   // rejections of current refreshable tokens within rejectWindow
 	rejected    string        // the access token TikTok refused most recently
 	lastRecheck time.Time     // when recheckStore last read the store
 	wake        chan struct{} // tells the refresh loop the schedule changed
@@ -188,6 +196,13 @@ type flight struct {
 	done chan struct{}
 	rec  *Record
 	err  error
+}
+
+// validation is one check of a rejected long-lived token, shared by every
+// rejection of that token while it runs.
+type validation struct {
+	done  chan struct{}
+	token string
 }
 
 // pendingGrant is a refresh response whose storing failed. TikTok may
@@ -992,14 +1007,11 @@ func (s *Source) listAdvertisers(ctx context.Context) {
 	if errors.As(err, &ae) && tokenRefused(ae.Code) {
 		// The listing doubles as a validation of the grant: an idle
 		// credential whose grant was revoked shows it here, before any script
-		// fails. A refreshable one is refreshed once; a revoked grant then
-		// fails the refresh and is marked for re-authorization. Nothing can
-		// renew a long-lived token, so its failed validation marks it.
+		// fails. Its refusal is one rejection like a script's: a refreshable
+		// token is refreshed once, and a revoked grant then fails the
+		// refresh; a long-lived one is checked again at once, so one glitch
+		// of the listing does not end a grant TikTok still accepts.
 		s.m.log.Warn("TikTok rejected the access token while listing advertisers", "credential", s.cred.Name, "code", ae.Code)
-		if !rec.Refreshable() {
-			_ = s.markReauth(ctx, used, fmt.Sprintf("TikTok rejected the access token when checking it (code %d), and it cannot be refreshed", ae.Code), true)
-			return
-		}
 		s.rejectedBy(ctx, used, ae.Code)
 		return
 	}
@@ -1095,9 +1107,9 @@ func (m *Manager) reindex() {
 // retry=true when a different token is now available. Repeated rejections
 // of fresh tokens mark re-authorization required. A token that cannot be
 // refreshed is checked at once with the advertiser listing (one check shared
-// by concurrent callers): it is marked when TikTok refuses that too, or
-// when a second rejection follows within ten minutes; a check TikTok
-// accepts shows the rejection was a glitch.
+// by concurrent callers, at most one per five seconds): it is marked only
+// when TikTok refuses that check too; a check TikTok accepts shows the
+// rejection was a glitch.
 func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (retry bool) {
 	if code != tiktok.CodeTokenInvalid && code != tiktok.CodeTokenExpired {
 		return false
@@ -1193,19 +1205,16 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 }
 
 // rejectedLongLivedLocked handles a rejection of the current token of a
-// grant that cannot be refreshed; s.mu is held and released here. There is
-// never another token to retry with, so it always returns false.
+// grant that cannot be refreshed; s.mu is held and released here. The
+// rejection starts a check, or joins the one running, or is ignored when a
+// check of the token ended within checkGrace; only the check's refusal
+// marks. There is never another token to retry with, so it always returns
+// false.
 func (s *Source) rejectedLongLivedLocked(ctx context.Context, token string, code int, now time.Time) bool {
 	v := s.validation
-	if v == nil {
-		// Rejections answered by a check in progress are part of the same
-		// event, so only those arriving without one are counted.
-		s.rejections = append(slices.DeleteFunc(s.rejections, func(t time.Time) bool {
-			return now.Sub(t) >= rejectWindow
-		}), now)
-		if n := len(s.rejections); n >= 2 {
+	if v == nil || v.token != token {
+		if s.checked == token && now.Before(s.checkedAt.Add(checkGrace)) {
 			s.mu.Unlock()
-			_ = s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token %d times within %s (code %d), and it cannot be refreshed", n, rejectWindow, code), true)
 			return false
 		}
 		s.m.log.Warn("TikTok rejected the access token, checking it", "credential", s.cred.Name, "code", code)
@@ -1222,30 +1231,32 @@ func (s *Source) rejectedLongLivedLocked(ctx context.Context, token string, code
 }
 
 // startValidationLocked checks token with the advertiser listing in the
-// background, shared by every caller until it ends. s.mu must be held.
-func (s *Source) startValidationLocked(token string, code int) *flight {
-	f := &flight{done: make(chan struct{})}
+// background, shared by every rejection of token until it ends. s.mu must
+// be held.
+func (s *Source) startValidationLocked(token string, code int) *validation {
+	v := &validation{done: make(chan struct{}), token: token}
 	if !s.m.track() {
-		f.err = errClosed
-		close(f.done)
-		return f
+		close(v.done)
+		return v
 	}
-	s.validation = f
+	s.validation = v
 	go func() {
 		defer s.m.wg.Done()
-		err := s.validate(token, code)
+		s.validate(token, code)
 		s.mu.Lock()
-		s.validation = nil
+		if s.validation == v {
+			s.validation = nil
+		}
+		s.checked, s.checkedAt = token, s.m.now()
 		s.mu.Unlock()
-		f.err = err
-		close(f.done)
+		close(v.done)
 	}()
-	return f
+	return v
 }
 
 // validate asks TikTok whether it accepts token, which it rejected with
 // code, and marks re-authorization when it is refused again.
-func (s *Source) validate(token string, code int) error {
+func (s *Source) validate(token string, code int) {
 	// Not the request's context: the check outlives a script that hangs up.
 	ctx, cancel := context.WithTimeout(s.m.ctx, refreshTimeout)
 	defer cancel()
@@ -1253,18 +1264,18 @@ func (s *Source) validate(token string, code int) error {
 	var ae *tiktok.APIError
 	switch {
 	case errors.As(err, &ae) && tokenRefused(ae.Code):
-		return s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token (code %d) and refused it again when checked (code %d); it cannot be refreshed", code, ae.Code), true)
+		_ = s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token (code %d) and refused it again when checked (code %d); it cannot be refreshed", code, ae.Code), true)
+		return
 	case err != nil:
-		// Inconclusive: a second rejection within rejectWindow, or the
-		// periodic listing, decides.
+		// Inconclusive: the next rejection after checkGrace, or the
+		// periodic listing, checks again.
 		if ctx.Err() == nil {
 			s.m.log.Warn("checking a rejected access token failed", "credential", s.cred.Name, "error", err.Error())
 		}
-		return err
+		return
 	}
-	s.m.log.Warn("TikTok rejected the access token once but accepts it: treated as a glitch", "credential", s.cred.Name, "code", code)
+	s.m.log.Warn("TikTok rejected the access token but accepts it: treated as a glitch", "credential", s.cred.Name, "code", code)
 	s.storeAdvertisers(ctx, token, list)
-	return nil
 }
 
 // issuedAt is when rec's access token was obtained, as far as is known.

@@ -124,13 +124,45 @@ func TestRejected(t *testing.T) {
 			wantChecks: 1,
 		},
 		{
-			name:      "long-lived grant: a second rejection within ten minutes marks re-authorization",
+			// One glitch, two answers: a request sent before the check ended
+			// returns its refusal after the check passed.
+			name:      "long-lived grant: a rejection just after a passed check is answered by it",
 			longLived: true,
 			steps: []rejectStep{
 				{after: 2 * time.Minute, token: "access-0", code: 40105, want: false},
+				{after: time.Second, token: "access-0", code: 40105, want: false},
+			},
+			wantChecks: 1,
+		},
+		{
+			name:      "long-lived grant: a rejection after a passed check is checked again, and accepted marks nothing",
+			longLived: true,
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: false},
+				{after: 6 * time.Second, token: "access-0", code: 40105, want: false},
 				{after: 9 * time.Minute, token: "access-0", code: 40105, want: false},
 			},
-			wantChecks: 1, wantReauth: true,
+			wantChecks: 3,
+		},
+		{
+			name:      "long-lived grant: revoked after a glitch: the next check is refused and marks",
+			longLived: true,
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: false},
+				{after: 9 * time.Minute, token: "access-0", code: 40105, want: false, revoke: true},
+			},
+			wantChecks: 2, wantReauth: true,
+		},
+		{
+			name:      "long-lived grant: checks TikTok does not answer mark nothing, however many",
+			longLived: true,
+			advErr:    errors.New("connection refused"),
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: false},
+				{after: 6 * time.Second, token: "access-0", code: 40105, want: false},
+				{after: 6 * time.Second, token: "access-0", code: 40102, want: false},
+			},
+			wantChecks: 3,
 		},
 		{
 			name:      "long-lived grant: rejections ten minutes apart are each a glitch",
@@ -186,6 +218,9 @@ func TestRejected(t *testing.T) {
 			e.api.set(func(a *fakeAPI) { a.advErr = tc.advErr })
 			for i, st := range tc.steps {
 				e.clock.Advance(st.after)
+				if st.revoke {
+					e.api.set(func(a *fakeAPI) { a.advErr = refused })
+				}
 				if got := e.m.Rejected(context.Background(), credName, st.token, st.code); got != st.want {
 					t.Fatalf("step %d: Rejected = %v, want %v", i, got, st.want)
 				}
@@ -211,10 +246,11 @@ func TestRejected(t *testing.T) {
 }
 
 type rejectStep struct {
-	after time.Duration
-	token string
-	code  int
-	want  bool
+	after  time.Duration
+	token  string
+	code   int
+	want   bool
+	revoke bool // from this step on, the advertiser listing refuses the token
 }
 
 // TestRejectedLongLivedConcurrent: a burst of rejections of a long-lived
@@ -677,16 +713,17 @@ func TestStatusKind(t *testing.T) {
 // TestIdleRevocationNoticedByListing: nobody calls TikTok with an idle
 // credential, yet its revocation is marked within one listing interval.
 // A refreshable grant's listing is rejected and the one forced refresh
-// fails with 40107; a long-lived grant's rejected listing is itself the
-// failed validation, with no further check.
+// fails with 40107; a long-lived grant's rejected listing is checked again
+// at once, and that check's refusal marks it.
 func TestIdleRevocationNoticedByListing(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		longLived bool
-		wantCalls int
+		name         string
+		longLived    bool
+		wantCalls    int
+		wantListings int
 	}{
-		{name: "refreshable", wantCalls: 1},
-		{name: "long-lived", longLived: true},
+		{name: "refreshable", wantCalls: 1, wantListings: 3},
+		{name: "long-lived", longLived: true, wantListings: 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(e *env) { e.opts.AdvertiserInterval = time.Minute })
@@ -714,19 +751,54 @@ func TestIdleRevocationNoticedByListing(t *testing.T) {
 				st, _ := e.m.Status(credName)
 				return st.ReauthRequired
 			})
-			if !e.record().ReauthRequired {
+			rec := e.record()
+			if !rec.ReauthRequired {
 				t.Fatal("re-authorization not persisted")
+			}
+			if rec.LastRefresh.At.After(t0.Add(time.Minute)) {
+				t.Errorf("marked at %v, more than a minute after the revocation", rec.LastRefresh.At)
 			}
 			if n := e.api.calls(); n != tc.wantCalls {
 				t.Errorf("%d refresh calls, want %d", n, tc.wantCalls)
 			}
-			if n := e.api.advCalls(); n != 3 {
-				t.Errorf("%d advertiser listings, want 3: at authorization, at start, the rejected one", n)
+			if n := e.api.advCalls(); n != tc.wantListings {
+				t.Errorf("%d advertiser listings, want %d: at authorization, at start, the rejected one (and its check)", n, tc.wantListings)
 			}
 			if _, err := e.token(); !errors.Is(err, tokens.ErrReauthRequired) {
 				t.Errorf("Token after revocation: %v, want ErrReauthRequired", err)
 			}
 		})
+	}
+}
+
+// TestListingGlitchLongLived: the periodic listing of a long-lived grant
+// refused once, by a glitch, is checked again at once; TikTok accepting the
+// check marks nothing, and the grant keeps serving through later listings.
+func TestListingGlitchLongLived(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.opts.AdvertiserInterval = time.Minute })
+	g := e.api.grant()
+	g.ExpiresIn, g.RefreshToken = 0, ""
+	if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
+		t.Fatal(err)
+	}
+	e.api.set(func(a *fakeAPI) {
+		a.advAnswers = []error{nil, &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}}
+	})
+	e.m.Start(context.Background())
+	for i := 1; i <= 3; i++ {
+		at := e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(time.Duration(i) * time.Minute)) })
+		e.clock.Set(at)
+	}
+	e.clock.waitWaiter(t, "listing timer", func(at time.Time) bool { return at.Equal(t0.Add(4 * time.Minute)) })
+	// At authorization, at start, the refused one and its check, two more.
+	if n := e.api.advCalls(); n != 6 {
+		t.Errorf("%d advertiser listings, want 6", n)
+	}
+	if tok, err := e.token(); err != nil || tok != "access-0" {
+		t.Fatalf("Token after one refused listing = %q, %v; want the grant TikTok still accepts", tok, err)
+	}
+	if r := e.record(); r.ReauthRequired || r.AccessRejected {
+		t.Fatalf("marked after one refused listing: %q", r.ReauthReason)
 	}
 }
 

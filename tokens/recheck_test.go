@@ -158,9 +158,10 @@ func TestGrantStoredByAnotherProcessIdle(t *testing.T) {
 	}
 }
 
-// TestNewGrantForgetsOldRejections: rejections of a grant that another
-// process has since replaced do not count against the new grant, whose
-// first rejection is checked rather than marked.
+// TestNewGrantForgetsOldRejections: a check of a grant that another
+// process has since replaced answers for none of the new grant's
+// rejections: the new token's first rejection, even seconds later, is
+// checked and, accepted, marks nothing.
 func TestNewGrantForgetsOldRejections(t *testing.T) {
 	e, _, path := newSharedFileEnv(t)
 	other := otherProcess(t, e, path)
@@ -177,13 +178,17 @@ func TestNewGrantForgetsOldRejections(t *testing.T) {
 	if _, err := other.Authorize(ctx, credName, longLived("access-new")); err != nil {
 		t.Fatal(err)
 	}
-	// The old token is refused again: marking it finds the new grant.
+	// The re-authorization revoked the old token: its check is refused, and
+	// marking it finds the new grant.
+	e.api.set(func(a *fakeAPI) {
+		a.advAnswers = []error{&tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}}
+	})
 	e.m.Rejected(ctx, credName, "access-0", tiktok.CodeTokenInvalid)
 	if tok, err := e.token(); err != nil || tok != "access-new" {
 		t.Fatalf("Token = %q, %v; want the other process's grant", tok, err)
 	}
 	checks := e.api.advCalls()
-	e.clock.Advance(time.Minute)
+	e.clock.Advance(time.Second)
 	e.m.Rejected(ctx, credName, "access-new", tiktok.CodeTokenInvalid)
 	if n := e.api.advCalls() - checks; n != 1 {
 		t.Fatalf("%d checks of the new grant's first rejection, want 1", n)
