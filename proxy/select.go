@@ -232,7 +232,7 @@ func (p *Proxy) bodyError(err error) *Error {
 
 func (p *Proxy) bodyTimeout() *Error {
 	return newError(CodeMalformed, http.StatusRequestTimeout,
-		"the request body did not arrive within upstream.timeout (%s): send the whole body without pausing", p.timeout)
+		"the request body did not finish arriving within upstream.timeout (%s); send it faster or raise upstream.timeout for large uploads", p.timeout)
 }
 
 // jsonAdvertisers reads advertiser_id and advertiser_ids from a JSON body.

@@ -154,7 +154,7 @@ func TestStalledBody(t *testing.T) {
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
 			if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get(HeaderError) != "90011" ||
-				!strings.Contains(string(body), "did not arrive within upstream.timeout (200ms)") {
+				!strings.Contains(string(body), "the request body did not finish arriving within upstream.timeout (200ms); send it faster or raise upstream.timeout for large uploads") {
 				t.Errorf("got %d %s %s, want 408 / 90011", resp.StatusCode, resp.Header.Get(HeaderError), body)
 			}
 			if got := resp.Header.Get(HeaderCredential); got != tc.cred {
