@@ -122,8 +122,8 @@ type fakeAPI struct {
 	current          string // the one refresh token TikTok accepts
 	expiresIn        time.Duration
 	refreshExpiresIn time.Duration
-	keepRefresh      bool  // answer without refresh_token
-	err              error // every Refresh fails with it
+	keepRefresh      bool    // answer without refresh_token
+	err              error   // every Refresh fails with it
 	advErr           error   // every listing fails with it, once advAnswers is used up
 	advAnswers       []error // the next listings' answers in turn (nil: accepted)
 	advertisers      []tiktok.Advertiser

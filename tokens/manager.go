@@ -211,7 +211,26 @@ type validation struct {
 type pendingGrant struct {
 	grant *tiktok.Grant
 	at    time.Time
-	from  string // the refresh token it was obtained with
+	from  string    // the refresh token it was obtained with
+	lock  *heldLock // the refresh lock it was obtained under; nil without a Locker
+}
+
+// heldLock is a refresh lock this process took. It is kept with an unstored
+// grant (another replica refreshing meanwhile would spend a refresh token
+// TikTok already rotated), and the attempt that stores the grant uses it
+// instead of taking the lock again, which a lock that is not re-entrant
+// (SET NX) would refuse to its own holder.
+type heldLock struct {
+	release func()
+	at      time.Time // when it was taken
+	once    sync.Once
+}
+
+// unlock releases the lock once, however many paths drop it; nil is a no-op.
+func (l *heldLock) unlock() {
+	if l != nil {
+		l.once.Do(l.release)
+	}
 }
 
 // NewManager loads every credential's record from store.
@@ -295,7 +314,8 @@ func (m *Manager) Start(ctx context.Context) {
 }
 
 // Close stops the background loops and any refresh in progress and waits
-// for them. Token keeps serving still-valid tokens afterwards but no longer
+// for them, and releases a refresh lock kept for a grant it could not
+// store. Token keeps serving still-valid tokens afterwards but no longer
 // refreshes. The store is the caller's to close.
 func (m *Manager) Close() error {
 	m.mu.Lock()
@@ -303,6 +323,14 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
+	// An unstored grant dies with this process: its lock is released so
+	// another replica can take over at once rather than after the TTL.
+	for _, s := range m.sources {
+		s.mu.Lock()
+		held := s.dropPendingLocked()
+		s.mu.Unlock()
+		held.unlock()
+	}
 	return nil
 }
 
@@ -542,28 +570,34 @@ func (s *Source) refresh() (*Record, error) {
 	if err != nil {
 		return nil, s.fail(ctx, used, err)
 	}
+	s.dropStalePending(latest)
 	if latest == nil || latest.AccessToken != used || latest.ReauthRequired {
 		return latest, nil
 	}
+	var held *heldLock
 	if l, ok := s.m.store.(Locker); ok {
-		unlock, got, err := l.TryLock(ctx, name, lockTTL)
-		if err != nil {
-			return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lock: %w", err))
-		}
-		if !got {
-			return nil, s.elsewhere(used)
+		if held = s.keptLock(); held == nil {
+			release, got, err := l.TryLock(ctx, name, lockTTL)
+			if err != nil {
+				return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lock: %w", err))
+			}
+			if !got {
+				return nil, s.elsewhere(used)
+			}
+			held = &heldLock{release: release, at: s.m.now()}
 		}
 		defer func() {
-			// A grant TikTok issued but this process could not store keeps
-			// the lock until its TTL runs out: another replica refreshing
-			// meanwhile would spend a refresh token TikTok already rotated.
-			if s.pendingFrom() == "" {
-				unlock()
+			s.mu.Lock()
+			kept := s.pending != nil && s.pending.lock == held
+			s.mu.Unlock()
+			if !kept {
+				held.unlock()
 			}
 		}()
 		if latest, err = s.reload(ctx); err != nil {
 			return nil, s.fail(ctx, used, err)
 		}
+		s.dropStalePending(latest)
 		if latest == nil || latest.AccessToken != used || latest.ReauthRequired {
 			return latest, nil
 		}
@@ -576,6 +610,10 @@ func (s *Source) refresh() (*Record, error) {
 
 	s.mu.Lock()
 	p := s.pending
+	if p != nil && p.from == cur.RefreshToken {
+		// Kept, or taken again after the kept one aged (keptLock).
+		p.lock = held
+	}
 	s.mu.Unlock()
 	if p == nil || p.from != cur.RefreshToken {
 		start := time.Now()
@@ -590,7 +628,7 @@ func (s *Source) refresh() (*Record, error) {
 		case g == nil || g.AccessToken == "":
 			return nil, s.fail(ctx, used, errors.New("tokens: refresh response without an access token"))
 		}
-		p = &pendingGrant{grant: g, at: s.m.now(), from: cur.RefreshToken}
+		p = &pendingGrant{grant: g, at: s.m.now(), from: cur.RefreshToken, lock: held}
 		s.mu.Lock()
 		s.pending = p
 		s.mu.Unlock()
@@ -606,7 +644,7 @@ func (s *Source) refresh() (*Record, error) {
 	})
 	if errors.Is(err, errSuperseded) {
 		s.mu.Lock()
-		s.pending = nil
+		s.dropPendingLocked() // its lock is held's, released on return
 		s.mu.Unlock()
 		return s.current(), nil
 	}
@@ -614,7 +652,7 @@ func (s *Source) refresh() (*Record, error) {
 		return nil, s.fail(ctx, used, fmt.Errorf("tokens: storing the refreshed token: %w", err))
 	}
 	s.mu.Lock()
-	s.pending = nil
+	s.dropPendingLocked() // its lock is held's, released on return
 	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
 	s.mu.Unlock()
 	s.m.log.Info("token refreshed", "credential", name,
@@ -716,15 +754,51 @@ func (s *Source) elsewhere(used string) error {
 	return errRefreshedElsewhere
 }
 
-// pendingFrom is the refresh token of the grant TikTok issued that is not
-// stored yet ("" when none).
-func (s *Source) pendingFrom() string {
+// keptLock is the refresh lock kept with the unstored grant, while less
+// than half its TTL has passed, so the attempt storing the grant ends
+// within it. An older one is released, for the attempt to take it anew.
+// nil when there is none to use.
+func (s *Source) keptLock() *heldLock {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pending == nil {
-		return ""
+	var lk *heldLock
+	if s.pending != nil {
+		lk = s.pending.lock
 	}
-	return s.pending.from
+	if lk == nil || s.m.now().Sub(lk.at) < lockTTL/2 {
+		s.mu.Unlock()
+		return lk
+	}
+	s.pending.lock = nil
+	s.mu.Unlock()
+	lk.unlock()
+	return nil
+}
+
+// dropStalePending forgets the unstored grant, releasing its lock, once
+// the stored record no longer holds the refresh token it was obtained
+// with: another process stored a grant or a mark since, and the CAS would
+// refuse it anyway.
+func (s *Source) dropStalePending(latest *Record) {
+	s.mu.Lock()
+	p := s.pending
+	if p == nil || (latest != nil && latest.RefreshToken == p.from && !latest.ReauthRequired) {
+		s.mu.Unlock()
+		return
+	}
+	lk := s.dropPendingLocked()
+	s.mu.Unlock()
+	lk.unlock()
+}
+
+// dropPendingLocked forgets the unstored grant and returns its lock for
+// the caller to release once s.mu is unlocked. s.mu must be held.
+func (s *Source) dropPendingLocked() *heldLock {
+	p := s.pending
+	s.pending = nil
+	if p == nil {
+		return nil
+	}
+	return p.lock
 }
 
 // backoff is the jittered delay after n consecutive failures: 1s, 2s, 4s …
@@ -1327,9 +1401,10 @@ func (m *Manager) Authorize(ctx context.Context, name string, g *tiktok.Grant) (
 	}
 	s.mu.Lock()
 	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
-	s.pending = nil
+	held := s.dropPendingLocked()
 	s.rejections = nil
 	s.mu.Unlock()
+	held.unlock()
 	s.poke()
 	m.log.Info("credential authorized", "credential", name, "advertisers", len(stored.Advertisers),
 		"scopes", stored.Scopes, "access_expires_at", stored.AccessExpiresAt, "refreshable", stored.Refreshable())

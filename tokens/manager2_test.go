@@ -499,10 +499,93 @@ func TestLockerHeldElsewhere(t *testing.T) {
 }
 
 // TestUnstoredGrantKeepsLock: when TikTok rotated the refresh token but
-// storing the answer failed, the refresh lock is kept (until its TTL) so no
-// other replica spends the refresh token TikTok already invalidated; it is
-// released once the grant is stored.
+// storing the answer failed, the refresh lock is kept so no other replica
+// spends the refresh token TikTok already invalidated. The retry stores the
+// kept grant under the kept lock, without taking it again (the lock is not
+// re-entrant) or asking TikTok again, and then releases it once.
 func TestUnstoredGrantKeepsLock(t *testing.T) {
+	e, ls, st := newUnstoredGrantEnv(t)
+	var re *tokens.RefreshError
+	if _, err := e.token(); !errors.As(err, &re) {
+		t.Fatalf("Token while the store fails = %v, want a RefreshError", err)
+	}
+	if locks, unlocks, held := ls.state(); locks != 1 || unlocks != 0 || !held {
+		t.Fatalf("lock taken %d times, released %d, held %v; want taken once and kept", locks, unlocks, held)
+	}
+	if st.wasPersisted("access-1") {
+		t.Fatal("the grant was stored though the store failed")
+	}
+	e.clock.Advance(re.RetryAfter)
+	if tok, err := e.token(); err != nil || tok != "access-1" {
+		t.Fatalf("Token after the store recovered = %q, %v; want the grant TikTok issued", tok, err)
+	}
+	if n := e.api.calls(); n != 1 {
+		t.Fatalf("%d refresh calls, want 1: the unstored grant is stored, not asked for again", n)
+	}
+	if locks, unlocks, held := ls.state(); locks != 1 || unlocks != 1 || held {
+		t.Fatalf("lock taken %d times, released %d, held %v; want the kept lock used and released once", locks, unlocks, held)
+	}
+	if !st.wasPersisted("access-1") {
+		t.Fatal("the grant is not stored")
+	}
+}
+
+// TestUnstoredGrantLockReleased: the lock kept for an unstored grant is
+// released exactly once when the grant is dropped (a new authorization
+// replaces it, or the Manager closes), and taken again, not reused, by a
+// retry that comes after half its TTL.
+func TestUnstoredGrantLockReleased(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		drop      func(e *env)
+		wantLocks int
+	}{
+		{name: "authorized again", wantLocks: 1, drop: func(e *env) {
+			g := e.api.grant()
+			g.AccessToken = "access-new"
+			if _, err := e.m.Authorize(context.Background(), credName, g); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{name: "closed", wantLocks: 1, drop: func(e *env) {
+			if err := e.m.Close(); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{name: "retried after half the TTL", wantLocks: 2, drop: func(e *env) {
+			e.clock.Advance(31 * time.Second)
+			if tok, err := e.token(); err != nil || tok != "access-1" {
+				e.t.Fatalf("Token = %q, %v; want the grant TikTok issued", tok, err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ls, _ := newUnstoredGrantEnv(t)
+			if _, err := e.token(); err == nil {
+				t.Fatal("Token served while the store fails")
+			}
+			if _, unlocks, held := ls.state(); unlocks != 0 || !held {
+				t.Fatalf("lock released %d times, held %v; want it kept", unlocks, held)
+			}
+			tc.drop(e)
+			if locks, unlocks, held := ls.state(); locks != tc.wantLocks || unlocks != tc.wantLocks || held {
+				t.Fatalf("lock taken %d times, released %d, held %v; want %d and %d, released", locks, unlocks, held, tc.wantLocks, tc.wantLocks)
+			}
+			if n := e.api.calls(); n != 1 {
+				t.Fatalf("%d refresh calls, want 1", n)
+			}
+			_ = e.m.Close()
+			if _, unlocks, _ := ls.state(); unlocks != tc.wantLocks {
+				t.Fatalf("lock released %d times after Close, want %d", unlocks, tc.wantLocks)
+			}
+		})
+	}
+}
+
+// newUnstoredGrantEnv is an authorized credential at its token's expiry,
+// behind a lockStore whose next Put fails.
+func newUnstoredGrantEnv(t *testing.T) (*env, *lockStore, *orderStore) {
+	t.Helper()
 	var ls *lockStore
 	var st *orderStore
 	e := newEnv(t, func(e *env) {
@@ -515,28 +598,7 @@ func TestUnstoredGrantKeepsLock(t *testing.T) {
 	st.failPuts = 1
 	st.mu.Unlock()
 	e.clock.Set(e.record().AccessExpiresAt)
-	var re *tokens.RefreshError
-	if _, err := e.token(); !errors.As(err, &re) {
-		t.Fatalf("Token while the store fails = %v, want a RefreshError", err)
-	}
-	ls.mu.Lock()
-	locks, unlocks := ls.locks, ls.unlocks
-	ls.mu.Unlock()
-	if locks != 1 || unlocks != 0 {
-		t.Fatalf("lock taken %d times, released %d; want taken once and kept", locks, unlocks)
-	}
-	e.clock.Advance(re.RetryAfter)
-	if tok := e.mustToken(); tok != "access-1" {
-		t.Fatalf("Token after the store recovered = %q, want the grant TikTok issued", tok)
-	}
-	if n := e.api.calls(); n != 1 {
-		t.Fatalf("%d refresh calls, want 1: the unstored grant is stored, not asked for again", n)
-	}
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if ls.unlocks != 1 {
-		t.Fatalf("lock released %d times after the grant was stored, want 1", ls.unlocks)
-	}
+	return e, ls, st
 }
 
 // TestRejectedTokenStopsInTheMarkingWrite: TikTok refuses a token, the forced
@@ -590,11 +652,13 @@ func (s *writeStore) Put(ctx context.Context, rec *tokens.Record, expect uint64)
 	return err
 }
 
+// lockStore is a Locker that is not re-entrant, as a SET NX lock is: while
+// held, TryLock refuses everyone, the holder too. Its TTL never runs out.
 type lockStore struct {
 	tokens.Store
 	mu             sync.Mutex
-	held           bool
-	locks, unlocks int
+	held           bool // by anyone: set by a test for a holder elsewhere
+	locks, unlocks int  // TryLock calls, and calls of the unlocks it returned
 }
 
 func (l *lockStore) TryLock(ctx context.Context, credential string, ttl time.Duration) (func(), bool, error) {
@@ -604,7 +668,23 @@ func (l *lockStore) TryLock(ctx context.Context, credential string, ttl time.Dur
 	if l.held {
 		return nil, false, nil
 	}
-	return func() { l.mu.Lock(); l.unlocks++; l.mu.Unlock() }, true, nil
+	l.held = true
+	released := false
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.unlocks++
+		if !released {
+			released, l.held = true, false
+		}
+	}, true, nil
+}
+
+// state is the lock's counters and whether it is held.
+func (l *lockStore) state() (locks, unlocks int, held bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.locks, l.unlocks, l.held
 }
 
 func TestErrors(t *testing.T) {
