@@ -257,6 +257,11 @@ func (h *harness) logLines(t *testing.T, msg string) []map[string]any {
 	return out
 }
 
+// slowTimeout is upstream.timeout for tests that let it pass with a request
+// in flight: a loaded CI runner gets the request's headers (and a small
+// body) through the proxy well within it, and the test waits it out once.
+const slowTimeout = 2 * time.Second
+
 // eventually polls cond until it holds or 10s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()

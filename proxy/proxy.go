@@ -30,7 +30,6 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -287,11 +286,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex, r := p.newExchange(r)
 	rec := &recorder{ResponseWriter: w}
 	rec.Header().Set(HeaderRequestID, ex.id)
-	var dl *bodyDeadline
 	if r.Body != nil && r.Body != http.NoBody {
 		ex.body = &watchedBody{ReadCloser: r.Body}
 		r.Body = ex.body
-		dl = bodyDeadlineOn(rec, ex)
+		// Nothing else bounds reading the body: Prepare reads it before any
+		// upstream call, and the server sets only ReadHeaderTimeout, so a
+		// client that stops sending would hold the handler (and shutdown)
+		// forever. net/http lifts the deadline itself once the body hits
+		// EOF (connReader.startBackgroundRead clears it before reading
+		// ahead to notice a hang-up), so the read-ahead never fails at it
+		// and cancels the connection's context. A writer without deadlines
+		// (a ResponseRecorder) leaves the body to its own limits.
+		_ = http.NewResponseController(rec).SetReadDeadline(ex.deadline)
 	}
 	// ReverseProxy aborts a response whose copy failed (the client hung up
 	// or TikTok's body broke off) by panicking with http.ErrAbortHandler;
@@ -300,7 +306,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// connection.
 	defer func() {
 		v := recover()
-		dl.end()
 		p.observe(ex, r, rec)
 		if v != nil {
 			panic(v)
@@ -323,54 +328,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			WriteError(rec, perr, ex.id)
 		}
 	}
-}
-
-// bodyDeadline bounds reading a request body by the connection's read
-// deadline. Nothing else does: Prepare reads the body before any upstream
-// call, and the server sets only ReadHeaderTimeout, so a client that stops
-// sending would hold the handler (and shutdown) forever. The deadline is
-// lifted once the body has been read: net/http then reads ahead on HTTP/1
-// to notice a hang-up, and that read failing at the deadline would cancel
-// the context of every later request on the connection. A writer without
-// deadlines (a ResponseRecorder) leaves the body to its own limits.
-type bodyDeadline struct {
-	rc     *http.ResponseController
-	mu     sync.Mutex
-	active bool // set until the body ends or the handler returns
-}
-
-// bodyDeadlineOn sets the read deadline to ex.deadline and lifts it when
-// ex.body reaches EOF; nil when w has no deadlines.
-func bodyDeadlineOn(w http.ResponseWriter, ex *exchange) *bodyDeadline {
-	rc := http.NewResponseController(w)
-	if rc.SetReadDeadline(ex.deadline) != nil {
-		return nil
-	}
-	d := &bodyDeadline{rc: rc, active: true}
-	ex.body.onEOF = d.lift
-	return d
-}
-
-// lift clears the deadline. The transport may hit EOF on its own
-// goroutine, even after the handler returned; by then the connection may
-// serve the next request, whose deadlines are not ours to touch.
-func (d *bodyDeadline) lift() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.active {
-		d.active = false
-		_ = d.rc.SetReadDeadline(time.Time{})
-	}
-}
-
-// end marks the handler done; a nil d is a no-op.
-func (d *bodyDeadline) end() {
-	if d == nil {
-		return
-	}
-	d.mu.Lock()
-	d.active = false
-	d.mu.Unlock()
 }
 
 // Prepare checks that r is for TikTok's /open_api/, authenticates the

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -512,19 +513,30 @@ func TestBreakerHalfOpen(t *testing.T) {
 	}
 }
 
-// TestTimeoutIsBreakerFailure runs over one real keep-alive connection. A
-// body is read under a read deadline that ends at upstream.timeout too; the
-// timeouts must still count as TikTok's failures, not as clients hanging
-// up, and the connection must stay usable for the next request.
+// TestTimeoutIsBreakerFailure: timeouts count as TikTok's failures, not
+// as clients hanging up, though a request's body is read under a read
+// deadline that ends at upstream.timeout too; and each client's keep-alive
+// connection survives its timeout and serves its next request. The three
+// kinds of request run at once, each on its own connection, so the test
+// waits for upstream.timeout once.
 func TestTimeoutIsBreakerFailure(t *testing.T) {
 	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
 		func(c *config.Config, _ *Options) {
-			c.Upstream.Timeout = 50 * time.Millisecond
+			c.Upstream.Timeout = slowTimeout
 			c.Breaker.ConsecutiveFailures = 3
 		})
-	srv := httptest.NewServer(h.p)
+	srv := httptest.NewUnstartedServer(h.p)
+	var mu sync.Mutex
+	conns := 0
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
 	defer srv.Close()
-	client := srv.Client()
 	reqs := []func() *http.Request{
 		func() *http.Request { r, _ := http.NewRequest(http.MethodGet, srv.URL+campaignGet, nil); return r },
 		func() *http.Request {
@@ -539,27 +551,41 @@ func TestTimeoutIsBreakerFailure(t *testing.T) {
 			return r
 		},
 	}
-	do := func(r *http.Request) (*http.Response, string) {
-		t.Helper()
-		resp, err := client.Do(r)
+	do := func(c *http.Client, r *http.Request) (int, string, string) {
+		resp, err := c.Do(r)
 		if err != nil {
-			t.Fatal(err)
+			return 0, "", err.Error()
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		return resp, string(body)
+		return resp.StatusCode, resp.Header.Get(HeaderError), string(body)
 	}
+	clients := make([]*http.Client, len(reqs))
+	var wg sync.WaitGroup
 	for i, req := range reqs {
-		if resp, body := do(req()); resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(HeaderError) != "90007" {
-			t.Fatalf("timeout %d: %d %s", i, resp.StatusCode, body)
-		}
+		tr := &http.Transport{MaxConnsPerHost: 1}
+		defer tr.CloseIdleConnections()
+		clients[i] = &http.Client{Transport: tr}
+		wg.Go(func() {
+			if status, code, body := do(clients[i], req()); status != http.StatusGatewayTimeout || code != "90007" {
+				t.Errorf("timeout %d: %d %s %s, want 504 / 90007", i, status, code, body)
+			}
+		})
 	}
+	wg.Wait()
 	calls := len(h.up.requests())
-	if resp, body := do(reqs[0]()); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderError) != "90006" {
-		t.Errorf("after %d timeouts: %d %s, want the breaker open (90006)", len(reqs), resp.StatusCode, body)
+	for i, c := range clients {
+		if status, code, body := do(c, reqs[0]()); status != http.StatusServiceUnavailable || code != "90006" {
+			t.Errorf("client %d after %d timeouts: %d %s %s, want the breaker open (90006)", i, len(reqs), status, code, body)
+		}
 	}
 	if n := len(h.up.requests()); n != calls {
 		t.Errorf("TikTok called while the breaker is open")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != len(clients) {
+		t.Errorf("%d connections for %d clients: a timeout closed a keep-alive connection", conns, len(clients))
 	}
 }
 

@@ -410,7 +410,6 @@ func scanMultipart(mr *multipart.Reader, sel *selection) (int, error) {
 // reads a request body on its own goroutine, hence the lock.
 type watchedBody struct {
 	io.ReadCloser
-	onEOF func() // called at EOF (maybe more than once), when set
 
 	mu      sync.Mutex
 	reading bool
@@ -428,9 +427,6 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 		b.err = err
 	}
 	b.mu.Unlock()
-	if err == io.EOF && b.onEOF != nil {
-		b.onEOF()
-	}
 	return n, err
 }
 
