@@ -123,7 +123,10 @@ const (
 	// recheckEvery: a credential that cannot serve re-reads the store at
 	// most this often, to notice a grant another process stored.
 	recheckEvery = time.Second
-	maxErrorLen  = 300
+	// recheckTimeout bounds that re-read: /authorize and /api/credentials
+	// re-read every such credential, and must answer while the store hangs.
+	recheckTimeout = 2 * time.Second
+	maxErrorLen    = 300
 )
 
 var (
@@ -466,7 +469,8 @@ func (s *Source) serve(ctx context.Context, mayRecheck bool) (string, error) {
 // the authorize command, may have stored a new grant since. At most one
 // read per recheckEvery per credential, so a script retrying in a loop does
 // not turn into store traffic; an authorized credential never gets here. It
-// reports whether a newer record was adopted.
+// reports whether a newer record was adopted. The read takes at most
+// recheckTimeout.
 func (s *Source) recheckStore(ctx context.Context) bool {
 	s.mu.Lock()
 	now := s.m.now()
@@ -480,6 +484,8 @@ func (s *Source) recheckStore(ctx context.Context) bool {
 		gen = s.rec.Generation
 	}
 	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, recheckTimeout)
+	defer cancel()
 	rec, err := s.reload(ctx)
 	if err != nil {
 		s.m.log.Debug("re-reading the store failed", "credential", s.cred.Name, "error", err.Error())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,5 +199,57 @@ func TestNewGrantForgetsOldRejections(t *testing.T) {
 	}
 	if e.record().ReauthRequired {
 		t.Fatal("the new grant was marked for the old one's rejections")
+	}
+}
+
+// hangingStore is a store whose reads, once hang is set, wait for their
+// context to end, as a store that stopped answering does.
+type hangingStore struct {
+	tokens.Store
+	hang      atomic.Bool
+	deadlines chan time.Duration // how far off each hung read's deadline was (-1: none)
+}
+
+func (h *hangingStore) Get(ctx context.Context, credential string) (*tokens.Record, error) {
+	if !h.hang.Load() {
+		return h.Store.Get(ctx, credential)
+	}
+	left := time.Duration(-1)
+	if dl, ok := ctx.Deadline(); ok {
+		left = time.Until(dl)
+	}
+	h.deadlines <- left
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestStatusWithHungStore: the store re-read of a credential that cannot
+// serve is bounded, so /authorize and /api/credentials answer, showing the
+// known state, while the store hangs.
+func TestStatusWithHungStore(t *testing.T) {
+	var hs *hangingStore
+	e := newEnv(t, func(e *env) {
+		hs = &hangingStore{Store: e.store, deadlines: make(chan time.Duration, 10)}
+		e.store = hs
+	})
+	hs.hang.Store(true)
+	done := make(chan []tokens.Status, 1)
+	go func() { done <- e.m.Statuses() }()
+	var left time.Duration
+	select {
+	case left = <-hs.deadlines:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Statuses did not re-read the store of a credential that is not authorized")
+	}
+	if left <= 0 || left > 2*time.Second {
+		t.Fatalf("the re-read's deadline is %v away, want at most 2s", left)
+	}
+	select {
+	case st := <-done:
+		if len(st) != 1 || st[0].Authorized {
+			t.Fatalf("Statuses = %+v", st)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Statuses still waits on the hung store")
 	}
 }
