@@ -1,7 +1,7 @@
 package tokens
 
-// Waiting is how many Token calls of credential name are blocked on a
-// refresh in flight, plus Rejected calls blocked on a validation.
+// Waiting is how many Token and Rejected calls of credential name are
+// blocked on a refresh or a validation in flight.
 func (m *Manager) Waiting(name string) int {
 	return int(m.byName[name].waiting.Load())
 }

@@ -188,9 +188,9 @@ type Source struct {
 	lastRecheck time.Time     // when recheckStore last read the store
 	wake        chan struct{} // tells the refresh loop the schedule changed
 
-	// waiting counts Token calls blocked on a refresh in flight and
-	// Rejected calls blocked on a validation in flight, so tests can prove
-	// concurrent callers really share one.
+	// waiting counts Token and Rejected calls blocked on a refresh or a
+	// validation in flight, so tests can prove concurrent callers really
+	// share one.
 	waiting atomic.Int64
 }
 
@@ -1267,9 +1267,12 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 		f = s.startFlightLocked()
 	}
 	s.mu.Unlock()
+	s.waiting.Add(1)
 	select {
 	case <-f.done:
+		s.waiting.Add(-1)
 	case <-ctx.Done():
+		s.waiting.Add(-1)
 		return false
 	}
 	if f.err != nil {

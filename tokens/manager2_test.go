@@ -253,6 +253,46 @@ type rejectStep struct {
 	revoke bool // from this step on, the advertiser listing refuses the token
 }
 
+// TestRejectedConcurrent: many requests rejected with the same token share
+// one forced refresh, held until every caller waits on it, and all retry.
+func TestRejectedConcurrent(t *testing.T) {
+	e := newEnv(t)
+	e.authorize()
+	e.clock.Advance(time.Hour)
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+	e.api.set(func(a *fakeAPI) { a.gate = gate })
+	const n = 200
+	start := make(chan struct{})
+	results := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			results[i] = e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid)
+		})
+	}
+	close(start)
+	waitFor(t, "every rejection to wait on the one refresh", func() bool { return e.m.Waiting(credName) == n })
+	release()
+	wg.Wait()
+	for i, r := range results {
+		if !r {
+			t.Fatalf("caller %d: Rejected = false, want a retry with the refreshed token", i)
+		}
+	}
+	if c := e.api.calls(); c != 1 {
+		t.Fatalf("%d refresh calls, want 1", c)
+	}
+	if tok := e.mustToken(); tok != "access-1" {
+		t.Fatalf("Token = %q", tok)
+	}
+	if e.record().ReauthRequired {
+		t.Fatal("a burst of rejections sharing one refresh marked re-authorization")
+	}
+}
+
 // TestRejectedLongLivedConcurrent: a burst of rejections of a long-lived
 // token shares one check, held until every caller waits on it; the burst
 // counts as one rejection, so a check TikTok accepts marks nothing.
