@@ -634,6 +634,7 @@ func (s *Source) refresh() (*Record, error) {
 		case g == nil || g.AccessToken == "":
 			return nil, s.fail(ctx, used, errors.New("tokens: refresh response without an access token"))
 		}
+		s.m.logDropped(name, g)
 		p = &pendingGrant{grant: g, at: s.m.now(), from: cur.RefreshToken, lock: held}
 		s.mu.Lock()
 		s.pending = p
@@ -1369,6 +1370,14 @@ func issuedAt(rec *Record) time.Time {
 	return rec.AuthorizedAt
 }
 
+// logDropped warns about the parts of TikTok's answer the client left out
+// (an advertiser id that is not digits): the grant itself is kept.
+func (m *Manager) logDropped(name string, g *tiktok.Grant) {
+	for _, d := range g.Dropped {
+		m.log.Warn("TikTok's token answer had an unusable field, left out", "credential", name, "field", d)
+	}
+}
+
 // Authorize stores a new grant for the credential, replacing any old one
 // atomically and clearing re-authorization, then fetches its advertiser
 // names. It returns the stored state.
@@ -1380,6 +1389,7 @@ func (m *Manager) Authorize(ctx context.Context, name string, g *tiktok.Grant) (
 	if g == nil || g.AccessToken == "" {
 		return Status{}, fmt.Errorf("tokens: authorizing %q: grant without an access token", name)
 	}
+	m.logDropped(name, g)
 	now := m.now()
 	fresh := &Record{
 		Credential:   name,

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -990,4 +992,44 @@ func TestTikTokAccountNotListed(t *testing.T) {
 	if n := e.api.advCalls(); n != 0 {
 		t.Fatalf("%d advertiser listings for a tiktok_account credential, want 0", n)
 	}
+}
+
+// TestDroppedFieldsKeepTheGrant: a refresh answer with an unusable
+// advertiser id still rotates the credential (its new refresh token is
+// kept), and the dropped field is logged.
+func TestDroppedFieldsKeepTheGrant(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	e := newEnv(t, func(e *env) {
+		e.opts.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	})
+	e.api.set(func(a *fakeAPI) {
+		a.beforeReturn = func(g *tiktok.Grant) {
+			g.Dropped = []string{`advertiser_ids: "7.0e18" is not an advertiser id (want digits)`}
+		}
+	})
+	e.authorize()
+	e.clock.Set(e.record().AccessExpiresAt)
+	if tok := e.mustToken(); tok != "access-1" {
+		t.Fatalf("Token = %q, want the refreshed access-1", tok)
+	}
+	if r := e.record(); r.RefreshToken != "refresh-1" {
+		t.Fatalf("stored refresh token %q, want the rotated refresh-1", r.RefreshToken)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), `field="advertiser_ids: \"7.0e18\" is not an advertiser id (want digits)"`) {
+		t.Fatalf("dropped field not logged:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
