@@ -167,9 +167,28 @@ func testConfig(baseURL string) *config.Config {
 // newHarness builds the proxy; edit may change the config and options.
 func newHarness(t *testing.T, handler http.HandlerFunc, edit func(*config.Config, *Options)) *harness {
 	t.Helper()
-	h := &harness{up: newUpstream(t, handler), tok: newFakeTokens(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	up := newUpstream(t, handler)
+	return buildHarness(t, up, up.URL, edit)
+}
+
+// newMemHarness builds the proxy with TikTok served in-process by rt, for
+// tests on synctest's fake clock, which real connections do not follow
+// (h.up is nil).
+func newMemHarness(t *testing.T, rt roundTripFunc, edit func(*config.Config, *Options)) *harness {
+	t.Helper()
+	return buildHarness(t, nil, "http://tiktok.test", func(c *config.Config, o *Options) {
+		o.Transport = rt
+		if edit != nil {
+			edit(c, o)
+		}
+	})
+}
+
+func buildHarness(t *testing.T, up *upstream, baseURL string, edit func(*config.Config, *Options)) *harness {
+	t.Helper()
+	h := &harness{up: up, tok: newFakeTokens(), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	h.m = metrics.New(h.reg, "test", "go")
-	h.config = testConfig(h.up.URL)
+	h.config = testConfig(baseURL)
 	opts := Options{
 		Config:  h.config,
 		Tokens:  h.tok,
@@ -185,6 +204,19 @@ func newHarness(t *testing.T, handler http.HandlerFunc, edit func(*config.Config
 	}
 	h.p = p
 	return h
+}
+
+// roundTripFunc is an http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// jsonResponse is TikTok's answer to r with body streamed as it is read.
+func jsonResponse(r *http.Request, status int, body io.Reader) *http.Response {
+	return &http.Response{
+		Status: http.StatusText(status), StatusCode: status, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(body), ContentLength: -1, Request: r,
+	}
 }
 
 // do serves one request through the proxy handler.

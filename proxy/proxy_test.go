@@ -11,9 +11,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -371,6 +373,9 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 	}
 }
 
+// TestBreaker: what counts as TikTok failing, over real connections. The
+// breaker's timing (half-open, probes, recovery) is TestBreakerHalfOpen's,
+// on a fake clock; here open_timeout is long enough never to end.
 func TestBreaker(t *testing.T) {
 	failures := []struct {
 		name    string
@@ -389,15 +394,7 @@ func TestBreaker(t *testing.T) {
 	}
 	for _, f := range failures {
 		t.Run(f.name, func(t *testing.T) {
-			healthy := make(chan struct{})
-			h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
-				select {
-				case <-healthy:
-					writeEnvelope(w, 0)
-				default:
-					f.handler(w, r)
-				}
-			}, func(c *config.Config, _ *Options) { c.Breaker.OpenTimeout = 300 * time.Millisecond })
+			h := newHarness(t, f.handler, func(c *config.Config, _ *Options) { c.Breaker.OpenTimeout = time.Hour })
 			get := func() *httptest.ResponseRecorder {
 				return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
 			}
@@ -413,8 +410,8 @@ func TestBreaker(t *testing.T) {
 			w := get()
 			checkProxyError(t, w, 90006, 503)
 			checkCredential(t, w, "main")
-			if w.Header().Get("Retry-After") != "1" {
-				t.Errorf("Retry-After = %q, want 1 (300ms rounded up)", w.Header().Get("Retry-After"))
+			if ra, err := strconv.Atoi(w.Header().Get("Retry-After")); err != nil || ra < 1 || ra > 3600 {
+				t.Errorf("Retry-After = %q, want the rest of the hour's open_timeout", w.Header().Get("Retry-After"))
 			}
 			if len(h.up.requests()) != calls {
 				t.Errorf("upstream called while open")
@@ -423,19 +420,8 @@ func TestBreaker(t *testing.T) {
 			if other.Header().Get(HeaderError) == "90006" {
 				t.Errorf("breaker of main stopped credential other: %d %s", other.Code, other.Body)
 			}
-			close(healthy)
-			deadline := time.Now().Add(10 * time.Second)
-			for get().Header().Get(HeaderError) == "90006" {
-				if time.Now().After(deadline) {
-					t.Fatal("breaker never let a probe through")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != 0 {
-				t.Errorf("circuit_breaker_state after recovery = %v, want 0", g)
-			}
-			if !strings.Contains(h.logs.String(), `"msg":"circuit breaker state changed"`) {
-				t.Errorf("no breaker transition logged")
+			if len(h.logLines(t, "circuit breaker state changed")) != 1 {
+				t.Errorf("breaker opening not logged once")
 			}
 		})
 	}
@@ -465,52 +451,101 @@ func (h *harness) scrapeBreaker(t *testing.T, cred string) float64 {
 	return 0
 }
 
-// TestBreakerHalfOpen: an idle open breaker reads half-open (1) once
-// open_timeout has passed, with no request or State call to move it;
-// half-open lets one probe through, and a failing probe reopens it.
+// TestBreakerHalfOpen runs on synctest's fake clock, which gobreaker's
+// time.Now, the gauge's re-check timer and the request deadlines all
+// follow, so open_timeout and upstream.timeout pass exactly when the test
+// sleeps through them, however slow the machine. An idle open breaker
+// reads half-open (1) once open_timeout has passed, with no request to move
+// it; half-open lets one probe through and a failing probe reopens it.
 func TestBreakerHalfOpen(t *testing.T) {
-	arrived, release := make(chan struct{}, 8), make(chan struct{})
-	probing := false
-	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
-		if probing {
-			arrived <- struct{}{}
-			<-release
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			mu     sync.Mutex
+			calls  int
+			answer func(r *http.Request) *http.Response
+		)
+		h := newMemHarness(t, func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			calls++
+			a := answer
+			mu.Unlock()
+			return a(r), nil
+		}, nil)
+		tiktok := func(a func(r *http.Request) *http.Response) {
+			mu.Lock()
+			defer mu.Unlock()
+			answer = a
 		}
-		w.WriteHeader(http.StatusInternalServerError)
-	}, func(c *config.Config, _ *Options) { c.Breaker.OpenTimeout = 100 * time.Millisecond })
-	get := func() *httptest.ResponseRecorder { return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)) }
-	for range h.config.Breaker.ConsecutiveFailures {
-		get()
-	}
-	if g := h.scrapeBreaker(t, "main"); g != 2 {
-		t.Fatalf("circuit_breaker_state = %v after %d failures, want 2", g, h.config.Breaker.ConsecutiveFailures)
-	}
-	eventually(t, "an idle breaker's gauge to read half-open", func() bool { return h.scrapeBreaker(t, "main") == 1 })
+		called := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return calls
+		}
+		status := func(code int) func(r *http.Request) *http.Response {
+			return func(r *http.Request) *http.Response {
+				return jsonResponse(r, code, strings.NewReader(`{"code":0,"message":"m","data":{}}`))
+			}
+		}
+		get := func() *httptest.ResponseRecorder { return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)) }
+		refused := func(when string) {
+			t.Helper()
+			n := called()
+			w := get()
+			if w.Code != http.StatusServiceUnavailable || w.Header().Get(HeaderError) != "90006" {
+				t.Errorf("%s: %d %s, want 90006", when, w.Code, w.Body)
+			}
+			if called() != n {
+				t.Errorf("%s: the request reached TikTok", when)
+			}
+		}
+		gauge := func(when string, want float64) {
+			t.Helper()
+			synctest.Wait()
+			if g := h.scrapeBreaker(t, "main"); g != want {
+				t.Errorf("%s: circuit_breaker_state = %v, want %v", when, g, want)
+			}
+		}
+		open := h.config.Breaker.OpenTimeout
 
-	probing = true
-	probe := make(chan *httptest.ResponseRecorder, 1)
-	go func() { probe <- get() }()
-	waitFor(t, arrived, "the probe to reach TikTok")
-	if g := h.scrapeBreaker(t, "main"); g != 1 {
-		t.Errorf("circuit_breaker_state = %v during the probe, want 1", g)
-	}
-	w := get()
-	checkProxyError(t, w, 90006, 503)
-	if len(arrived) != 0 {
-		t.Errorf("a second request reached TikTok while the probe was out")
-	}
-	close(release)
-	if w := <-probe; w.Code != http.StatusInternalServerError {
-		t.Errorf("probe answered %d, want TikTok's 500", w.Code)
-	}
-	if g := h.scrapeBreaker(t, "main"); g != 2 {
-		t.Errorf("circuit_breaker_state = %v after a failed probe, want 2 (reopened)", g)
-	}
-	w = get()
-	checkProxyError(t, w, 90006, 503)
-	if w.Header().Get("Retry-After") != "1" {
-		t.Errorf("Retry-After = %q after reopening, want 1", w.Header().Get("Retry-After"))
-	}
+		tiktok(status(http.StatusInternalServerError))
+		for range h.config.Breaker.ConsecutiveFailures {
+			get()
+		}
+		gauge("tripped", 2)
+		refused("open")
+		if w := get(); w.Header().Get("Retry-After") != "30" {
+			t.Errorf("Retry-After = %q, want 30 (open_timeout, none of it passed)", w.Header().Get("Retry-After"))
+		}
+		time.Sleep(open - time.Millisecond)
+		gauge("just before open_timeout", 2)
+		time.Sleep(2 * time.Millisecond)
+		gauge("idle past open_timeout", 1)
+
+		// A failing probe.
+		release := make(chan struct{})
+		tiktok(func(r *http.Request) *http.Response {
+			<-release
+			return status(http.StatusInternalServerError)(r)
+		})
+		probe := make(chan *httptest.ResponseRecorder, 1)
+		go func() { probe <- get() }()
+		synctest.Wait()
+		if called() == 0 {
+			t.Fatal("the probe did not reach TikTok")
+		}
+		gauge("probe out", 1)
+		refused("while the probe is out")
+		close(release)
+		if w := <-probe; w.Code != http.StatusInternalServerError {
+			t.Errorf("probe answered %d, want TikTok's 500", w.Code)
+		}
+		gauge("after a failed probe", 2)
+		refused("reopened")
+		if w := get(); w.Header().Get("Retry-After") != "30" {
+			t.Errorf("Retry-After = %q after reopening, want 30", w.Header().Get("Retry-After"))
+		}
+
+	})
 }
 
 // TestTimeoutIsBreakerFailure: timeouts count as TikTok's failures, not
