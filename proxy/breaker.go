@@ -62,11 +62,15 @@ func breakerGauge(s gobreaker.State) int {
 }
 
 // allow asks the breaker for a request; done reports its outcome: nil
-// success, errFailure, errExcluded.
-func (b *breaker) allow() (done func(error), perr *Error) {
+// success, errFailure, errExcluded. probe is true for the one request a
+// half-open breaker lets through: every other is refused until done is
+// called. (While the probe is out the breaker can only stay half-open, so
+// reading the state after Allow cannot mistake a closed breaker's request
+// for it.)
+func (b *breaker) allow() (done func(error), probe bool, perr *Error) {
 	done, err := b.cb.Allow()
 	if err == nil {
-		return done, nil
+		return done, b.cb.State() == gobreaker.StateHalfOpen, nil
 	}
 	wait := time.Second
 	if errors.Is(err, gobreaker.ErrOpenState) {
@@ -78,7 +82,16 @@ func (b *breaker) allow() (done func(error), perr *Error) {
 		"TikTok has been failing for credential %q, so requests are paused (circuit breaker open); retry after the Retry-After seconds",
 		b.cb.Name())
 	e.RetryAfter = max(wait, time.Second)
-	return nil, e
+	return nil, false, e
+}
+
+// fail reports a failure on its own, for a request whose success was
+// reported already: a probe whose body broke off after its headers had
+// closed the breaker. An open breaker has nothing to learn from it.
+func (b *breaker) fail() {
+	if done, err := b.cb.Allow(); err == nil {
+		done(errFailure)
+	}
 }
 
 // waitRate waits for the credential's rate_limit up to maxWait; a longer

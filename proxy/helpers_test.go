@@ -219,6 +219,15 @@ func jsonResponse(r *http.Request, status int, body io.Reader) *http.Response {
 	}
 }
 
+// stalled is a body that sends nothing more until ctx ends, then fails
+// with ctx's error, as a transport's body does.
+type stalled struct{ ctx context.Context }
+
+func (s stalled) Read([]byte) (int, error) {
+	<-s.ctx.Done()
+	return 0, s.ctx.Err()
+}
+
 // do serves one request through the proxy handler.
 func (h *harness) do(r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()

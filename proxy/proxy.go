@@ -244,7 +244,9 @@ type exchange struct {
 	clientCtx context.Context // the client's own context, to tell a hang-up from a timeout
 	route     *Route
 	token     string
+	breaker   *breaker
 	done      func(error) // breaker outcome; nil once reported
+	probe     bool        // the half-open breaker's one request
 	// outcome is reported to the breaker when the request ends: nil
 	// success, errFailure, errExcluded (the default: nothing learnt).
 	outcome  error
@@ -399,14 +401,15 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, rt *Route) *Erro
 	if b == nil {
 		return newError(CodeUnknownCredential, http.StatusBadRequest, "credential %q is not configured", cred)
 	}
-	done, perr := b.allow()
+	done, probe, perr := b.allow()
 	if perr != nil {
 		return perr
 	}
-	ex.done = done
+	ex.breaker, ex.done, ex.probe = b, done, probe
 	// The breaker hears the outcome once the response has ended, so a body
-	// cut off half-way counts too; a panic (an aborted copy) is settled
-	// here, then goes on.
+	// cut off half-way counts too (a probe's success is heard earlier, see
+	// modifyResponse); a panic (an aborted copy) is settled here, then goes
+	// on.
 	defer func() {
 		v := recover()
 		if v != nil || ex.respErr() != nil {
@@ -449,12 +452,17 @@ func (ex *exchange) respErr() error {
 }
 
 // cutOff settles a response that ended before its body did. A client that
-// hung up says nothing about TikTok. Otherwise TikTok's body broke off or
-// upstream.timeout cut it: the client has a 200 and half a body, but the
-// request is logged and counted as the 504 (or 502) it really was, and it
-// is a breaker failure.
+// hung up says nothing about TikTok. Nor does one too slow to take the body
+// within upstream.timeout: the copy waits on the client while it writes and
+// on TikTok while it reads, so a read that failed at the deadline having
+// begun only after it means the copy had been stuck writing; the request
+// is logged and counted as 408. Otherwise TikTok's body broke off or
+// upstream.timeout cut it while TikTok kept the copy waiting: the client
+// has a 200 and half a body, but the request is logged and counted as the
+// 504 (or 502) it really was, and it is a breaker failure.
 func (p *Proxy) cutOff(ex *exchange) {
 	err := ex.respErr()
+	timedOut := ex.pastDeadline() || isTimeout(err)
 	switch {
 	case ex.clientGone():
 		ex.outcome, ex.hungUp = errExcluded, true
@@ -462,7 +470,11 @@ func (p *Proxy) cutOff(ex *exchange) {
 		// An abort with TikTok's body intact: the write to the client
 		// failed without its context ending. Nothing to hold against TikTok.
 		ex.outcome = errExcluded
-	case ex.pastDeadline() || isTimeout(err):
+	case timedOut && !ex.resp.failedReadBegan().Before(ex.deadline):
+		ex.outcome, ex.status = errExcluded, http.StatusRequestTimeout
+		p.log.Warn("client too slow: response not delivered within upstream.timeout", "request_id", ex.id,
+			"credential", ex.route.Credential, "timeout", p.timeout.String())
+	case timedOut:
 		ex.outcome, ex.proxyErr, ex.status = errFailure, CodeUpstream, http.StatusGatewayTimeout
 		p.log.Warn("upstream response cut off by upstream.timeout", "request_id", ex.id, "credential", ex.route.Credential,
 			"timeout", p.timeout.String(), "err", err)
@@ -547,6 +559,18 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		ex.outcome = errFailure
 	} else {
 		ex.outcome = nil
+		// Status and envelope show TikTok is back. A half-open breaker
+		// refuses everything else while its probe is out, and a long
+		// report would keep it out for up to upstream.timeout, so a
+		// probe's success is reported now; its body breaking off later
+		// is then a failure of its own (finish), towards tripping the
+		// breaker again. Other requests wait for their body's end:
+		// reported early, every success would reset the consecutive
+		// failures of a TikTok that stalls mid-body, which would then
+		// never trip it.
+		if ex.probe {
+			ex.finish(nil)
+		}
 	}
 	// ReverseProxy needs a 101's body to stay its io.ReadWriteCloser.
 	if resp.StatusCode != http.StatusSwitchingProtocols {
@@ -637,11 +661,15 @@ func (p *Proxy) observe(ex *exchange, r *http.Request, rec *recorder) {
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
-// finish reports the breaker outcome once.
+// finish reports the breaker outcome once; after a probe's early success
+// only a failure is reported, on its own.
 func (ex *exchange) finish(err error) {
-	if ex.done != nil {
+	switch {
+	case ex.done != nil:
 		ex.done(err)
 		ex.done = nil
+	case ex.probe && err == errFailure:
+		ex.breaker.fail()
 	}
 }
 

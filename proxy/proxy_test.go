@@ -456,7 +456,10 @@ func (h *harness) scrapeBreaker(t *testing.T, cred string) float64 {
 // follow, so open_timeout and upstream.timeout pass exactly when the test
 // sleeps through them, however slow the machine. An idle open breaker
 // reads half-open (1) once open_timeout has passed, with no request to move
-// it; half-open lets one probe through and a failing probe reopens it.
+// it; half-open lets one probe through and a failing probe reopens it; a
+// probe whose status and envelope are fine closes it at once, though its
+// report is still streaming, and that report stalling until
+// upstream.timeout is still a failure.
 func TestBreakerHalfOpen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var (
@@ -545,6 +548,34 @@ func TestBreakerHalfOpen(t *testing.T) {
 			t.Errorf("Retry-After = %q after reopening, want 30", w.Header().Get("Retry-After"))
 		}
 
+		// A healthy probe with a long report, which TikTok then stalls.
+		time.Sleep(open + time.Millisecond)
+		gauge("idle past open_timeout again", 1)
+		const first = `{"code":0,"data":{"rows":[`
+		tiktok(func(r *http.Request) *http.Response {
+			return jsonResponse(r, http.StatusOK, io.MultiReader(strings.NewReader(first), stalled{r.Context()}))
+		})
+		go func() { probe <- get() }()
+		gauge("probe's report streaming", 0)
+		tiktok(status(http.StatusOK))
+		if w := get(); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
+			t.Errorf("request beside the probe's report: %d %s, want TikTok's answer", w.Code, w.Body)
+		}
+		time.Sleep(h.p.timeout)
+		if w := <-probe; w.Body.String() != first {
+			t.Errorf("probe's client got %q, want the report's start", w.Body)
+		}
+		var statuses []any
+		for _, l := range h.logLines(t, "request") {
+			statuses = append(statuses, l["status"])
+		}
+		if last := statuses[len(statuses)-1]; last != 504.0 {
+			t.Errorf("logged statuses %v, want the stalled probe last, as 504", statuses)
+		}
+		if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != 1 || c.ConsecutiveFailures != 1 {
+			t.Errorf("breaker counts %+v after the probe's report stalled, want its one failure", c)
+		}
+		gauge("after the stall", 0)
 	})
 }
 

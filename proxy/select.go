@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 )
 
 // maxAdvertiserField bounds a multipart advertiser_id value; a 19-digit id
@@ -406,17 +407,20 @@ func scanMultipart(mr *multipart.Reader, sel *selection) (int, error) {
 }
 
 // watchedBody remembers how reading a body goes: whether a Read is waiting
-// for data right now, and the first error other than EOF. The transport
-// reads a request body on its own goroutine, hence the lock.
+// for data right now, and the first error other than EOF with the time the
+// Read that returned it began. The transport reads a request body on its
+// own goroutine, hence the lock.
 type watchedBody struct {
 	io.ReadCloser
 
 	mu      sync.Mutex
 	reading bool
 	err     error
+	errRead time.Time // when the Read that failed with err began
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
+	began := time.Now()
 	b.mu.Lock()
 	b.reading = true
 	b.mu.Unlock()
@@ -424,7 +428,7 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	b.reading = false
 	if err != nil && err != io.EOF && b.err == nil {
-		b.err = err
+		b.err, b.errRead = err, began
 	}
 	b.mu.Unlock()
 	return n, err
@@ -439,6 +443,14 @@ func (b *watchedBody) state() (reading bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.reading, b.err
+}
+
+// failedReadBegan is when the Read that returned the first error began
+// (zero without an error).
+func (b *watchedBody) failedReadBegan() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.errRead
 }
 
 // readCloser reads from Reader and closes Closer (the original body).

@@ -247,6 +247,63 @@ func TestResponseCutOff(t *testing.T) {
 	}
 }
 
+// TestSlowClient: a healthy TikTok sends a big report as fast as the proxy
+// takes it, and the client stops reading until upstream.timeout has cut
+// the exchange (TikTok's side of it closes). The copy was waiting on the
+// client, not on TikTok: no breaker failure, a 408 in the log and metrics,
+// and a warning that blames the client.
+func TestSlowClient(t *testing.T) {
+	cut := make(chan struct{})
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		defer close(cut)
+		w.Header().Set("Content-Type", "application/json")
+		chunk := []byte(strings.Repeat("x", 8<<20))
+		if _, err := io.WriteString(w, `{"code":0,"data":"`); err != nil {
+			return
+		}
+		// More than every socket buffer between here and the client holds,
+		// so a client that does not read stops the copy.
+		for range 8 {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		t.Errorf("TikTok sent 64 MB to a client that reads nothing")
+	}, func(c *config.Config, _ *Options) { c.Upstream.Timeout = slowTimeout })
+	srv := httptest.NewServer(h.p)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+campaignGet, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	waitFor(t, cut, "upstream.timeout to close TikTok's side of the exchange")
+	if n, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Errorf("the client read %d bytes and a clean end: it cannot tell the report was cut", n)
+	}
+	eventually(t, "the request's log line", func() bool { return len(h.logLines(t, "request")) == 1 })
+	line := h.logLines(t, "request")[0]
+	if line["status"] != 408.0 || line["proxy_error"] != nil {
+		t.Errorf("log line %v, want status 408 and no proxy error", line)
+	}
+	if v := testutil.ToFloat64(h.m.Requests.WithLabelValues("main", "GET", "408")); v != 1 {
+		t.Errorf("requests_total{status=408} = %v, want 1", v)
+	}
+	warns := h.logLines(t, "client too slow: response not delivered within upstream.timeout")
+	if len(warns) != 1 || warns[0]["level"] != "WARN" || warns[0]["request_id"] != resp.Header.Get(HeaderRequestID) {
+		t.Errorf("client-too-slow warnings: %v", warns)
+	}
+	if n := len(h.logLines(t, "upstream response cut off by upstream.timeout")); n != 0 {
+		t.Errorf("%d warnings blame TikTok for a slow client", n)
+	}
+	if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != 0 {
+		t.Errorf("breaker counted %d failures for a slow client", c.TotalFailures)
+	}
+}
+
 // deadlineRecorder is a ResponseRecorder that records the read deadlines
 // the handler sets through http.ResponseController.
 type deadlineRecorder struct {
