@@ -29,6 +29,10 @@ import (
 // finish after SIGTERM before their connections are closed under them.
 const defaultShutdownTimeout = 25 * time.Second
 
+// defaultHandlerGrace bounds the wait, once their connections are closed,
+// for handlers still running before the store is closed under them.
+const defaultHandlerGrace = 2 * time.Second
+
 // app is the running program: both listeners, the token manager and the
 // store. newApp opens the listeners so a bind error shows at start.
 type app struct {
@@ -45,6 +49,63 @@ type app struct {
 	// shutdownTimeout bounds the wait for in-flight requests once Run's
 	// context ends; newApp sets defaultShutdownTimeout.
 	shutdownTimeout time.Duration
+	// handlers counts both listeners' running handlers; handlerGrace
+	// (newApp sets defaultHandlerGrace) bounds the wait for them past
+	// shutdownTimeout.
+	handlers     inFlight
+	handlerGrace time.Duration
+}
+
+// inFlight counts running handlers. http.Server.Close closes connections
+// but does not wait for their handlers, and one still running may yet
+// write to the store (a token TikTok rejected, a grant being stored).
+// Unlike a sync.WaitGroup it may be waited on while handlers still start.
+type inFlight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil until waited on
+}
+
+// wrap counts h's calls while they run.
+func (f *inFlight) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.n++
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.n--; f.n == 0 && f.idle != nil {
+				close(f.idle)
+				f.idle = nil
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait waits up to d for no handler to be running; it returns how many
+// still are.
+func (f *inFlight) wait(d time.Duration) int {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return 0
+	}
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	idle := f.idle
+	f.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
 }
 
 // newLogger builds the slog logger of the log: config section.
@@ -210,6 +271,12 @@ func (a *app) shutdown() {
 	// connections are closed whatever it returns.
 	_ = a.proxy.Close()
 	_ = a.admin.Close()
+	// Handlers whose connection was closed end soon (their context is
+	// cancelled), but only once they return may the store close.
+	if n := a.handlers.wait(a.handlerGrace); n > 0 {
+		a.log.Warn("handlers still running after their connections were closed; stopping anyway",
+			"handlers", n, "waited", a.handlerGrace.String())
+	}
 }
 
 // Close stops the token manager and closes the store.
@@ -227,7 +294,7 @@ func (a *app) Close() error {
 // newApp builds the whole program from a loaded config and opens both
 // listeners. On error everything opened so far is closed.
 func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, err error) {
-	a := &app{cfg: cfg, log: log, shutdownTimeout: defaultShutdownTimeout}
+	a := &app{cfg: cfg, log: log, shutdownTimeout: defaultShutdownTimeout, handlerGrace: defaultHandlerGrace}
 	defer func() {
 		if err != nil {
 			a.closeListeners()
@@ -277,7 +344,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	if err != nil {
 		return nil, err
 	}
-	a.proxy, a.admin, a.setup = newServer(px, log), newServer(admin, log), admin
+	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log), newServer(a.handlers.wrap(admin), log), admin
 	return a, nil
 }
 

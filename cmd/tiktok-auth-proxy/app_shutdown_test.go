@@ -38,7 +38,9 @@ func (l *lockedBuffer) String() string {
 
 // TestShutdownPastTheBound: a request still in flight when the shutdown
 // bound ends is cut off, and Run still stops the manager, closes the store
-// and returns nil (exit 0), as SIGTERM promises.
+// and returns nil (exit 0), as SIGTERM promises. A handler that goes on
+// after its connection was closed is waited for, within handlerGrace,
+// before the store closes.
 func TestShutdownPastTheBound(t *testing.T) {
 	dir := t.TempDir()
 	cfg, err := config.Parse([]byte(`upstream:
@@ -61,14 +63,24 @@ credentials:
 		t.Fatal(err)
 	}
 	a.shutdownTimeout = 100 * time.Millisecond
+	a.handlerGrace = 100 * time.Millisecond
 	// net/http drops a request read just as shutdown begins, so the test
-	// waits for the handler itself to be running.
-	inFlight := make(chan struct{})
+	// waits for the handlers themselves to be running.
+	inFlight, lingering, release := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	defer close(release)
 	proxyHandler := a.proxy.Handler
-	a.proxy.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.proxy.Handler = a.handlers.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/linger" {
+			// Still busy once its connection is gone, as a handler
+			// finishing a store write would be.
+			close(lingering)
+			<-r.Context().Done()
+			<-release
+			return
+		}
 		close(inFlight)
 		proxyHandler.ServeHTTP(w, r)
-	})
+	}))
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan error, 1)
@@ -85,10 +97,20 @@ credentials:
 		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-inFlight:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the request never reached the proxy")
+	linger, err := net.Dial("tcp", a.proxyLn.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer linger.Close()
+	if _, err := io.WriteString(linger, "GET /linger HTTP/1.1\r\nHost: proxy\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []chan struct{}{inFlight, lingering} {
+		select {
+		case <-c:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a request never reached the proxy")
+		}
 	}
 
 	stop()
@@ -109,6 +131,9 @@ credentials:
 	}
 	if !strings.Contains(logs.String(), `"level":"WARN","msg":"in-flight requests did not finish within the shutdown timeout`) {
 		t.Errorf("no warning about the cut-off request:\n%s", logs)
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN","msg":"handlers still running after their connections were closed; stopping anyway"`) {
+		t.Errorf("Run did not wait for the handler still running:\n%s", logs)
 	}
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no stopped line:\n%s", logs)
