@@ -176,11 +176,11 @@ func TestClientHangUpDuringLatencyCancelsUpstream(t *testing.T) {
 // expiries, without any request meeting an expired token or being retried.
 func TestBackgroundRefreshAcrossExpiries(t *testing.T) {
 	t.Parallel()
-	// The proxy treats a token within 10s of its expiry as expired
-	// (tokens.expirySkew), so refresh_before must exceed 10s for the
-	// background refresh to come first, and the lifetime must be at least
-	// twice refresh_before, which caps it at half a lifetime.
-	const accessTTL, refreshBefore = 22 * time.Second, 11 * time.Second
+	// The proxy treats a token within a quarter of its lifetime (at most
+	// 10s) of its expiry as expired, so refresh_before must exceed that for
+	// the background refresh to come first; it is capped at half a
+	// lifetime. 3s separate the refresh from the token's last use.
+	const accessTTL, refreshBefore = 12 * time.Second, 6 * time.Second
 	s := startSim(t)
 	s.post(t, "/sim/config", map[string]string{"access_ttl": accessTTL.String()})
 	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "tokens:\n  refresh_before: " + refreshBefore.String() + "\n"})

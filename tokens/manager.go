@@ -515,7 +515,20 @@ func (s *Source) wasRejected(token string) bool {
 
 // usable reports whether r's access token can still be sent to TikTok.
 func usable(r *Record, now time.Time) bool {
-	return r.AccessToken != "" && (r.AccessExpiresAt.IsZero() || now.Add(expirySkew).Before(r.AccessExpiresAt))
+	return r.AccessToken != "" && (r.AccessExpiresAt.IsZero() || now.Add(skew(r)).Before(r.AccessExpiresAt))
+}
+
+// skew is expirySkew, capped at a quarter of the token's lifetime when the
+// time it was issued is known: a token that lives only seconds (a simulator
+// with a short access TTL) is otherwise expired the moment it arrives, and
+// every refresh "fails" though TikTok answered.
+func skew(r *Record) time.Duration {
+	if issued := issuedAt(r); !issued.IsZero() {
+		if life := r.AccessExpiresAt.Sub(issued); life > 0 && life/4 < expirySkew {
+			return life / 4
+		}
+	}
+	return expirySkew
 }
 
 func (s *Source) inBackoff(now time.Time) bool {
@@ -708,7 +721,7 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 	s.failures++
 	delay := s.m.backoff(s.failures)
 	if exp := s.rec.AccessExpiresAt; !exp.IsZero() {
-		left := exp.Sub(now) - expirySkew
+		left := exp.Sub(now) - skew(s.rec)
 		switch {
 		case left <= 0:
 			// Capped, still jittered, so replicas and credentials do not

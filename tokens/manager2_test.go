@@ -1033,3 +1033,24 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestShortLivedTokensServe: a token living only seconds (a simulator's
+// short access TTL) is served, not treated as expired on arrival, and its
+// refresh is served too instead of reported as a failed refresh.
+func TestShortLivedTokensServe(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.api.expiresIn = 6 * time.Second })
+	e.authorize()
+	if tok, err := e.token(); err != nil || tok != "access-0" {
+		t.Fatalf("Token of a fresh 6s token = %q, %v; want access-0", tok, err)
+	}
+	if n := e.api.calls(); n != 0 {
+		t.Fatalf("%d refreshes of a token just issued", n)
+	}
+	e.clock.Advance(4600 * time.Millisecond) // within a quarter of its life of expiry
+	if tok, err := e.token(); err != nil || tok != "access-1" {
+		t.Fatalf("Token near expiry = %q, %v; want the refreshed access-1", tok, err)
+	}
+	if n := e.api.calls(); n != 1 {
+		t.Fatalf("%d refreshes, want 1", n)
+	}
+}
