@@ -5,7 +5,10 @@
 // Validate reports every problem at once, each with its YAML line.
 package config
 
-import "time"
+import (
+	"cmp"
+	"time"
+)
 
 // Config is the whole configuration file. Load fills every default, so a
 // loaded Config never needs a zero-value check by its users.
@@ -128,20 +131,11 @@ type Endpoints struct {
 // EndpointsFor is cr's OAuth URL overrides: its own oauth: first, then the
 // oauth: section. An empty URL means the kind's default.
 func (c *Config) EndpointsFor(cr Credential) Endpoints {
-	e := cr.OAuth
-	for _, f := range []struct {
-		dst *string
-		v   string
-	}{
-		{&e.AuthorizeURL, c.OAuth.AuthorizeURL},
-		{&e.TokenURL, c.OAuth.TokenURL},
-		{&e.RefreshURL, c.OAuth.RefreshURL},
-	} {
-		if *f.dst == "" {
-			*f.dst = f.v
-		}
+	return Endpoints{
+		AuthorizeURL: cmp.Or(cr.OAuth.AuthorizeURL, c.OAuth.AuthorizeURL),
+		TokenURL:     cmp.Or(cr.OAuth.TokenURL, c.OAuth.TokenURL),
+		RefreshURL:   cmp.Or(cr.OAuth.RefreshURL, c.OAuth.RefreshURL),
 	}
-	return e
 }
 
 // RateLimit is a token bucket; QPS 0 turns it off.

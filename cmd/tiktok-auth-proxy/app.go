@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,18 +127,9 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 func appFor(cfg *config.Config, c config.Credential) tiktok.App {
 	ep := tiktok.DefaultEndpoints(cfg.Upstream.BaseURL, c.Kind)
 	o := cfg.EndpointsFor(c)
-	for _, f := range []struct {
-		dst *string
-		v   string
-	}{
-		{&ep.AuthorizeURL, o.AuthorizeURL},
-		{&ep.TokenURL, o.TokenURL},
-		{&ep.RefreshURL, o.RefreshURL},
-	} {
-		if f.v != "" {
-			*f.dst = f.v
-		}
-	}
+	ep.AuthorizeURL = cmp.Or(o.AuthorizeURL, ep.AuthorizeURL)
+	ep.TokenURL = cmp.Or(o.TokenURL, ep.TokenURL)
+	ep.RefreshURL = cmp.Or(o.RefreshURL, ep.RefreshURL)
 	return tiktok.App{
 		Kind:        c.Kind,
 		AppID:       c.AppID,
