@@ -428,12 +428,7 @@ func (s *Source) serve(ctx context.Context, mayRecheck bool) (string, error) {
 	}
 	f := s.startFlightLocked()
 	s.mu.Unlock()
-	s.waiting.Add(1)
-	select {
-	case <-f.done:
-		s.waiting.Add(-1)
-	case <-ctx.Done():
-		s.waiting.Add(-1)
+	if !s.await(ctx, f.done) {
 		return "", fmt.Errorf("tokens: waiting for the refresh of %q: %w", s.cred.Name, ctx.Err())
 	}
 	if f.err != nil {
@@ -468,13 +463,13 @@ func (s *Source) serve(ctx context.Context, mayRecheck bool) (string, error) {
 // (never authorized, or needing re-authorization): another process, such as
 // the authorize command, may have stored a new grant since. At most one
 // read per recheckEvery per credential, so a script retrying in a loop does
-// not turn into store traffic; an authorized credential never gets here. It
-// reports whether a newer record was adopted. The read takes at most
-// recheckTimeout.
+// not turn into store traffic; for a credential that can serve it returns
+// at once without reading. It reports whether a newer record was adopted.
+// The read takes at most recheckTimeout.
 func (s *Source) recheckStore(ctx context.Context) bool {
 	s.mu.Lock()
 	now := s.m.now()
-	if !s.lastRecheck.IsZero() && now.Before(s.lastRecheck.Add(recheckEvery)) {
+	if (s.rec != nil && !s.rec.ReauthRequired) || (!s.lastRecheck.IsZero() && now.Before(s.lastRecheck.Add(recheckEvery))) {
 		s.mu.Unlock()
 		return false
 	}
@@ -496,14 +491,6 @@ func (s *Source) recheckStore(ctx context.Context) bool {
 	}
 	s.m.log.Info("adopted a grant another process stored", "credential", s.cred.Name)
 	return true
-}
-
-// cannotServe reports whether the credential has no grant or needs
-// re-authorization.
-func (s *Source) cannotServe() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rec == nil || s.rec.ReauthRequired
 }
 
 // wasRejected reports whether TikTok refused the access token token.
@@ -833,8 +820,13 @@ func (m *Manager) backoff(n int) time.Duration {
 
 // spread is a random duration in [0, d), drawn from Options.Rand.
 func (m *Manager) spread(d time.Duration) time.Duration {
-	// Clamped so a test's Rand returning 1 cannot push a delay past its range.
-	return time.Duration(min(max(m.rand(), 0), 1) * float64(d))
+	return time.Duration(m.fraction() * float64(d))
+}
+
+// fraction is Options.Rand, clamped so a test's Rand returning 1 (or
+// beyond) cannot push a delay past its range.
+func (m *Manager) fraction() float64 {
+	return min(max(m.rand(), 0), 1)
 }
 
 // markReauth records that the credential must be authorized again, unless
@@ -987,7 +979,7 @@ func (s *Source) poke() {
 // pickJitter is the fraction of RefreshBefore, up to a tenth, by which a
 // record is refreshed earlier still.
 func (m *Manager) pickJitter() float64 {
-	return min(max(m.rand(), 0), 1) / 10
+	return m.fraction() / 10
 }
 
 // refreshLoop refreshes the token ahead of its expiry and retries failed
@@ -1077,12 +1069,10 @@ func (s *Source) advertiserLoop(ctx context.Context) {
 // listAdvertisers fetches the advertisers the token may act for and stores
 // them when they changed. Failures are logged: the known list stays.
 func (s *Source) listAdvertisers(ctx context.Context) {
-	if s.cannotServe() {
-		// Nothing to list with; but a grant stored by another process
-		// shows in the gauges and on the page within an interval, even
-		// without any request.
-		s.recheckStore(ctx)
-	}
+	// A credential that cannot serve has nothing to list with; but a grant
+	// another process stored shows in the gauges and on the page within
+	// an interval, even without any request.
+	s.recheckStore(ctx)
 	if s.cred.App.Kind == tiktok.KindTikTokAccount {
 		// TikTok account grants name no advertisers: there is no list to
 		// fetch, and asking every interval would only log a failure.
@@ -1281,12 +1271,7 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 		f = s.startFlightLocked()
 	}
 	s.mu.Unlock()
-	s.waiting.Add(1)
-	select {
-	case <-f.done:
-		s.waiting.Add(-1)
-	case <-ctx.Done():
-		s.waiting.Add(-1)
+	if !s.await(ctx, f.done) {
 		return false
 	}
 	if f.err != nil {
@@ -1318,13 +1303,21 @@ func (s *Source) rejectedLongLivedLocked(ctx context.Context, token string, code
 		v = s.startValidationLocked(token, code)
 	}
 	s.mu.Unlock()
+	s.await(ctx, v.done)
+	return false
+}
+
+// await waits for done, a refresh or a check in flight, unless ctx ends
+// first (false); the wait counts in waiting meanwhile.
+func (s *Source) await(ctx context.Context, done <-chan struct{}) bool {
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
 	select {
-	case <-v.done:
+	case <-done:
+		return true
 	case <-ctx.Done():
+		return false
 	}
-	return false
 }
 
 // startValidationLocked checks token with the advertiser listing in the
@@ -1470,9 +1463,7 @@ func (m *Manager) Statuses() []Status {
 }
 
 func (s *Source) freshStatus() Status {
-	if s.cannotServe() {
-		s.recheckStore(s.m.ctx)
-	}
+	s.recheckStore(s.m.ctx)
 	return s.status()
 }
 
