@@ -265,20 +265,7 @@ func TestRejectedConcurrent(t *testing.T) {
 	release := sync.OnceFunc(func() { close(gate) })
 	t.Cleanup(release)
 	e.api.set(func(a *fakeAPI) { a.gate = gate })
-	const n = 200
-	start := make(chan struct{})
-	results := make([]bool, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			results[i] = e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid)
-		})
-	}
-	close(start)
-	waitFor(t, "every rejection to wait on the one refresh", func() bool { return e.m.Waiting(credName) == n })
-	release()
-	wg.Wait()
+	results := rejectBurst(t, e, release)
 	for i, r := range results {
 		if !r {
 			t.Fatalf("caller %d: Rejected = false, want a retry with the refreshed token", i)
@@ -293,6 +280,28 @@ func TestRejectedConcurrent(t *testing.T) {
 	if e.record().ReauthRequired {
 		t.Fatal("a burst of rejections sharing one refresh marked re-authorization")
 	}
+}
+
+// rejectBurst has 200 callers report TikTok's rejection of access-0 at
+// once, waits until every one of them waits on the shared refresh or check,
+// then calls release and returns each caller's Rejected answer.
+func rejectBurst(t *testing.T, e *env, release func()) []bool {
+	t.Helper()
+	const n = 200
+	start := make(chan struct{})
+	results := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			results[i] = e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid)
+		})
+	}
+	close(start)
+	waitFor(t, "every rejection to wait on the one refresh or check", func() bool { return e.m.Waiting(credName) == n })
+	release()
+	wg.Wait()
+	return results
 }
 
 // TestRejectedLongLivedConcurrent: a burst of rejections of a long-lived
@@ -325,20 +334,7 @@ func TestRejectedLongLivedConcurrent(t *testing.T) {
 			e.api.set(func(a *fakeAPI) { a.advGate, a.advErr = gate, tc.advErr })
 			e.clock.Advance(time.Hour)
 
-			const n = 200
-			start := make(chan struct{})
-			results := make([]bool, n)
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Go(func() {
-					<-start
-					results[i] = e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid)
-				})
-			}
-			close(start)
-			waitFor(t, "every rejection to wait on the one check", func() bool { return e.m.Waiting(credName) == n })
-			release()
-			wg.Wait()
+			results := rejectBurst(t, e, release)
 			for i, r := range results {
 				if r {
 					t.Fatalf("caller %d: Rejected asked for a retry with no other token", i)
