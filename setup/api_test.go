@@ -61,15 +61,23 @@ func TestAPIRequiresJSON(t *testing.T) {
 	}
 }
 
-func TestAPIWaitCompletesWhenCallbackFires(t *testing.T) {
-	h := newHarness(t)
-	b := h.apiBegin(t, "main")
+// waitingPoll starts a long-poll of state's wait API and returns once it
+// blocks; its answer arrives on the channel.
+func (h *harness) waitingPoll(t *testing.T, state string) <-chan response {
+	t.Helper()
 	waiting := make(chan struct{})
 	var once sync.Once
 	h.admin.onWait = func() { once.Do(func() { close(waiting) }) }
 	got := make(chan response, 1)
-	go func() { got <- h.do(t, http.MethodGet, "/api/authorize/"+b.State+"/wait", nil) }()
+	go func() { got <- h.do(t, http.MethodGet, "/api/authorize/"+state+"/wait", nil) }()
 	<-waiting
+	return got
+}
+
+func TestAPIWaitCompletesWhenCallbackFires(t *testing.T) {
+	h := newHarness(t)
+	b := h.apiBegin(t, "main")
+	got := h.waitingPoll(t, b.State)
 	// The consenting browser is not the CLI: no cookie, and still accepted.
 	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, b.State), nil); r.status != http.StatusOK {
 		t.Fatalf("callback %d %s", r.status, r.body)
@@ -132,12 +140,7 @@ func TestAPIWaitTimeoutAndUnknown(t *testing.T) {
 func TestAPIWaitAnswersOnClose(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.WaitTimeout = time.Hour })
 	b := h.apiBegin(t, "main")
-	waiting := make(chan struct{})
-	var once sync.Once
-	h.admin.onWait = func() { once.Do(func() { close(waiting) }) }
-	got := make(chan response, 1)
-	go func() { got <- h.do(t, http.MethodGet, "/api/authorize/"+b.State+"/wait", nil) }()
-	<-waiting
+	got := h.waitingPoll(t, b.State)
 	h.admin.Close()
 	for i, r := range []response{<-got, h.do(t, http.MethodGet, "/api/authorize/"+b.State+"/wait", nil)} {
 		if w := decodeJSON[WaitResponse](t, r.body); r.status != 200 || w.Done {
