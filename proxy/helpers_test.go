@@ -316,3 +316,22 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		<-tick.C
 	}
 }
+
+// serveGet serves the proxy over loopback HTTP and sends it a GET of
+// campaignGet, returning once the response headers arrived. cancel hangs
+// up; the server, the request and the body are closed at cleanup, and
+// timeout is only a safety net.
+func (h *harness) serveGet(t *testing.T, timeout time.Duration) (resp *http.Response, cancel context.CancelFunc) {
+	t.Helper()
+	srv := httptest.NewServer(h.p)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+campaignGet, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s through the proxy: %v", campaignGet, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp, cancel
+}

@@ -222,16 +222,7 @@ func TestStreaming(t *testing.T) {
 				}
 				_, _ = io.WriteString(w, `1]}}`)
 			}, nil)
-			srv := httptest.NewServer(h.p)
-			defer srv.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+campaignGet, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatalf("headers did not arrive before the upstream finished: %v", err)
-			}
-			defer resp.Body.Close()
+			resp, _ := h.serveGet(t, 10*time.Second)
 			first := make([]byte, len(`{"code":0,"data":{"rows":[`))
 			if _, err := io.ReadFull(resp.Body, first); err != nil {
 				t.Fatalf("first chunk did not arrive before the upstream finished: %v", err)

@@ -206,16 +206,7 @@ func TestResponseCutOff(t *testing.T) {
 				w.(http.Flusher).Flush()
 				tc.end(w, r)
 			}, func(c *config.Config, _ *Options) { c.Upstream.Timeout = tc.timeout })
-			srv := httptest.NewServer(h.p)
-			defer srv.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+campaignGet, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
+			resp, cancel := h.serveGet(t, 10*time.Second)
 			got := make([]byte, len(first))
 			if _, err := io.ReadFull(resp.Body, got); err != nil || resp.StatusCode != 200 {
 				t.Fatalf("start of the report: %d %v", resp.StatusCode, err)
@@ -270,16 +261,7 @@ func TestSlowClient(t *testing.T) {
 		}
 		t.Errorf("TikTok sent 64 MB to a client that reads nothing")
 	}, func(c *config.Config, _ *Options) { c.Upstream.Timeout = slowTimeout })
-	srv := httptest.NewServer(h.p)
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+campaignGet, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp, _ := h.serveGet(t, 20*time.Second)
 	waitFor(t, cut, "upstream.timeout to close TikTok's side of the exchange")
 	if n, err := io.Copy(io.Discard, resp.Body); err == nil {
 		t.Errorf("the client read %d bytes and a clean end: it cannot tell the report was cut", n)
