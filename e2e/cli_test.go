@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -147,19 +146,7 @@ func TestAuthorizeThroughRunningAdminListener(t *testing.T) {
 	// The operator's browser: approve on the consent page, follow the
 	// redirect to the admin listener (a browser other than the CLI's, so no
 	// cookie).
-	form := url.Values{"action": {"authorize"}, "advertiser_id": {"7012345678901234567"}}
-	resp, err := plainClient.PostForm(consent.String(), form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, px.AdminURL+"/oauth/callback?") {
-		t.Fatalf("consent answered HTTP %d to %q", resp.StatusCode, loc)
-	}
-	if lu, err := url.Parse(loc); err == nil {
-		rememberSecret(lu.Query().Get("auth_code"))
-	}
+	loc := approveConsent(t, consent, url.Values{"advertiser_id": {"7012345678901234567"}}, px.AdminURL)
 	status, _, body := httpDo(t, "GET", loc, nil, nil)
 	if status != 200 {
 		t.Fatalf("callback: HTTP %d %s", status, body)

@@ -536,3 +536,25 @@ func jsonDecode(r io.Reader, v any) error {
 	dec.UseNumber()
 	return dec.Decode(v)
 }
+
+// approveConsent is the operator clicking Authorize on the simulator's
+// consent page at consent (form adds e.g. the advertisers chosen): it
+// checks that TikTok redirects to adminURL's callback and returns that URL,
+// whose auth code the log scan then looks for.
+func approveConsent(t *testing.T, consent *url.URL, form url.Values, adminURL string) string {
+	t.Helper()
+	form.Set("action", "authorize")
+	resp, err := plainClient.PostForm(consent.String(), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, adminURL+"/oauth/callback?") {
+		t.Fatalf("consent answered HTTP %d to %q", resp.StatusCode, browserRedactQuery(loc))
+	}
+	if lu, err := url.Parse(loc); err == nil {
+		rememberSecret(lu.Query().Get("auth_code"))
+	}
+	return loc
+}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 )
@@ -47,17 +46,7 @@ func TestTikTokAccountCredential(t *testing.T) {
 	if q := consent.Query(); q.Get("client_key") != appTT || q.Get("response_type") != "code" {
 		t.Fatalf("consent URL %s lacks client_key or response_type=code", consent)
 	}
-	form := consent.Query()
-	form.Set("action", "authorize")
-	resp, err = browser.PostForm(consent.String(), form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	callback := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(callback, px.AdminURL+"/oauth/callback?") {
-		t.Fatalf("consent answered HTTP %d to %q", resp.StatusCode, callback)
-	}
+	callback := approveConsent(t, consent, consent.Query(), px.AdminURL)
 	resp, err = browser.Get(callback)
 	if err != nil {
 		t.Fatal(err)

@@ -102,16 +102,7 @@ clients:
 	var stdin io.WriteCloser
 	c := &cliProc{proc: launch(t, env, &stdin, "authorize", "--config", px.ConfigPath, "--credential", "main"), stdin: stdin}
 	consent := c.consentURL(t)
-	form := url.Values{"action": {"authorize"}, "advertiser_id": {"7012345678901234567"}}
-	resp, err := plainClient.PostForm(consent.String(), form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, px.AdminURL+"/oauth/callback?") {
-		t.Fatalf("consent answered HTTP %d to %q", resp.StatusCode, browserRedactQuery(loc))
-	}
+	loc := approveConsent(t, consent, url.Values{"advertiser_id": {"7012345678901234567"}}, px.AdminURL)
 	// The callback is the one admin path TikTok's redirect reaches, so it
 	// needs no token.
 	if status, _, body := httpDo(t, "GET", loc, nil, nil); status != 200 {
