@@ -162,12 +162,8 @@ func (a *fakeAPI) Refresh(ctx context.Context, app tiktok.App, refreshToken stri
 		default:
 		}
 	}
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	if err := passGate(ctx, gate); err != nil {
+		return nil, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -196,12 +192,8 @@ func (a *fakeAPI) Advertisers(ctx context.Context, app tiktok.App, accessToken s
 	a.advertiserCalls++
 	gate := a.advGate
 	a.mu.Unlock()
-	if gate != nil {
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	if err := passGate(ctx, gate); err != nil {
+		return nil, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -317,4 +309,17 @@ func (e *env) mustToken() string {
 		e.t.Fatal(err)
 	}
 	return tok
+}
+
+// passGate waits for gate to close (a nil gate is open) unless ctx ends.
+func passGate(ctx context.Context, gate chan struct{}) error {
+	if gate == nil {
+		return nil
+	}
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
