@@ -98,12 +98,8 @@ func FormatStatusTable(w io.Writer, st []Status, now time.Time) error {
 				refresh = "-"
 			}
 		}
-		kind := s.Kind
-		if kind == "" {
-			kind = tiktok.KindAdvertiser
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			s.Name, yesNo(s.Authorized), advertiserList(s.Advertisers), kind, access, refresh, reauth, lastRefresh(s.LastRefresh, now))
+			s.Name, yesNo(s.Authorized), advertiserList(s.Advertisers), s.Kind, access, refresh, reauth, lastRefresh(s.LastRefresh, now))
 	}
 	return tw.Flush()
 }
