@@ -29,15 +29,25 @@ const DefaultScope = "user.info.basic"
 // Client calls TikTok's OAuth endpoints. The zero value uses a default
 // HTTP client with a 30s timeout. Safe for concurrent use.
 type Client struct {
-	// HTTP is the client used for every call; nil means a client with a 30s timeout.
+	// HTTP is the client used for every call; nil means a client with a 30s
+	// timeout. Its CheckRedirect is not used: every call carries the app
+	// secret, so no call follows a redirect, whatever the client says.
 	HTTP *http.Client
 }
 
+// httpClient is a copy of the configured client that never follows a
+// redirect. A followed 307 would re-post the secret and refresh token to
+// whatever host Location names, and a 302 would carry Access-Token (Go
+// strips only Authorization and Cookie across hosts) and a Referer holding
+// the secret; do turns the redirect into an error instead.
 func (c *Client) httpClient() *http.Client {
-	if c == nil || c.HTTP == nil {
-		return defaultHTTP
+	base := defaultHTTP
+	if c != nil && c.HTTP != nil {
+		base = c.HTTP
 	}
-	return c.HTTP
+	hc := *base
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &hc
 }
 
 // DefaultEndpoints derives kind's OAuth URLs from baseURL (scheme and host).
@@ -210,6 +220,10 @@ func (c *Client) do(req *http.Request, what string) (*Envelope, error) {
 		return nil, fmt.Errorf("tiktok: %s request: %w", what, stripURL(err))
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, badResponsef("tiktok: %s request: redirected (HTTP %d) to %s; calls that carry the app secret never follow redirects: check the configured URL",
+			what, resp.StatusCode, redirectTarget(req.URL, resp.Header.Get("Location")))
+	}
 	body := io.LimitReader(resp.Body, maxResponseBytes)
 	if resp.StatusCode >= 400 {
 		env, derr := decodeEnvelope(body, what)
@@ -225,6 +239,20 @@ func (c *Client) do(req *http.Request, what string) (*Envelope, error) {
 		return nil, e
 	}
 	return decodeEnvelope(body, what)
+}
+
+// redirectTarget names where a redirect pointed, resolved against the
+// request's URL, without query or fragment: a redirect can echo the request's
+// query, which for the advertiser list holds the secret.
+func redirectTarget(from *url.URL, location string) string {
+	if location == "" {
+		return "nowhere (no Location)"
+	}
+	to, err := from.Parse(location)
+	if err != nil {
+		return "an unparsable Location"
+	}
+	return (&url.URL{Scheme: to.Scheme, Host: to.Host, Path: to.Path}).String()
 }
 
 // stripURL drops the *url.Error wrapper (whose text includes the request

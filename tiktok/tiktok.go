@@ -88,7 +88,7 @@ type Advertiser struct {
 // ErrBadResponse is wrapped by every error about an answer that is not what
 // TikTok sends: not a JSON envelope, no integer "code", or a success without
 // the data the call needs (no access_token; in the advertiser list, an id
-// that is not digits). Such an answer came from TikTok's side (or whatever stands at the
+// that is not digits), or a redirect, which no call follows. Such an answer came from TikTok's side (or whatever stands at the
 // configured URL), so it is neither a refusal (*APIError) nor a failure to
 // reach the endpoint. The wrapping error's text says what was wrong.
 var ErrBadResponse = errors.New("tiktok: unexpected response")
