@@ -381,17 +381,6 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// tokenData is data of an exchange or refresh response, for both kinds.
-type tokenData struct {
-	AccessToken           string          `json:"access_token"`
-	ExpiresIn             flexString      `json:"expires_in"`
-	RefreshToken          string          `json:"refresh_token"`
-	RefreshTokenExpiresIn flexString      `json:"refresh_token_expires_in"`
-	AdvertiserIDs         []flexString    `json:"advertiser_ids"`
-	Scope                 json.RawMessage `json:"scope"`
-	OpenID                string          `json:"open_id"`
-}
-
 func decodeData(data json.RawMessage, v any) error {
 	if len(data) == 0 || string(data) == "null" {
 		return errors.New("no data")
@@ -399,101 +388,6 @@ func decodeData(data json.RawMessage, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	return dec.Decode(v)
-}
-
-func decodeGrant(data json.RawMessage) (*Grant, error) {
-	var d tokenData
-	if err := decodeData(data, &d); err != nil {
-		return nil, err
-	}
-	if d.AccessToken == "" {
-		return nil, errors.New("no access_token")
-	}
-	g := &Grant{AccessToken: d.AccessToken, RefreshToken: d.RefreshToken, OpenID: d.OpenID}
-	var err error
-	if g.ExpiresIn, err = seconds(d.ExpiresIn); err != nil {
-		return nil, fmt.Errorf("expires_in: %w", err)
-	}
-	if g.RefreshExpiresIn, err = seconds(d.RefreshTokenExpiresIn); err != nil {
-		return nil, fmt.Errorf("refresh_token_expires_in: %w", err)
-	}
-	for _, f := range d.AdvertiserIDs {
-		id, err := advertiserID(f)
-		if err != nil {
-			g.Dropped = append(g.Dropped, "advertiser_ids: "+err.Error())
-			continue
-		}
-		if id != "" {
-			g.AdvertiserIDs = append(g.AdvertiserIDs, id)
-		}
-	}
-	if g.Scopes, err = scopes(d.Scope); err != nil {
-		g.Dropped = append(g.Dropped, "scope: "+err.Error())
-	}
-	return g, nil
-}
-
-// advertiserID checks an advertiser id as TikTok gave it, string or
-// number: only digits. A fraction or exponent ("7.0e18") means the id went
-// through a float somewhere and lost its digits, so it cannot be routed on
-// and is refused rather than kept as text. "" (or null) is no id.
-func advertiserID(f flexString) (string, error) {
-	s := string(f)
-	for i := range len(s) {
-		if s[i] < '0' || s[i] > '9' {
-			return "", fmt.Errorf("%.40q is not an advertiser id (want digits)", s)
-		}
-	}
-	return s, nil
-}
-
-// seconds turns a JSON count of seconds into a Duration; absent is 0.
-func seconds(s flexString) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(string(s), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("not an integer number of seconds")
-	}
-	if n <= 0 {
-		return 0, nil
-	}
-	if n > int64((1<<63-1)/time.Second) {
-		return 0, fmt.Errorf("out of range")
-	}
-	return time.Duration(n) * time.Second, nil
-}
-
-// scopes accepts the Marketing API's list of numeric permission ids and
-// tt_user's comma-separated string.
-func scopes(raw json.RawMessage) ([]string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	var out []string
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, err
-		}
-		for p := range strings.SplitSeq(s, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-		return out, nil
-	}
-	var list []flexString
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, errors.New("want a list or a comma-separated string")
-	}
-	for _, s := range list {
-		if s != "" {
-			out = append(out, string(s))
-		}
-	}
-	return out, nil
 }
 
 // PeekCode reads the envelope code from the first bytes of a JSON
