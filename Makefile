@@ -4,10 +4,10 @@ BIN       := bin/tiktok-auth-proxy
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 8s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test unit fuzz rules lint demo bench clean deps
+.PHONY: all build test unit fuzz fuzz-long soak rules lint demo bench clean deps
 
 all: build
 
@@ -24,12 +24,21 @@ test: deps build
 	$(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz rules
 
-## fuzz: run each fuzz target briefly (their seed corpora already ran in `go test`).
+## fuzz: run each fuzz target for FUZZTIME (their seed corpora already ran in `go test`) and print the
+## executions of each and in all; a crasher fails the target and is saved under testdata/fuzz/ as a
+## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
+FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzTokenAnswer \
+	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect
+FUZZTIME_LONG ?= 5m
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tiktok
-	$(GO) test -run '^$$' -fuzz '^FuzzPeekCode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tiktok
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tokens/filestore
+	@total=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
+		n=$$(printf '%s\n' "$$out" | sed -n 's/.*execs: \([0-9]*\).*/\1/p' | tail -n 1); \
+		echo "fuzz: $$name ($$pkg): $${n:-0} executions"; total=$$((total + $${n:-0})); \
+	done; echo "fuzz: $$total executions in all"
+
+fuzz-long:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_LONG)
 
 rules:
 	promtool check rules deploy/prometheus/alerts.yaml

@@ -1,7 +1,10 @@
 package tiktok_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -92,4 +95,69 @@ func TestOddTokenShapes(t *testing.T) {
 	if strings.Contains(strings.Join(g.Dropped, " "), "rt-secret") {
 		t.Errorf("Dropped shows the token: %q", g.Dropped)
 	}
+}
+
+// answer is a transport that answers every request with one body.
+type answer []byte
+
+func (a answer) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(a)), ContentLength: int64(len(a)), Request: r}, nil
+}
+
+// FuzzTokenAnswer feeds arbitrary bodies to Refresh as TikTok's answer. It
+// checks that decoding never panics, that a grant it returns is usable (an
+// access token, digit-only advertiser ids, no negative lifetime), and
+// finding 5's rule: an answer with code 0 whose data has a non-empty
+// access_token string is never refused over its other fields.
+func FuzzTokenAnswer(f *testing.F) {
+	for _, s := range []string{
+		`{"code":0,"message":"OK","request_id":"r","data":{"access_token":"at","expires_in":86400,"open_id":"o","refresh_token":"rt","refresh_token_expires_in":31536000,"scope":"user.info.basic","token_type":"Bearer"}}`,
+		`{"code":0,"data":{"access_token":"at","advertiser_ids":[7012345678901234567,"7012345678901234568"],"scope":[4,100]}}`,
+		`{"code":0,"data":{"access_token":"at","refresh_token":"rt","expires_in":28800.0,"open_id":5,"advertiser_ids":"7012345678901234567"}}`,
+		`{"code":0,"data":{"access_token":"at","expires_in":"1e400","refresh_token_expires_in":-5,"scope":{}}}`,
+		`{"code":40107,"message":"invalid refresh token","data":{}}`,
+		`{"code":0,"data":{"access_token":"","refresh_token":"rt"}}`,
+		`{"code":0,"data":null}`,
+		`{"code":"0","data":{"access_token":"at"}}`,
+		`{"code":-0,"data":{"access_token":"at"}} trailing`,
+		`{"code":0,"data":{"access_tok`,
+		`<html>login</html>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		app := tiktok.App{AppID: appID, Secret: secret, Endpoints: tiktok.Endpoints{RefreshURL: "http://tiktok.test/refresh/"}}
+		g, err := (&tiktok.Client{HTTP: &http.Client{Transport: answer(body)}}).Refresh(context.Background(), app, "old-rt")
+		if err == nil {
+			if g.AccessToken == "" || g.ExpiresIn < 0 || g.RefreshExpiresIn < 0 {
+				t.Fatalf("unusable grant %+v", g)
+			}
+			for _, id := range g.AdvertiserIDs {
+				if id == "" || strings.Trim(id, "0123456789") != "" {
+					t.Fatalf("advertiser id %q is not digits", id)
+				}
+			}
+			return
+		}
+		if carriesAccessToken(body) {
+			t.Fatalf("an answer with an access token was refused: %v", err)
+		}
+	})
+}
+
+// carriesAccessToken says, by plain decoding, whether body is a success
+// envelope whose data holds a non-empty access_token string.
+func carriesAccessToken(body []byte) bool {
+	var env, data map[string]json.RawMessage
+	if json.Unmarshal(body, &env) != nil || json.Unmarshal(env["data"], &data) != nil {
+		return false
+	}
+	var code json.Number
+	var token string
+	// A quoted "0" would decode into a json.Number too; TikTok's code is a number.
+	if bytes.HasPrefix(env["code"], []byte(`"`)) || json.Unmarshal(env["code"], &code) != nil || code.String() != "0" && code.String() != "-0" {
+		return false
+	}
+	return json.Unmarshal(data["access_token"], &token) == nil && token != ""
 }
