@@ -377,7 +377,26 @@ func (p *Proxy) checkTarget(r *http.Request) *Error {
 		return newError(CodeNotFound, http.StatusNotFound,
 			"only /open_api/ paths are forwarded to TikTok; call http://<proxy>/open_api/v1.3/...")
 	}
+	if ambiguousPath(r.URL) {
+		return newError(CodeNotFound, http.StatusNotFound,
+			"paths with a backslash, a ';' or an encoded '/', '\\' or '.' are not forwarded: TikTok's API has none, and servers disagree on what they mean")
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return newError(CodeNotFound, http.StatusMethodNotAllowed,
+			"method %s is not forwarded: TikTok's API takes only GET and POST", r.Method)
+	}
 	return nil
+}
+
+// ambiguousPath reports a path that servers may read differently from the
+// proxy's check above: a backslash or ';' (a separator for some), or an
+// encoded '/', '\' or '.' (decoded by some before routing).
+func ambiguousPath(u *url.URL) bool {
+	if strings.ContainsAny(u.Path, "\\;") {
+		return true
+	}
+	raw := strings.ToLower(u.EscapedPath())
+	return strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%2e")
 }
 
 // Forward sends r along rt: rate limit, circuit breaker, token, the

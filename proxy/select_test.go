@@ -119,6 +119,16 @@ func TestSelection(t *testing.T) {
 		{name: "path outside open_api", target: "/admin/", errCode: 90009, status: 404},
 		{name: "path escaping open_api", target: "/open_api/../metrics", errCode: 90009, status: 404},
 		{name: "absolute URL other host", target: "http://evil.example/open_api/v1.3/campaign/get/", errCode: 90009, status: 404},
+		{name: "method TRACE", method: "TRACE", target: "/open_api/v1.3/campaign/get/", errCode: 90009, status: 405, msg: "only GET and POST"},
+		{name: "method PUT", method: "PUT", target: "/open_api/v1.3/campaign/get/", body: "{}", errCode: 90009, status: 405},
+		{name: "method DELETE", method: "DELETE", target: "/open_api/v1.3/campaign/get/", errCode: 90009, status: 405},
+		{name: "path backslash", target: `/open_api/v1.3/campaign\get/`, errCode: 90009, status: 404, msg: "backslash"},
+		{name: "path semicolon", target: "/open_api/v1.3/campaign/get/;x=1", errCode: 90009, status: 404},
+		{name: "path encoded slash", target: "/open_api/v1.3/campaign%2fget/", errCode: 90009, status: 404},
+		{name: "path encoded slash upper", target: "/open_api/v1.3/campaign%2Fget/", errCode: 90009, status: 404},
+		{name: "path encoded backslash", target: "/open_api/v1.3/campaign%5Cget/", errCode: 90009, status: 404},
+		{name: "path encoded dot", target: "/open_api/v1.3/%2e%2E/campaign/get/", errCode: 90009, status: 404},
+		{name: "path encoded backslash lower", target: "/open_api/v1.3/campaign%5cget/", errCode: 90009, status: 404},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
