@@ -824,7 +824,7 @@ func TestMetricsAndLogs(t *testing.T) {
 	}{
 		{"main", "GET", "200", 1},
 		{"none", "GET", "404", 1},
-		{"main", "OTHER", "200", 1},
+		{"none", "OTHER", "405", 1},
 	} {
 		if v := testutil.ToFloat64(h.m.Requests.WithLabelValues(c.cred, c.method, c.status)); v != c.want {
 			t.Errorf("requests_total{%s,%s,%s} = %v, want %v", c.cred, c.method, c.status, v, c.want)
