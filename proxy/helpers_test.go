@@ -158,9 +158,12 @@ func testConfig(baseURL string) *config.Config {
 		Listen:      "127.0.0.1:8080",
 		AdminListen: "127.0.0.1:8081",
 		Upstream:    config.Upstream{BaseURL: baseURL, Timeout: 10 * time.Second},
-		Credentials: []config.Credential{{Name: "main", Default: true}, {Name: "other"}},
-		Routing:     config.Routing{CredentialHeader: "X-TikTok-Credential", MaxInspectBytes: 1024},
-		Breaker:     config.Breaker{ConsecutiveFailures: 3, OpenTimeout: 30 * time.Second},
+		Credentials: []config.Credential{
+			{Name: "main", Default: true, AppID: "app-main", AppSecret: "SENTINEL-APP-SECRET-main"},
+			{Name: "other", AppID: "app-other", AppSecret: "SENTINEL-APP-SECRET-other"},
+		},
+		Routing: config.Routing{CredentialHeader: "X-TikTok-Credential", MaxInspectBytes: 1024},
+		Breaker: config.Breaker{ConsecutiveFailures: 3, OpenTimeout: 30 * time.Second},
 	}
 }
 

@@ -59,8 +59,9 @@ type Tokens interface {
 	// tokens.ErrNotAuthorized (90003), tokens.ErrReauthRequired (90004),
 	// *tokens.RefreshError (90005, its RetryAfter), tokens.ErrUnknownCredential (90002).
 	Token(ctx context.Context, credential string) (string, error)
-	// Rejected reports that TikTok answered code (40105, 40102) to token;
-	// retry is true when a new token is available for one retry.
+	// Rejected reports that TikTok answered code (40105, 40102) to a
+	// request whose only credential was token; retry is true when a new
+	// token is available for one retry.
 	Rejected(ctx context.Context, credential, token string, code int) (retry bool)
 	// CredentialFor returns the credential owning advertiserID.
 	CredentialFor(advertiserID string) (credential string, ok bool)
@@ -104,6 +105,7 @@ type Proxy struct {
 	names            []string
 	defaultCred      string
 	clients          []client
+	apps             map[string]app // credential → the app that signs its advertiser listing
 	limiters         map[string]*rate.Limiter
 	breakers         map[string]*breaker
 	tokens           Tokens
@@ -145,6 +147,7 @@ func New(opts Options) (*Proxy, error) {
 		maxInspect:       orDefault(cfg.Routing.MaxInspectBytes, DefaultMaxInspectBytes),
 		limiters:         map[string]*rate.Limiter{},
 		breakers:         map[string]*breaker{},
+		apps:             map[string]app{},
 		tokens:           opts.Tokens,
 		metrics:          opts.Metrics,
 		log:              opts.Logger,
@@ -184,6 +187,7 @@ func New(opts Options) (*Proxy, error) {
 			p.limiters[c.Name] = rate.NewLimiter(rate.Limit(c.RateLimit.QPS), c.RateLimit.Burst)
 		}
 		p.breakers[c.Name] = p.newBreaker(c.Name, failures, openTimeout)
+		p.apps[c.Name] = app{id: c.AppID, secret: c.AppSecret}
 	}
 	for _, c := range cfg.Clients {
 		p.clients = append(p.clients, newClient(c))
@@ -230,6 +234,9 @@ type Route struct {
 	Advertisers []string // advertiser ids the request names (may be empty)
 	Client      string   // the authenticated client's name ("" without clients)
 	sel         *selection
+	// tokenOnly is set when the injected token is the request's only
+	// credential, so a 40105/40102 speaks of the token (see tokenOnly).
+	tokenOnly bool
 }
 
 // exchange is one request's state, carried in its context from ServeHTTP
@@ -350,7 +357,7 @@ func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	rt := &Route{Credential: sel.credential, Advertisers: sel.advertisers, sel: sel}
+	rt := &Route{Credential: sel.credential, Advertisers: sel.advertisers, sel: sel, tokenOnly: tokenOnly(r, sel)}
 	// The route is recorded before the client check so that a 403 names the
 	// credential the client was refused.
 	if ex := exchangeOf(r.Context()); ex != nil {
@@ -377,6 +384,11 @@ func (p *Proxy) checkTarget(r *http.Request) *Error {
 		return newError(CodeNotFound, http.StatusNotFound,
 			"only /open_api/ paths are forwarded to TikTok; call http://<proxy>/open_api/v1.3/...")
 	}
+	if r.URL.Path != advertiserGetPath && hasSegment(r.URL.Path, "oauth2") {
+		return newError(CodeNotFound, http.StatusNotFound,
+			"the proxy owns the OAuth grants, so /oauth2/ paths are not forwarded; the one exception, %s, lists the credential's advertisers (the proxy adds app_id and secret)",
+			advertiserGetPath)
+	}
 	if ambiguousPath(r.URL) {
 		return newError(CodeNotFound, http.StatusNotFound,
 			"paths with a backslash, a ';' or an encoded '/', '\\' or '.' are not forwarded: TikTok's API has none, and servers disagree on what they mean")
@@ -397,6 +409,16 @@ func ambiguousPath(u *url.URL) bool {
 	}
 	raw := strings.ToLower(u.EscapedPath())
 	return strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%2e")
+}
+
+// hasSegment reports whether the path has the segment seg, in any case.
+func hasSegment(p, seg string) bool {
+	for s := range strings.SplitSeq(p, "/") {
+		if strings.EqualFold(s, seg) {
+			return true
+		}
+	}
+	return false
 }
 
 // Forward sends r along rt: rate limit, circuit breaker, token, the
@@ -566,6 +588,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	h.Del(p.credentialHeader)
 	h.Del(headerProxyAuth)
 	h.Set(headerAccessToken, ex.token)
+	if pr.In.URL.Path == advertiserGetPath {
+		p.signAdvertiserGet(pr.Out.URL, ex.route.Credential)
+	}
 }
 
 // modifyResponse labels the response with its credential, decides the
