@@ -105,7 +105,8 @@ type Proxy struct {
 	names            []string
 	defaultCred      string
 	clients          []client
-	apps             map[string]app // credential → the app that signs its advertiser listing
+	apps             map[string]app  // credential → the app that signs its advertiser listing
+	hosts            map[string]bool // Host names answered without clients besides loopback: listen, allowed_hosts (lower case)
 	limiters         map[string]*rate.Limiter
 	breakers         map[string]*breaker
 	tokens           Tokens
@@ -148,6 +149,7 @@ func New(opts Options) (*Proxy, error) {
 		limiters:         map[string]*rate.Limiter{},
 		breakers:         map[string]*breaker{},
 		apps:             map[string]app{},
+		hosts:            map[string]bool{strings.ToLower(cfg.Listen): true},
 		tokens:           opts.Tokens,
 		metrics:          opts.Metrics,
 		log:              opts.Logger,
@@ -191,6 +193,9 @@ func New(opts Options) (*Proxy, error) {
 	}
 	for _, c := range cfg.Clients {
 		p.clients = append(p.clients, newClient(c))
+	}
+	for _, h := range cfg.AllowedHosts {
+		p.hosts[strings.ToLower(h)] = true
 	}
 	base := opts.Transport
 	if base == nil {
@@ -320,7 +325,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
-	rt, perr := p.Prepare(r)
+	var rt *Route
+	perr := p.checkHost(r)
+	if perr == nil {
+		rt, perr = p.Prepare(r)
+	}
 	if perr == nil {
 		perr = p.Forward(rec, r, rt)
 	}
@@ -348,6 +357,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
 	if perr := p.checkTarget(r); perr != nil {
 		return nil, perr
+	}
+	if crossSite(r) {
+		return nil, newError(CodeClientAuth, http.StatusForbidden,
+			"a browser marked this request as sent by a page of another site (Origin, Sec-Fetch-Site): the proxy spends with its credentials only for scripts, never for web pages")
 	}
 	cl, perr := p.authenticate(r)
 	if perr != nil {
@@ -377,7 +390,7 @@ func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
 // the upstream host, so the proxy is never an open relay.
 func (p *Proxy) checkTarget(r *http.Request) *Error {
 	if r.URL.Host != "" && !sameHost(r.URL, p.target) {
-		return newError(CodeNotFound, http.StatusNotFound,
+		return newError(CodeNotFound, http.StatusMisdirectedRequest,
 			"this proxy forwards only to %s, not %s", p.target.Host, r.URL.Host)
 	}
 	if !strings.HasPrefix(r.URL.Path, "/open_api/") || !strings.HasPrefix(path.Clean(r.URL.Path), "/open_api/") {
@@ -409,6 +422,44 @@ func ambiguousPath(u *url.URL) bool {
 	}
 	raw := strings.ToLower(u.EscapedPath())
 	return strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%2e")
+}
+
+// checkHost refuses, when no clients authenticate callers, a Host other
+// than a loopback name, the listen address or one in allowed_hosts: a web
+// page whose DNS name was rebound to 127.0.0.1 would otherwise reach the
+// proxy as its own origin. An absolute-form request names its host in the
+// URL, which checkTarget checks.
+func (p *Proxy) checkHost(r *http.Request) *Error {
+	if len(p.clients) > 0 || r.URL.Host != "" || config.IsLoopbackHost(r.Host) {
+		return nil
+	}
+	h := strings.ToLower(r.Host)
+	if name, _, err := net.SplitHostPort(h); p.hosts[h] || (err == nil && p.hosts[name]) {
+		return nil
+	}
+	return newError(CodeNotFound, http.StatusMisdirectedRequest,
+		"this proxy answers only loopback host names, its listen address and allowed_hosts, not %q: call it as 127.0.0.1 or localhost, or add the name to allowed_hosts", r.Host)
+}
+
+// crossSite reports a request a browser marks as sent by a page of another
+// origin: Sec-Fetch-Site other than same-origin or none (typed by the
+// user), or an Origin other than the request's own. Scripts send neither.
+func crossSite(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return true
+	}
+	origins := r.Header.Values("Origin")
+	if len(origins) == 0 {
+		return false
+	}
+	own := r.URL.Scheme + "://" + r.URL.Host
+	if r.URL.Host == "" {
+		own = "http://" + r.Host
+		if r.TLS != nil {
+			own = "https://" + r.Host
+		}
+	}
+	return len(origins) > 1 || !strings.EqualFold(origins[0], own)
 }
 
 // hasSegment reports whether the path has the segment seg, in any case.

@@ -763,13 +763,13 @@ credentials:
 	}
 	for i := range 2 {
 		w := httptest.NewRecorder()
-		p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, campaignGet, nil))
+		p.ServeHTTP(w, localRequest(http.MethodGet, campaignGet, nil))
 		if w.Code != http.StatusOK {
 			t.Fatalf("request %d within burst 2: %d %s", i, w.Code, w.Body)
 		}
 	}
 	w := httptest.NewRecorder()
-	p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, campaignGet, nil))
+	p.ServeHTTP(w, localRequest(http.MethodGet, campaignGet, nil))
 	e := checkProxyError(t, w, 90012, 429)
 	if !strings.Contains(e.Message, "burst 2") {
 		t.Errorf("message %q, want burst 2", e.Message)
