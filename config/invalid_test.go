@@ -19,6 +19,10 @@ var invalidCases = []struct {
 	{"invalid-admin-no-token.yaml", []string{
 		`1: admin_listen: :8081 is reachable from other machines but admin_token is empty; set admin_token (e.g. ${ADMIN_TOKEN}), or listen on 127.0.0.1`,
 	}},
+	{"invalid-allowed-hosts.yaml", []string{
+		`2: allowed_hosts[1]: "http://proxy.internal" is not a host name; write the name a Host header carries, e.g. proxy.internal or proxy.internal:8080`,
+		`2: allowed_hosts[2]: "" is not a host name; write the name a Host header carries, e.g. proxy.internal or proxy.internal:8080`,
+	}},
 	{"invalid-advertiser-id.yaml", []string{
 		`5: credentials[0].advertiser_ids[0]: "70123-456" is not an advertiser id; advertiser ids are digits only`,
 		`5: credentials[0].advertiser_ids[1]: "" is not an advertiser id; advertiser ids are digits only`,

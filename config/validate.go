@@ -146,9 +146,25 @@ func (v *validator) listeners() {
 	if validHostPort(c.AdminListen) && !IsLoopback(c.AdminListen) && c.AdminToken == "" {
 		v.add("admin_listen", "%s is reachable from other machines but admin_token is empty; set admin_token (e.g. ${ADMIN_TOKEN}), or listen on 127.0.0.1", v.showAddr("admin_listen", c.AdminListen))
 	}
+	for i, h := range c.AllowedHosts {
+		if !validHost(h) {
+			path := fmt.Sprintf("allowed_hosts[%d]", i)
+			v.add(path, "%s is not a host name; write the name a Host header carries, e.g. proxy.internal or proxy.internal:8080", v.show(path, h))
+		}
+	}
 	if !headerNameRE.MatchString(c.Routing.CredentialHeader) {
 		v.add("routing.credential_header", "%s is not a valid HTTP header name; use letters, digits and -, e.g. X-TikTok-Credential", v.show("routing.credential_header", c.Routing.CredentialHeader))
 	}
+}
+
+// validHost reports whether h is a host name or host:port as a Host header
+// carries it, with no scheme, path or space.
+func validHost(h string) bool {
+	if h == "" || strings.ContainsAny(h, "/\\@?# \t") {
+		return false
+	}
+	u, err := url.Parse("http://" + h)
+	return err == nil && u.Host == h && u.Hostname() != ""
 }
 
 func validHostPort(addr string) bool {
