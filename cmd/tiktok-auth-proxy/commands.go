@@ -36,8 +36,16 @@ func runCheck(_ context.Context, args []string, s stdio) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(s.out, "config OK: %d credentials\n", len(cfg.Credentials))
+	fmt.Fprintf(s.out, "config OK: %s\n", plural(len(cfg.Credentials), "credential"))
 	return nil
+}
+
+// plural renders a count with its noun: "1 credential", "2 credentials".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func runStatus(ctx context.Context, args []string, s stdio) error {

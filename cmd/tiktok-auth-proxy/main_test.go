@@ -41,6 +41,11 @@ func TestCheck(t *testing.T) {
 	if code != 0 || out != "config OK: 2 credentials\n" || errOut != "" {
 		t.Errorf("check good config: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	one := writeFile(t, "one.yaml", "credentials: [{name: main, app_id: \"7123456789012345678\", app_secret: s3cret-value}]\n")
+	code, out, errOut = runCLI(t, "", "check", "--config", one)
+	if code != 0 || out != "config OK: 1 credential\n" || errOut != "" {
+		t.Errorf("check good config: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 
 	bad := writeFile(t, "bad.yaml", `listen: 0.0.0.0:8080
 credentials:
@@ -82,6 +87,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		wantErr  string // "" means stderr must be empty
 	}{
 		{[]string{"version"}, 0, "tiktok-auth-proxy dev (commit unknown, go", ""},
+		{[]string{"--version"}, 0, "tiktok-auth-proxy dev (commit unknown, go", ""},
+		{[]string{"-v"}, 0, "tiktok-auth-proxy dev (commit unknown, go", ""},
 		{[]string{"help"}, 0, "Commands:", ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"check", "--nope"}, 2, "", "flag provided but not defined"},
@@ -117,5 +124,23 @@ func TestHelpEveryCommand(t *testing.T) {
 				t.Errorf("usage printed %d times:\n%s", n, out)
 			}
 		})
+	}
+}
+
+// TestNoArgumentsNoConfig: a first run with neither arguments nor
+// ./config.yaml points to demo and --help instead of failing on a file.
+func TestNoArgumentsNoConfig(t *testing.T) {
+	t.Chdir(t.TempDir())
+	code, out, errOut := runCLI(t, "")
+	if code != 2 || out != "" {
+		t.Errorf("exit %d (want 2), stdout %q", code, out)
+	}
+	for _, want := range []string{"no ./config.yaml", "tiktok-auth-proxy demo", "tiktok-auth-proxy --help"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if strings.Contains(errOut, "no such file") {
+		t.Errorf("stderr shows a bare file error:\n%s", errOut)
 	}
 }
