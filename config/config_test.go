@@ -509,3 +509,37 @@ credentials:
 	equal(t, "ads", c.EndpointsFor(c.Credentials[0]), config.Endpoints{AuthorizeURL: "http://sim/auth", TokenURL: "http://sim/token"})
 	equal(t, "tt", c.EndpointsFor(c.Credentials[1]), config.Endpoints{AuthorizeURL: "http://sim/tt/auth", TokenURL: "http://sim/token", RefreshURL: "http://sim/tt/refresh"})
 }
+
+// TestLoadWithoutCallerSecrets: status and healthcheck load a config whose
+// app secrets and client tokens are not in their environment; every other
+// variable, and every other check, still applies.
+func TestLoadWithoutCallerSecrets(t *testing.T) {
+	t.Setenv("TAP_UNSET_SECRET", "")
+	os.Unsetenv("TAP_UNSET_SECRET")
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	doc := `listen: 0.0.0.0:8080
+credentials:
+  - {name: main, app_id: "1", app_secret: "${TAP_UNSET_SECRET}"}
+clients:
+  - {name: etl, token: "${TAP_UNSET_SECRET}", credentials: [main]}
+`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), "TAP_UNSET_SECRET is not set") {
+		t.Errorf("Load: %v, want the unset variable reported", err)
+	}
+	c, err := config.LoadWith(path, config.LoadOptions{WithoutCallerSecrets: true})
+	if err != nil {
+		t.Fatalf("LoadWith(WithoutCallerSecrets): %v", err)
+	}
+	equal(t, "app_secret left empty", c.Credentials[0].AppSecret.Value(), "")
+
+	if err := os.WriteFile(path, []byte(doc+"admin_listen: 0.0.0.0:8081\nadmin_token: ${TAP_UNSET_SECRET}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = config.LoadWith(path, config.LoadOptions{WithoutCallerSecrets: true})
+	if err == nil || !strings.Contains(err.Error(), "admin_token: environment variable TAP_UNSET_SECRET is not set") || strings.Contains(err.Error(), "app_secret") {
+		t.Errorf("LoadWith with an unset admin_token: %v, want only admin_token reported", err)
+	}
+}

@@ -26,18 +26,45 @@ import (
 // resolved against the directory holding the file, not the working
 // directory, so the config means the same thing wherever the binary starts.
 func Load(path string) (*Config, error) {
+	return LoadWith(path, LoadOptions{})
+}
+
+// LoadOptions relaxes what Load requires, for commands that use only part
+// of the config.
+type LoadOptions struct {
+	// WithoutCallerSecrets accepts an unset or empty credentials[].app_secret
+	// and clients[].token: they are left empty and not reported. For
+	// commands that read state (status, healthcheck) and never call TikTok
+	// nor authenticate a client, so they run where those secrets are not
+	// in the environment. The Config must not be served.
+	WithoutCallerSecrets bool
+}
+
+// LoadWith is Load with opts.
+func LoadWith(path string, opts LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: read config file: %w", err)
 	}
-	return Parse(data, path)
+	return parseWith(data, path, opts)
 }
 
 // Parse is Load for a document already in memory. path names the document
 // in error messages and anchors relative paths; "" leaves relative paths
 // relative to the working directory.
 func Parse(data []byte, path string) (*Config, error) {
+	return parseWith(data, path, LoadOptions{})
+}
+
+// callerSecretRE matches the key paths LoadOptions.WithoutCallerSecrets
+// waives.
+var callerSecretRE = regexp.MustCompile(`^(credentials\[\d+\]\.app_secret|clients\[\d+\]\.token)$`)
+
+func parseWith(data []byte, path string, opts LoadOptions) (*Config, error) {
 	p := &parser{file: path, lines: map[string]int{}, refs: map[string]string{}, empties: map[string]string{}}
+	if opts.WithoutCallerSecrets {
+		p.waived = callerSecretRE.MatchString
+	}
 	c := p.parse(data)
 	if c == nil {
 		return nil, p.err()
@@ -56,7 +83,7 @@ func Parse(data []byte, path string) (*Config, error) {
 			return nil, err
 		}
 		for _, pr := range ve.Problems {
-			if !p.reported(pr.Path) {
+			if !p.reported(pr.Path) && !p.waives(pr.Path) {
 				p.problems = append(p.problems, pr)
 			}
 		}
@@ -87,6 +114,9 @@ type parser struct {
 	empties map[string]string
 	// expanded marks the scalar nodes whose value came from expansion.
 	expanded map[*yaml.Node]bool
+	// waived, when set, names the key paths whose unset variables and
+	// empty values are accepted (LoadOptions.WithoutCallerSecrets).
+	waived func(path string) bool
 	// incomplete is set when decoding skipped part of the document, so
 	// validating what was decoded would report problems that are not there.
 	incomplete bool
@@ -112,6 +142,8 @@ func (p *parser) reported(path string) bool {
 	}
 	return false
 }
+
+func (p *parser) waives(path string) bool { return p.waived != nil && p.waived(path) }
 
 func (p *parser) err() error {
 	if len(p.problems) == 0 {
@@ -288,6 +320,9 @@ func (p *parser) expand(n *yaml.Node, path string) {
 			// As in the shell: the default stands in for an unset and for
 			// an empty variable alike.
 			v = def
+		case !ok && p.waives(path):
+			n.Value = ""
+			return
 		case !ok:
 			p.add(n.Line, path, "environment variable %s is not set; export it before starting, or write the value in the file", name)
 			return

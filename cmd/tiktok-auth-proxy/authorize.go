@@ -40,10 +40,14 @@ func runAuthorize(ctx context.Context, args []string, s stdio) error {
 		Tokens:     store,
 		In:         s.in,
 		Out:        s.out,
-		AdminURL:   "http://" + dialable(cfg.AdminListen),
+		AdminURL:   listenURL(cfg.AdminListen),
 		AdminToken: cfg.AdminToken,
 	})
 }
+
+// listenURL is the http:// URL of a configured listen address, for the
+// commands that talk to a running serve.
+func listenURL(addr string) string { return "http://" + dialable(addr) }
 
 // dialable turns a listen address into one a client can dial: a wildcard
 // host becomes 127.0.0.1.

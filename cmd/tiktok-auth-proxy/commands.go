@@ -17,7 +17,12 @@ const defaultConfig = "./config.yaml"
 // loadConfig loads the config; a content problem is printed one per line
 // on stderr and returned as errReported.
 func loadConfig(path string, s stdio) (*config.Config, error) {
-	cfg, err := config.Load(path)
+	return loadConfigWith(path, config.LoadOptions{}, s)
+}
+
+// loadConfigWith is loadConfig with opts.
+func loadConfigWith(path string, opts config.LoadOptions, s stdio) (*config.Config, error) {
+	cfg, err := config.LoadWith(path, opts)
 	var ve *config.ValidationError
 	if errors.As(err, &ve) {
 		fmt.Fprintln(s.err, ve.Error())

@@ -80,6 +80,7 @@ var commands = []command{
 	{"authorize", "authorize a credential from the terminal", runAuthorize},
 	{"demo", "run the proxy against the bundled TikTok simulator", runDemo},
 	{"simulate", "run the TikTok simulator alone", runSimulate},
+	{"healthcheck", "exit 0 when the running proxy's /readyz answers 200, else 1", runHealthcheck},
 	{"version", "print version, commit and Go version", runVersion},
 }
 
@@ -127,7 +128,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'tiktok-auth-proxy <command> --help' for a command's flags.")
