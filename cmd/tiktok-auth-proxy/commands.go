@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktoksim"
-	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
 const defaultConfig = "./config.yaml"
@@ -51,41 +49,6 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-func runStatus(ctx context.Context, args []string, s stdio) error {
-	fs := newFlags("status", "[--config FILE] [--json]", s.out)
-	path := fs.String("config", defaultConfig, "config file")
-	asJSON := fs.Bool("json", false, "print JSON for scripts instead of a table")
-	if err := parseFlags(fs, args); err != nil {
-		return helpOr(fs, err)
-	}
-	cfg, err := loadConfig(*path, s)
-	if err != nil {
-		return err
-	}
-	// The store is only read, so this works while serve runs.
-	store, err := openStore(cfg)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	st := make([]tokens.Status, 0, len(cfg.Credentials))
-	for _, c := range cfg.Credentials {
-		rec, err := store.Get(ctx, c.Name)
-		if errors.Is(err, tokens.ErrNotFound) {
-			rec = nil
-		} else if err != nil {
-			return fmt.Errorf("read store: %w", err)
-		}
-		st = append(st, tokens.StatusFromRecord(c.Name, c.Kind, rec))
-	}
-	if *asJSON {
-		enc := json.NewEncoder(s.out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	return tokens.FormatStatusTable(s.out, st, time.Now())
 }
 
 func runSimulate(ctx context.Context, args []string, s stdio) error {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +96,6 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"check", "--nope"}, 2, "", "flag provided but not defined"},
 		{[]string{"serve", "--config"}, 2, "", "flag needs an argument"},
 		{[]string{"check", "stray"}, 2, "", `unexpected argument "stray"`},
-		{[]string{"authorize"}, 2, "", "--credential is required"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -142,5 +143,32 @@ func TestNoArgumentsNoConfig(t *testing.T) {
 	}
 	if strings.Contains(errOut, "no such file") {
 		t.Errorf("stderr shows a bare file error:\n%s", errOut)
+	}
+}
+
+// TestAuthorizeCredentialOptional: --credential may be left out when the
+// config has one credential, and is asked for by name otherwise.
+func TestAuthorizeCredentialOptional(t *testing.T) {
+	two := writeFile(t, "two.yaml", `credentials:
+  - {name: main, app_id: "7123456789012345678", app_secret: s3cret-value, default: true}
+  - {name: other, app_id: "7123456789012345679", app_secret: s3cret-value}
+`)
+	code, out, errOut := runCLI(t, "", "authorize", "--config", two)
+	if code != 2 || out != "" || !strings.Contains(errOut, "--credential is required with 2 credentials in "+two+" (main, other)") {
+		t.Errorf("authorize with two credentials: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	// The admin listener is a closed port and stdin is empty: the flow
+	// prints the consent URL of the only credential, then ends on EOF.
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	one := writeFile(t, "one.yaml", "admin_listen: "+strings.TrimPrefix(down.URL, "http://")+`
+upstream: {base_url: "http://127.0.0.1:1"}
+credentials:
+  - {name: solo, app_id: "7123456789012345670", app_secret: s3cret-value}
+`)
+	_, out, errOut = runCLI(t, "", "authorize", "--config", one)
+	if !strings.Contains(out, "app_id=7123456789012345670") {
+		t.Errorf("authorize without --credential did not start the only credential's flow: stdout %q, stderr %q", out, errOut)
 	}
 }
