@@ -121,8 +121,8 @@ var invalidCases = []struct {
 		`11: breaker.open_timeout: must not be negative; write a positive duration such as 30s, or remove the key for the default`,
 	}},
 	{"invalid-near-key.yaml", []string{
-		`1: admin_listn: unknown key "admin_listn"; did you mean admin_listen? (valid keys here: listen, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, clients, forward_proxy, log)`,
-		`2: Listen: unknown key "Listen"; did you mean listen? (valid keys here: listen, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, clients, forward_proxy, log)`,
+		`1: admin_listn: unknown key "admin_listn"; did you mean admin_listen? (valid keys here: listen, allowed_hosts, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, clients, forward_proxy, log)`,
+		`2: Listen: unknown key "Listen"; did you mean listen? (valid keys here: listen, allowed_hosts, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, clients, forward_proxy, log)`,
 		`7: credentials[0].app_secert: unknown key "app_secert"; did you mean app_secret? (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit, oauth)`,
 	}},
 	{"invalid-no-credentials.yaml", []string{
