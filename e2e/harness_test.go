@@ -469,6 +469,13 @@ func (px *proxy) authorize(t *testing.T, s *sim, name, appID string, advertisers
 	if err != nil {
 		t.Fatal(err)
 	}
+	if resp.StatusCode == http.StatusSeeOther {
+		// The callback sends the browser on to a clean URL with the outcome.
+		resp.Body.Close()
+		if resp, err = c.Get(px.AdminURL + resp.Header.Get("Location")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
