@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test unit fuzz rules lint demo bench clean deps
+.PHONY: all build test unit fuzz rules lint demo bench clean deps screenshots
 
 all: build
 
@@ -35,6 +35,10 @@ rules:
 	promtool check rules deploy/prometheus/alerts.yaml
 	promtool test rules deploy/prometheus/alerts_test.yaml
 	promtool check config --syntax-only deploy/prometheus/scrape.yaml
+
+## screenshots: regenerate the README's screenshots of the setup, success and error pages (docs/).
+screenshots:
+	UPDATE_DOCS=1 $(GO) test -count=1 -run '^TestBrowserScreenshots$$' ./e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

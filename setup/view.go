@@ -210,8 +210,10 @@ func summary(views []credView) string {
 // caller's text already ended with.
 func sentence(msg string) string {
 	msg = strings.TrimRight(strings.TrimSpace(msg), ". ")
-	if strings.HasSuffix(msg, "…") || strings.HasSuffix(msg, "?") || strings.HasSuffix(msg, "!") {
-		return msg
+	for _, end := range []string{"…", "?", "!", ".)", ".”"} {
+		if strings.HasSuffix(msg, end) {
+			return msg
+		}
 	}
 	return msg + "."
 }

@@ -266,6 +266,7 @@ func TestSummaryAndClock(t *testing.T) {
 		"TikTok says no. . ": "TikTok says no.",
 		"clipped…":           "clipped…",
 		"no stop":            "no stop.",
+		"(code 40107: Refresh token is invalid.)": "(code 40107: Refresh token is invalid.)",
 	} {
 		if got := sentence(in); got != want {
 			t.Errorf("sentence(%q) = %q, want %q", in, got, want)
