@@ -171,8 +171,7 @@ func TestPageAndAPIShowRouting(t *testing.T) {
 		t.Error("main is shown as the default credential")
 	}
 
-	var got []CredentialState
-	got = decodeJSON[[]CredentialState](t, h.do(t, "GET", "/api/credentials", nil).body)
+	got := decodeJSON[[]CredentialState](t, h.do(t, "GET", "/api/credentials", nil).body)
 	byName := map[string]CredentialState{}
 	for _, c := range got {
 		byName[c.Name] = c
