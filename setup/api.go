@@ -78,11 +78,11 @@ type AdvertiserRoute struct {
 	Sources []string `json:"sources"`
 }
 
-// advertiserRoutes says where each advertiser of a credential comes from.
+// AdvertiserRoutes says where each advertiser of a credential comes from.
 // The store keeps one merged list, so the grant and the listing are told
 // apart by the name: only TikTok's listing names an advertiser, while the
 // grant carries bare ids.
-func advertiserRoutes(configured []string, stored []tokens.Advertiser) []AdvertiserRoute {
+func AdvertiserRoutes(configured []string, stored []tokens.Advertiser) []AdvertiserRoute {
 	fromConfig := make(map[string]bool, len(configured))
 	for _, id := range configured {
 		fromConfig[id] = true
@@ -131,7 +131,7 @@ func (a *Admin) credentialStates() []CredentialState {
 			s.Scopes = []string{}
 		}
 		cs := CredentialState{Status: s, Description: c.Description, Kind: c.Kind, Default: c.Default,
-			Routes: advertiserRoutes(c.AdvertiserIDs, s.Advertisers), NamedScopes: namedScopes(s.Scopes)}
+			Routes: AdvertiserRoutes(c.AdvertiserIDs, s.Advertisers), NamedScopes: namedScopes(s.Scopes)}
 		switch {
 		case a.opts.Breaker != nil:
 			b := a.opts.Breaker(name)
