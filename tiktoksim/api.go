@@ -67,7 +67,8 @@ type Request struct {
 	Code       int `json:"code"`
 	HTTPStatus int `json:"http_status"`
 	// Fault names the fault knob that answered: "code", "http_status",
-	// "reset" or "latency" (then the request was also served).
+	// "reset" or "latency" (then the request was also served), or "quota"
+	// when a Quota answered.
 	Fault string `json:"fault,omitempty"`
 	// ResponseBytes is how many bytes of response body were written, so a
 	// test can tell a stream cut short from one served in full.
@@ -167,6 +168,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		rec.AppID = t.g.appID
 		if !ep.token {
 			s.statsLocked(t.g.appID).APICalls++
+			s.countSecondLocked(t.g.appID)
 		}
 	}
 	s.inflight[rid] = *rec
@@ -193,6 +195,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !c.applyFault(ep.token) {
+		return
+	}
+	if !c.applyQuota(ep.token) {
 		return
 	}
 	if known {
@@ -673,6 +678,31 @@ func (s *Server) ClearRequests() {
 }
 
 // applyFault runs the first matching fault; false means it answered.
+// applyQuota counts an API call against the quotas and answers it with the
+// limit's code when one is exceeded; it reports whether to go on. The
+// advertisers of an advertiser quota are those the query names.
+func (c *call) applyQuota(tokenEndpoint bool) bool {
+	if tokenEndpoint || c.tok == nil {
+		return true
+	}
+	var advertisers []string
+	q := c.r.URL.Query()
+	if id := q.Get("advertiser_id"); id != "" {
+		advertisers = []string{id}
+	} else if ids, err := idList(q.Get("advertiser_ids")); err == nil {
+		advertisers = ids
+	}
+	c.s.mu.Lock()
+	code, msg := c.s.takeQuotaLocked(c.tok.g.appID, c.r.URL.Path, advertisers)
+	c.s.mu.Unlock()
+	if code == 0 {
+		return true
+	}
+	c.rec.Fault = "quota"
+	c.fail(code, msg)
+	return false
+}
+
 func (c *call) applyFault(tokenEndpoint bool) bool {
 	f, ok := c.s.takeFault(c.r.URL.Path, c.r.Header.Get("Access-Token"), tokenEndpoint)
 	if !ok {
