@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -55,7 +56,7 @@ func tokenOnly(r *http.Request, sel *selection) bool {
 	// ways covers a body whatever its Content-Type says.
 	form, _ := url.ParseQuery(string(sel.replay))
 	var obj map[string]json.RawMessage
-	_ = json.Unmarshal(sel.replay, &obj)
+	_ = json.Unmarshal(bytes.TrimLeft(sel.replay, jsonLead), &obj)
 	fields := url.Values{}
 	for k := range obj {
 		fields[k] = nil

@@ -696,6 +696,9 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	reading, bodyErr := ex.body.state()
 	var perr *Error
 	switch {
+	case errors.As(err, &perr):
+		// The check of an upload's later parts refused it (verifiedBody).
+		ex.outcome = errExcluded
 	case bodyErr != nil && !isTimeout(bodyErr):
 		ex.outcome = errExcluded
 		perr = p.bodyError(bodyErr)

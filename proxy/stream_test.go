@@ -24,8 +24,10 @@ import (
 
 // TestMultipartStreams sends an upload much larger than max_inspect_bytes
 // whose advertiser_id comes first. The upstream must receive the start of
-// the body before the client has written the rest: a proxy that held the
-// upload in memory would wait for the end, and the handshake would fail.
+// the body (all but the byte the proxy holds back until the check of the
+// upload's later parts is done) before the client has written the rest: a
+// proxy that held the upload in memory would wait for the end, and the
+// handshake would fail.
 func TestMultipartStreams(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	prefix := "--B\r\nContent-Disposition: form-data; name=\"advertiser_id\"\r\n\r\n" + advOther + "\r\n" +
@@ -42,7 +44,7 @@ func TestMultipartStreams(t *testing.T) {
 	results := make(chan result, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hash := sha256.New()
-		if _, err := io.CopyN(hash, r.Body, int64(len(prefix))); err != nil {
+		if _, err := io.CopyN(hash, r.Body, int64(len(prefix)-1)); err != nil {
 			t.Errorf("upstream reading prefix: %v", err)
 			return
 		}
