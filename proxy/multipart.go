@@ -26,7 +26,7 @@ const maxAdvertiserField = 256
 // When it found none, the upload could belong to any credential, so it is
 // refused (90008) like an oversized JSON body, unless only one credential
 // is configured. A body that is not multipart is 90011 unless the query
-// names the credential.
+// names the credential; an encoded advertiser field is 90011 regardless.
 func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary string, named bool) *Error {
 	var prefix bytes.Buffer
 	src := &watchedBody{ReadCloser: r.Body}
@@ -39,13 +39,13 @@ func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary strin
 	if scan == scanBroken && limited.N == 0 {
 		scan = scanUndecided
 	}
+	perr, refused := err.(*Error)
 	switch {
+	case refused:
+		return perr
 	case scan == scanDecided || (scan == scanBroken && named):
 		return nil
 	case scan == scanBroken:
-		if perr, ok := err.(*Error); ok {
-			return perr
-		}
 		return newError(CodeMalformed, http.StatusBadRequest,
 			"the multipart/form-data body could not be read to find advertiser_id: %v", err)
 	case len(p.names) == 1:

@@ -142,7 +142,7 @@ func fieldAdvertisers(q url.Values) ([]string, error) {
 // application/json body, or any other that starts with '{', whatever its
 // Content-Type says). A body that cannot be read the way TikTok would is
 // 90011. named says whether the query already names a credential: the
-// body is then only checked against it, and one that cannot be read is
+// body is then only checked against it, and one that does not parse is
 // left to TikTok, which sees the named credential's token.
 func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error {
 	if !sel.hasBody {
@@ -156,7 +156,9 @@ func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error 
 	}
 	cts := r.Header.Values("Content-Type")
 	if len(cts) > 1 {
-		return unreadable("the Content-Type header is sent %d times, so the body cannot be read to find advertiser_id the way TikTok would: send it once, or name the credential with %s",
+		// Unlike a body that does not parse, which TikTok cannot read
+		// either, each reading of this one may find other advertisers.
+		return newError(CodeMalformed, http.StatusBadRequest, "the Content-Type header is sent %d times, so the body cannot be read to find advertiser_id the way TikTok would: send it once, or name the credential with %s",
 			len(cts), p.credentialHeader)
 	}
 	if ce := r.Header.Values("Content-Encoding"); len(ce) > 1 || (len(ce) == 1 && !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
