@@ -30,6 +30,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tiktok
 	$(GO) test -run '^$$' -fuzz '^FuzzPeekCode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tiktok
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tokens/filestore
+	$(GO) test -run '^$$' -fuzz '^FuzzSelectQuery$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzSelectJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzSelectMultipart$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzSelectForm$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./proxy
 
 rules:
 	promtool check rules deploy/prometheus/alerts.yaml
