@@ -18,7 +18,7 @@ import (
 // error); and every known advertiser the request names, in the query or in
 // the body as a reference reading sees it, belongs to the credential
 // picked, so no request ever carries two credentials' advertisers.
-func fuzzSelect(t *testing.T, p *Proxy, query, contentType string, body []byte, oneByte bool) {
+func fuzzSelect(t *testing.T, p *Core, query, contentType string, body []byte, oneByte bool) {
 	var rd io.Reader = bytes.NewReader(body)
 	if oneByte {
 		rd = iotest.OneByteReader(rd)
@@ -64,8 +64,8 @@ func fuzzSelect(t *testing.T, p *Proxy, query, contentType string, body []byte, 
 
 // fuzzProxy is the proxy the fuzz targets select with: credentials main
 // (the default) and other, each owning one advertiser, max_inspect_bytes 1024.
-func fuzzProxy(f *testing.F) *Proxy {
-	p, err := New(Options{Config: testConfig("http://tiktok.test"), Tokens: newFakeTokens()})
+func fuzzProxy(f *testing.F) *Core {
+	p, err := NewCore(Options{Config: testConfig("http://tiktok.test"), Tokens: newFakeTokens()})
 	if err != nil {
 		f.Fatal(err)
 	}

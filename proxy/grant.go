@@ -29,8 +29,8 @@ type app struct {
 // signAdvertiserGet sets the credential's app_id and secret in u's query,
 // replacing any the client sent. The query then holds a secret: it is
 // never logged (the access log has the path only).
-func (p *Proxy) signAdvertiserGet(u *url.URL, cred string) {
-	a := p.apps[cred]
+func (c *Core) signAdvertiserGet(u *url.URL, cred string) {
+	a := c.apps[cred]
 	q := u.Query()
 	q.Set("app_id", a.id)
 	q.Set("secret", a.secret.Value())

@@ -27,14 +27,14 @@ const maxAdvertiserField = 256
 // refused (90008) like an oversized JSON body, unless only one credential
 // is configured. A body that is not multipart is 90011 unless the query
 // names the credential; an encoded advertiser field is 90011 regardless.
-func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary string, named bool) *Error {
+func (c *Core) inspectMultipart(r *http.Request, sel *selection, boundary string, named bool) *Error {
 	var prefix bytes.Buffer
 	src := &watchedBody{ReadCloser: r.Body}
-	limited := &io.LimitedReader{R: src, N: p.maxInspect}
+	limited := &io.LimitedReader{R: src, N: c.maxInspect}
 	scan, err := scanMultipart(multipart.NewReader(io.TeeReader(limited, &prefix), boundary), sel, true)
 	sel.body = readCloser{io.MultiReader(&prefix, r.Body), r.Body}
 	if _, rerr := src.state(); rerr != nil {
-		return p.bodyError(rerr)
+		return c.bodyError(rerr)
 	}
 	if scan == scanBroken && limited.N == 0 {
 		scan = scanUndecided
@@ -48,7 +48,7 @@ func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary strin
 	case scan == scanBroken:
 		return newError(CodeMalformed, http.StatusBadRequest,
 			"the multipart/form-data body could not be read to find advertiser_id: %v", err)
-	case len(p.names) == 1:
+	case len(c.names) == 1:
 		return nil
 	case named || len(sel.advertisers) > 0:
 		sel.verify = boundary
@@ -56,7 +56,7 @@ func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary strin
 	}
 	return newError(CodeBodyTooLarge, http.StatusRequestEntityTooLarge,
 		"the upload's advertiser_id field was not found before its file or within routing.max_inspect_bytes (%d): put the advertiser_id field before the file, or name the credential with %s",
-		p.maxInspect, p.credentialHeader)
+		c.maxInspect, c.credentialHeader)
 }
 
 // Outcomes of scanMultipart.
@@ -132,9 +132,9 @@ type verifiedBody struct {
 	err error      // the check's verdict
 }
 
-func (p *Proxy) verifiedBody(src io.ReadCloser, boundary, cred string) *verifiedBody {
+func (c *Core) verifiedBody(src io.ReadCloser, boundary, cred string) *verifiedBody {
 	return &verifiedBody{src: src, boundary: boundary, check: func(ids []string) *Error {
-		if c, perr := p.credentialOf(ids); perr != nil || (c != "" && c != cred) {
+		if c, perr := c.credentialOf(ids); perr != nil || (c != "" && c != cred) {
 			return newError(CodeNoCredential, http.StatusBadRequest,
 				"the upload names advertisers %v after its file, not all of credential %q: name one credential's advertisers only, before the file", ids, cred)
 		}

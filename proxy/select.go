@@ -38,22 +38,22 @@ func (s *selection) replayable() bool { return !s.hasBody || s.replay != nil }
 // selectCredential applies SPEC's three rules: header, advertisers named by
 // the request, default. It may read (a bounded prefix of) r.Body; the body to
 // forward is then in the returned selection.
-func (p *Proxy) selectCredential(r *http.Request) (*selection, *Error) {
+func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 	sel := &selection{hasBody: r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0}
 
-	if names := r.Header.Values(p.credentialHeader); len(names) > 0 {
+	if names := r.Header.Values(c.credentialHeader); len(names) > 0 {
 		if len(names) > 1 {
 			return nil, newError(CodeMalformed, http.StatusBadRequest,
-				"%s is sent %d times: send it once, naming one credential", p.credentialHeader, len(names))
+				"%s is sent %d times: send it once, naming one credential", c.credentialHeader, len(names))
 		}
 		name := strings.TrimSpace(names[0])
-		if !p.known(name) {
+		if !c.known(name) {
 			return nil, newError(CodeUnknownCredential, http.StatusBadRequest,
 				"%s %q names no configured credential; configured: %s",
-				p.credentialHeader, name, strings.Join(p.names, ", "))
+				c.credentialHeader, name, strings.Join(c.names, ", "))
 		}
 		sel.credential = name
-		if err := p.bufferReplay(r, sel); err != nil {
+		if err := c.bufferReplay(r, sel); err != nil {
 			return nil, err
 		}
 		return sel, nil
@@ -63,45 +63,45 @@ func (p *Proxy) selectCredential(r *http.Request) (*selection, *Error) {
 	if err != nil {
 		return nil, newError(CodeMalformed, http.StatusBadRequest, "query %v", err)
 	}
-	queryCred, perr := p.credentialOf(ids)
+	queryCred, perr := c.credentialOf(ids)
 	if perr != nil {
 		return nil, perr
 	}
-	if perr := p.inspectBody(r, sel, queryCred != ""); perr != nil {
+	if perr := c.inspectBody(r, sel, queryCred != ""); perr != nil {
 		return nil, perr
 	}
 	ids = append(ids, sel.advertisers...)
 	sel.advertisers = ids
-	cred, perr := p.credentialOf(ids)
+	cred, perr := c.credentialOf(ids)
 	if perr != nil {
 		return nil, perr
 	}
 	if cred == "" {
-		cred = p.defaultCred
+		cred = c.defaultCred
 	}
 	if cred == "" {
 		if len(ids) > 0 {
 			return nil, newError(CodeNoCredential, http.StatusBadRequest,
 				"no credential for advertiser %s and no default credential: add it to a credential's advertiser_ids, authorize it, or set %s",
-				strings.Join(ids, ", "), p.credentialHeader)
+				strings.Join(ids, ", "), c.credentialHeader)
 		}
 		return nil, newError(CodeNoCredential, http.StatusBadRequest,
 			"the request names no advertiser and there is no default credential: set %s or mark a credential default: true",
-			p.credentialHeader)
+			c.credentialHeader)
 	}
 	sel.credential = cred
 	if sel.verify != "" {
-		sel.body = p.verifiedBody(sel.body, sel.verify, cred)
+		sel.body = c.verifiedBody(sel.body, sel.verify, cred)
 	}
 	return sel, nil
 }
 
 // credentialOf maps advertiser ids to their one credential; "" when none of
 // them is known (unknown ones fall through to the default).
-func (p *Proxy) credentialOf(ids []string) (string, *Error) {
+func (c *Core) credentialOf(ids []string) (string, *Error) {
 	cred, first := "", ""
 	for _, id := range ids {
-		c, ok := p.tokens.CredentialFor(id)
+		c, ok := c.tokens.CredentialFor(id)
 		if !ok {
 			continue
 		}
@@ -144,7 +144,7 @@ func fieldAdvertisers(q url.Values) ([]string, error) {
 // 90011. named says whether the query already names a credential: the
 // body is then only checked against it, and one that does not parse is
 // left to TikTok, which sees the named credential's token.
-func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error {
+func (c *Core) inspectBody(r *http.Request, sel *selection, named bool) *Error {
 	if !sel.hasBody {
 		return nil
 	}
@@ -159,10 +159,10 @@ func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error 
 		// Unlike a body that does not parse, which TikTok cannot read
 		// either, each reading of this one may find other advertisers.
 		return newError(CodeMalformed, http.StatusBadRequest, "the Content-Type header is sent %d times, so the body cannot be read to find advertiser_id the way TikTok would: send it once, or name the credential with %s",
-			len(cts), p.credentialHeader)
+			len(cts), c.credentialHeader)
 	}
 	if ce := r.Header.Values("Content-Encoding"); len(ce) > 1 || (len(ce) == 1 && !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
-		return unreadable("compressed bodies cannot be inspected; name the credential with %s or advertiser_id in the query", p.credentialHeader)
+		return unreadable("compressed bodies cannot be inspected; name the credential with %s or advertiser_id in the query", c.credentialHeader)
 	}
 	var mt string
 	var params map[string]string
@@ -173,17 +173,17 @@ func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error 
 		mt, params, err = mime.ParseMediaType(cts[0])
 		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
 			return unreadable("the Content-Type header %q does not parse, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
-				cts[0], p.credentialHeader)
+				cts[0], c.credentialHeader)
 		}
 	}
 	if mt == "multipart/form-data" {
 		if params["boundary"] == "" {
 			return unreadable("the multipart/form-data Content-Type has no boundary, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
-				p.credentialHeader)
+				c.credentialHeader)
 		}
-		return p.inspectMultipart(r, sel, params["boundary"], named)
+		return c.inspectMultipart(r, sel, params["boundary"], named)
 	}
-	return p.inspectFields(r, sel, mt == "application/json", mt == "application/x-www-form-urlencoded", !named)
+	return c.inspectFields(r, sel, mt == "application/json", mt == "application/x-www-form-urlencoded", !named)
 }
 
 // inspectFields reads the advertisers of a body that is not multipart: as
@@ -191,20 +191,20 @@ func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error 
 // Such a body is held whole (up to max_inspect_bytes) and can be replayed;
 // a larger one is 90008 when strict, else it streams on unread. A body that
 // is neither streams on after its first bytes.
-func (p *Proxy) inspectFields(r *http.Request, sel *selection, isJSON, isForm, strict bool) *Error {
-	prefix, first, err := leadingByte(r.Body, p.maxInspect)
+func (c *Core) inspectFields(r *http.Request, sel *selection, isJSON, isForm, strict bool) *Error {
+	prefix, first, err := leadingByte(r.Body, c.maxInspect)
 	if err != nil {
-		return p.bodyError(err)
+		return c.bodyError(err)
 	}
-	if first == 0 && int64(len(prefix)) >= p.maxInspect && strict {
+	if first == 0 && int64(len(prefix)) >= c.maxInspect && strict {
 		// Nothing but whitespace within the limit: JSON may follow.
-		return p.tooLarge()
+		return c.tooLarge()
 	}
 	if !isJSON && !isForm && first != '{' {
 		sel.body = readCloser{io.MultiReader(bytes.NewReader(prefix), r.Body), r.Body}
 		return nil
 	}
-	buf, perr := p.buffer(r, sel, prefix, strict)
+	buf, perr := c.buffer(r, sel, prefix, strict)
 	if perr != nil || buf == nil {
 		return perr
 	}
@@ -264,11 +264,11 @@ func leadingByte(body io.Reader, limit int64) ([]byte, byte, error) {
 // bufferReplay holds an application/json body of at most max_inspect_bytes
 // whose advertisers are not needed (the header named the credential), so
 // that it can be replayed after a 40105; a larger one streams on.
-func (p *Proxy) bufferReplay(r *http.Request, sel *selection) *Error {
+func (c *Core) bufferReplay(r *http.Request, sel *selection) *Error {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); !sel.hasBody || mt != "application/json" {
 		return nil
 	}
-	_, perr := p.buffer(r, sel, nil, false)
+	_, perr := c.buffer(r, sel, nil, false)
 	return perr
 }
 
@@ -276,22 +276,22 @@ func (p *Proxy) bufferReplay(r *http.Request, sel *selection) *Error {
 // max_inspect_bytes in sel.replay. A larger body is 90008 when strict;
 // otherwise it streams on unbuffered (and cannot be replayed), and buffer
 // returns nil.
-func (p *Proxy) buffer(r *http.Request, sel *selection, prefix []byte, strict bool) ([]byte, *Error) {
-	if r.ContentLength > p.maxInspect {
+func (c *Core) buffer(r *http.Request, sel *selection, prefix []byte, strict bool) ([]byte, *Error) {
+	if r.ContentLength > c.maxInspect {
 		if strict {
-			return nil, p.tooLarge()
+			return nil, c.tooLarge()
 		}
 		sel.body = readCloser{io.MultiReader(bytes.NewReader(prefix), r.Body), r.Body}
 		return nil, nil
 	}
-	rest, err := io.ReadAll(io.LimitReader(r.Body, p.maxInspect+1-int64(len(prefix))))
+	rest, err := io.ReadAll(io.LimitReader(r.Body, c.maxInspect+1-int64(len(prefix))))
 	buf := append(prefix, rest...)
 	if err != nil {
-		return nil, p.bodyError(err)
+		return nil, c.bodyError(err)
 	}
-	if int64(len(buf)) > p.maxInspect {
+	if int64(len(buf)) > c.maxInspect {
 		if strict {
-			return nil, p.tooLarge()
+			return nil, c.tooLarge()
 		}
 		sel.body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
 		return nil, nil
@@ -300,24 +300,24 @@ func (p *Proxy) buffer(r *http.Request, sel *selection, prefix []byte, strict bo
 	return buf, nil
 }
 
-func (p *Proxy) tooLarge() *Error {
+func (c *Core) tooLarge() *Error {
 	return newError(CodeBodyTooLarge, http.StatusRequestEntityTooLarge,
 		"the body is larger than routing.max_inspect_bytes (%d) so its advertiser_id cannot be read: name the credential with %s or put advertiser_id in the query",
-		p.maxInspect, p.credentialHeader)
+		c.maxInspect, c.credentialHeader)
 }
 
 // bodyError is a failure reading the client's body. Past the connection's
 // read deadline (ServeHTTP sets it at upstream.timeout) it is a 408.
-func (p *Proxy) bodyError(err error) *Error {
+func (c *Core) bodyError(err error) *Error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return p.bodyTimeout()
+		return c.bodyTimeout()
 	}
 	return newError(CodeMalformed, http.StatusBadRequest, "reading the request body failed: %v", err)
 }
 
-func (p *Proxy) bodyTimeout() *Error {
+func (c *Core) bodyTimeout() *Error {
 	return newError(CodeMalformed, http.StatusRequestTimeout,
-		"the request body did not finish arriving within upstream.timeout (%s); send it faster or raise upstream.timeout for large uploads", p.timeout)
+		"the request body did not finish arriving within upstream.timeout (%s); send it faster or raise upstream.timeout for large uploads", c.timeout)
 }
 
 // jsonAdvertisers reads advertiser_id and advertiser_ids from a JSON body.
