@@ -47,6 +47,10 @@ type Config struct {
 	// the value as written, so messages never show what the environment
 	// held.
 	refs map[string]string
+	// empties maps each key path left empty by a set-but-empty variable to
+	// the variable's name, so a message can say "TOKENS_KEY is set but
+	// empty" rather than that the key is missing.
+	empties map[string]string
 }
 
 // Upstream is the TikTok API the proxy forwards to.

@@ -299,7 +299,6 @@ func TestRequestForAnotherHostRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// SPEC: a request for another host is 90009 with 421 Misdirected Request.
 	wantProxyError(t, resp.StatusCode, resp.Header, b, 421, 90009, false)
 	if after := len(s.recordedTo(t, campaignGet)); after != before {
 		t.Errorf("a request for other.example reached TikTok (%d requests recorded)", after-before)
