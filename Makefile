@@ -49,7 +49,8 @@ test: deps build
 ## executions of each and in all; a crasher fails the target and is saved under testdata/fuzz/ as a
 ## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
 FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzTokenAnswer \
-	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect
+	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect \
+	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm
 FUZZTIME_LONG ?= 5m
 fuzz:
 	@total=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
