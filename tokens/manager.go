@@ -104,19 +104,21 @@ const (
 	// A token rejected within freshWindow of being issued after an earlier
 	// rejection (the refresh that answered it did not help), or the
 	// maxRejections-th rejection of current tokens within rejectWindow, is
-	// not refreshed again: TikTok no longer accepts the grant. A single
-	// rejection, even of a just-authorized token, is refreshed once: one
-	// glitch must not cost an operator a re-authorization.
+	// not refreshed again but checked, like a token that cannot be
+	// refreshed: refreshing on every rejection would let any caller rotate
+	// the grant at will. A single rejection, even of a just-authorized
+	// token, is refreshed once.
 	freshWindow   = time.Minute
 	rejectWindow  = 10 * time.Minute
 	maxRejections = 3
-	// A rejected token that cannot be refreshed is checked with the
-	// advertiser listing instead, and marked only when TikTok refuses the
-	// check itself: nothing can renew it, and a glitch refusing a burst of
-	// requests must not end it. Rejections arriving during a check, or
-	// within checkGrace after one ended, are answered by it: requests sent
-	// before the check can return their refusal after it passed. Later
-	// rejections start another check, so at most one runs per checkGrace.
+	// A rejection is marked only when the credential's own advertiser
+	// listing refuses the token too (or its refresh token is refused): a
+	// 40105 can come from a caller's crafted request or a glitch, and
+	// neither may end a grant TikTok accepts. Rejections arriving during a
+	// check, or within checkGrace after one ended, are answered by it:
+	// requests sent before the check can return their refusal after it
+	// passed. Later rejections start another check, so at most one runs per
+	// checkGrace.
 	checkGrace = 5 * time.Second
 	// maxCommitTries bounds the compare-and-swap retries of one change.
 	maxCommitTries = 5
@@ -1188,12 +1190,14 @@ func (m *Manager) reindex() {
 // Rejected reports that TikTok answered code (40105 or 40102) to a request
 // made with token. For a refreshable credential whose current token is still
 // token, it forces one refresh (shared with concurrent callers) and reports
-// retry=true when a different token is now available. Repeated rejections
-// of fresh tokens mark re-authorization required. A token that cannot be
-// refreshed is checked at once with the advertiser listing (one check shared
-// by concurrent callers, at most one per five seconds): it is marked only
-// when TikTok refuses that check too; a check TikTok accepts shows the
-// rejection was a glitch.
+// retry=true when a different token is now available; a refresh TikTok
+// refuses (40103, 40107) marks re-authorization required. A token that
+// cannot be refreshed, or whose refresh did not help (rejected again within
+// a minute of being issued, or a third rejection within ten minutes), is
+// checked at once with the advertiser listing instead (one check shared by
+// concurrent callers, at most one per five seconds): it is marked only when
+// TikTok refuses that check too; a check TikTok accepts shows the rejection
+// was a glitch or a caller's own request. A rejection never marks by itself.
 func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (retry bool) {
 	if code != tiktok.CodeTokenInvalid && code != tiktok.CodeTokenExpired {
 		return false
@@ -1241,7 +1245,7 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 		return usable(rec, now)
 	}
 	if !rec.Refreshable() {
-		return s.rejectedLongLivedLocked(ctx, token, code, now)
+		return s.checkRejectedLocked(ctx, token, code, now)
 	}
 	// Remembered for the refresh below: if it proves the grant gone, the
 	// mark then also stops this token being served, in the same write.
@@ -1251,17 +1255,10 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 		s.rejections = append(slices.DeleteFunc(s.rejections, func(t time.Time) bool {
 			return now.Sub(t) >= rejectWindow
 		}), now)
-		reason := ""
-		switch {
-		case len(s.rejections) >= maxRejections:
-			reason = fmt.Sprintf("TikTok rejected %d access tokens within %s (code %d)", len(s.rejections), rejectWindow, code)
-		case len(s.rejections) >= 2 && now.Sub(issuedAt(rec)) < freshWindow:
-			reason = fmt.Sprintf("TikTok rejected a just-issued access token (code %d)", code)
-		}
-		if reason != "" {
-			s.mu.Unlock()
-			_ = s.markReauth(ctx, token, reason, true)
-			return false
+		if len(s.rejections) >= maxRejections || (len(s.rejections) >= 2 && now.Sub(issuedAt(rec)) < freshWindow) {
+			// Refreshing again would not help (or would let a caller rotate
+			// the grant at will): ask TikTok whether it accepts the token.
+			return s.checkRejectedLocked(ctx, token, code, now)
 		}
 		if s.inBackoff(now) {
 			s.mu.Unlock()
@@ -1286,13 +1283,13 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 	return cur != nil && !cur.ReauthRequired && cur.AccessToken != token && usable(cur, m.now())
 }
 
-// rejectedLongLivedLocked handles a rejection of the current token of a
-// grant that cannot be refreshed; s.mu is held and released here. The
-// rejection starts a check, or joins the one running, or is ignored when a
-// check of the token ended within checkGrace; only the check's refusal
-// marks. There is never another token to retry with, so it always returns
-// false.
-func (s *Source) rejectedLongLivedLocked(ctx context.Context, token string, code int, now time.Time) bool {
+// checkRejectedLocked handles a rejection of the current token that a
+// refresh cannot answer: the grant cannot be refreshed, or its refreshes
+// did not help. s.mu is held and released here. The rejection starts a
+// check, or joins the one running, or is ignored when a check of the token
+// ended within checkGrace; only the check's refusal marks. There is no
+// other token to retry with, so it always returns false.
+func (s *Source) checkRejectedLocked(ctx context.Context, token string, code int, now time.Time) bool {
 	v := s.validation
 	if v == nil || v.token != token {
 		if s.checked == token && now.Before(s.checkedAt.Add(checkGrace)) {
@@ -1354,7 +1351,7 @@ func (s *Source) validate(token string, code int) {
 	var ae *tiktok.APIError
 	switch {
 	case errors.As(err, &ae) && tokenRefused(ae.Code):
-		_ = s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token (code %d) and refused it again when checked (code %d); it cannot be refreshed", code, ae.Code), true)
+		_ = s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token (code %d) and refused it again when checked (code %d)", code, ae.Code), true)
 		return
 	case err != nil:
 		// Inconclusive: the next rejection after checkGrace, or the

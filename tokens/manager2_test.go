@@ -78,6 +78,7 @@ func TestRejected(t *testing.T) {
 	tests := []struct {
 		name       string
 		longLived  bool
+		refuse     bool  // TikTok refuses the refresh token (40107)
 		advErr     error // what the advertiser listing answers after authorization
 		steps      []rejectStep
 		wantCalls  int
@@ -189,21 +190,55 @@ func TestRejected(t *testing.T) {
 			wantCalls: 1,
 		},
 		{
-			name: "a just-refreshed token rejected: re-authorization",
+			// Two one-off glitches (or a caller's crafted requests) within a
+			// minute: the refresh works and the check passes, so the grant
+			// stays.
+			name: "a just-refreshed token rejected: checked, accepted: nothing marked",
 			steps: []rejectStep{
 				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
 				{after: 10 * time.Second, token: "access-1", code: 40105, want: false},
 			},
-			wantCalls: 1, wantReauth: true,
+			wantCalls: 1, wantChecks: 1,
 		},
 		{
-			name: "three rejections within ten minutes: re-authorization",
+			name: "a just-refreshed token rejected: checked, refused: re-authorization",
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
+				{after: 10 * time.Second, token: "access-1", code: 40105, want: false, revoke: true},
+			},
+			wantCalls: 1, wantChecks: 1, wantReauth: true,
+		},
+		{
+			name: "three rejections within ten minutes: the third is checked, accepted: nothing marked",
 			steps: []rejectStep{
 				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
 				{after: 2 * time.Minute, token: "access-1", code: 40105, want: true},
-				{after: 2 * time.Minute, token: "access-2", code: 40105, want: false},
+				{after: 2 * time.Minute, token: "access-2", code: 40102, want: false},
 			},
-			wantCalls: 2, wantReauth: true,
+			wantCalls: 2, wantChecks: 1,
+		},
+		{
+			name: "three rejections within ten minutes: the third is checked, refused: re-authorization",
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "access-1", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "access-2", code: 40105, want: false, revoke: true},
+			},
+			wantCalls: 2, wantChecks: 1, wantReauth: true,
+		},
+		{
+			name: "two rejections a minute apart: each refreshed, nothing marked",
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "access-1", code: 40105, want: true},
+			},
+			wantCalls: 2,
+		},
+		{
+			name:      "a refresh TikTok refuses after a rejection: re-authorization",
+			refuse:    true,
+			steps:     []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40105, want: false}},
+			wantCalls: 1, wantReauth: true,
 		},
 	}
 	for _, tc := range tests {
@@ -217,7 +252,12 @@ func TestRejected(t *testing.T) {
 				t.Fatal(err)
 			}
 			listed := e.api.advCalls()
-			e.api.set(func(a *fakeAPI) { a.advErr = tc.advErr })
+			e.api.set(func(a *fakeAPI) {
+				a.advErr = tc.advErr
+				if tc.refuse {
+					a.current = "revoked"
+				}
+			})
 			for i, st := range tc.steps {
 				e.clock.Advance(st.after)
 				if st.revoke {
