@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -98,6 +99,11 @@ const (
 	backoffMin      = time.Second
 	backoffMax      = 5 * time.Minute
 	expiredRetryMax = 10 * time.Second
+	// pendingRetryMax caps the backoff of storing a grant the store refused.
+	pendingRetryMax = 10 * time.Second
+	// flushRetryMin and flushRetryMax bound the backoff of Flush's retries.
+	flushRetryMin = 100 * time.Millisecond
+	flushRetryMax = time.Second
 	// refreshTimeout bounds one refresh (lock, TikTok call, store writes).
 	refreshTimeout = time.Minute
 	lockTTL        = refreshTimeout
@@ -136,6 +142,7 @@ var (
 	errUnchanged          = errors.New("tokens: nothing to store")
 	errClosed             = errors.New("tokens: manager closed")
 	errRefreshedElsewhere = errors.New("tokens: another process holds the refresh lock")
+	errNotStoredYet       = errors.New("tokens: not stored yet")
 )
 
 // Manager owns the token lifecycle of every configured credential. All
@@ -218,6 +225,7 @@ type pendingGrant struct {
 	at    time.Time
 	from  string    // the refresh token it was obtained with
 	lock  *heldLock // the refresh lock it was obtained under; nil without a Locker
+	err   error     // why the store refused it, most recently; guarded by Source.mu
 }
 
 // heldLock is a refresh lock this process took. It is kept with an unstored
@@ -292,6 +300,7 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 		m.sources = append(m.sources, s)
 		m.byName[c.Name] = s
 		s.reportState(rec)
+		m.metrics.SetGrantUnpersisted(c.Name, false)
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.reindex()
@@ -643,29 +652,71 @@ func (s *Source) refresh() (*Record, error) {
 		s.mu.Unlock()
 	}
 
-	// The new refresh token is durable before the new access token is
-	// handed out: a crash from here on loses nothing.
+	stored, err := s.storePending(ctx, p)
+	if err != nil {
+		return nil, s.fail(ctx, used, err)
+	}
+	if stored == nil {
+		// Superseded: another writer stored a newer grant or a mark.
+		return s.current(), nil
+	}
+	s.m.log.Info("token refreshed", "credential", name,
+		"access_expires_at", stored.AccessExpiresAt, "refresh_token_rotated", p.grant.RefreshToken != "" && p.grant.RefreshToken != p.from)
+	return stored, nil
+}
+
+// storePending stores p, the grant TikTok issued for the refresh token
+// p.from. The new refresh token is durable before the new access token is
+// handed out: a crash from then on loses nothing. Until it is stored, p is
+// held in memory, grant_unpersisted is 1 and Ready fails; the refresh loop
+// retries it (fail caps the backoff at pendingRetryMax), and Flush at
+// shutdown. It returns the stored record, or nil when the stored record no
+// longer holds p.from (another writer superseded it; p is dropped).
+func (s *Source) storePending(ctx context.Context, p *pendingGrant) (*Record, error) {
+	s.mu.Lock()
+	if s.pending != p {
+		// Stored or dropped by a concurrent call (a flight and Flush).
+		s.mu.Unlock()
+		return nil, nil
+	}
+	s.mu.Unlock()
 	stored, err := s.commit(ctx, func(latest *Record) (*Record, error) {
 		if latest == nil || latest.RefreshToken != p.from || latest.ReauthRequired {
 			return nil, errSuperseded
 		}
 		return s.applyGrant(latest, p.grant, p.at), nil
 	})
-	if errors.Is(err, errSuperseded) {
+	if err != nil && !errors.Is(err, errSuperseded) {
 		s.mu.Lock()
-		s.dropPendingLocked() // its lock is held's, released on return
+		first := p.err == nil
+		p.err = err
+		if s.pending == p {
+			s.m.metrics.SetGrantUnpersisted(s.cred.Name, true)
+		}
 		s.mu.Unlock()
-		return s.current(), nil
-	}
-	if err != nil {
-		return nil, s.fail(ctx, used, fmt.Errorf("tokens: storing the refreshed token: %w", err))
+		if first {
+			s.m.log.Error("TikTok issued a new grant but the store refused it: held in memory and retried; it is lost if the process stops first",
+				"credential", s.cred.Name, "error", err.Error())
+		}
+		return nil, fmt.Errorf("tokens: storing the refreshed token: %w", err)
 	}
 	s.mu.Lock()
-	s.dropPendingLocked() // its lock is held's, released on return
-	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	var lk *heldLock
+	if s.pending == p {
+		lk = s.dropPendingLocked()
+	}
+	if err == nil {
+		s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	}
+	recovered := p.err != nil
 	s.mu.Unlock()
-	s.m.log.Info("token refreshed", "credential", name,
-		"access_expires_at", stored.AccessExpiresAt, "refresh_token_rotated", p.grant.RefreshToken != "" && p.grant.RefreshToken != p.from)
+	lk.unlock()
+	if errors.Is(err, errSuperseded) {
+		return nil, nil
+	}
+	if recovered {
+		s.m.log.Info("the held grant is stored now", "credential", s.cred.Name)
+	}
 	return stored, nil
 }
 
@@ -720,6 +771,11 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 			// Try again as the token lapses rather than leave a gap.
 			delay = left
 		}
+	}
+	if s.pending != nil {
+		// A grant lives only in memory: storing it again asks nothing of
+		// TikTok, and every moment it waits is one a crash would lose it.
+		delay = min(delay, pendingRetryMax/2+s.m.spread(pendingRetryMax/2))
 	}
 	s.nextAttempt = now.Add(delay)
 	s.lastErr = err
@@ -807,6 +863,7 @@ func (s *Source) dropPendingLocked() *heldLock {
 	if p == nil {
 		return nil
 	}
+	s.m.metrics.SetGrantUnpersisted(s.cred.Name, false)
 	return p.lock
 }
 
@@ -901,6 +958,7 @@ func (s *Source) commit(ctx context.Context, mutate func(latest *Record) (*Recor
 			return next.Clone(), nil
 		}
 		if !errors.Is(err, ErrConflict) {
+			s.m.metrics.StoreWriteFailed()
 			return nil, err
 		}
 		if cur, err = s.reload(ctx); err != nil {
@@ -1473,10 +1531,73 @@ func (m *Manager) CredentialFor(advertiserID string) (name string, ok bool) {
 	return name, ok
 }
 
-// Ready reports whether the store is reachable.
+// Ready reports whether the store is reachable and holds every grant:
+// while a grant TikTok issued lives only in memory (the store refused it),
+// the process must not be taken for healthy, since stopping it loses the
+// grant.
 func (m *Manager) Ready(ctx context.Context) error {
+	var errs []error
 	if err := m.store.Ping(ctx); err != nil {
-		return fmt.Errorf("tokens: store not ready: %w", err)
+		errs = append(errs, fmt.Errorf("tokens: store not ready: %w", err))
 	}
-	return nil
+	return errors.Join(append(errs, m.unpersistedError("held in memory, the store refused it"))...)
+}
+
+// Unpersisted names, in config order, the credentials whose newest grant
+// TikTok issued is held only in memory because the store refused it.
+func (m *Manager) Unpersisted() []string {
+	var names []string
+	for _, s := range m.sources {
+		s.mu.Lock()
+		if s.pending != nil {
+			names = append(names, s.cred.Name)
+		}
+		s.mu.Unlock()
+	}
+	return names
+}
+
+// unpersistedError is nil when every grant is stored, else one error per
+// credential whose grant is not, saying what, with the store's latest
+// refusal.
+func (m *Manager) unpersistedError(what string) error {
+	var errs []error
+	for _, s := range m.sources {
+		s.mu.Lock()
+		if p := s.pending; p != nil {
+			errs = append(errs, fmt.Errorf("tokens: the grant of credential %q is %s: %w", s.cred.Name, what, cmp.Or(p.err, errNotStoredYet)))
+		}
+		s.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Flush stores every grant held only in memory, retrying with backoff
+// until each is stored or ctx ends. It returns nil when none is left, else
+// an error naming each credential whose grant would be lost: serve's
+// shutdown calls it before Close and exits 1 on its error. Call it before
+// Close, which drops held grants.
+func (m *Manager) Flush(ctx context.Context) error {
+	delay := flushRetryMin
+	for {
+		for _, s := range m.sources {
+			s.mu.Lock()
+			p := s.pending
+			s.mu.Unlock()
+			if p != nil {
+				_, _ = s.storePending(ctx, p)
+			}
+		}
+		if len(m.Unpersisted()) == 0 {
+			return nil
+		}
+		t := time.NewTimer(delay/2 + m.spread(delay/2))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return m.unpersistedError("lost: the store refused it until shutdown; authorize the credential again")
+		case <-t.C:
+		}
+		delay = min(2*delay, flushRetryMax)
+	}
 }
