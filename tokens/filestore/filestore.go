@@ -139,7 +139,7 @@ func (s *Store) reloadLocked() error {
 	if err != nil {
 		return fmt.Errorf("filestore: %s: %w", s.path, err)
 	}
-	s.recs, s.seen = recs, fi
+	s.recs, s.seen, s.vanished = recs, fi, false
 	return nil
 }
 
