@@ -106,7 +106,10 @@ func TestUnpersistedGrantRetried(t *testing.T) {
 	fs.fail(false)
 	now := e.clock.Now()
 	e.clock.Set(e.clock.waitWaiter(t, "the next retry", func(at time.Time) bool { return at.After(now) && at.Before(exp) }))
-	waitFor(t, "the held grant stored", func() bool { return e.record().RefreshToken == "refresh-1" })
+	waitFor(t, "the held grant stored", func() bool { return len(e.m.Unpersisted()) == 0 })
+	if got := e.record().RefreshToken; got != "refresh-1" {
+		t.Fatalf("stored refresh token %q, want refresh-1", got)
+	}
 	checkUnpersisted(t, e, false)
 	if tok := e.mustToken(); tok != "access-1" {
 		t.Fatalf("Token = %q after the grant was stored, want access-1", tok)
