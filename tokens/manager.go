@@ -63,6 +63,11 @@ type Options struct {
 	// math/rand/v2's Float64. Tests pass a fixed value to check the schedule
 	// exactly.
 	Rand func() float64
+	// Leaser grants the refresh lease a refresh is made under, so that of
+	// several processes sharing the store exactly one refreshes a
+	// credential and the others pick up its result. nil means no lease:
+	// within one process the flights already refresh each credential once.
+	Leaser Leaser
 	// Metrics receives refresh and expiry metrics; nil disables them.
 	Metrics *metrics.Metrics
 	// Logger; nil means slog.Default().
@@ -104,9 +109,8 @@ const (
 	// flushRetryMin and flushRetryMax bound the backoff of Flush's retries.
 	flushRetryMin = 100 * time.Millisecond
 	flushRetryMax = time.Second
-	// refreshTimeout bounds one refresh (lock, TikTok call, store writes).
+	// refreshTimeout bounds one refresh (lease, TikTok call, store writes).
 	refreshTimeout = time.Minute
-	lockTTL        = refreshTimeout
 	// A token rejected within freshWindow of being issued after an earlier
 	// rejection (the refresh that answered it did not help), or the
 	// maxRejections-th rejection of current tokens within rejectWindow, is
@@ -141,7 +145,7 @@ var (
 	errSuperseded         = errors.New("tokens: record replaced concurrently")
 	errUnchanged          = errors.New("tokens: nothing to store")
 	errClosed             = errors.New("tokens: manager closed")
-	errRefreshedElsewhere = errors.New("tokens: another process holds the refresh lock")
+	errRefreshedElsewhere = errors.New("tokens: another process holds the refresh lease")
 	errNotStoredYet       = errors.New("tokens: not stored yet")
 )
 
@@ -149,6 +153,7 @@ var (
 // methods are safe for concurrent use.
 type Manager struct {
 	store         Store
+	leaser        Leaser // nil: no lease
 	api           API
 	refreshBefore time.Duration
 	advInterval   time.Duration
@@ -223,27 +228,9 @@ type validation struct {
 type pendingGrant struct {
 	grant *tiktok.Grant
 	at    time.Time
-	from  string    // the refresh token it was obtained with
-	lock  *heldLock // the refresh lock it was obtained under; nil without a Locker
-	err   error     // why the store refused it, most recently; guarded by Source.mu
-}
-
-// heldLock is a refresh lock this process took. It is kept with an unstored
-// grant (another replica refreshing meanwhile would spend a refresh token
-// TikTok already rotated), and the attempt that stores the grant uses it
-// instead of taking the lock again, which a lock that is not re-entrant
-// (SET NX) would refuse to its own holder.
-type heldLock struct {
-	release func()
-	at      time.Time // when it was taken
-	once    sync.Once
-}
-
-// unlock releases the lock once, however many paths drop it; nil is a no-op.
-func (l *heldLock) unlock() {
-	if l != nil {
-		l.once.Do(l.release)
-	}
+	from  string     // the refresh token it was obtained with
+	lease *heldLease // the refresh lease it was obtained under; nil without a Leaser
+	err   error      // why the store refused it, most recently; guarded by Source.mu
 }
 
 // NewManager loads every credential's record from store.
@@ -253,6 +240,7 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 	}
 	m := &Manager{
 		store:         store,
+		leaser:        opts.Leaser,
 		api:           api,
 		refreshBefore: opts.RefreshBefore,
 		advInterval:   opts.AdvertiserInterval,
@@ -328,7 +316,7 @@ func (m *Manager) Start(ctx context.Context) {
 }
 
 // Close stops the background loops and any refresh in progress and waits
-// for them, and releases a refresh lock kept for a grant it could not
+// for them, and releases a refresh lease kept for a grant it could not
 // store. Token keeps serving still-valid tokens afterwards but no longer
 // refreshes. The store is the caller's to close.
 func (m *Manager) Close() error {
@@ -337,13 +325,13 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
-	// An unstored grant dies with this process: its lock is released so
+	// An unstored grant dies with this process: its lease is released so
 	// another replica can take over at once rather than after the TTL.
 	for _, s := range m.sources {
 		s.mu.Lock()
 		held := s.dropPendingLocked()
 		s.mu.Unlock()
-		held.unlock()
+		held.release()
 	}
 	return nil
 }
@@ -591,26 +579,28 @@ func (s *Source) refresh() (*Record, error) {
 	if latest == nil || latest.AccessToken != used || latest.ReauthRequired {
 		return latest, nil
 	}
-	var held *heldLock
-	if l, ok := s.m.store.(Locker); ok {
-		if held = s.keptLock(); held == nil {
-			release, got, err := l.TryLock(ctx, name, lockTTL)
+	var held *heldLease
+	if s.m.leaser != nil {
+		if held = s.keptLease(); held == nil {
+			h, got, err := s.acquireLease(ctx)
 			if err != nil {
-				return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lock: %w", err))
+				return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lease: %w", err))
 			}
 			if !got {
 				return nil, s.elsewhere(used)
 			}
-			held = &heldLock{release: release, at: s.m.now()}
+			held = h
 		}
 		defer func() {
 			s.mu.Lock()
-			kept := s.pending != nil && s.pending.lock == held
+			kept := s.pending != nil && s.pending.lease == held
 			s.mu.Unlock()
 			if !kept {
-				held.unlock()
+				held.release()
 			}
 		}()
+		// Read under the lease: its generation fences the write, since the
+		// store's compare-and-swap refuses it once anyone stored since.
 		if latest, err = s.reload(ctx); err != nil {
 			return nil, s.fail(ctx, used, err)
 		}
@@ -628,16 +618,26 @@ func (s *Source) refresh() (*Record, error) {
 	s.mu.Lock()
 	p := s.pending
 	if p != nil && p.from == cur.RefreshToken {
-		// Kept, or taken again after the kept one aged (keptLock).
-		p.lock = held
+		// Kept, or taken again after the kept one was lost (keptLease).
+		p.lease = held
 	}
 	s.mu.Unlock()
 	if p == nil || p.from != cur.RefreshToken {
+		if held.lost() {
+			// Another process may hold the lease now: spending the refresh
+			// token here too would end the grant.
+			return nil, s.elsewhere(used)
+		}
+		callCtx, endCall := held.guard(ctx)
 		start := time.Now()
-		g, err := s.m.api.Refresh(ctx, s.cred.App, cur.RefreshToken)
+		g, err := s.m.api.Refresh(callCtx, s.cred.App, cur.RefreshToken)
+		endCall()
 		s.m.metrics.Refresh(name, err == nil && g != nil && g.AccessToken != "", time.Since(start))
 		var apiErr *tiktok.APIError
 		switch {
+		case err != nil && held.lost() && callCtx.Err() != nil && ctx.Err() == nil:
+			// Cancelled by the lease's loss before the request was sent.
+			return nil, s.elsewhere(used)
 		case errors.As(err, &apiErr) && (apiErr.Code == tiktok.CodeRefreshTokenExpired || apiErr.Code == tiktok.CodeRefreshTokenInvalid):
 			return nil, s.markReauth(ctx, used, fmt.Sprintf("TikTok refused the refresh token (code %d: %s)", apiErr.Code, apiErr.Message), s.wasRejected(used))
 		case err != nil:
@@ -646,7 +646,7 @@ func (s *Source) refresh() (*Record, error) {
 			return nil, s.fail(ctx, used, errors.New("tokens: refresh response without an access token"))
 		}
 		s.m.logDropped(name, g)
-		p = &pendingGrant{grant: g, at: s.m.now(), from: cur.RefreshToken, lock: held}
+		p = &pendingGrant{grant: g, at: s.m.now(), from: cur.RefreshToken, lease: held}
 		s.mu.Lock()
 		s.pending = p
 		s.mu.Unlock()
@@ -701,7 +701,7 @@ func (s *Source) storePending(ctx context.Context, p *pendingGrant) (*Record, er
 		return nil, fmt.Errorf("tokens: storing the refreshed token: %w", err)
 	}
 	s.mu.Lock()
-	var lk *heldLock
+	var lk *heldLease
 	if s.pending == p {
 		lk = s.dropPendingLocked()
 	}
@@ -710,7 +710,7 @@ func (s *Source) storePending(ctx context.Context, p *pendingGrant) (*Record, er
 	}
 	recovered := p.err != nil
 	s.mu.Unlock()
-	lk.unlock()
+	lk.release()
 	if errors.Is(err, errSuperseded) {
 		return nil, nil
 	}
@@ -805,9 +805,9 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 }
 
 // elsewhere schedules a re-read shortly instead of a refresh: another
-// replica holds the refresh lock and stores its result. Nothing is
+// replica holds the refresh lease and stores its result. Nothing is
 // persisted and no failure counted, so waiting replicas do not churn the
-// shared record the lock holder must write.
+// shared record the lease holder must write.
 func (s *Source) elsewhere(used string) error {
 	s.mu.Lock()
 	if s.rec != nil && s.rec.AccessToken == used {
@@ -819,27 +819,26 @@ func (s *Source) elsewhere(used string) error {
 	return errRefreshedElsewhere
 }
 
-// keptLock is the refresh lock kept with the unstored grant, while less
-// than half its TTL has passed, so the attempt storing the grant ends
-// within it. An older one is released, for the attempt to take it anew.
-// nil when there is none to use.
-func (s *Source) keptLock() *heldLock {
+// keptLease is the refresh lease kept with the unstored grant, unless it
+// was lost: then it is released for the attempt to acquire a new one. nil
+// when there is none to use.
+func (s *Source) keptLease() *heldLease {
 	s.mu.Lock()
-	var lk *heldLock
+	var h *heldLease
 	if s.pending != nil {
-		lk = s.pending.lock
+		h = s.pending.lease
 	}
-	if lk == nil || s.m.now().Sub(lk.at) < lockTTL/2 {
+	if h == nil || !h.lost() {
 		s.mu.Unlock()
-		return lk
+		return h
 	}
-	s.pending.lock = nil
+	s.pending.lease = nil
 	s.mu.Unlock()
-	lk.unlock()
+	h.release()
 	return nil
 }
 
-// dropStalePending forgets the unstored grant, releasing its lock, once
+// dropStalePending forgets the unstored grant, releasing its lease, once
 // the stored record no longer holds the refresh token it was obtained
 // with: another process stored a grant or a mark since, and the CAS would
 // refuse it anyway.
@@ -852,19 +851,19 @@ func (s *Source) dropStalePending(latest *Record) {
 	}
 	lk := s.dropPendingLocked()
 	s.mu.Unlock()
-	lk.unlock()
+	lk.release()
 }
 
-// dropPendingLocked forgets the unstored grant and returns its lock for
+// dropPendingLocked forgets the unstored grant and returns its lease for
 // the caller to release once s.mu is unlocked. s.mu must be held.
-func (s *Source) dropPendingLocked() *heldLock {
+func (s *Source) dropPendingLocked() *heldLease {
 	p := s.pending
 	s.pending = nil
 	if p == nil {
 		return nil
 	}
 	s.m.metrics.SetGrantUnpersisted(s.cred.Name, false)
-	return p.lock
+	return p.lease
 }
 
 // backoff is the jittered delay after n consecutive failures: 1s, 2s, 4s …
@@ -1484,7 +1483,7 @@ func (m *Manager) Authorize(ctx context.Context, name string, g *tiktok.Grant) (
 	held := s.dropPendingLocked()
 	s.rejections = nil
 	s.mu.Unlock()
-	held.unlock()
+	held.release()
 	s.poke()
 	m.log.Info("credential authorized", "credential", name, "advertisers", len(stored.Advertisers),
 		"scopes", stored.Scopes, "access_expires_at", stored.AccessExpiresAt, "refreshable", stored.Refreshable())

@@ -324,8 +324,11 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
-		Metrics:       m,
-		Logger:        log,
+		// The file backend serves one process; a shared store brings its
+		// own Leaser.
+		Leaser:  tokens.NewMemoryLeaser(nil),
+		Metrics: m,
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, err
