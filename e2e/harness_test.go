@@ -42,6 +42,11 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	summaries.mu.Lock()
+	for _, l := range summaries.lines {
+		fmt.Println(l)
+	}
+	summaries.mu.Unlock()
 	if leaks := leakedSecrets(); len(leaks) > 0 {
 		fmt.Fprintln(os.Stderr, "e2e: secrets found in process logs:")
 		for _, l := range leaks {
@@ -54,6 +59,20 @@ func TestMain(m *testing.M) {
 		allLogs.mu.Unlock()
 	}
 	os.Exit(code)
+}
+
+// summaries are the figures suites report (cases tried, kills survived),
+// printed by TestMain after every test so they show without -v.
+var summaries struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// summarize adds a line for TestMain to print at the end of the run.
+func summarize(format string, args ...any) {
+	summaries.mu.Lock()
+	defer summaries.mu.Unlock()
+	summaries.lines = append(summaries.lines, fmt.Sprintf(format, args...))
 }
 
 // syncBuffer collects a process's output for assertions and for the log
