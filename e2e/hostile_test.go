@@ -226,7 +226,7 @@ func TestHostileRequests(t *testing.T) {
 			cred: "main", app: appMain, query: map[string]string{"app_id": appMain, "secret": secretMain}, envelopeOK: true},
 		{name: "advertiser/get for the other credential with main's app_id", target: advGet + "?app_id=" + appMain + "&secret=x&app_id=" + appMain,
 			header: [][2]string{{"X-TikTok-Credential", "other"}},
-			cred: "other", app: appOther, query: map[string]string{"app_id": appOther, "secret": secretOther}, envelopeOK: true},
+			cred:   "other", app: appOther, query: map[string]string{"app_id": appOther, "secret": secretOther}, envelopeOK: true},
 
 		// Finding 7: methods and paths.
 		{name: "TRACE", method: "TRACE", target: get, status: 405, code: 90009},
