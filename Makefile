@@ -6,13 +6,34 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 8s
 STATICCHECK_VERSION ?= v0.8.2
+IMAGE     ?= tiktok-auth-proxy:$(VERSION)
+# BUILDAH may carry global options, e.g. "buildah --storage-driver vfs".
+BUILDAH   ?= buildah
+IMAGE_DIR := bin/image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: all build test unit fuzz fuzz-long soak rules lint demo bench clean deps
+.PHONY: all build test unit fuzz fuzz-long soak rules lint demo bench clean deps image image-context
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tiktok-auth-proxy
+
+## image-context: stage what the FROM-scratch Dockerfile copies: the static
+## binary, the CA bundle, passwd/group for the non-root user 65532, the store's directory.
+image-context: build
+	rm -rf $(IMAGE_DIR)
+	mkdir -p $(IMAGE_DIR)/rootfs/usr/local/bin $(IMAGE_DIR)/rootfs/etc/ssl/certs $(IMAGE_DIR)/rootfs/var/lib \
+	  $(IMAGE_DIR)/state/tiktok-auth-proxy
+	cp $(BIN) $(IMAGE_DIR)/rootfs/usr/local/bin/tiktok-auth-proxy
+	cp $(CA_BUNDLE) $(IMAGE_DIR)/rootfs/etc/ssl/certs/ca-certificates.crt
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > $(IMAGE_DIR)/rootfs/etc/passwd
+	printf 'root:x:0:\nnonroot:x:65532:\n' > $(IMAGE_DIR)/rootfs/etc/group
+	chmod 0700 $(IMAGE_DIR)/state/tiktok-auth-proxy
+
+## image: build the container image with buildah (docker format, which keeps HEALTHCHECK).
+image: image-context
+	$(BUILDAH) build --isolation chroot --format docker --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 ## deps: install the real servers the tests start (redis-server, chromium, promtool) when missing.
 deps:
