@@ -67,7 +67,7 @@ type Request struct {
 	Code       int `json:"code"`
 	HTTPStatus int `json:"http_status"`
 	// Fault names the fault knob that answered: "code", "http_status",
-	// "reset" or "latency" (then the request was also served).
+	// "body", "reset" or "latency" (then the request was also served).
 	Fault string `json:"fault,omitempty"`
 	// ResponseBytes is how many bytes of response body were written, so a
 	// test can tell a stream cut short from one served in full.
@@ -705,6 +705,11 @@ func (c *call) applyFault(tokenEndpoint bool) bool {
 		c.rec.HTTPStatus = f.HTTPStatus
 		c.wrote = true
 		http.Error(c.w, fmt.Sprintf("%d simulated fault", f.HTTPStatus), f.HTTPStatus)
+		return false
+	case f.Body != "":
+		c.rec.Fault = "body"
+		c.wrote = true
+		_, _ = io.WriteString(c.w, f.Body)
 		return false
 	case f.Code != 0:
 		c.rec.Fault = "code"

@@ -23,7 +23,7 @@ const (
 )
 
 // Fault breaks matching requests. Latency is waited first; then Reset,
-// HTTPStatus or Code answers, in that order of precedence. A Fault with
+// HTTPStatus, Body or Code answers, in that order of precedence. A Fault with
 // only Latency delays the request and serves it.
 type Fault struct {
 	// Scope is ScopeAPI (""), ScopeToken or ScopeAll.
@@ -39,6 +39,9 @@ type Fault struct {
 	Message string `json:"message,omitempty"`
 	// HTTPStatus answers with this status and a text body, no envelope.
 	HTTPStatus int `json:"http_status,omitempty"`
+	// Body answers HTTP 200 with exactly these bytes: garbage, a truncated
+	// envelope, a login wall standing where TikTok should be.
+	Body string `json:"body,omitempty"`
 	// Latency delays the answer (JSON: a Go duration string).
 	Latency time.Duration `json:"-"`
 	// Reset closes the connection with a TCP RST instead of answering.
@@ -91,8 +94,8 @@ func (f Fault) validate() error {
 	default:
 		return fmt.Errorf("scope %q: want api, token or all", f.Scope)
 	}
-	if f.Code == 0 && f.HTTPStatus == 0 && f.Latency <= 0 && !f.Reset {
-		return errors.New("a fault needs code, http_status, latency or reset")
+	if f.Code == 0 && f.HTTPStatus == 0 && f.Body == "" && f.Latency <= 0 && !f.Reset {
+		return errors.New("a fault needs code, http_status, body, latency or reset")
 	}
 	if f.HTTPStatus != 0 && (f.HTTPStatus < 400 || f.HTTPStatus > 599) {
 		return fmt.Errorf("http_status %d: want 400-599", f.HTTPStatus)

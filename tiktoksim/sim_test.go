@@ -460,6 +460,18 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("refresh after clearing faults: %v", err)
 	}
 
+	// A raw body where TikTok's answer should be: garbage, a truncated envelope.
+	for _, body := range []string{"<html>login</html>", `{"code":0,"data":{"access_tok`} {
+		b, _ := json.Marshal(map[string]any{"scope": "token", "body": body, "count": 1})
+		e.control(t, "POST", "/sim/fault", string(b), 200, nil)
+		if _, err := e.c.Refresh(ctx, e.app, g2.RefreshToken); !errors.Is(err, tiktok.ErrBadResponse) {
+			t.Errorf("body fault %q: err = %v, want ErrBadResponse", body, err)
+		}
+		if reqs := e.sim.Requests(); reqs[len(reqs)-1].Fault != "body" {
+			t.Errorf("body fault recorded as %q", reqs[len(reqs)-1].Fault)
+		}
+	}
+
 	// HTTP 500 on API paths.
 	if err := e.sim.AddFault(tiktoksim.Fault{HTTPStatus: 500, Count: 1}); err != nil {
 		t.Fatal(err)
