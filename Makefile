@@ -61,6 +61,12 @@ fuzz:
 fuzz-long:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_LONG)
 
+## soak: the crash test at scale: the proxy killed (SIGKILL) TAP_KILLS times (1000) at random moments
+## under load with 1.5 s rotating tokens, restarted each time; prints kills, survived and window.
+TAP_KILLS ?= 1000
+soak: build
+	TAP_KILLS=$(TAP_KILLS) $(GO) test -count=1 -timeout 90m -run '^TestCrashScale$$' ./e2e/
+
 rules:
 	promtool check rules deploy/prometheus/alerts.yaml
 	promtool test rules deploy/prometheus/alerts_test.yaml
