@@ -29,6 +29,45 @@ func crashKills(t *testing.T) int {
 	return n
 }
 
+// restartAfterKill restarts a killed proxy on its store and tells how the
+// kill ended for its credential main: false when the restarted proxy
+// refreshes with the stored refresh token and serves without
+// re-authorization; true when TikTok refuses the stored token because the
+// kill landed in the window (the simulator's issue log shows the stored
+// token replaced by its latest one). Anything else fails the test: the
+// credential was lost.
+func restartAfterKill(t *testing.T, s *sim, px *proxy, kill int) (inWindow bool) {
+	t.Helper()
+	stored := storedRefreshToken(t, px)
+	px.run(t)
+	// The stored refresh token is spent by a successful refresh, or TikTok
+	// refuses it.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, reauth := credentialHealth(t, px, "main"); reauth {
+			break
+		}
+		if storedRefreshToken(t, px) != stored {
+			status, _, b := httpDo(t, "GET", px.URL+campaignGet+"?advertiser_id="+advMain1, nil, nil)
+			if status != 200 || decodeEnvelope(t, b).Code != 0 {
+				t.Fatalf("kill %d: after restart and refresh: HTTP %d %.200s", kill, status, b)
+			}
+			return false
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kill %d: the restarted proxy neither refreshed nor asked for re-authorization within 15s", kill)
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	// A failed refresh issues nothing, so the issue log is final here.
+	issued := s.issued(t).RefreshTokens
+	if i := slices.Index(issued, stored); i < 0 || i != len(issued)-2 {
+		t.Fatalf("kill %d: re-authorization required, and the stored refresh token is %d of %d issued: not the one TikTok's last rotation replaced; the credential was lost",
+			kill, i+1, len(issued))
+	}
+	return true
+}
+
 // storedRefreshToken is main's refresh token in the proxy's store file.
 func storedRefreshToken(t *testing.T, px *proxy) string {
 	t.Helper()
@@ -102,46 +141,46 @@ func TestCrashScale(t *testing.T) {
 		// request is at TikTok.
 		time.Sleep(time.Duration(rand.N(700)) * time.Millisecond)
 		px.p.kill()
-		stored := storedRefreshToken(t, px)
-		px.run(t)
-
-		// Outcome of the restart: the stored refresh token is spent by a
-		// successful refresh, or TikTok refuses it.
-		var reauth bool
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			if _, reauth = credentialHealth(t, px, "main"); reauth {
-				break
-			}
-			if storedRefreshToken(t, px) != stored {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("kill %d: the restarted proxy neither refreshed nor asked for re-authorization within 15s", kill)
-			}
-			time.Sleep(20 * time.Millisecond) // polling with a deadline
-		}
-		if !reauth {
-			status, _, b := httpDo(t, "GET", api, nil, nil)
-			if status != 200 || decodeEnvelope(t, b).Code != 0 {
-				t.Fatalf("kill %d: after restart and refresh: HTTP %d %.200s", kill, status, b)
-			}
+		if !restartAfterKill(t, s, px, kill) {
 			survived++
 			continue
-		}
-		// TikTok refused the stored token: only the window explains it.
-		// A failed refresh issues nothing, so the issue log is final here.
-		issued := s.issued(t).RefreshTokens
-		if i := slices.Index(issued, stored); i < 0 || i != len(issued)-2 {
-			t.Fatalf("kill %d: re-authorization required, and the stored refresh token is %d of %d issued: not the one TikTok's last rotation replaced; the credential was lost",
-				kill, i+1, len(issued))
 		}
 		window++
 		px.authorize(t, s, "main", appMain, advMain1)
 	}
-	t.Logf("load: %d requests served, %d failed (while the proxy was down)", served.Load(), failed.Load())
+	t.Logf("load: %d requests served, %d failed (mostly while the proxy was down)", served.Load(), failed.Load())
 	summarize("crash: kills=%d survived=%d window=%d", kills, survived, window)
 	if survived == 0 {
 		t.Error("every kill landed in the window: no restart was verified to serve without re-authorization")
+	}
+}
+
+// TestCrashWindowDetected puts a kill in the window on purpose, so the
+// count TestCrashScale reports is known to see it: TikTok rotates the
+// refresh token and holds its answer, the proxy is killed while waiting
+// for it, and the restart finds the stored token refused and names the
+// window.
+func TestCrashWindowDetected(t *testing.T) {
+	s := startSim(t)
+	s.post(t, "/sim/config", map[string]string{"access_ttl": "1500ms"})
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Timeout: "20s", Extra: "tokens:\n  refresh_before: 1s\n"})
+	px.authorize(t, s, "main", appMain, advMain1)
+	s.post(t, "/sim/fault", map[string]any{"scope": "token", "hold": "30s", "count": 1})
+	eventually(t, 15*time.Second, "a refresh to be rotated and its answer held", func() bool {
+		for _, r := range s.inflight(t) {
+			if r.Fault == "hold" {
+				return true
+			}
+		}
+		return false
+	})
+	px.p.kill()
+	if !restartAfterKill(t, s, px, 1) {
+		t.Fatal("a kill while TikTok held the rotated answer was not seen as in the window")
+	}
+	// Re-authorization ends it.
+	px.authorize(t, s, "main", appMain, advMain1)
+	if _, reauth := credentialHealth(t, px, "main"); reauth {
+		t.Error("still re-authorization required after authorizing")
 	}
 }
