@@ -42,11 +42,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
-	summaries.mu.Lock()
-	for _, l := range summaries.lines {
-		fmt.Println(l)
-	}
-	summaries.mu.Unlock()
+	printSummaries()
 	if leaks := leakedSecrets(); len(leaks) > 0 {
 		fmt.Fprintln(os.Stderr, "e2e: secrets found in process logs:")
 		for _, l := range leaks {
@@ -66,6 +62,29 @@ func TestMain(m *testing.M) {
 var summaries struct {
 	mu    sync.Mutex
 	lines []string
+}
+
+// printSummaries prints the suites' figures, and appends them to the file
+// TAP_FIGURES names when set: go test shows a passing package's output only
+// with -v, so make test prints that file at the end.
+func printSummaries() {
+	summaries.mu.Lock()
+	defer summaries.mu.Unlock()
+	for _, l := range summaries.lines {
+		fmt.Println(l)
+	}
+	path := os.Getenv("TAP_FIGURES")
+	if path == "" || len(summaries.lines) == 0 {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err == nil {
+		_, err = fmt.Fprintln(f, strings.Join(summaries.lines, "\n"))
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: TAP_FIGURES:", err)
+	}
 }
 
 // summarize adds a line for TestMain to print at the end of the run.

@@ -30,6 +30,10 @@ type hostileCase struct {
 	header  [][2]string // in order; a name may repeat
 	body    []byte
 	clients bool // sent to the proxy that has clients configured
+	// streamed marks a refusal that can come only as the body streams
+	// past (an advertiser_id after the file): TikTok may have begun to
+	// receive the request, but never its whole body.
+	streamed bool
 
 	// A refusal: HTTP status and proxy error code (SPEC's error table).
 	status, code int
@@ -52,6 +56,7 @@ type hostileRecord struct {
 	AppID       string      `json:"app_id"`
 	Header      http.Header `json:"header"`
 	Stray       bool        `json:"stray"`
+	BodyBytes   int64       `json:"body_bytes"`
 }
 
 // received is every request the simulator has recorded or is serving now:
@@ -89,6 +94,10 @@ func formField(name, value string) string {
 }
 
 const filePart = `Content-Disposition: form-data; name="image_file"; filename="banner.png"` + "\r\nContent-Type: image/png\r\n\r\n\x89PNG fake image bytes"
+
+// bigFilePart is a file larger than the suite's routing.max_inspect_bytes
+// (2048), so a field after it cannot be read before the upload is sent on.
+var bigFilePart = `Content-Disposition: form-data; name="image_file"; filename="big.png"` + "\r\nContent-Type: image/png\r\n\r\n" + strings.Repeat("\x89PNG", 2048)
 
 func gzipped(t *testing.T, s string) []byte {
 	t.Helper()
@@ -250,9 +259,9 @@ func TestHostileRequests(t *testing.T) {
 		{name: "multipart advertiser_id twice, two credentials", method: "POST", target: upload, header: [][2]string{mpCT},
 			body: multipartBody(formField("advertiser_id", advMain1), formField("advertiser_id", advOther), filePart), status: 400, code: 90001},
 		{name: "multipart advertiser_id again after the file", method: "POST", target: upload, header: [][2]string{mpCT},
-			body: multipartBody(formField("advertiser_id", advMain1), filePart, formField("advertiser_id", advOther)), status: 400, code: 90001},
-		{name: "multipart advertiser_id only after the file", method: "POST", target: upload, header: [][2]string{mpCT},
-			body: multipartBody(filePart, formField("advertiser_id", advOther)), cred: "other", app: appOther},
+			body: multipartBody(formField("advertiser_id", advMain1), filePart, formField("advertiser_id", advOther)), streamed: true, status: 400, code: 90001},
+		{name: "multipart advertiser_id only after a file past max_inspect_bytes", method: "POST", target: upload, header: [][2]string{mpCT},
+			body: multipartBody(bigFilePart, formField("advertiser_id", advOther)), status: 413, code: 90008},
 		{name: "multipart advertiser_id with Content-Transfer-Encoding", method: "POST", target: upload, header: [][2]string{mpCT},
 			body: multipartBody(`Content-Disposition: form-data; name="advertiser_id"`+"\r\nContent-Transfer-Encoding: base64\r\n\r\n"+
 				base64.StdEncoding.EncodeToString([]byte(advOther)), filePart), status: 400, code: 90011},
@@ -338,7 +347,11 @@ func TestHostileRequests(t *testing.T) {
 					wantProxyError(t, status, h, b, c.status, c.code, false)
 				}
 				for _, r := range mine {
-					t.Errorf("refused, yet TikTok received %s %s?%s with token of app %q (known %v)", r.Method, r.Path, redactSecrets(r.Query), r.AppID, r.TokenKnown)
+					if c.streamed && r.BodyBytes < int64(len(c.body)) {
+						continue
+					}
+					t.Errorf("refused, yet TikTok received %s %s?%s (%d body bytes of %d) with token of app %q (known %v)",
+						r.Method, r.Path, redactSecrets(r.Query), r.BodyBytes, len(c.body), r.AppID, r.TokenKnown)
 				}
 				return
 			}
