@@ -38,8 +38,12 @@ type exchange struct {
 	outcome  error
 	code     int // TikTok envelope code of the response, when codeOK
 	codeOK   bool
-	retried  bool
-	proxyErr int
+	retried  bool // sent again with a fresh token after 40105/40102
+	// retryWrites is set by X-TikTok-Retry: writes: the caller accepts
+	// that a write TikTok answered with a transient code is sent again.
+	retryWrites bool
+	retries     int // transient answers retried (retry.attempts)
+	proxyErr    int
 	status   int          // overrides the status logged, for a response cut off mid-body
 	hungUp   bool         // the client went away
 	body     *watchedBody // the client's body
@@ -243,6 +247,9 @@ func (c *Core) observe(ex *exchange, status int, n int64) {
 	}
 	if ex.retried {
 		attrs = append(attrs, slog.Bool("retried", true))
+	}
+	if ex.retries > 0 {
+		attrs = append(attrs, slog.Int("retries", ex.retries))
 	}
 	c.log.LogAttrs(ex.clientCtx, slog.LevelInfo, "request", attrs...)
 }

@@ -42,6 +42,10 @@ type Request struct {
 	Path string
 	// Advertisers are the advertiser ids the request names.
 	Advertisers []string
+	// Retry marks a request sent again after TikTok's transient answer: its
+	// wait and refusal are not the caller's (who gets TikTok's answer when
+	// it is refused), so the metrics leave them out.
+	Retry bool
 }
 
 // LimitedError is Wait's answer when the request's turn would come after
@@ -60,7 +64,7 @@ func (e *LimitedError) Error() string {
 	if e.Pause != "" {
 		return fmt.Sprintf("quota: %s is %s; retry after %s", e.Budget, e.Pause, e.RetryAfter.Round(time.Second))
 	}
-	return fmt.Sprintf("quota: %s is booked beyond max_wait; retry after %s", e.Budget, e.RetryAfter.Round(time.Second))
+	return fmt.Sprintf("quota: %s is booked beyond rate_limits.max_wait; retry after %s", e.Budget, e.RetryAfter.Round(time.Second))
 }
 
 // Options configure a Limiter.
@@ -154,14 +158,16 @@ func (l *Limiter) Wait(ctx context.Context, req Request) (time.Duration, error) 
 	deadline := start.Add(l.maxWait)
 	for _, q := range l.lines(app, req) {
 		if err := q.wait(ctx, deadline); err != nil {
-			if _, limited := err.(*LimitedError); limited {
+			if _, limited := err.(*LimitedError); limited && !req.Retry {
 				l.metrics.RateLimitedBy(req.Credential, metrics.SourceProxy)
 			}
 			return l.clock.Now().Sub(start), err
 		}
 	}
 	waited := l.clock.Now().Sub(start)
-	l.metrics.RateLimitWaited(req.Credential, waited)
+	if !req.Retry {
+		l.metrics.RateLimitWaited(req.Credential, waited)
+	}
 	return waited, nil
 }
 
