@@ -35,19 +35,19 @@ type exchange struct {
 	probe     bool        // the half-open breaker's one request
 	// outcome is reported to the breaker when the request ends: nil
 	// success, errFailure, errExcluded (the default: nothing learnt).
-	outcome  error
-	code     int // TikTok envelope code of the response, when codeOK
-	codeOK   bool
-	retried  bool // sent again with a fresh token after 40105/40102
+	outcome error
+	code    int // TikTok envelope code of the response, when codeOK
+	codeOK  bool
+	retried bool // sent again with a fresh token after 40105/40102
 	// retryWrites is set by X-TikTok-Retry: writes: the caller accepts
 	// that a write TikTok answered with a transient code is sent again.
 	retryWrites bool
 	retries     int // transient answers retried (retry.attempts)
 	proxyErr    int
-	status   int          // overrides the status logged, for a response cut off mid-body
-	hungUp   bool         // the client went away
-	body     *watchedBody // the client's body
-	resp     *watchedBody // TikTok's response body once headers arrived
+	status      int          // overrides the status logged, for a response cut off mid-body
+	hungUp      bool         // the client went away
+	body        *watchedBody // the client's body
+	resp        *watchedBody // TikTok's response body once headers arrived
 }
 
 func (c *Core) newExchange(r *http.Request) *exchange {
