@@ -20,6 +20,7 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/proxy"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/quota"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/setup"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
@@ -376,6 +377,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		ProxyURL:     proxyURL,
 		BreakerState: px.BreakerState,
+		Pauses:       func() []string { return pauseLines(px.Core().Pauses()) },
 		Logger:       log,
 	})
 	if err != nil {
@@ -383,6 +385,15 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log), newServer(a.handlers.wrap(admin), log), admin
 	return a, nil
+}
+
+// pauseLines are the quota's pauses as the setup page shows them.
+func pauseLines(pauses []quota.Pause) []string {
+	lines := make([]string, len(pauses))
+	for i, p := range pauses {
+		lines[i] = p.String()
+	}
+	return lines
 }
 
 func (a *app) closeListeners() {
