@@ -1,0 +1,183 @@
+package quota
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+)
+
+// redisServer is a real redis-server on a free loopback port.
+type redisServer struct {
+	addr string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not installed (scripts/ensure-test-deps.sh installs it): %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := &redisServer{addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	s.cmd = exec.Command(path, "--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--save", "", "--appendonly", "no")
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	c := s.client(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("redis-server did not answer PING")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return s
+}
+
+func (s *redisServer) client(t *testing.T) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (s *redisServer) stop() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+}
+
+func TestRedisBucketsAreSharedByReplicas(t *testing.T) {
+	srv := startRedis(t)
+	a := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
+	b := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
+	rate := Rate{Interval: time.Minute, Burst: 2}
+	now := time.Now()
+	if w := a.Take("app:1", rate, now); w != 0 {
+		t.Fatalf("replica a's first request: wait %v", w)
+	}
+	if w := b.Take("app:1", rate, now); w != 0 {
+		t.Fatalf("replica b's request within the burst of 2: wait %v", w)
+	}
+	// The bucket is empty for both: the next slot is a minute after the first.
+	if w := a.Take("app:1", rate, now); w < 59*time.Second || w > time.Minute {
+		t.Errorf("replica a after the burst: wait %v, want about a minute", w)
+	}
+	if w := b.Take("app:1", rate, now); w < 59*time.Second {
+		t.Errorf("replica b after the burst: wait %v, want about a minute", w)
+	}
+	if w := b.Take("app:2", rate, now); w != 0 {
+		t.Errorf("another bucket: wait %v", w)
+	}
+}
+
+// Three replicas on one Redis: the limiter of each spends from the same
+// app budget, so together they let through what one would.
+func TestLimitersOnRedisShareTheAppBudget(t *testing.T) {
+	srv := startRedis(t)
+	cfg := &config.Config{
+		RateLimits:  config.RateLimits{Tier: config.TierBasic, MaxWait: time.Millisecond},
+		Credentials: []config.Credential{{Name: "main", AppID: "7123"}},
+	}
+	var limiters []*Limiter
+	for range 3 {
+		limiters = append(limiters, New(cfg, Options{Backend: NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})}))
+	}
+	// Within one interval (105 ms at 9.5/s) only one request of the three
+	// replicas goes; the others' turns are beyond the 1 ms max_wait.
+	went := 0
+	for _, l := range limiters {
+		if _, err := l.Wait(context.Background(), Request{Credential: "main"}); err == nil {
+			went++
+		}
+	}
+	if went != 1 {
+		t.Errorf("%d of 3 replicas went at once, want 1: the budget is not shared", went)
+	}
+}
+
+func TestRedisDownFallsBackToTheReplicasShare(t *testing.T) {
+	srv := startRedis(t)
+	var replicas []*Redis
+	for range 3 {
+		replicas = append(replicas, NewRedis(srv.client(t), RedisOptions{Prefix: "t:"}))
+	}
+	for i, r := range replicas {
+		if n, err := r.Heartbeat(context.Background()); err != nil || n != i+1 {
+			t.Fatalf("heartbeat of replica %d: %d live, %v", i, n, err)
+		}
+	}
+	if n, _ := replicas[0].Heartbeat(context.Background()); n != 3 {
+		t.Fatalf("replica 0 sees %d live replicas, want 3", n)
+	}
+	srv.stop()
+
+	rate := Rate{Interval: 100 * time.Millisecond, Burst: 3}
+	now := time.Now()
+	r := replicas[0]
+	// A third of the budget: burst 1, one request every 300 ms.
+	if w := r.Take("app:1", rate, now); w != 0 {
+		t.Fatalf("first request with Redis down: wait %v", w)
+	}
+	if w := r.Take("app:1", rate, now); w != 300*time.Millisecond {
+		t.Errorf("second request with Redis down: wait %v, want 300ms (a third of the budget)", w)
+	}
+	if w := r.Take("app:1", rate, now.Add(300*time.Millisecond)); w != 0 {
+		t.Errorf("a share's interval later: wait %v", w)
+	}
+}
+
+func TestRedisNeverSeenAssumesAShare(t *testing.T) {
+	srv := startRedis(t)
+	r := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
+	srv.stop()
+	now := time.Now()
+	rate := Rate{Interval: 100 * time.Millisecond, Burst: 1}
+	r.Take("app:1", rate, now)
+	if w := r.Take("app:1", rate, now); w != unknownReplicas*100*time.Millisecond {
+		t.Errorf("without a heartbeat ever answered: wait %v, want %v (never the whole budget)", w, unknownReplicas*100*time.Millisecond)
+	}
+}
+
+func TestHeartbeatsForgetSilentReplicas(t *testing.T) {
+	srv := startRedis(t)
+	beat := 100 * time.Millisecond
+	a := NewRedis(srv.client(t), RedisOptions{Prefix: "t:", Heartbeat: beat})
+	b := NewRedis(srv.client(t), RedisOptions{Prefix: "t:", Heartbeat: beat})
+	if _, err := b.Heartbeat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := a.Heartbeat(context.Background()); n != 2 {
+		t.Fatalf("live replicas %d, want 2", n)
+	}
+	// b falls silent: after three heartbeats it is no longer counted.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := a.Heartbeat(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a silent replica is still counted after 10 s")
+		}
+		time.Sleep(beat)
+	}
+}
