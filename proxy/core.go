@@ -1,8 +1,9 @@
 // Package proxy is the request path of tiktok-auth-proxy: it picks the
-// credential a request belongs to, checks the calling client, applies the
-// credential's rate limit and circuit breaker, injects the access token and
-// forwards the request to TikTok, reading TikTok's envelope code on the way
-// back without buffering the body.
+// credential a request belongs to, checks the calling client, waits for the
+// request's turn in its app's budget (package quota), applies the circuit
+// breaker, injects the access token and forwards the request to TikTok,
+// reading TikTok's envelope code on the way back without buffering the
+// body, and retrying what is safe to retry.
 //
 // The path is one Core, shaped like golang.org/x/oauth2's Transport: an
 // http.RoundTripper (one per authenticated client) that routes a request
