@@ -82,12 +82,13 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 		return false
 	}
 	if rec.ReauthRequired {
-		s.mu.Unlock()
-		if rec.AccessToken == token {
+		if rec.AccessToken == token && !rec.AccessRejected {
 			// The access token served after the refresh token was lost is
-			// now refused too: stop serving it.
-			_ = s.markReauth(ctx, token, "TikTok rejected the access token", true)
+			// refused: it stops being served once the check confirms it, so
+			// a caller's crafted request cannot end it early.
+			return s.checkRejectedLocked(ctx, token, code, now)
 		}
+		s.mu.Unlock()
 		return false
 	}
 	if rec.AccessToken != token {
