@@ -1028,7 +1028,9 @@ func TestLostRefreshTokenKeepsServingValidAccessToken(t *testing.T) {
 	// TikTok refuses it, and the check too: no refresh is attempted, it
 	// stops serving.
 	e.clock.Advance(time.Minute)
-	e.api.set(func(a *fakeAPI) { a.advErr = &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"} })
+	e.api.set(func(a *fakeAPI) {
+		a.advErr = &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}
+	})
 	if e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) {
 		t.Fatal("Rejected asked for a retry without any token to retry with")
 	}
