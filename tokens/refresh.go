@@ -155,8 +155,11 @@ func (s *Source) refresh() (*Record, error) {
 		s.m.metrics.Refresh(name, err == nil && g != nil && g.AccessToken != "", time.Since(start))
 		var apiErr *tiktok.APIError
 		switch {
-		case err != nil && held.lost() && callCtx.Err() != nil && ctx.Err() == nil:
-			// Cancelled by the lease's loss before the request was sent.
+		case err != nil && held.lost() && ctx.Err() == nil:
+			// The lease was lost: the call was cancelled before it was sent,
+			// or a new holder refreshed meanwhile (TikTok then refuses the
+			// spent refresh token, which must not mark the grant). The
+			// holder stores the result.
 			return nil, s.elsewhere(used)
 		case errors.As(err, &apiErr) && (apiErr.Code == tiktok.CodeRefreshTokenExpired || apiErr.Code == tiktok.CodeRefreshTokenInvalid):
 			return nil, s.markReauth(ctx, used, fmt.Sprintf("TikTok refused the refresh token (code %d: %s)", apiErr.Code, apiErr.Message), s.wasRejected(used))
