@@ -73,6 +73,7 @@ var commands = []command{
 	{"authorize", "authorize a credential from the terminal", runAuthorize},
 	{"demo", "run the proxy against the bundled TikTok simulator", runDemo},
 	{"simulate", "run the TikTok simulator alone", runSimulate},
+	{"ca", "create a CA for forward-proxy mode (HTTPS_PROXY)", runCA},
 	{"version", "print version, commit and Go version", runVersion},
 }
 
