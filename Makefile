@@ -4,15 +4,36 @@ BIN       := bin/tiktok-auth-proxy
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 8s
 STATICCHECK_VERSION ?= v0.8.2
+IMAGE     ?= tiktok-auth-proxy:$(VERSION)
+# BUILDAH may carry global options, e.g. "buildah --storage-driver vfs".
+BUILDAH   ?= buildah
+IMAGE_DIR := bin/image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: all build test unit fuzz rules lint demo bench clean deps
+.PHONY: all build test unit fuzz fuzz-long soak rules lint demo bench clean deps image image-context
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tiktok-auth-proxy
+
+## image-context: stage what the FROM-scratch Dockerfile copies: the static
+## binary, the CA bundle, passwd/group for the non-root user 65532, the store's directory.
+image-context: build
+	rm -rf $(IMAGE_DIR)
+	mkdir -p $(IMAGE_DIR)/rootfs/usr/local/bin $(IMAGE_DIR)/rootfs/etc/ssl/certs $(IMAGE_DIR)/rootfs/var/lib \
+	  $(IMAGE_DIR)/state/tiktok-auth-proxy
+	cp $(BIN) $(IMAGE_DIR)/rootfs/usr/local/bin/tiktok-auth-proxy
+	cp $(CA_BUNDLE) $(IMAGE_DIR)/rootfs/etc/ssl/certs/ca-certificates.crt
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > $(IMAGE_DIR)/rootfs/etc/passwd
+	printf 'root:x:0:\nnonroot:x:65532:\n' > $(IMAGE_DIR)/rootfs/etc/group
+	chmod 0700 $(IMAGE_DIR)/state/tiktok-auth-proxy
+
+## image: build the container image with buildah (docker format, which keeps HEALTHCHECK).
+image: image-context
+	$(BUILDAH) build --isolation chroot --format docker --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 ## deps: install the real servers the tests start (redis-server, chromium, promtool) when missing.
 deps:
@@ -24,12 +45,21 @@ test: deps build
 	$(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz rules
 
-## fuzz: run each fuzz target briefly (their seed corpora already ran in `go test`).
+## fuzz: run each fuzz target for FUZZTIME (their seed corpora already ran in `go test`) and print the
+## executions of each and in all; a crasher fails the target and is saved under testdata/fuzz/ as a
+## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
+FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzTokenAnswer \
+	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect
+FUZZTIME_LONG ?= 5m
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tiktok
-	$(GO) test -run '^$$' -fuzz '^FuzzPeekCode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tiktok
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tokens/filestore
+	@total=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
+		n=$$(printf '%s\n' "$$out" | sed -n 's/.*execs: \([0-9]*\).*/\1/p' | tail -n 1); \
+		echo "fuzz: $$name ($$pkg): $${n:-0} executions"; total=$$((total + $${n:-0})); \
+	done; echo "fuzz: $$total executions in all"
+
+fuzz-long:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_LONG)
 
 rules:
 	promtool check rules deploy/prometheus/alerts.yaml

@@ -59,8 +59,9 @@ type Tokens interface {
 	// tokens.ErrNotAuthorized (90003), tokens.ErrReauthRequired (90004),
 	// *tokens.RefreshError (90005, its RetryAfter), tokens.ErrUnknownCredential (90002).
 	Token(ctx context.Context, credential string) (string, error)
-	// Rejected reports that TikTok answered code (40105, 40102) to token;
-	// retry is true when a new token is available for one retry.
+	// Rejected reports that TikTok answered code (40105, 40102) to a
+	// request whose only credential was token; retry is true when a new
+	// token is available for one retry.
 	Rejected(ctx context.Context, credential, token string, code int) (retry bool)
 	// CredentialFor returns the credential owning advertiserID.
 	CredentialFor(advertiserID string) (credential string, ok bool)
@@ -104,6 +105,8 @@ type Proxy struct {
 	names            []string
 	defaultCred      string
 	clients          []client
+	apps             map[string]app  // credential → the app that signs its advertiser listing
+	hosts            map[string]bool // Host names answered without clients besides loopback: listen, allowed_hosts (lower case)
 	limiters         map[string]*rate.Limiter
 	breakers         map[string]*breaker
 	tokens           Tokens
@@ -145,6 +148,8 @@ func New(opts Options) (*Proxy, error) {
 		maxInspect:       orDefault(cfg.Routing.MaxInspectBytes, DefaultMaxInspectBytes),
 		limiters:         map[string]*rate.Limiter{},
 		breakers:         map[string]*breaker{},
+		apps:             map[string]app{},
+		hosts:            map[string]bool{strings.ToLower(cfg.Listen): true},
 		tokens:           opts.Tokens,
 		metrics:          opts.Metrics,
 		log:              opts.Logger,
@@ -184,9 +189,13 @@ func New(opts Options) (*Proxy, error) {
 			p.limiters[c.Name] = rate.NewLimiter(rate.Limit(c.RateLimit.QPS), c.RateLimit.Burst)
 		}
 		p.breakers[c.Name] = p.newBreaker(c.Name, failures, openTimeout)
+		p.apps[c.Name] = app{id: c.AppID, secret: c.AppSecret}
 	}
 	for _, c := range cfg.Clients {
 		p.clients = append(p.clients, newClient(c))
+	}
+	for _, h := range cfg.AllowedHosts {
+		p.hosts[strings.ToLower(h)] = true
 	}
 	base := opts.Transport
 	if base == nil {
@@ -230,6 +239,9 @@ type Route struct {
 	Advertisers []string // advertiser ids the request names (may be empty)
 	Client      string   // the authenticated client's name ("" without clients)
 	sel         *selection
+	// tokenOnly is set when the injected token is the request's only
+	// credential, so a 40105/40102 speaks of the token (see tokenOnly).
+	tokenOnly bool
 }
 
 // exchange is one request's state, carried in its context from ServeHTTP
@@ -313,7 +325,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
-	rt, perr := p.Prepare(r)
+	var rt *Route
+	perr := p.checkHost(r)
+	if perr == nil {
+		rt, perr = p.Prepare(r)
+	}
 	if perr == nil {
 		perr = p.Forward(rec, r, rt)
 	}
@@ -342,6 +358,10 @@ func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
 	if perr := p.checkTarget(r); perr != nil {
 		return nil, perr
 	}
+	if crossSite(r) {
+		return nil, newError(CodeClientAuth, http.StatusForbidden,
+			"a browser marked this request as sent by a page of another site (Origin, Sec-Fetch-Site): the proxy spends with its credentials only for scripts, never for web pages")
+	}
 	cl, perr := p.authenticate(r)
 	if perr != nil {
 		return nil, perr
@@ -350,7 +370,7 @@ func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
 	if perr != nil {
 		return nil, perr
 	}
-	rt := &Route{Credential: sel.credential, Advertisers: sel.advertisers, sel: sel}
+	rt := &Route{Credential: sel.credential, Advertisers: sel.advertisers, sel: sel, tokenOnly: tokenOnly(r, sel)}
 	// The route is recorded before the client check so that a 403 names the
 	// credential the client was refused.
 	if ex := exchangeOf(r.Context()); ex != nil {
@@ -370,14 +390,86 @@ func (p *Proxy) Prepare(r *http.Request) (*Route, *Error) {
 // the upstream host, so the proxy is never an open relay.
 func (p *Proxy) checkTarget(r *http.Request) *Error {
 	if r.URL.Host != "" && !sameHost(r.URL, p.target) {
-		return newError(CodeNotFound, http.StatusNotFound,
+		return newError(CodeNotFound, http.StatusMisdirectedRequest,
 			"this proxy forwards only to %s, not %s", p.target.Host, r.URL.Host)
 	}
 	if !strings.HasPrefix(r.URL.Path, "/open_api/") || !strings.HasPrefix(path.Clean(r.URL.Path), "/open_api/") {
 		return newError(CodeNotFound, http.StatusNotFound,
 			"only /open_api/ paths are forwarded to TikTok; call http://<proxy>/open_api/v1.3/...")
 	}
+	if r.URL.Path != advertiserGetPath && hasSegment(r.URL.Path, "oauth2") {
+		return newError(CodeNotFound, http.StatusNotFound,
+			"the proxy owns the OAuth grants, so /oauth2/ paths are not forwarded; the one exception, %s, lists the credential's advertisers (the proxy adds app_id and secret)",
+			advertiserGetPath)
+	}
+	if ambiguousPath(r.URL) {
+		return newError(CodeNotFound, http.StatusNotFound,
+			"paths with a backslash, a ';' or an encoded '/', '\\' or '.' are not forwarded: TikTok's API has none, and servers disagree on what they mean")
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		return newError(CodeNotFound, http.StatusMethodNotAllowed,
+			"method %s is not forwarded: TikTok's API takes only GET and POST", r.Method)
+	}
 	return nil
+}
+
+// ambiguousPath reports a path that servers may read differently from the
+// proxy's check above: a backslash or ';' (a separator for some), or an
+// encoded '/', '\' or '.' (decoded by some before routing).
+func ambiguousPath(u *url.URL) bool {
+	if strings.ContainsAny(u.Path, "\\;") {
+		return true
+	}
+	raw := strings.ToLower(u.EscapedPath())
+	return strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%2e")
+}
+
+// checkHost refuses, when no clients authenticate callers, a Host other
+// than a loopback name, the listen address or one in allowed_hosts: a web
+// page whose DNS name was rebound to 127.0.0.1 would otherwise reach the
+// proxy as its own origin. An absolute-form request names its host in the
+// URL, which checkTarget checks.
+func (p *Proxy) checkHost(r *http.Request) *Error {
+	if len(p.clients) > 0 || r.URL.Host != "" || config.IsLoopbackHost(r.Host) {
+		return nil
+	}
+	h := strings.ToLower(r.Host)
+	if name, _, err := net.SplitHostPort(h); p.hosts[h] || (err == nil && p.hosts[name]) {
+		return nil
+	}
+	return newError(CodeNotFound, http.StatusMisdirectedRequest,
+		"this proxy answers only loopback host names, its listen address and allowed_hosts, not %q: call it as 127.0.0.1 or localhost, or add the name to allowed_hosts", r.Host)
+}
+
+// crossSite reports a request a browser marks as sent by a page of another
+// origin: Sec-Fetch-Site other than same-origin or none (typed by the
+// user), or an Origin other than the request's own. Scripts send neither.
+func crossSite(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return true
+	}
+	origins := r.Header.Values("Origin")
+	if len(origins) == 0 {
+		return false
+	}
+	own := r.URL.Scheme + "://" + r.URL.Host
+	if r.URL.Host == "" {
+		own = "http://" + r.Host
+		if r.TLS != nil {
+			own = "https://" + r.Host
+		}
+	}
+	return len(origins) > 1 || !strings.EqualFold(origins[0], own)
+}
+
+// hasSegment reports whether the path has the segment seg, in any case.
+func hasSegment(p, seg string) bool {
+	for s := range strings.SplitSeq(p, "/") {
+		if strings.EqualFold(s, seg) {
+			return true
+		}
+	}
+	return false
 }
 
 // Forward sends r along rt: rate limit, circuit breaker, token, the
@@ -547,6 +639,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	h.Del(p.credentialHeader)
 	h.Del(headerProxyAuth)
 	h.Set(headerAccessToken, ex.token)
+	if pr.In.URL.Path == advertiserGetPath {
+		p.signAdvertiserGet(pr.Out.URL, ex.route.Credential)
+	}
 }
 
 // modifyResponse labels the response with its credential, decides the

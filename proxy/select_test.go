@@ -118,7 +118,25 @@ func TestSelection(t *testing.T) {
 		{name: "unknown advertiser no default", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advNone, noDflt: true, errCode: 90001, status: 400},
 		{name: "path outside open_api", target: "/admin/", errCode: 90009, status: 404},
 		{name: "path escaping open_api", target: "/open_api/../metrics", errCode: 90009, status: 404},
-		{name: "absolute URL other host", target: "http://evil.example/open_api/v1.3/campaign/get/", errCode: 90009, status: 404},
+		{name: "absolute URL other host", target: "http://evil.example/open_api/v1.3/campaign/get/", errCode: 90009, status: 421},
+		{name: "oauth2 revoke", method: "POST", target: "/open_api/v1.3/oauth2/revoke_token/", header: map[string]string{"Content-Type": "application/json"},
+			body: `{"access_token":"x"}`, errCode: 90009, status: 404, msg: "/oauth2/ paths are not forwarded"},
+		{name: "oauth2 refresh", method: "POST", target: "/open_api/v1.3/oauth2/refresh_token/", errCode: 90009, status: 404},
+		{name: "oauth2 tt_user token", method: "POST", target: "/open_api/v1.3/tt_user/oauth2/token/", errCode: 90009, status: 404},
+		{name: "oauth2 other version", target: "/open_api/v1.2/oauth2/advertiser/get/", errCode: 90009, status: 404},
+		{name: "oauth2 upper case", target: "/open_api/v1.3/OAuth2/advertiser/get/", errCode: 90009, status: 404},
+		{name: "oauth2 advertiser get without slash", target: "/open_api/v1.3/oauth2/advertiser/get", errCode: 90009, status: 404},
+		{name: "oauth2 advertiser get", target: "/open_api/v1.3/oauth2/advertiser/get/", header: map[string]string{"X-TikTok-Credential": "other"}, want: "other"},
+		{name: "method TRACE", method: "TRACE", target: "/open_api/v1.3/campaign/get/", errCode: 90009, status: 405, msg: "only GET and POST"},
+		{name: "method PUT", method: "PUT", target: "/open_api/v1.3/campaign/get/", body: "{}", errCode: 90009, status: 405},
+		{name: "method DELETE", method: "DELETE", target: "/open_api/v1.3/campaign/get/", errCode: 90009, status: 405},
+		{name: "path backslash", target: `/open_api/v1.3/campaign\get/`, errCode: 90009, status: 404, msg: "backslash"},
+		{name: "path semicolon", target: "/open_api/v1.3/campaign/get/;x=1", errCode: 90009, status: 404},
+		{name: "path encoded slash", target: "/open_api/v1.3/campaign%2fget/", errCode: 90009, status: 404},
+		{name: "path encoded slash upper", target: "/open_api/v1.3/campaign%2Fget/", errCode: 90009, status: 404},
+		{name: "path encoded backslash", target: "/open_api/v1.3/campaign%5Cget/", errCode: 90009, status: 404},
+		{name: "path encoded dot", target: "/open_api/v1.3/%2e%2E/campaign/get/", errCode: 90009, status: 404},
+		{name: "path encoded backslash lower", target: "/open_api/v1.3/campaign%5cget/", errCode: 90009, status: 404},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,5 +201,71 @@ func TestAbsoluteURLForUpstreamHost(t *testing.T) {
 	r := httptest.NewRequest(http.MethodGet, h.up.URL+"/open_api/v1.3/campaign/get/", nil)
 	if w := h.do(r); w.Code != http.StatusOK || len(h.up.requests()) != 1 {
 		t.Fatalf("status %d, want 200 forwarded; body %s", w.Code, w.Body)
+	}
+}
+
+// TestBrowsersRefused: without clients, a Host the proxy was not configured
+// for is refused (DNS rebinding), and so is any request a browser marks as
+// cross-site; what scripts send passes.
+func TestBrowsersRefused(t *testing.T) {
+	tests := []struct {
+		name    string
+		host    string
+		header  map[string]string
+		clients bool
+		code    int // 0: forwarded
+		status  int
+	}{
+		{name: "loopback address", host: "127.0.0.1:8080"},
+		{name: "other loopback port", host: "127.0.0.2:9999"},
+		{name: "localhost", host: "LOCALHOST:8080"},
+		{name: "name under localhost", host: "api.localhost:8080"},
+		{name: "IPv6 loopback", host: "[::1]:8080"},
+		{name: "allowed host", host: "proxy.internal:8080"},
+		{name: "allowed host other port", host: "Proxy.Internal"},
+		{name: "allowed host with port", host: "sidecar:8080"},
+		{name: "rebound DNS name", host: "attacker.example:8080", code: 90009, status: 421},
+		{name: "allowed host with wrong port", host: "sidecar:9090", code: 90009, status: 421},
+		{name: "LAN address", host: "192.168.1.10:8080", code: 90009, status: 421},
+		{name: "foreign host with clients", host: "attacker.example:8080", clients: true},
+		{name: "cross-site origin", host: "127.0.0.1:8080", header: map[string]string{"Origin": "http://attacker.example"}, code: 90010, status: 403},
+		{name: "null origin", host: "127.0.0.1:8080", header: map[string]string{"Origin": "null"}, code: 90010, status: 403},
+		{name: "origin of another port", host: "127.0.0.1:8080", header: map[string]string{"Origin": "http://127.0.0.1:3000"}, code: 90010, status: 403},
+		{name: "same origin", host: "127.0.0.1:8080", header: map[string]string{"Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"}},
+		{name: "cross-site fetch", host: "127.0.0.1:8080", header: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}, code: 90010, status: 403},
+		{name: "same-site fetch", host: "127.0.0.1:8080", header: map[string]string{"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"}, code: 90010, status: 403},
+		{name: "cross-site navigation", host: "127.0.0.1:8080", header: map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, code: 90010, status: 403},
+		{name: "typed in the address bar", host: "127.0.0.1:8080", header: map[string]string{"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"}},
+		{name: "cross-site with clients", host: "127.0.0.1:8080", clients: true, header: map[string]string{"Origin": "http://attacker.example"}, code: 90010, status: 403},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil, func(c *config.Config, _ *Options) {
+				c.AllowedHosts = []string{"proxy.internal", "SIDECAR:8080"}
+				if tc.clients {
+					c.Clients = []config.Client{{Name: "ci", Token: "client-token", Credentials: []string{"main"}}}
+				}
+			})
+			r := httptest.NewRequest(http.MethodPost, "/open_api/v1.3/campaign/create/", strings.NewReader(`{"advertiser_id":"`+advMain+`"}`))
+			r.Host = tc.host
+			r.Header.Set("Content-Type", "text/plain")
+			if tc.clients {
+				r.Header.Set("Proxy-Authorization", "Bearer client-token")
+			}
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			w := h.do(r)
+			if tc.code != 0 {
+				checkProxyError(t, w, tc.code, tc.status)
+				if n := len(h.up.requests()); n != 0 {
+					t.Errorf("upstream got %d requests", n)
+				}
+				return
+			}
+			if w.Code != http.StatusOK || len(h.up.requests()) != 1 {
+				t.Errorf("status %d, upstream requests %d, want forwarded: %s", w.Code, len(h.up.requests()), w.Body)
+			}
+		})
 	}
 }

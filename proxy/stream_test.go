@@ -148,7 +148,7 @@ func TestStalledBody(t *testing.T) {
 			defer conn.Close()
 			// Only a safety net: the proxy must answer long before.
 			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-			req := "POST /open_api/v1.3/file/video/ad/upload/ HTTP/1.1\r\nHost: proxy\r\nContent-Length: 100\r\n" + tc.headers + "\r\n-"
+			req := "POST /open_api/v1.3/file/video/ad/upload/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n" + tc.headers + "\r\n-"
 			if _, err := io.WriteString(conn, req); err != nil {
 				t.Fatal(err)
 			}

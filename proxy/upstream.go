@@ -47,11 +47,14 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	p.inspect(ex, resp)
-	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) {
+	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) || !ex.route.tokenOnly {
 		return resp, nil
 	}
-	// The store hears of every rejection, retry or not: it refreshes or
-	// marks the credential, which the next request benefits from.
+	// The store hears of every rejection of a request the token alone
+	// authenticated, retry or not: it refreshes or checks the credential,
+	// which the next request benefits from. A request that also carried an
+	// app's credentials may have been refused for those, so it says
+	// nothing about the token.
 	cred := ex.route.Credential
 	retryable := p.tokens.Rejected(req.Context(), cred, ex.token, ex.code)
 	if !retryable || ex.route.sel == nil || !ex.route.sel.replayable() {

@@ -76,6 +76,11 @@ type Request struct {
 	// cancelled) before the answer was complete: during a stream or an
 	// injected latency. It shows that a proxy cancelled its upstream call.
 	ClientGone bool `json:"client_gone"`
+	// Stray is true for a request that carried an Access-Token to a path
+	// the API does not serve (outside /open_api/, or one the router would
+	// redirect, like /open_api/../sim/): no API call, but a token that
+	// reached TikTok's side all the same.
+	Stray bool `json:"stray,omitempty"`
 }
 
 // call is one request to /open_api/ being served.

@@ -777,3 +777,37 @@ func TestIssued(t *testing.T) {
 		t.Errorf("Issued() = %+v, /sim/issued = %+v", e.sim.Issued(), got)
 	}
 }
+
+// TestStrayRequestsRecorded: a token sent to a path the API does not serve
+// is in the request log too, marked stray; control calls without a token
+// are not.
+func TestStrayRequestsRecorded(t *testing.T) {
+	s := tiktoksim.New(tiktoksim.Options{})
+	defer s.Close()
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	for _, target := range []string{"/sim/requests", "/open_api/v1.3/../../sim/stats", "/elsewhere"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/sim/stats", nil)
+		req.URL.Opaque = target // sent as written, not cleaned
+		req.Header.Set("Access-Token", "leaked-"+target)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(ts.URL + "/sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reqs := s.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("recorded %d requests, want the 3 stray ones: %+v", len(reqs), reqs)
+	}
+	for _, r := range reqs {
+		if !r.Stray || !strings.HasPrefix(r.AccessToken, "leaked-") {
+			t.Errorf("recorded %+v, want a stray request with its token", r)
+		}
+	}
+}
