@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"container/list"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -272,11 +273,19 @@ func (w flushingWriter) Write(p []byte) (int, error) {
 func (w flushingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // goproxyLogger sends goproxy's messages (only its warnings: Verbose is
-// off) to slog.
+// off) to slog. A failed TLS handshake is a warning, since it is usually a
+// client that does not trust the CA; the rest (a client that hung up, a
+// connection reset) is routine, and debug.
 type goproxyLogger struct{ log *slog.Logger }
 
 func (l goproxyLogger) Printf(format string, v ...any) {
-	l.log.Warn("forward proxy: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
+	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
+	level := slog.LevelDebug
+	if strings.Contains(msg, "handshake") {
+		level = slog.LevelWarn
+		msg += " (does the client trust forward_proxy.ca_cert?)"
+	}
+	l.log.Log(context.Background(), level, "forward proxy: "+msg)
 }
 
 // leafCache is goproxy's CertStorage with a size bound: the least recently

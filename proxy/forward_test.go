@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -81,6 +82,7 @@ type forwardHarness struct {
 	fwd   *Forward
 	srv   *httptest.Server
 	roots *x509.CertPool
+	logs  *syncBuffer
 }
 
 func newForwardHarness(t *testing.T, core *fakeCore) *forwardHarness {
@@ -96,11 +98,13 @@ func newForwardHarness(t *testing.T, core *fakeCore) *forwardHarness {
 	if core.respond == nil {
 		core.respond = okResponse
 	}
-	fwd, err := NewForward(ForwardOptions{CA: ca, Hosts: config.DefaultForwardHosts()}, core)
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	fwd, err := NewForward(ForwardOptions{CA: ca, Hosts: config.DefaultForwardHosts(), Logger: log}, core)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &forwardHarness{core: core, fwd: fwd, srv: httptest.NewServer(fwd), roots: x509.NewCertPool()}
+	h := &forwardHarness{core: core, fwd: fwd, srv: httptest.NewServer(fwd), roots: x509.NewCertPool(), logs: logs}
 	t.Cleanup(h.srv.Close)
 	h.roots.AppendCertsFromPEM(certPEM)
 	return h
@@ -337,6 +341,10 @@ func TestForwardUntrustedCA(t *testing.T) {
 	if n := len(core.requests()); n != 0 {
 		t.Errorf("core got %d requests", n)
 	}
+	// The operator learns why.
+	eventually(t, "the failed handshake to be logged", func() bool {
+		return strings.Contains(h.logs.String(), "level=WARN") && strings.Contains(h.logs.String(), "does the client trust forward_proxy.ca_cert?")
+	})
 }
 
 // TestForwardHeaders: hop-by-hop headers (and those Connection names) are
