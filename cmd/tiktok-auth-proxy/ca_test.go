@@ -31,8 +31,10 @@ func TestCA(t *testing.T) {
 		}
 	}
 	// The certificate is public (0644 less the umask), but nobody else may change it.
-	if st, err := os.Stat(certFile); err != nil || st.Mode()&0o133 != 0 {
-		t.Errorf("ca.crt: %v, mode %v; want no write or execute bits for others", err, st.Mode())
+	if st, err := os.Stat(certFile); err != nil {
+		t.Error(err)
+	} else if st.Mode()&0o133 != 0 {
+		t.Errorf("ca.crt mode %v; want no write or execute bits for others", st.Mode())
 	}
 	ca, err := config.ForwardProxy{CACert: certFile, CAKey: keyFile}.LoadCA()
 	if err != nil {
