@@ -527,3 +527,18 @@ func TestNewForwardRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardIgnoresProxyEnvironment: goproxy's defaults follow
+// HTTPS_PROXY, which may point at this very process; NewForward replaces
+// them.
+func TestForwardIgnoresProxyEnvironment(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:1")
+	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
+	h := newForwardHarness(t, &fakeCore{})
+	if h.fwd.gp.ConnectDial != nil || h.fwd.gp.ConnectDialWithReq != nil {
+		t.Error("goproxy's CONNECT dialer is set (goproxy's default dials HTTPS_PROXY)")
+	}
+	if h.fwd.gp.Tr.Proxy != nil {
+		t.Error("goproxy's transport follows a proxy")
+	}
+}
