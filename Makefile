@@ -12,7 +12,7 @@ BUILDAH   ?= buildah
 IMAGE_DIR := bin/image
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: all build test unit fuzz fuzz-long soak rules lint demo bench clean deps image image-context
+.PHONY: all build test unit fuzz fuzz-long soak rules lint demo bench clean deps image image-context screenshots
 
 all: build
 
@@ -64,6 +64,11 @@ fuzz-long:
 rules:
 	promtool check rules deploy/prometheus/alerts.yaml
 	promtool test rules deploy/prometheus/alerts_test.yaml
+	promtool check config --syntax-only deploy/prometheus/scrape.yaml
+
+## screenshots: regenerate the README's screenshots of the setup, success and error pages (docs/).
+screenshots:
+	UPDATE_DOCS=1 $(GO) test -count=1 -run '^TestBrowserScreenshots$$' ./e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

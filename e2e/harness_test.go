@@ -356,6 +356,9 @@ type proxyConfig struct {
 	// ListenHost and AdminHost replace 127.0.0.1 in listen and
 	// admin_listen (e.g. 0.0.0.0); the URLs still dial 127.0.0.1.
 	ListenHost, AdminHost string
+	// RedirectHost replaces 127.0.0.1 in oauth.redirect_url (e.g.
+	// localhost, the default config's name for it).
+	RedirectHost string
 }
 
 // proxy is a running `serve` process with its files.
@@ -393,6 +396,10 @@ func writeProxyConfig(t *testing.T, s *sim, pc proxyConfig) *proxy {
 	if pc.AdminHost != "" {
 		admin = pc.AdminHost + strings.TrimPrefix(admin, "127.0.0.1")
 	}
+	redirectBase := px.AdminURL
+	if pc.RedirectHost != "" {
+		redirectBase = strings.Replace(px.AdminURL, "127.0.0.1", pc.RedirectHost, 1)
+	}
 	cfg := fmt.Sprintf(`listen: %s
 admin_listen: %s
 upstream:
@@ -408,7 +415,7 @@ log:
 credentials:
 %s
 %s
-`, listen, admin, s.URL, pc.Timeout, px.AdminURL, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
+`, listen, admin, s.URL, pc.Timeout, redirectBase, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
 	rememberSecret(secretsIn(cfg)...)
 	if err := os.WriteFile(px.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -468,6 +475,13 @@ func (px *proxy) authorize(t *testing.T, s *sim, name, appID string, advertisers
 	resp, err = c.Get(cb)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusSeeOther {
+		// The callback sends the browser on to a clean URL with the outcome.
+		resp.Body.Close()
+		if resp, err = c.Get(px.AdminURL + resp.Header.Get("Location")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

@@ -87,6 +87,27 @@ func New(reg prometheus.Registerer, version, goVersion string) *Metrics {
 	return m
 }
 
+// InitCredential creates every series of credential whose labels are known
+// before the first event: token_refreshes_total for both results, the
+// request and refresh duration histograms, and the credential_* and
+// circuit_breaker_state gauges. Prometheus practice: rate(), absent() and
+// alerts only work on series that exist, and a proxy that has not refreshed
+// yet would otherwise export none. Series that already exist keep their
+// values, so calling it after the token manager reported a state is safe.
+// Series labelled by status or TikTok code appear with their first event.
+func (m *Metrics) InitCredential(credential string) {
+	if m == nil {
+		return
+	}
+	m.TokenRefreshes.WithLabelValues(credential, "success")
+	m.TokenRefreshes.WithLabelValues(credential, "failure")
+	m.RefreshDuration.WithLabelValues(credential)
+	m.RequestDuration.WithLabelValues(credential)
+	m.Authorized.WithLabelValues(credential)
+	m.ReauthRequired.WithLabelValues(credential)
+	m.BreakerState.WithLabelValues(credential)
+}
+
 // ObserveRequest records one proxied request.
 func (m *Metrics) ObserveRequest(credential, method string, status int, d time.Duration) {
 	if m == nil {

@@ -32,7 +32,7 @@ func TestCallbackErrorAllowlist(t *testing.T) {
 				q.Set("state", state)
 				cookie = append(cookie, c)
 			}
-			r := h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie...)
+			r := h.follow(t, h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie...), cookie...)
 			if !strings.Contains(r.body, tt.want) {
 				t.Errorf("error=%q (valid state %v): page lacks %q:\n%s", tt.value, valid, tt.want, r.body)
 			}

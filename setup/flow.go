@@ -110,8 +110,9 @@ func (a *Admin) complete(ctx context.Context, state, binding, code string, denie
 			"cause", scrub(causeText(err), code, a.creds[st.credential].App.Secret))
 		return Result{}, err
 	}
-	a.log.Info("setup: credential authorized", "credential", st.credential,
-		"advertisers", len(res.Status.Advertisers), "scopes", strings.Join(res.Status.Scopes, ","))
+	// The token store logs the authorization itself ("credential
+	// authorized", with its advertisers, scopes and expiry): one line per
+	// authorization, not one from each layer.
 	return res, nil
 }
 

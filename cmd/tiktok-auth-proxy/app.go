@@ -231,7 +231,9 @@ func (a *app) Run(ctx context.Context) error {
 	}
 	a.manager.Start(ctx)
 	a.log.Info("tiktok-auth-proxy serving", append(listeners, "admin", httpURL(a.adminLn.Addr()),
-		"setup_page", httpURL(a.adminLn.Addr())+"/authorize", "credentials", len(a.cfg.Credentials), "version", version)...)
+		"setup_page", a.setup.SetupURL(httpURL(a.adminLn.Addr())), "upstream", a.cfg.Upstream.BaseURL,
+		"store", storeLocation(a.cfg.Store), "encryption", a.cfg.Store.EncryptionKey != "",
+		slog.Group("credentials", a.credentialStates()...), "version", version)...)
 
 	var runErr error
 	select {
@@ -246,6 +248,25 @@ func (a *app) Run(ctx context.Context) error {
 		a.log.Info("stopped")
 	}
 	return err
+}
+
+// storeLocation names where tokens are kept, for the start line: the file's
+// path, or the Redis address and database.
+func storeLocation(s config.Store) string {
+	if s.Backend == "redis" {
+		return fmt.Sprintf("redis://%s/%d", s.Redis.Address, s.Redis.DB)
+	}
+	return "file:" + s.Path
+}
+
+// credentialStates is each credential's state as the setup page names it,
+// for the start line.
+func (a *app) credentialStates() []any {
+	var out []any
+	for _, st := range a.manager.Statuses() {
+		out = append(out, slog.String(st.Name, setup.State(st, "")))
+	}
+	return out
 }
 
 // shutdown stops both listeners at once and waits up to shutdownTimeout for
@@ -334,6 +355,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	reg, m := newRegistry()
 	a.registry = reg
+	for _, c := range cfg.Credentials {
+		m.InitCredential(c.Name)
+	}
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
@@ -350,7 +374,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	creds := make([]setup.Credential, 0, len(cfg.Credentials))
 	for _, c := range cfg.Credentials {
-		creds = append(creds, setup.Credential{Name: c.Name, Description: c.Description, Kind: c.Kind, App: appFor(cfg, c)})
+		creds = append(creds, setup.Credential{Name: c.Name, Description: c.Description, Kind: c.Kind, App: appFor(cfg, c),
+			AdvertiserIDs: c.AdvertiserIDs, Default: c.Default})
 	}
 	admin, err := setup.New(setup.Options{
 		Credentials:  creds,
