@@ -177,7 +177,7 @@ func (f *Forward) roundTrip(rt http.RoundTripper, r *http.Request) *http.Respons
 	resp, err := rt.RoundTrip(out)
 	if err != nil {
 		f.log.Error("forward proxy: core could not start the request", "error", err)
-		return errorResponse(r, newError(CodeUpstream, http.StatusBadGateway, "the proxy could not send the request to TikTok"))
+		return refusalResponse(r, newError(CodeUpstream, http.StatusBadGateway, "the proxy could not send the request to TikTok"))
 	}
 	removeHopByHop(resp.Header)
 	resp.Close = false
@@ -198,7 +198,7 @@ func (f *Forward) intercepted(hostport, defaultPort string) (string, bool) {
 // refuse is the 403 for a host that is not intercepted.
 func (f *Forward) refuse(r *http.Request, host string) *http.Response {
 	f.log.Info("forward proxy: refused a request for a host not intercepted", "method", r.Method, "host", host, "remote", r.RemoteAddr)
-	return errorResponse(r, newError(CodeNotFound, http.StatusForbidden,
+	return refusalResponse(r, newError(CodeNotFound, http.StatusForbidden,
 		"this proxy intercepts only %s (port 443 for HTTPS, 80 for plain HTTP); %s is refused", f.names, host))
 }
 
@@ -222,9 +222,9 @@ func proxyAuthRefusal(resp *http.Response) *http.Response {
 	return resp
 }
 
-// errorResponse is e as an *http.Response, written by WriteError so both
+// refusalResponse is e as an *http.Response, written by WriteError so both
 // front ends send the same envelope.
-func errorResponse(r *http.Request, e *Error) *http.Response {
+func refusalResponse(r *http.Request, e *Error) *http.Response {
 	rec := httptest.NewRecorder()
 	WriteError(rec, e, newRequestID())
 	resp := rec.Result()
