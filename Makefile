@@ -4,7 +4,9 @@ BIN       := bin/tiktok-auth-proxy
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-FUZZTIME  ?= 8s
+FUZZTIME  ?= 4s
+# FIGURES collects the figures the suites print (hostile cases, kills, fuzz executions) for make test's end.
+FIGURES   := $(CURDIR)/bin/test-figures.txt
 STATICCHECK_VERSION ?= v0.8.2
 IMAGE     ?= tiktok-auth-proxy:$(VERSION)
 # BUILDAH may carry global options, e.g. "buildah --storage-driver vfs".
@@ -42,24 +44,35 @@ deps:
 ## test: every test — unit, e2e (the built binary against the simulator), browser, fuzz seeds, brief fuzzing, alert rules.
 test: deps build
 	$(GO) vet ./...
-	$(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
-	$(MAKE) --no-print-directory fuzz rules
+	@mkdir -p bin; rm -f $(FIGURES)
+	TAP_FIGURES=$(FIGURES) $(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
+	TAP_FIGURES=$(FIGURES) $(MAKE) --no-print-directory fuzz rules
+	@echo "figures:"; cat $(FIGURES)
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora already ran in `go test`) and print the
 ## executions of each and in all; a crasher fails the target and is saved under testdata/fuzz/ as a
 ## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
 FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzTokenAnswer \
-	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect
+	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect \
+	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm
 FUZZTIME_LONG ?= 5m
 fuzz:
 	@total=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 		out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
 		n=$$(printf '%s\n' "$$out" | sed -n 's/.*execs: \([0-9]*\).*/\1/p' | tail -n 1); \
-		echo "fuzz: $$name ($$pkg): $${n:-0} executions"; total=$$((total + $${n:-0})); \
-	done; echo "fuzz: $$total executions in all"
+		if [ -z "$$n" ]; then echo "fuzz: $$name ($$pkg): no executions reported (no such target?)"; exit 1; fi; \
+		echo "fuzz: $$name ($$pkg): $$n executions"; total=$$((total + n)); \
+	done; echo "fuzz: $$total executions in all"; \
+	if [ -n "$$TAP_FIGURES" ]; then echo "fuzz: $$total executions in all ($(FUZZTIME) per target)" >> "$$TAP_FIGURES"; fi
 
 fuzz-long:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_LONG)
+
+## soak: the crash test at scale: the proxy killed (SIGKILL) TAP_KILLS times (1000) at random moments
+## under load with 1.5 s rotating tokens, restarted each time; prints kills, survived and window.
+TAP_KILLS ?= 1000
+soak: build
+	TAP_KILLS=$(TAP_KILLS) $(GO) test -count=1 -timeout 90m -run '^TestCrashScale$$' ./e2e/
 
 rules:
 	promtool check rules deploy/prometheus/alerts.yaml

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/textproto"
 	"slices"
 	"strings"
@@ -177,7 +176,7 @@ func (f *Forward) roundTrip(rt http.RoundTripper, r *http.Request) *http.Respons
 	resp, err := rt.RoundTrip(out)
 	if err != nil {
 		f.log.Error("forward proxy: core could not start the request", "error", err)
-		return refusalResponse(r, newError(CodeUpstream, http.StatusBadGateway, "the proxy could not send the request to TikTok"))
+		return errorResponse(newError(CodeUpstream, http.StatusBadGateway, "the proxy could not send the request to TikTok"), newRequestID(), r)
 	}
 	removeHopByHop(resp.Header)
 	resp.Close = false
@@ -198,8 +197,8 @@ func (f *Forward) intercepted(hostport, defaultPort string) (string, bool) {
 // refuse is the 403 for a host that is not intercepted.
 func (f *Forward) refuse(r *http.Request, host string) *http.Response {
 	f.log.Info("forward proxy: refused a request for a host not intercepted", "method", r.Method, "host", host, "remote", r.RemoteAddr)
-	return refusalResponse(r, newError(CodeNotFound, http.StatusForbidden,
-		"this proxy intercepts only %s (port 443 for HTTPS, 80 for plain HTTP); %s is refused", f.names, host))
+	return errorResponse(newError(CodeNotFound, http.StatusForbidden,
+		"this proxy intercepts only %s (port 443 for HTTPS, 80 for plain HTTP); %s is refused", f.names, host), newRequestID(), r)
 }
 
 // notProxy answers a request sent to the forward listener as if it were a
@@ -219,16 +218,6 @@ func proxyAuthRefusal(resp *http.Response) *http.Response {
 		resp.Status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 		resp.Header.Set("Proxy-Authenticate", `Basic realm="tiktok-auth-proxy"`)
 	}
-	return resp
-}
-
-// refusalResponse is e as an *http.Response, written by WriteError so both
-// front ends send the same envelope.
-func refusalResponse(r *http.Request, e *Error) *http.Response {
-	rec := httptest.NewRecorder()
-	WriteError(rec, e, newRequestID())
-	resp := rec.Result()
-	resp.Request = r
 	return resp
 }
 

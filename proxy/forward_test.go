@@ -46,7 +46,7 @@ func (c *fakeCore) Tunnel(connect *http.Request) (http.RoundTripper, *http.Respo
 	if c.clients != nil {
 		var ok bool
 		if name, ok = c.clients[connect.Header.Get("Proxy-Authorization")]; !ok {
-			return nil, refusalResponse(connect, newError(CodeClientAuth, http.StatusUnauthorized, "client authentication missing or wrong"))
+			return nil, errorResponse(newError(CodeClientAuth, http.StatusUnauthorized, "client authentication missing or wrong"), "", connect)
 		}
 	}
 	c.mu.Lock()
