@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -328,4 +329,49 @@ func TestForwardProxyStreamAndMetrics(t *testing.T) {
 		}
 		next("the second direct request", m0+3, float64(l0+3))
 	})
+}
+
+// SIGTERM lets a request inside a tunnel finish: tunnels run on hijacked
+// connections, which the listener's graceful shutdown alone would not wait
+// for. The download is held mid-way by the client reading no further, the
+// proxy is told to stop, then the client reads the rest.
+func TestForwardProxyShutdownFinishesTunnels(t *testing.T) {
+	s := startSim(t)
+	fp := startForward(t, s, proxyConfig{Credentials: twoCredentials})
+	fp.authorize(t, s, "main", appMain, advMain1)
+	const size = 8 << 20
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("https://%s%s?advertiser_id=%s&size=%d", apiHost, downloadPath, advMain1, size), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := fp.client(t, nil, fp.roots).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, 64<<10)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := fp.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the proxy to start shutting down", func() bool {
+		return strings.Contains(fp.p.out.String(), "shutting down")
+	})
+	rest, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || int64(len(first))+rest != size {
+		t.Fatalf("read %d of %d bytes after SIGTERM: %v", int64(len(first))+rest, size, err)
+	}
+	resp.Body.Close()
+	select {
+	case <-fp.p.done:
+		if fp.p.err != nil {
+			t.Errorf("serve exited with %v, want 0", fp.p.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("serve did not exit once the tunnelled download had finished")
+	}
 }
