@@ -414,9 +414,10 @@ func (v *validator) forwardProxy() {
 	if fp.CACert != "" && fp.CAKey != "" {
 		c, err := fp.loadCA()
 		var p *caProblem
-		if errors.As(err, &p) {
+		switch {
+		case errors.As(err, &p):
 			v.add("forward_proxy."+p.key, "%s", p.msg)
-		} else {
+		case err == nil:
 			ca = &c
 		}
 	}
