@@ -58,9 +58,20 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // than 10 calls in a second.
 func TestQuotaBasicTierThreeScripts(t *testing.T) {
 	s := startSim(t)
-	s.post(t, "/sim/quota", map[string]any{"scope": "app", "app_id": appMain, "limit": 10, "window": "second"})
 	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "rate_limits:\n  tier: basic\n"})
 	px.authorize(t, s, "main", appMain, advMain1)
+	// The proxy lists the advertisers of a new grant itself, outside the
+	// budget (the token manager's calls are not paced); the quota and the
+	// count start once that call is made, with the scripts' traffic.
+	eventually(t, 10*time.Second, "the grant's advertiser listing", func() bool {
+		for _, r := range s.requests(t) {
+			if r.Path == "/open_api/v1.3/oauth2/advertiser/get/" && r.AppID == appMain {
+				return true
+			}
+		}
+		return false
+	})
+	s.post(t, "/sim/quota", map[string]any{"scope": "app", "app_id": appMain, "limit": 10, "window": "second"})
 	httpDo(t, "DELETE", s.URL+"/sim/persecond", nil, nil)
 
 	const scripts, run, maxCalls = 3, 20 * time.Second, 2000

@@ -171,7 +171,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		rec.AppID = t.g.appID
 		if !ep.token {
 			s.statsLocked(t.g.appID).APICalls++
-			s.countSecondLocked(t.g.appID)
+			s.countSecondLocked(t.g.appID, rec.Time)
 		}
 	}
 	s.inflight[rid] = *rec
@@ -749,7 +749,9 @@ func (c *call) applyQuota(tokenEndpoint bool) bool {
 		advertisers = ids
 	}
 	c.s.mu.Lock()
-	code, msg := c.s.takeQuotaLocked(c.tok.g.appID, c.r.URL.Path, advertisers)
+	// The arrival time, as the per-second counter has it: both count the
+	// call in the same second.
+	code, msg := c.s.takeQuotaLocked(c.rec.Time, c.tok.g.appID, c.r.URL.Path, advertisers)
 	c.s.mu.Unlock()
 	if code == 0 {
 		return true

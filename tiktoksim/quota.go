@@ -108,11 +108,10 @@ func (s *Server) Quotas() []Quota {
 	return slices.Clone(s.quotas)
 }
 
-// takeQuotaLocked counts a call of app to path naming advertisers against
-// every quota and returns the code and message of the first one exceeded
-// (0 when none is). s.mu held.
-func (s *Server) takeQuotaLocked(app, path string, advertisers []string) (int, string) {
-	now := s.nowLocked()
+// takeQuotaLocked counts a call of app to path naming advertisers, which
+// arrived at now, against every quota and returns the code and message of
+// the first one exceeded (0 when none is). s.mu held.
+func (s *Server) takeQuotaLocked(now time.Time, app, path string, advertisers []string) (int, string) {
 	if s.quotaCounts == nil {
 		s.quotaCounts = map[quotaKey]int{}
 	}
@@ -177,8 +176,9 @@ func cmpOr(a, b string) string {
 	return a
 }
 
-// countSecondLocked adds one API call of app to the per-second counter.
-func (s *Server) countSecondLocked(app string) {
+// countSecondLocked adds one API call of app, which arrived at now, to the
+// per-second counter.
+func (s *Server) countSecondLocked(app string, now time.Time) {
 	if s.perSecond == nil {
 		s.perSecond = map[string]map[int64]int{}
 	}
@@ -187,7 +187,7 @@ func (s *Server) countSecondLocked(app string) {
 		m = map[int64]int{}
 		s.perSecond[app] = m
 	}
-	sec := s.nowLocked().Unix()
+	sec := now.Unix()
 	m[sec]++
 	if len(m) > qpsHistory {
 		for k := range m {
