@@ -89,6 +89,9 @@ type Status struct {
 	LastRefresh      RefreshResult `json:"last_refresh,omitzero"`
 	ReauthRequired   bool          `json:"reauthorization_required"`
 	ReauthReason     string        `json:"reauthorization_reason,omitempty"`
+	// AccessRejected: TikTok rejected the access token itself, so it is
+	// unusable whatever its expiry says.
+	AccessRejected bool `json:"access_rejected,omitempty"`
 }
 
 // Lifecycle constants. They are the behaviour SPEC.md promises ("retried at

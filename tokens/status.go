@@ -70,6 +70,7 @@ func StatusFromRecord(name, kind string, rec *Record) Status {
 	st.LastRefresh = rec.LastRefresh
 	st.ReauthRequired = rec.ReauthRequired
 	st.ReauthReason = rec.ReauthReason
+	st.AccessRejected = rec.AccessRejected
 	return st
 }
 
@@ -96,6 +97,9 @@ func FormatStatusTable(w io.Writer, st []Status, now time.Time) error {
 			refresh = expiresIn(s.RefreshExpiresAt, now, "unknown")
 			if !s.Refreshable {
 				refresh = "-"
+			}
+			if s.AccessRejected {
+				access = "rejected by TikTok"
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
