@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 )
 
 // exchange is one request's state from RoundTrip until its response body
@@ -35,15 +37,19 @@ type exchange struct {
 	probe     bool        // the half-open breaker's one request
 	// outcome is reported to the breaker when the request ends: nil
 	// success, errFailure, errExcluded (the default: nothing learnt).
-	outcome  error
-	code     int // TikTok envelope code of the response, when codeOK
-	codeOK   bool
-	retried  bool
-	proxyErr int
-	status   int          // overrides the status logged, for a response cut off mid-body
-	hungUp   bool         // the client went away
-	body     *watchedBody // the client's body
-	resp     *watchedBody // TikTok's response body once headers arrived
+	outcome error
+	code    int // TikTok envelope code of the response, when codeOK
+	codeOK  bool
+	// upstreamID is the envelope's request_id and logID TikTok's
+	// X-Tt-Logid header, for the log line; "" when TikTok sent none.
+	upstreamID string
+	logID      string
+	retried    bool
+	proxyErr   int
+	status     int          // overrides the status logged, for a response cut off mid-body
+	hungUp     bool         // the client went away
+	body       *watchedBody // the client's body
+	resp       *watchedBody // TikTok's response body once headers arrived
 }
 
 func (c *Core) newExchange(r *http.Request) *exchange {
@@ -135,6 +141,7 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 func (c *Core) received(ex *exchange, resp *http.Response) {
 	resp.Header.Set(HeaderCredential, ex.route.Credential)
 	resp.Header.Set(HeaderRequestID, ex.id)
+	ex.logID = resp.Header.Get(headerLogID)
 	if resp.StatusCode >= 500 || (ex.codeOK && isServerCode(ex.code)) {
 		ex.outcome = errFailure
 	} else {
@@ -212,7 +219,11 @@ func (c *Core) cutOff(ex *exchange) {
 	}
 }
 
-// observe writes the request's log line and metrics.
+// maxLoggedAdvertisers caps the advertiser ids on a log line; the rest
+// are counted in advertiser_ids_more.
+const maxLoggedAdvertisers = 5
+
+// observe writes the request's metrics and its access log line.
 func (c *Core) observe(ex *exchange, status int, n int64) {
 	d := c.now().Sub(ex.start)
 	switch {
@@ -221,22 +232,59 @@ func (c *Core) observe(ex *exchange, status int, n int64) {
 	case ex.status != 0:
 		status = ex.status
 	}
-	cred := "none"
+	cred := "none" // the metrics' label for a request refused before it had one
 	if ex.route != nil {
 		cred = ex.route.Credential
 	}
 	c.metrics.ObserveRequest(cred, methodLabel(ex.method), status, d)
-	attrs := []slog.Attr{
+	c.logRequest(ex, status, d, n)
+}
+
+// logRequest writes the request's access log line: an attribute appears
+// only when its value is known, and a TikTok code other than success (0)
+// or partial success (20001) is logged at WARN.
+func (c *Core) logRequest(ex *exchange, status int, d time.Duration, n int64) {
+	level := slog.LevelInfo
+	if ex.codeOK && ex.code != tiktok.CodeOK && ex.code != tiktok.CodePartialSuccess {
+		level = slog.LevelWarn
+	}
+	if !c.log.Enabled(ex.clientCtx, level) {
+		return
+	}
+	// Built in an array on the stack, handed to LogAttrs, which copies
+	// them: a line costs no allocation per attribute (issue 14).
+	var buf [16]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("request_id", ex.id),
-		slog.String("credential", cred),
 		slog.String("method", ex.method),
 		slog.String("path", ex.path),
 		slog.Int("status", status),
-		slog.Float64("duration_seconds", d.Seconds()),
+		slog.Duration("duration", d),
 		slog.Int64("bytes", n),
+	)
+	if rt := ex.route; rt != nil {
+		attrs = append(attrs, slog.String("credential", rt.Credential))
+		if rt.Client != "" {
+			attrs = append(attrs, slog.String("client", rt.Client))
+		}
+		if rt.sel != nil {
+			attrs = append(attrs, slog.String("selected_by", rt.sel.by))
+			if ids := rt.sel.picked; len(ids) > 0 {
+				attrs = append(attrs, slog.Any("advertiser_ids", ids[:min(len(ids), maxLoggedAdvertisers)]))
+				if more := len(ids) - maxLoggedAdvertisers; more > 0 {
+					attrs = append(attrs, slog.Int("advertiser_ids_more", more))
+				}
+			}
+		}
 	}
 	if ex.codeOK {
 		attrs = append(attrs, slog.Int("tiktok_code", ex.code))
+	}
+	if ex.logID != "" {
+		attrs = append(attrs, slog.String("tt_logid", ex.logID))
+	}
+	if ex.upstreamID != "" {
+		attrs = append(attrs, slog.String("upstream_request_id", ex.upstreamID))
 	}
 	if ex.proxyErr != 0 {
 		attrs = append(attrs, slog.Int("proxy_error", ex.proxyErr))
@@ -244,7 +292,7 @@ func (c *Core) observe(ex *exchange, status int, n int64) {
 	if ex.retried {
 		attrs = append(attrs, slog.Bool("retried", true))
 	}
-	c.log.LogAttrs(ex.clientCtx, slog.LevelInfo, "request", attrs...)
+	c.log.LogAttrs(ex.clientCtx, level, "request", attrs...)
 }
 
 // finish reports the breaker outcome once; after a probe's early success

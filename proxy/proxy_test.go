@@ -862,8 +862,8 @@ func TestMetricsAndLogs(t *testing.T) {
 			t.Errorf("log %s = %#v, want %#v", k, line[k], v)
 		}
 	}
-	if d, ok := line["duration_seconds"].(float64); !ok || d < 0 {
-		t.Errorf("log duration_seconds = %#v, want a number", line["duration_seconds"])
+	if d, ok := line["duration"].(float64); !ok || d < 0 {
+		t.Errorf("log duration = %#v, want a number", line["duration"])
 	}
 	if len(first.Header().Get(HeaderRequestID)) != 32 {
 		t.Errorf("response request id %q", first.Header().Get(HeaderRequestID))

@@ -394,25 +394,45 @@ func decodeData(data json.RawMessage, v any) error {
 // response body. ok is false when prefix holds no complete "code" field at
 // the top level of an object. The first top-level "code" wins.
 func PeekCode(prefix []byte) (code int, ok bool) {
+	code, ok, _ = PeekEnvelope(prefix)
+	return code, ok
+}
+
+// PeekEnvelope is PeekCode that also reads the envelope's top-level
+// "request_id" (TikTok's id of the request, which its support asks for)
+// when prefix holds it whole: before the code, or after it and before
+// "data", which TikTok sends last and which is not scanned. requestID is ""
+// when prefix does not hold it.
+func PeekEnvelope(prefix []byte) (code int, ok bool, requestID string) {
 	dec := json.NewDecoder(bytes.NewReader(prefix))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return 0, false
+		return 0, false, ""
 	}
-	// Each iteration consumes at least one token of a finite prefix.
-	for dec.More() {
+	// Each iteration consumes at least one value of a finite prefix.
+	for dec.More() && !(ok && requestID != "") {
 		key, err := dec.Token()
 		if err != nil {
-			return 0, false
+			break
 		}
-		if key == "code" {
-			return peekNumber(dec, prefix)
-		}
-		if !skipValue(dec) {
-			return 0, false
+		switch {
+		case key == "code" && !ok:
+			if code, ok = peekNumber(dec, prefix); !ok {
+				return 0, false, requestID
+			}
+		case key == "request_id" && requestID == "":
+			var v any
+			if dec.Decode(&v) != nil {
+				return code, ok, ""
+			}
+			requestID, _ = v.(string)
+		case key == "data" && ok:
+			return code, ok, requestID
+		case !skipValue(dec):
+			return code, ok, requestID
 		}
 	}
-	return 0, false
+	return code, ok, requestID
 }
 
 // peekNumber reads the value after "code". A number at the very end of a

@@ -151,3 +151,31 @@ func FuzzPeekCode(f *testing.F) {
 		}
 	})
 }
+
+// PeekEnvelope reads TikTok's request_id beside the code when the prefix
+// holds it whole, without scanning "data" once the code is known.
+func TestPeekEnvelopeRequestID(t *testing.T) {
+	tests := []struct {
+		name, in string
+		code     int
+		ok       bool
+		rid      string
+	}{
+		{"TikTok's order", `{"code":0,"message":"OK","request_id":"2026120201","data":{}}`, 0, true, "2026120201"},
+		{"before the code", `{"request_id":"r1","message":"x","code":40100}`, 40100, true, "r1"},
+		{"after data is not scanned", `{"code":0,"data":{"request_id":"inner"},"request_id":"late"}`, 0, true, ""},
+		{"nested one is not it", `{"data":{"request_id":"inner"},"code":0}`, 0, true, ""},
+		{"truncated", `{"code":0,"request_id":"2026`, 0, true, ""},
+		{"not a string", `{"code":0,"request_id":{"code":7},"data":{}}`, 0, true, ""},
+		{"object request_id before code", `{"request_id":{"code":7},"code":3}`, 3, true, ""},
+		{"no code", `{"request_id":"r","message":"x"}`, 0, false, "r"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, ok, rid := tiktok.PeekEnvelope([]byte(tt.in))
+			if code != tt.code || ok != tt.ok || rid != tt.rid {
+				t.Errorf("PeekEnvelope(%q) = %d, %v, %q; want %d, %v, %q", tt.in, code, ok, rid, tt.code, tt.ok, tt.rid)
+			}
+		})
+	}
+}
