@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -38,6 +39,9 @@ type exchange struct {
 	// outcome is reported to the breaker when the request ends: nil
 	// success, errFailure, errExcluded (the default: nothing learnt).
 	outcome error
+	// failure says what failed when outcome is errFailure, with no secret
+	// (the URL's query may hold one): the setup page's "last error".
+	failure string
 	code    int // TikTok envelope code of the response, when codeOK
 	codeOK  bool
 	// upstreamID is the envelope's request_id and logID TikTok's
@@ -123,9 +127,11 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 		perr = c.bodyTimeout()
 	case ex.pastDeadline() || isTimeout(err):
 		ex.outcome = errFailure
+		ex.failure = fmt.Sprintf("TikTok did not answer within upstream.timeout (%s)", c.timeout)
 		perr = c.upstreamTimeout()
 	default:
 		ex.outcome = errFailure
+		ex.failure = fmt.Sprintf("TikTok could not be reached: %v", err)
 		perr = newError(CodeUpstream, http.StatusBadGateway,
 			"TikTok (%s) could not be reached: %v; try again later", c.target.Host, err)
 	}
@@ -142,9 +148,12 @@ func (c *Core) received(ex *exchange, resp *http.Response) {
 	resp.Header.Set(HeaderCredential, ex.route.Credential)
 	resp.Header.Set(HeaderRequestID, ex.id)
 	ex.logID = resp.Header.Get(headerLogID)
-	if resp.StatusCode >= 500 || (ex.codeOK && isServerCode(ex.code)) {
-		ex.outcome = errFailure
-	} else {
+	switch {
+	case resp.StatusCode >= 500:
+		ex.outcome, ex.failure = errFailure, fmt.Sprintf("HTTP %d from TikTok", resp.StatusCode)
+	case ex.codeOK && isServerCode(ex.code):
+		ex.outcome, ex.failure = errFailure, fmt.Sprintf("TikTok code %d", ex.code)
+	default:
 		ex.outcome = nil
 		// Status and envelope show TikTok is back. A half-open breaker
 		// refuses everything else while its probe is out, and a long
@@ -211,10 +220,12 @@ func (c *Core) cutOff(ex *exchange) {
 			"credential", ex.route.Credential, "timeout", c.timeout.String())
 	case timedOut:
 		ex.outcome, ex.proxyErr, ex.status = errFailure, CodeUpstream, http.StatusGatewayTimeout
+		ex.failure = fmt.Sprintf("TikTok's response was cut off by upstream.timeout (%s)", c.timeout)
 		c.log.Warn("upstream response cut off by upstream.timeout", "request_id", ex.id, "credential", ex.route.Credential,
 			"timeout", c.timeout.String(), "err", err)
 	default:
 		ex.outcome, ex.proxyErr, ex.status = errFailure, CodeUpstream, http.StatusBadGateway
+		ex.failure = fmt.Sprintf("TikTok's response broke off: %v", err)
 		c.log.Warn("upstream response broke off", "request_id", ex.id, "credential", ex.route.Credential, "err", err)
 	}
 }
@@ -298,6 +309,9 @@ func (c *Core) logRequest(ex *exchange, status int, d time.Duration, n int64) {
 // finish reports the breaker outcome once; after a probe's early success
 // only a failure is reported, on its own.
 func (ex *exchange) finish(err error) {
+	if err == errFailure && (ex.done != nil || ex.probe) {
+		ex.breaker.failure(ex.failure)
+	}
 	switch {
 	case ex.done != nil:
 		ex.done(err)

@@ -401,15 +401,18 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 			AdvertiserIDs: c.AdvertiserIDs, Default: c.Default})
 	}
 	admin, err := setup.New(setup.Options{
-		Credentials:  creds,
-		Tokens:       a.manager,
-		Exchanger:    api,
-		AdminToken:   cfg.AdminToken,
-		Loopback:     config.IsLoopback(cfg.AdminListen),
-		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		ProxyURL:     proxyURL,
-		BreakerState: px.BreakerState,
-		Logger:       log,
+		Credentials: creds,
+		Tokens:      a.manager,
+		Exchanger:   api,
+		AdminToken:  cfg.AdminToken,
+		Loopback:    config.IsLoopback(cfg.AdminListen),
+		Metrics:     promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		ProxyURL:    proxyURL,
+		Breaker: func(name string) setup.BreakerInfo {
+			b := px.Breaker(name)
+			return setup.BreakerInfo{State: b.State, Until: b.Until, LastError: b.LastError}
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, err
