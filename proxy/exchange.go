@@ -48,6 +48,7 @@ type exchange struct {
 	// X-Tt-Logid header, for the log line; "" when TikTok sent none.
 	upstreamID string
 	logID      string
+	message    string // the envelope's message, for a failure's description
 	retried    bool
 	proxyErr   int
 	status     int          // overrides the status logged, for a response cut off mid-body
@@ -153,6 +154,9 @@ func (c *Core) received(ex *exchange, resp *http.Response) {
 		ex.outcome, ex.failure = errFailure, fmt.Sprintf("HTTP %d from TikTok", resp.StatusCode)
 	case ex.codeOK && isServerCode(ex.code):
 		ex.outcome, ex.failure = errFailure, fmt.Sprintf("TikTok code %d", ex.code)
+		if ex.message != "" {
+			ex.failure += ": " + ex.message
+		}
 	default:
 		ex.outcome = nil
 		// Status and envelope show TikTok is back. A half-open breaker

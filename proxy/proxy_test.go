@@ -390,9 +390,9 @@ func TestBreaker(t *testing.T) {
 		lastError string
 	}{
 		{"http 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, "^HTTP 500 from TikTok$"},
-		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }, "^TikTok code 50000$"},
-		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }, "^TikTok code 51003$"},
-		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }, "^TikTok code 60001$"},
+		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }, "^TikTok code 50000: m$"},
+		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }, "^TikTok code 51003: m$"},
+		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }, "^TikTok code 60001: m$"},
 		{"connection dropped", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, err := http.NewResponseController(w).Hijack()
 			if err == nil {

@@ -394,45 +394,60 @@ func decodeData(data json.RawMessage, v any) error {
 // response body. ok is false when prefix holds no complete "code" field at
 // the top level of an object. The first top-level "code" wins.
 func PeekCode(prefix []byte) (code int, ok bool) {
-	code, ok, _ = PeekEnvelope(prefix)
-	return code, ok
+	h := PeekEnvelope(prefix)
+	return h.Code, h.CodeOK
+}
+
+// EnvelopeHead is what PeekEnvelope reads of an envelope's start.
+type EnvelopeHead struct {
+	Code   int
+	CodeOK bool // Code was read (PeekCode's ok)
+	// Message and RequestID (TikTok's id of the request, which its support
+	// asks for) are "" when the prefix does not hold them whole.
+	Message, RequestID string
 }
 
 // PeekEnvelope is PeekCode that also reads the envelope's top-level
-// "request_id" (TikTok's id of the request, which its support asks for)
-// when prefix holds it whole: before the code, or after it and before
-// "data", which TikTok sends last and which is not scanned. requestID is ""
-// when prefix does not hold it.
-func PeekEnvelope(prefix []byte) (code int, ok bool, requestID string) {
+// "message" and "request_id" when prefix holds them: before the code, or
+// after it and before "data", which TikTok sends last and which is not
+// scanned.
+func PeekEnvelope(prefix []byte) EnvelopeHead {
+	var h EnvelopeHead
 	dec := json.NewDecoder(bytes.NewReader(prefix))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return 0, false, ""
+		return h
 	}
 	// Each iteration consumes at least one value of a finite prefix.
-	for dec.More() && !(ok && requestID != "") {
+	for dec.More() && !(h.CodeOK && h.Message != "" && h.RequestID != "") {
 		key, err := dec.Token()
 		if err != nil {
 			break
 		}
 		switch {
-		case key == "code" && !ok:
-			if code, ok = peekNumber(dec, prefix); !ok {
-				return 0, false, requestID
+		case key == "code" && !h.CodeOK:
+			if h.Code, h.CodeOK = peekNumber(dec, prefix); !h.CodeOK {
+				h.Code = 0
+				return h
 			}
-		case key == "request_id" && requestID == "":
+		case (key == "message" && h.Message == "") || (key == "request_id" && h.RequestID == ""):
 			var v any
 			if dec.Decode(&v) != nil {
-				return code, ok, ""
+				return h
 			}
-			requestID, _ = v.(string)
-		case key == "data" && ok:
-			return code, ok, requestID
+			str, _ := v.(string)
+			if key == "message" {
+				h.Message = str
+			} else {
+				h.RequestID = str
+			}
+		case key == "data" && h.CodeOK:
+			return h
 		case !skipValue(dec):
-			return code, ok, requestID
+			return h
 		}
 	}
-	return code, ok, requestID
+	return h
 }
 
 // peekNumber reads the value after "code". A number at the very end of a

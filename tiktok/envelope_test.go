@@ -152,29 +152,37 @@ func FuzzPeekCode(f *testing.F) {
 	})
 }
 
-// PeekEnvelope reads TikTok's request_id beside the code when the prefix
-// holds it whole, without scanning "data" once the code is known.
-func TestPeekEnvelopeRequestID(t *testing.T) {
+// PeekEnvelope reads TikTok's message and request_id beside the code when
+// the prefix holds them whole, without scanning "data" once the code is
+// known.
+func TestPeekEnvelope(t *testing.T) {
 	tests := []struct {
 		name, in string
-		code     int
-		ok       bool
-		rid      string
+		want     tiktok.EnvelopeHead
 	}{
-		{"TikTok's order", `{"code":0,"message":"OK","request_id":"2026120201","data":{}}`, 0, true, "2026120201"},
-		{"before the code", `{"request_id":"r1","message":"x","code":40100}`, 40100, true, "r1"},
-		{"after data is not scanned", `{"code":0,"data":{"request_id":"inner"},"request_id":"late"}`, 0, true, ""},
-		{"nested one is not it", `{"data":{"request_id":"inner"},"code":0}`, 0, true, ""},
-		{"truncated", `{"code":0,"request_id":"2026`, 0, true, ""},
-		{"not a string", `{"code":0,"request_id":{"code":7},"data":{}}`, 0, true, ""},
-		{"object request_id before code", `{"request_id":{"code":7},"code":3}`, 3, true, ""},
-		{"no code", `{"request_id":"r","message":"x"}`, 0, false, "r"},
+		{"TikTok's order", `{"code":50002,"message":"System error","request_id":"2026120201","data":{}}`,
+			tiktok.EnvelopeHead{Code: 50002, CodeOK: true, Message: "System error", RequestID: "2026120201"}},
+		{"before the code", `{"request_id":"r1","message":"x","code":40100}`,
+			tiktok.EnvelopeHead{Code: 40100, CodeOK: true, Message: "x", RequestID: "r1"}},
+		{"after data is not scanned", `{"code":0,"data":{"request_id":"inner"},"request_id":"late"}`,
+			tiktok.EnvelopeHead{CodeOK: true}},
+		{"nested ones are not it", `{"data":{"request_id":"inner","message":"m"},"code":0}`,
+			tiktok.EnvelopeHead{CodeOK: true}},
+		{"truncated", `{"code":0,"message":"OK","request_id":"2026`,
+			tiktok.EnvelopeHead{CodeOK: true, Message: "OK"}},
+		{"not a string", `{"code":0,"request_id":{"code":7},"message":5,"data":{}}`,
+			tiktok.EnvelopeHead{CodeOK: true}},
+		{"object request_id before code", `{"request_id":{"code":7},"code":3}`,
+			tiktok.EnvelopeHead{Code: 3, CodeOK: true}},
+		{"no code", `{"request_id":"r","message":"x"}`,
+			tiktok.EnvelopeHead{Message: "x", RequestID: "r"}},
+		{"truncated code", `{"request_id":"r","code":401`,
+			tiktok.EnvelopeHead{RequestID: "r"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, ok, rid := tiktok.PeekEnvelope([]byte(tt.in))
-			if code != tt.code || ok != tt.ok || rid != tt.rid {
-				t.Errorf("PeekEnvelope(%q) = %d, %v, %q; want %d, %v, %q", tt.in, code, ok, rid, tt.code, tt.ok, tt.rid)
+			if got := tiktok.PeekEnvelope([]byte(tt.in)); got != tt.want {
+				t.Errorf("PeekEnvelope(%q) = %+v; want %+v", tt.in, got, tt.want)
 			}
 		})
 	}
