@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -396,16 +398,36 @@ func (v *validator) forwardProxy() {
 	if validHostPort(fp.Listen) && !IsLoopback(fp.Listen) && len(v.c.Clients) == 0 {
 		v.add("forward_proxy.listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", v.showAddr("forward_proxy.listen", fp.Listen))
 	}
+	for _, l := range []struct{ key, addr string }{{"listen", v.c.Listen}, {"admin_listen", v.c.AdminListen}} {
+		// Port 0 picks a free port per listener, so it never collides.
+		if fp.Listen == l.addr && !strings.HasSuffix(l.addr, ":0") {
+			v.add("forward_proxy.listen", "%s is already %s's address; give the forward proxy its own port, e.g. 127.0.0.1:3128", v.showAddr("forward_proxy.listen", fp.Listen), l.key)
+		}
+	}
 	if fp.CACert == "" {
-		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA certificate and key (PEM files)")
+		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them")
 	}
 	if fp.CAKey == "" {
-		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA certificate and key (PEM files)")
+		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them")
+	}
+	var ca *tls.Certificate
+	if fp.CACert != "" && fp.CAKey != "" {
+		c, err := fp.loadCA()
+		var p *caProblem
+		switch {
+		case errors.As(err, &p):
+			v.add("forward_proxy."+p.key, "%s", p.msg)
+		case err == nil:
+			ca = &c
+		}
 	}
 	for i, h := range fp.Hosts {
-		if h == "" || strings.ContainsAny(h, "/: ") {
-			hp := fmt.Sprintf("forward_proxy.hosts[%d]", i)
+		hp := fmt.Sprintf("forward_proxy.hosts[%d]", i)
+		switch {
+		case h == "" || strings.ContainsAny(h, "/: "):
 			v.add(hp, "%s is not a host name; write e.g. business-api.tiktok.com", v.show(hp, h))
+		case ca != nil && !permits(ca.Leaf, h):
+			v.add(hp, "%s is outside the name constraints of the CA in %s (%s), so clients would refuse it; create a CA for it with tiktok-auth-proxy ca --out DIR --host %s", v.show(hp, h), fp.CACert, strings.Join(ca.Leaf.PermittedDNSDomains, ", "), h)
 		}
 	}
 }
@@ -415,9 +437,6 @@ func (v *validator) forwardProxy() {
 func (v *validator) unavailable() {
 	if v.c.Store.Backend == "redis" {
 		v.add("store.backend", "redis is not available in this version; use backend: file (one proxy per token file)")
-	}
-	if v.c.ForwardProxy.Listen != "" {
-		v.add("forward_proxy.listen", "forward-proxy mode is not available in this version; point scripts at listen's address instead, or remove forward_proxy")
 	}
 }
 
