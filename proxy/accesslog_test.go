@@ -88,6 +88,18 @@ func TestAccessLogLine(t *testing.T) {
 			want:   map[string]any{"level": "INFO", "tiktok_code": 20001.0},
 		},
 		{
+			name: "a client's request refused before routing", edit: withClients, target: "/nope",
+			header: map[string]string{"Proxy-Authorization": "Bearer client-secret-3"},
+			want:   map[string]any{"client": "reports-cron", "status": 404.0, "proxy_error": 90009.0},
+			absent: []string{"credential", "selected_by"},
+		},
+		{
+			name: "a client that failed authentication is not named", edit: withClients, target: campaignGet,
+			header: map[string]string{"Proxy-Authorization": "Bearer wrong-client-secret"},
+			want:   map[string]any{"status": 401.0, "proxy_error": 90010.0},
+			absent: []string{"client", "credential", "selected_by"},
+		},
+		{
 			name: "refused before routing", target: "/nope",
 			want:   map[string]any{"level": "INFO", "status": 404.0, "proxy_error": 90009.0, "path": "/nope"},
 			absent: []string{"credential", "selected_by", "client", "tiktok_code", "tt_logid", "upstream_request_id", "advertiser_ids"},
@@ -154,7 +166,7 @@ func accessLogExchange(t testing.TB, level slog.Leveler) (*Core, *exchange) {
 		t.Fatal(err)
 	}
 	ex := c.newExchange(localRequest(http.MethodGet, campaignGet, nil))
-	ex.route = &Route{Credential: "main", Client: "ops", sel: &selection{by: selectedByHeader}}
+	ex.client, ex.route = "ops", &Route{Credential: "main", Client: "ops", sel: &selection{by: selectedByHeader}}
 	ex.code, ex.codeOK, ex.logID, ex.upstreamID, ex.proxyErr, ex.retried = 0, true, "logid", "rid", 90007, true
 	return c, ex
 }

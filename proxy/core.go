@@ -254,6 +254,9 @@ type transport struct {
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.core
 	ex := c.newExchange(req)
+	if t.client != nil {
+		ex.client = t.client.name
+	}
 	out := req.Clone(ex.ctx)
 	if out.Body != nil && out.Body != http.NoBody {
 		ex.body = &watchedBody{ReadCloser: out.Body}

@@ -32,6 +32,7 @@ type exchange struct {
 	cancel    context.CancelFunc
 	clientCtx context.Context // the caller's own context, to tell a hang-up from a timeout
 	route     *Route
+	client    string // the authenticated client's name ("" without clients)
 	token     string
 	breaker   *breaker
 	done      func(error) // breaker outcome; nil once reported
@@ -277,11 +278,11 @@ func (c *Core) logRequest(ex *exchange, status int, d time.Duration, n int64) {
 		slog.Duration("duration", d),
 		slog.Int64("bytes", n),
 	)
+	if ex.client != "" {
+		attrs = append(attrs, slog.String("client", ex.client))
+	}
 	if rt := ex.route; rt != nil {
 		attrs = append(attrs, slog.String("credential", rt.Credential))
-		if rt.Client != "" {
-			attrs = append(attrs, slog.String("client", rt.Client))
-		}
 		if rt.sel != nil {
 			attrs = append(attrs, slog.String("selected_by", rt.sel.by))
 			if ids := rt.sel.picked; len(ids) > 0 {
