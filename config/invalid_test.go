@@ -74,8 +74,10 @@ var invalidCases = []struct {
 	{"invalid-empty-var.yaml", []string{
 		`2: admin_token: CONFIG_TEST_EMPTY is set but empty; 0.0.0.0:8081 is reachable from other machines, so it needs a token`,
 		`4: store.encryption_key: CONFIG_TEST_EMPTY is set but empty, which would store tokens unencrypted; set it (openssl rand -base64 32), or remove encryption_key to store them in plaintext`,
-		`7: credentials[0].app_id: CONFIG_TEST_EMPTY is set but empty; copy the app's App ID from the TikTok developer portal`,
-		`8: credentials[0].app_secret: CONFIG_TEST_EMPTY is set but empty; set it from the environment, e.g. app_secret: ${TIKTOK_APP_SECRET}`,
+		`5: store.path: CONFIG_TEST_EMPTY is set but empty, so the default testdata/tokens.json would be used; set it, or write ${CONFIG_TEST_EMPTY:-} to use the default`,
+		`8: credentials[0].app_id: CONFIG_TEST_EMPTY is set but empty; copy the app's App ID from the TikTok developer portal`,
+		`9: credentials[0].app_secret: CONFIG_TEST_EMPTY is set but empty; set it from the environment, e.g. app_secret: ${TIKTOK_APP_SECRET}`,
+		`10: listen: CONFIG_TEST_EMPTY is set but empty, so the default 127.0.0.1:8080 would be used; set it, or write ${CONFIG_TEST_EMPTY:-} to use the default`,
 	}},
 	{"invalid-empty.yaml", []string{
 		`the file is empty; start from config.example.yaml`,

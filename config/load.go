@@ -74,6 +74,7 @@ func parseWith(data []byte, path string, opts LoadOptions) (*Config, error) {
 	c.refs = p.refs
 	c.empties = p.empties
 	c.applyDefaults()
+	p.defaultedEmpties(c)
 	if p.incomplete {
 		return nil, p.err()
 	}
@@ -547,6 +548,57 @@ var knownKeys = func() map[string][]string {
 	visit(reflect.TypeFor[Config]())
 	return m
 }()
+
+// defaultedEmpties reports each value a set-but-empty variable left empty
+// and a default then filled: the operator meant to set it, and the proxy
+// would quietly run with something else (another address, another store).
+// ${VAR:-} asks for the default explicitly and is not reported.
+func (p *parser) defaultedEmpties(c *Config) {
+	for path, name := range p.empties {
+		v, ok := stringAt(reflect.ValueOf(c).Elem(), path)
+		if ok && v != "" {
+			p.add(p.lines[path], path, "%s is set but empty, so the default %s would be used; set it, or write ${%s:-} to use the default", name, v, name)
+		}
+	}
+}
+
+// stringAt is the string field of the struct v at the key path written
+// with YAML keys ("store.path", "credentials[0].kind"); false when path
+// names no string field.
+func stringAt(v reflect.Value, path string) (string, bool) {
+	for part := range strings.SplitSeq(path, ".") {
+		key, index, indexed := strings.Cut(part, "[")
+		if v.Kind() != reflect.Struct {
+			return "", false
+		}
+		v = fieldByKey(v, key)
+		if !v.IsValid() {
+			return "", false
+		}
+		if indexed {
+			i, err := strconv.Atoi(strings.TrimSuffix(index, "]"))
+			if err != nil || v.Kind() != reflect.Slice || i >= v.Len() {
+				return "", false
+			}
+			v = v.Index(i)
+		}
+	}
+	if v.Kind() != reflect.String {
+		return "", false
+	}
+	return v.String(), true
+}
+
+// fieldByKey is the field of struct v whose yaml tag names key.
+func fieldByKey(v reflect.Value, key string) reflect.Value {
+	t := v.Type()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name == key {
+			return v.Field(i)
+		}
+	}
+	return reflect.Value{}
+}
 
 // maxKeyDistance is the largest edit distance at which an unknown key is
 // taken for a misspelling of a known one: a dropped, doubled or swapped

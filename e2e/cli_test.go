@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -53,19 +52,6 @@ func (c *cliProc) consentURL(t *testing.T) *url.URL {
 		t.Fatal(err)
 	}
 	return u
-}
-
-// runOnce runs a command to completion and returns exit code and output.
-func runOnce(t *testing.T, args ...string) (int, string) {
-	t.Helper()
-	cmd := exec.Command(binPath, args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if _, ok := err.(*exec.ExitError); !ok {
-			t.Fatal(err)
-		}
-	}
-	return cmd.ProcessState.ExitCode(), string(out)
 }
 
 type statusJSON struct {

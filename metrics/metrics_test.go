@@ -24,6 +24,8 @@ func populated(t *testing.T) (*Metrics, *prometheus.Registry) {
 	exp := time.Unix(1_900_000_000, 0)
 	m.CredentialState("main", true, false, exp, exp.Add(time.Hour))
 	m.SetBreakerState("main", BreakerOpen)
+	m.StoreWriteFailed()
+	m.SetGrantUnpersisted("main", true)
 	return m, reg
 }
 
@@ -42,6 +44,8 @@ func TestSpecMetricsAndLabels(t *testing.T) {
 		"tiktok_auth_proxy_credential_reauthorization_required":    {"credential"},
 		"tiktok_auth_proxy_circuit_breaker_state":                  {"credential"},
 		"tiktok_auth_proxy_build_info":                             {"goversion", "version"},
+		"tiktok_auth_proxy_store_write_failures_total":             nil,
+		"tiktok_auth_proxy_grant_unpersisted":                      {"credential"},
 	}
 	families, err := reg.Gather()
 	if err != nil {
@@ -71,6 +75,12 @@ func TestSpecMetricsAndLabels(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(m.BreakerState.WithLabelValues("main")); v != 2 {
 		t.Errorf("breaker state = %v, want 2", v)
+	}
+	if v := testutil.ToFloat64(m.GrantUnpersisted.WithLabelValues("main")); v != 1 {
+		t.Errorf("grant unpersisted = %v, want 1", v)
+	}
+	if v := testutil.ToFloat64(m.StoreWriteFailures); v != 1 {
+		t.Errorf("store write failures = %v, want 1", v)
 	}
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
@@ -143,6 +153,8 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.Refresh("a", true, 0)
 	m.CredentialState("a", true, true, time.Now(), time.Now())
 	m.SetBreakerState("a", 1)
+	m.StoreWriteFailed()
+	m.SetGrantUnpersisted("a", true)
 }
 
 // The alert rules and the dashboard must only use metrics that exist.

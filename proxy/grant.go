@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -28,8 +29,8 @@ type app struct {
 // signAdvertiserGet sets the credential's app_id and secret in u's query,
 // replacing any the client sent. The query then holds a secret: it is
 // never logged (the access log has the path only).
-func (p *Proxy) signAdvertiserGet(u *url.URL, cred string) {
-	a := p.apps[cred]
+func (c *Core) signAdvertiserGet(u *url.URL, cred string) {
+	a := c.apps[cred]
 	q := u.Query()
 	q.Set("app_id", a.id)
 	q.Set("secret", a.secret.Value())
@@ -55,7 +56,7 @@ func tokenOnly(r *http.Request, sel *selection) bool {
 	// ways covers a body whatever its Content-Type says.
 	form, _ := url.ParseQuery(string(sel.replay))
 	var obj map[string]json.RawMessage
-	_ = json.Unmarshal(sel.replay, &obj)
+	_ = json.Unmarshal(bytes.TrimLeft(sel.replay, jsonLead), &obj)
 	fields := url.Values{}
 	for k := range obj {
 		fields[k] = nil

@@ -209,11 +209,6 @@ func buildHarness(t *testing.T, up *upstream, baseURL string, edit func(*config.
 	return h
 }
 
-// roundTripFunc is an http.RoundTripper.
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // jsonResponse is TikTok's answer to r with body streamed as it is read.
 func jsonResponse(r *http.Request, status int, body io.Reader) *http.Response {
 	return &http.Response{

@@ -263,7 +263,7 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		waitFor(t, cancelled, "upstream to see request %d cancelled", i)
 		<-errc
 	}
-	if got := h.p.breakers["main"].cb.State().String(); got != "closed" {
+	if got := h.p.core.breakers["main"].cb.State().String(); got != "closed" {
 		t.Errorf("breaker %s after client hang-ups, want closed", got)
 	}
 }
@@ -286,7 +286,7 @@ func TestUpstreamFailures(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		h.p.target.Host = addr
+		h.p.core.target.Host = addr
 		w := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?secret=SENTINELSECRET", nil))
 		e := checkProxyError(t, w, 90007, 502)
 		checkCredential(t, w, "main")
@@ -566,7 +566,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		if w := get(); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
 			t.Errorf("request beside the probe's report: %d %s, want TikTok's answer", w.Code, w.Body)
 		}
-		time.Sleep(h.p.timeout)
+		time.Sleep(h.p.core.timeout)
 		if w := <-probe; w.Body.String() != first {
 			t.Errorf("probe's client got %q, want the report's start", w.Body)
 		}
@@ -577,7 +577,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		if last := statuses[len(statuses)-1]; last != 504.0 {
 			t.Errorf("logged statuses %v, want the stalled probe last, as 504", statuses)
 		}
-		if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != 1 || c.ConsecutiveFailures != 1 {
+		if c := h.p.core.breakers["main"].cb.Counts(); c.TotalFailures != 1 || c.ConsecutiveFailures != 1 {
 			t.Errorf("breaker counts %+v after the probe's report stalled, want its one failure", c)
 		}
 		gauge("after the stall", 0)
@@ -785,7 +785,7 @@ func TestRateLimitWaits(t *testing.T) {
 		o.Now = func() time.Time { return now }
 	})
 	var waited []time.Duration
-	h.p.wait = func(_ context.Context, d time.Duration) error {
+	h.p.core.wait = func(_ context.Context, d time.Duration) error {
 		waited = append(waited, d)
 		return nil
 	}

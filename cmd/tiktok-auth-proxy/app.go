@@ -30,6 +30,10 @@ import (
 // finish after SIGTERM before their connections are closed under them.
 const defaultShutdownTimeout = 25 * time.Second
 
+// flushTimeout bounds the retries, at shutdown, of writing a grant the
+// store refused; past it the grant is lost and serve exits 1 naming it.
+const flushTimeout = 3 * time.Second
+
 // defaultHandlerGrace bounds the wait, once their connections are closed,
 // for handlers still running before the store is closed under them.
 const defaultHandlerGrace = 2 * time.Second
@@ -147,15 +151,15 @@ func managerCredentials(cfg *config.Config) []tokens.Credential {
 	return out
 }
 
-// openStore opens the configured token store.
-func openStore(cfg *config.Config) (tokens.Store, error) {
+// openStore opens the configured token store; opts apply to the file store.
+func openStore(cfg *config.Config, opts ...filestore.Option) (tokens.Store, error) {
 	switch cfg.Store.Backend {
 	case "file":
 		key, err := cfg.Store.Key()
 		if err != nil {
 			return nil, err
 		}
-		st, err := filestore.Open(cfg.Store.Path, key)
+		st, err := filestore.Open(cfg.Store.Path, key, opts...)
 		if err != nil {
 			// Not st itself: a nil *Store in a non-nil Store interface
 			// would be closed by the caller's cleanup.
@@ -209,7 +213,8 @@ func newRegistry() (*prometheus.Registry, *metrics.Metrics) {
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
 // finish in-flight requests (bounded), stop refreshing, flush the store.
 // Requests still running past the bound are cut off; that is the bound
-// working, not a failure, so Run still returns nil.
+// working, not a failure, so Run still returns nil; a grant the store refused
+// until flushTimeout is, and Run returns the error naming it (exit 1).
 func (a *app) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	serve := func(s *http.Server, ln net.Listener) {
@@ -233,7 +238,7 @@ func (a *app) Run(ctx context.Context) error {
 		a.log.Error("listener failed", "error", runErr)
 	}
 	a.shutdown()
-	err := errors.Join(runErr, a.Close())
+	err := errors.Join(runErr, a.flush(), a.Close())
 	if err == nil {
 		a.log.Info("stopped")
 	}
@@ -292,6 +297,18 @@ func (a *app) shutdown() {
 	}
 }
 
+// flush writes, within flushTimeout, every grant the store refused so far;
+// its error names each credential whose grant is lost with this process.
+func (a *app) flush() error {
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	err := a.manager.Flush(ctx)
+	if err != nil {
+		a.log.Error("grants the store refused are lost on exit", "credentials", a.manager.Unpersisted(), "error", err.Error())
+	}
+	return err
+}
+
 // Close stops the token manager and closes the store.
 func (a *app) Close() error {
 	var errs []error
@@ -320,7 +337,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	if a.adminLn, err = listen("admin", cfg.AdminListen); err != nil {
 		return nil, err
 	}
-	if a.store, err = openStore(cfg); err != nil {
+	if a.store, err = openStore(cfg, filestore.WithLogger(log)); err != nil {
 		return nil, err
 	}
 	reg, m := newRegistry()
@@ -331,8 +348,11 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
-		Metrics:       m,
-		Logger:        log,
+		// The file backend serves one process; a shared store brings its
+		// own Leaser.
+		Leaser:  tokens.NewMemoryLeaser(nil),
+		Metrics: m,
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, err
