@@ -18,27 +18,6 @@ import (
 // short, so a token outlives the endpoint's failure within seconds.
 const faultTTL = 6 * time.Second
 
-// credentialHealth is main's state as /api/credentials reports it.
-func credentialHealth(t *testing.T, px *proxy, name string) (authorized, reauth bool) {
-	t.Helper()
-	_, _, js := httpDo(t, "GET", px.AdminURL+"/api/credentials", nil, nil)
-	var creds []struct {
-		Name           string `json:"name"`
-		Authorized     bool   `json:"authorized"`
-		ReauthRequired bool   `json:"reauthorization_required"`
-	}
-	if err := json.Unmarshal(js, &creds); err != nil {
-		t.Fatalf("/api/credentials: %v %.300s", err, js)
-	}
-	for _, c := range creds {
-		if c.Name == name {
-			return c.Authorized, c.ReauthRequired
-		}
-	}
-	t.Fatalf("/api/credentials has no %s: %.300s", name, js)
-	return false, false
-}
-
 // TestTokenEndpointFaults breaks TikTok's token endpoint in each way it can
 // fail (down, resetting, hanging past upstream.timeout, answering garbage or
 // a truncated envelope) while a short-lived token is in use: the proxy
