@@ -72,7 +72,9 @@ fuzz-long:
 ## under load with 1.5 s rotating tokens, restarted each time; prints kills, survived and window.
 TAP_KILLS ?= 1000
 soak: build
-	TAP_KILLS=$(TAP_KILLS) $(GO) test -count=1 -timeout 90m -run '^TestCrashScale$$' ./e2e/
+	@mkdir -p bin; rm -f $(FIGURES)
+	TAP_KILLS=$(TAP_KILLS) TAP_FIGURES=$(FIGURES) $(GO) test -count=1 -timeout 90m -run '^TestCrashScale$$' ./e2e/
+	@cat $(FIGURES)
 
 rules:
 	promtool check rules deploy/prometheus/alerts.yaml

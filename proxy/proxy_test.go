@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -387,17 +388,19 @@ func TestBreaker(t *testing.T) {
 	failures := []struct {
 		name    string
 		handler http.HandlerFunc
+		// lastError is what the setup page is told opened the breaker.
+		lastError string
 	}{
-		{"http 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }},
-		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }},
-		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }},
-		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }},
+		{"http 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, "^HTTP 500 from TikTok$"},
+		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }, "^TikTok code 50000: m$"},
+		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }, "^TikTok code 51003: m$"},
+		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }, "^TikTok code 60001: m$"},
 		{"connection dropped", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, err := http.NewResponseController(w).Hijack()
 			if err == nil {
 				conn.Close()
 			}
-		}},
+		}, "^TikTok could not be reached: .*EOF"},
 	}
 	for _, f := range failures {
 		t.Run(f.name, func(t *testing.T) {
@@ -405,10 +408,27 @@ func TestBreaker(t *testing.T) {
 			get := func() *httptest.ResponseRecorder {
 				return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
 			}
-			for range h.config.Breaker.ConsecutiveFailures {
+			if b := h.p.Breaker("main"); b != (BreakerStatus{State: "closed"}) {
+				t.Errorf("Breaker before any failure = %+v, want closed and nothing else", b)
+			}
+			var first time.Time
+			for i := range h.config.Breaker.ConsecutiveFailures {
+				if i == h.config.Breaker.ConsecutiveFailures-1 {
+					first = time.Now()
+				}
 				if e := get().Header().Get(HeaderError); e != "" && e != "90007" {
 					t.Fatalf("failure answered with proxy error %s", e)
 				}
+			}
+			b := h.p.Breaker("main")
+			if b.State != "open" || !regexp.MustCompile(f.lastError).MatchString(b.LastError) {
+				t.Errorf("Breaker = %+v, want open with last error matching %s", b, f.lastError)
+			}
+			if b.Until.Before(first.Add(time.Hour)) || b.Until.After(time.Now().Add(time.Hour)) {
+				t.Errorf("Breaker.Until = %v, want open_timeout (1h) after it opened, between %v and %v", b.Until, first.Add(time.Hour), time.Now().Add(time.Hour))
+			}
+			if strings.Contains(b.LastError, "SENTINEL") || strings.Contains(b.LastError, "tok-main") {
+				t.Errorf("Breaker.LastError holds a secret: %q", b.LastError)
 			}
 			if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != 2 {
 				t.Errorf("circuit_breaker_state = %v, want 2", g)
@@ -522,6 +542,13 @@ func TestBreakerHalfOpen(t *testing.T) {
 			get()
 		}
 		gauge("tripped", 2)
+		breakerIs := func(when string, want BreakerStatus) {
+			t.Helper()
+			if got := h.p.Breaker("main"); got != want {
+				t.Errorf("%s: Breaker = %+v, want %+v", when, got, want)
+			}
+		}
+		breakerIs("tripped", BreakerStatus{State: "open", Until: time.Now().Add(open), LastError: "HTTP 500 from TikTok"})
 		refused("open")
 		if w := get(); w.Header().Get("Retry-After") != "30" {
 			t.Errorf("Retry-After = %q, want 30 (open_timeout, none of it passed)", w.Header().Get("Retry-After"))
@@ -530,6 +557,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		gauge("just before open_timeout", 2)
 		time.Sleep(2 * time.Millisecond)
 		gauge("idle past open_timeout", 1)
+		breakerIs("idle past open_timeout", BreakerStatus{State: "half-open", LastError: "HTTP 500 from TikTok"})
 
 		// A failing probe.
 		release := make(chan struct{})
@@ -550,6 +578,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 			t.Errorf("probe answered %d, want TikTok's 500", w.Code)
 		}
 		gauge("after a failed probe", 2)
+		breakerIs("after a failed probe", BreakerStatus{State: "open", Until: time.Now().Add(open), LastError: "HTTP 500 from TikTok"})
 		refused("reopened")
 		if w := get(); w.Header().Get("Retry-After") != "30" {
 			t.Errorf("Retry-After = %q after reopening, want 30", w.Header().Get("Retry-After"))
@@ -692,7 +721,7 @@ func TestEnvelopeOnlyFromJSON(t *testing.T) {
 			if n := testutil.CollectAndCount(h.m.UpstreamAPIErrors); n != 0 {
 				t.Errorf("upstream_api_errors_total has %d series, want none", n)
 			}
-			if got := h.p.BreakerState("main"); got != "closed" {
+			if got := h.p.Breaker("main").State; got != "closed" {
 				t.Errorf("breaker %s, want closed", got)
 			}
 			if strings.Contains(h.logs.String(), `"tiktok_code"`) {
@@ -715,7 +744,7 @@ func TestPartialSuccess(t *testing.T) {
 	if v := testutil.ToFloat64(h.m.UpstreamAPIErrors.WithLabelValues("main", "20001")); v != float64(n) {
 		t.Errorf("upstream_api_errors_total{20001} = %v, want %d", v, n)
 	}
-	if got := h.p.BreakerState("main"); got != "closed" {
+	if got := h.p.Breaker("main").State; got != "closed" {
 		t.Errorf("breaker %s after partial successes, want closed", got)
 	}
 }
@@ -870,8 +899,8 @@ func TestMetricsAndLogs(t *testing.T) {
 			t.Errorf("log %s = %#v, want %#v", k, line[k], v)
 		}
 	}
-	if d, ok := line["duration_seconds"].(float64); !ok || d < 0 {
-		t.Errorf("log duration_seconds = %#v, want a number", line["duration_seconds"])
+	if d, ok := line["duration"].(float64); !ok || d < 0 {
+		t.Errorf("log duration = %#v, want a number", line["duration"])
 	}
 	if len(first.Header().Get(HeaderRequestID)) != 32 {
 		t.Errorf("response request id %q", first.Header().Get(HeaderRequestID))

@@ -143,7 +143,7 @@ func TestTheBreakerCountsTheFinalOutcome(t *testing.T) {
 	}
 	// Two failed tries in a row, each retried to success: counted per try
 	// they would have opened the breaker.
-	if got := h.p.BreakerState("main"); got != "closed" {
+	if got := h.p.Breaker("main").State; got != "closed" {
 		t.Errorf("breaker %s, want closed", got)
 	}
 }

@@ -51,8 +51,8 @@ func New(opts Options) (*Proxy, error) {
 // Core is the request path under p, which the forward front end shares.
 func (p *Proxy) Core() *Core { return p.core }
 
-// BreakerState is Core.BreakerState.
-func (p *Proxy) BreakerState(name string) string { return p.core.BreakerState(name) }
+// Breaker is Core.Breaker.
+func (p *Proxy) Breaker(name string) BreakerStatus { return p.core.Breaker(name) }
 
 // ServeHTTP serves the proxy listener. The request's deadline,
 // upstream.timeout from its arrival, also bounds reading its body: nothing

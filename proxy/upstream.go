@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -91,8 +89,9 @@ func replay(ex *exchange, out *http.Request) *http.Request {
 // has the quota learn the pause they call for (the request was sent at
 // sent).
 func (c *Core) inspect(ex *exchange, resp *http.Response, sent time.Time) {
-	code, ok := peekCode(resp)
-	ex.code, ex.codeOK = code, ok
+	head := peekCode(resp)
+	code, ok := head.Code, head.CodeOK
+	ex.code, ex.codeOK, ex.upstreamID, ex.message = code, ok, head.RequestID, head.Message
 	// 20001 (partial success) is counted too, as SPEC counts every code
 	// other than 0; isServerCode keeps it from ever tripping the breaker.
 	if !ok || code == tiktok.CodeOK {
@@ -101,52 +100,22 @@ func (c *Core) inspect(ex *exchange, resp *http.Response, sent time.Time) {
 	cred := ex.route.Credential
 	c.metrics.UpstreamAPIError(cred, code)
 	if quota.IsLimitCode(code) {
-		msg := peekMessage(resp)
-		c.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code, "message", msg,
+		c.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code, "message", ex.message,
 			"advertiser_ids", ex.route.Advertisers, "client", ex.route.Client, "path", resp.Request.URL.Path)
-		c.quota.Observe(quotaRequest(ex, resp.Request), sent, code, msg)
+		c.quota.Observe(quotaRequest(ex, resp.Request), sent, code, ex.message)
 	}
 }
 
-// messageRE finds the envelope's message in its first bytes.
-var messageRE = regexp.MustCompile(`"message"\s*:\s*("(?:[^"\\]|\\.)*")`)
-
-// peekMessage is the envelope message of resp, whose body peekCode wrapped,
-// read from at most peekSize bytes without consuming them; "" when it
-// cannot be read. Rate-limit answers are a small envelope, read whole.
-func peekMessage(resp *http.Response) string {
-	rc, ok := resp.Body.(readCloser)
-	if !ok {
-		return ""
-	}
-	br, ok := rc.Reader.(*bufio.Reader)
-	if !ok {
-		return ""
-	}
-	buf, _ := br.Peek(peekSize)
-	if strings.EqualFold(strings.TrimSpace(resp.Header.Get("Content-Encoding")), "gzip") {
-		buf = gunzipPrefix(buf)
-	}
-	m := messageRE.FindSubmatch(buf)
-	if m == nil {
-		return ""
-	}
-	var msg string
-	if json.Unmarshal(m[1], &msg) != nil {
-		return ""
-	}
-	return msg
-}
-
-// peekCode reads the envelope code from the start of a JSON response,
-// leaving resp.Body intact. It reads no more than peekSize bytes and returns
+// peekCode reads the envelope code from the start of a JSON response, and
+// TikTok's message and request_id when they came with the code
+// (tiktok.PeekEnvelope), leaving resp.Body intact. It reads no more than peekSize bytes and returns
 // as soon as the code is known, so a streamed response is not held back.
 // Only application/json is read: TikTok sends its envelope as JSON, and a
 // page or file that happens to start with {"code": is not an envelope.
-func peekCode(resp *http.Response) (int, bool) {
+func peekCode(resp *http.Response) tiktok.EnvelopeHead {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt != "application/json" {
-		return 0, false
+		return tiktok.EnvelopeHead{}
 	}
 	gz := false
 	switch strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))) {
@@ -154,7 +123,7 @@ func peekCode(resp *http.Response) (int, bool) {
 	case "gzip":
 		gz = true
 	default:
-		return 0, false
+		return tiktok.EnvelopeHead{}
 	}
 	br := bufio.NewReaderSize(resp.Body, peekSize)
 	resp.Body = readCloser{br, resp.Body}
@@ -168,17 +137,17 @@ func peekCode(resp *http.Response) (int, bool) {
 			data = gunzipPrefix(buf)
 		}
 		if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] != '{' {
-			return 0, false
+			return tiktok.EnvelopeHead{}
 		}
-		if code, ok := tiktok.PeekCode(data); ok {
-			return code, true
+		if h := tiktok.PeekEnvelope(data); h.CodeOK {
+			return h
 		}
 		if err != nil {
-			return 0, false
+			return tiktok.EnvelopeHead{}
 		}
 		n = len(buf) + 1
 	}
-	return 0, false
+	return tiktok.EnvelopeHead{}
 }
 
 // gunzipPrefix decompresses as much of a gzip stream's prefix as it can, at
