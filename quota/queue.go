@@ -184,13 +184,6 @@ func (q *queue) pauseUntil(t time.Time, reason string) {
 	}
 }
 
-// pausedUntil is when the queue's pause ends (zero or past: not paused).
-func (q *queue) pausedUntil() (time.Time, string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.paused, q.pause
-}
-
 // length is the number of requests in line.
 func (q *queue) length() int {
 	q.mu.Lock()
