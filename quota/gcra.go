@@ -38,6 +38,15 @@ type Backend interface {
 	Take(key string, r Rate, now time.Time) time.Duration
 }
 
+// Pauser is a Backend that shares the pauses TikTok prescribes: after
+// Pause, Take on the bucket key waits until d has passed, for every user
+// of the backend (every replica on one Redis). A Limiter pauses its own
+// lines in any case; it calls Pause on a backend that has it, for buckets
+// with a budget (a bucket without one never asks the backend).
+type Pauser interface {
+	Pause(key string, d time.Duration)
+}
+
 // Local keeps buckets in this process. The zero value is ready to use.
 type Local struct {
 	mu  sync.Mutex

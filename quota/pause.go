@@ -142,6 +142,9 @@ func (l *Limiter) Observe(req Request, sent time.Time, code int, message string)
 		}
 		l.pauses[key] = &pauseState{Pause: Pause{AppID: app, Scope: t.scope, Target: t.id, Until: until, Reason: reason}, learned: now}
 		t.q.pauseUntil(until, pauseText(until, reason))
+		if p, ok := l.backend.(Pauser); ok && t.q.rate.Interval > 0 {
+			p.Pause(t.q.key, until.Sub(now))
+		}
 		if t.scope == ScopeApp {
 			l.metrics.AppPaused(app, until)
 			l.clock.AfterFunc(until.Sub(now), func() { l.pauseEnded(key, until) })

@@ -16,8 +16,11 @@ import (
 // Redis's own clock (so replicas' clocks need not agree), for an interval
 // of ARGV[1] and a tolerance (burst-1 intervals) of ARGV[2], both in
 // microseconds. It returns 0 when it took a slot, else the wait in
-// microseconds. The key expires once the bucket is full again.
+// microseconds: until the pause KEYS[2] ends when one is set. The bucket's
+// key expires once the bucket is full again.
 var gcraScript = redis.NewScript(`
+local paused = redis.call('PTTL', KEYS[2])
+if paused > 0 then return paused * 1000 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -26,6 +29,15 @@ local wait = tat - tonumber(ARGV[2]) - now
 if wait > 0 then return wait end
 local new = tat + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.ceil((new - now) / 1000) + 1000)
+return 0
+`)
+
+// pauseScript pauses the bucket whose pause key is KEYS[1] for ARGV[1]
+// milliseconds, unless it is paused longer already.
+var pauseScript = redis.NewScript(`
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
 return 0
 `)
 
@@ -117,7 +129,7 @@ func (r *Redis) Take(key string, rate Rate, now time.Time) time.Duration {
 	ctx, cancel := context.WithTimeout(context.Background(), r.wait)
 	defer cancel()
 	tolerance := rate.Interval * time.Duration(rate.Burst-1)
-	wait, err := gcraScript.Run(ctx, r.client, []string{r.prefix + key},
+	wait, err := gcraScript.Run(ctx, r.client, []string{r.prefix + key, r.prefix + key + ":pause"},
 		rate.Interval.Microseconds(), tolerance.Microseconds()).Int64()
 	if err == nil {
 		r.reachable(nil)
@@ -126,6 +138,18 @@ func (r *Redis) Take(key string, rate Rate, now time.Time) time.Duration {
 	n := r.reachable(err)
 	share := Rate{Interval: rate.Interval * time.Duration(n), Burst: max(rate.Burst/n, 1)}
 	return r.local.Take(key, share, now)
+}
+
+// Pause implements Pauser: every replica's Take on the bucket key waits d.
+// When Redis cannot be reached the pause stays this replica's.
+func (r *Redis) Pause(key string, d time.Duration) {
+	ms := d.Milliseconds()
+	if ms <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.wait)
+	defer cancel()
+	r.reachable(pauseScript.Run(ctx, r.client, []string{r.prefix + key + ":pause"}, ms).Err())
 }
 
 // reachable records the outcome of a Redis call and returns the number of

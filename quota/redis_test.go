@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -179,5 +180,34 @@ func TestHeartbeatsForgetSilentReplicas(t *testing.T) {
 			t.Fatal("a silent replica is still counted after 10 s")
 		}
 		time.Sleep(beat)
+	}
+}
+
+// A pause one replica learnt from TikTok holds every replica's requests.
+func TestRedisPausesAreShared(t *testing.T) {
+	srv := startRedis(t)
+	a := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
+	b := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
+	rate := Rate{Interval: time.Millisecond, Burst: 1}
+	a.Pause("app:1", 2*time.Minute)
+	a.Pause("app:1", time.Second) // a shorter pause never shortens a longer one
+	if w := b.Take("app:1", rate, time.Now()); w < 119*time.Second || w > 2*time.Minute {
+		t.Errorf("replica b during a's pause: wait %v, want about 2m", w)
+	}
+	if w := b.Take("app:2", rate, time.Now()); w != 0 {
+		t.Errorf("another bucket: wait %v", w)
+	}
+
+	cfg := &config.Config{
+		RateLimits:  config.RateLimits{Tier: config.TierBasic, MaxWait: 10 * time.Second},
+		Credentials: []config.Credential{{Name: "main", AppID: "7123"}},
+	}
+	la := New(cfg, Options{Backend: NewRedis(srv.client(t), RedisOptions{Prefix: "u:"})})
+	lb := New(cfg, Options{Backend: NewRedis(srv.client(t), RedisOptions{Prefix: "u:"})})
+	la.Observe(Request{Credential: "main"}, time.Now().Add(-time.Millisecond), CodeAppLimit, "too many requests per minute")
+	_, err := lb.Wait(context.Background(), Request{Credential: "main"})
+	var le *LimitedError
+	if !errors.As(err, &le) || le.RetryAfter < 4*time.Minute {
+		t.Errorf("replica b after a's per-minute limit: %v, want refused for about 5 minutes", err)
 	}
 }
