@@ -22,11 +22,11 @@ type queue struct {
 	pause   string      // why, for a refusal's message
 	stop    func() bool // the pending wake-up, nil when none
 	wakeAt  time.Time   // when it fires
-	what    string      // the budget, for messages ("app 7123 (10 requests/s)")
+	what    string      // the budget, for messages ("app 7123 at 10 requests/s")
 }
 
-// waiter is one request in line. Exactly one of admit, expire and leave
-// settles it, under the queue's lock.
+// waiter is one request in line. Exactly one of admit, expire, remove
+// (its caller gave up) and pauseUntil settles it, under the queue's lock.
 type waiter struct {
 	deadline time.Time
 	done     chan error // receives nil (go) or a *LimitedError
