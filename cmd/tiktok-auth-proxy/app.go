@@ -42,16 +42,18 @@ const defaultHandlerGrace = 2 * time.Second
 // app is the running program: both listeners, the token manager and the
 // store. newApp opens the listeners so a bind error shows at start.
 type app struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	store    tokens.Store
-	manager  *tokens.Manager
-	proxy    *http.Server
-	admin    *http.Server
-	setup    *setup.Admin
-	proxyLn  net.Listener
-	adminLn  net.Listener
-	registry *prometheus.Registry
+	cfg     *config.Config
+	log     *slog.Logger
+	store   tokens.Store
+	manager *tokens.Manager
+	// stopQuota ends the budgets' Redis heartbeats; nil before newQuota.
+	stopQuota func() error
+	proxy     *http.Server
+	admin     *http.Server
+	setup     *setup.Admin
+	proxyLn   net.Listener
+	adminLn   net.Listener
+	registry  *prometheus.Registry
 
 	// forward and forwardLn serve forward_proxy; nil when it is off.
 	forward   *http.Server
@@ -379,7 +381,8 @@ func (a *app) flush() error {
 	return err
 }
 
-// Close stops the token manager and closes the store.
+// Close stops the token manager, closes the store and ends the budgets'
+// heartbeats.
 func (a *app) Close() error {
 	var errs []error
 	if a.manager != nil {
@@ -387,6 +390,9 @@ func (a *app) Close() error {
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
+	}
+	if a.stopQuota != nil {
+		errs = append(errs, a.stopQuota())
 	}
 	return errors.Join(errs...)
 }
@@ -433,7 +439,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		return nil, err
 	}
 	adminURL, proxyURL := httpURL(a.adminLn.Addr()), httpURL(a.proxyLn.Addr())
-	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL})
+	limiter, stopQuota := newQuota(cfg, m, log)
+	a.stopQuota = stopQuota
+	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL, Quota: limiter})
 	if err != nil {
 		return nil, err
 	}
