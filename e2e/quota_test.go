@@ -78,7 +78,9 @@ type scriptCall struct {
 
 // runScripts runs one script per proxy URL, each calling campaign/get/ of
 // main's advertiser as fast as it is answered, for run (at most 2000 calls
-// each). It fails the test for every call not answered with TikTok's 0.
+// each). It fails the test for every call not answered with TikTok's 0;
+// how many calls the budget let through is a figure to print, not a pass
+// or fail (the machine is shared).
 func runScripts(t *testing.T, run time.Duration, proxyURLs ...string) (calls []scriptCall, took []time.Duration, elapsed time.Duration) {
 	t.Helper()
 	const maxCalls = 2000
@@ -109,9 +111,6 @@ func runScripts(t *testing.T, run time.Duration, proxyURLs ...string) (calls []s
 		took = append(took, c.took)
 	}
 	slices.Sort(took)
-	if len(calls) < int(elapsed.Seconds())*8 {
-		t.Errorf("only %d calls in %v: the budget is used poorly", len(calls), elapsed.Round(time.Second))
-	}
 	return calls, took, elapsed
 }
 
