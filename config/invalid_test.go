@@ -148,8 +148,10 @@ var invalidCases = []struct {
 	{"invalid-unset-var.yaml", []string{
 		`4: credentials[0].app_secret: environment variable CONFIG_TEST_UNSET_SECRET is not set; export it before starting, or write the value in the file`,
 	}},
+	{"invalid-redis-address.yaml", []string{
+		`3: store.redis.address: "redis-without-port" is not a host:port address; write e.g. 127.0.0.1:8080`,
+	}},
 	{"invalid-unavailable.yaml", []string{
-		`2: store.backend: redis is not available in this version; use backend: file (one proxy per token file)`,
 		`4: forward_proxy.listen: forward-proxy mode is not available in this version; point scripts at listen's address instead, or remove forward_proxy`,
 	}},
 	{"invalid-var-in-flow.yaml", []string{

@@ -235,6 +235,9 @@ func (v *validator) store() {
 	if _, err := s.Key(); err != nil {
 		v.add("store.encryption_key", "%s; generate a key with: openssl rand -base64 32", strings.TrimPrefix(err.Error(), "config: "))
 	}
+	if s.Backend == "redis" {
+		v.hostPort("store.redis.address", s.Redis.Address)
+	}
 	if s.Redis.DB < 0 {
 		v.add("store.redis.db", "must not be negative; redis databases are numbered from 0")
 	}
@@ -365,9 +368,6 @@ func (v *validator) forwardProxy() {
 // unavailable refuses what SPEC describes but this version cannot run yet,
 // so that check never approves a config serve would refuse or ignore.
 func (v *validator) unavailable() {
-	if v.c.Store.Backend == "redis" {
-		v.add("store.backend", "redis is not available in this version; use backend: file (one proxy per token file)")
-	}
 	if v.c.ForwardProxy.Listen != "" {
 		v.add("forward_proxy.listen", "forward-proxy mode is not available in this version; point scripts at listen's address instead, or remove forward_proxy")
 	}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs when it is missing: a real Redis server,
-# Debian's headless Chromium and promtool. Tests start them on loopback.
+# Debian's headless Chromium and promtool (tests start them on loopback), and
+# kubectl, whose kustomize renders the Kubernetes examples under test.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing test dependencies: ${need[*]}"
 if ! command -v apt-get >/dev/null 2>&1; then
