@@ -24,6 +24,7 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/filestore"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/redisstore"
 )
 
 // defaultShutdownTimeout bounds how long in-flight requests may take to
@@ -147,6 +148,10 @@ func managerCredentials(cfg *config.Config) []tokens.Credential {
 	return out
 }
 
+// storeUpTimeout bounds the store ping behind each scrape of store_up, so a
+// hung Redis shows as 0 rather than a scrape timeout.
+const storeUpTimeout = time.Second
+
 // openStore opens the configured token store.
 func openStore(cfg *config.Config) (tokens.Store, error) {
 	switch cfg.Store.Backend {
@@ -162,8 +167,28 @@ func openStore(cfg *config.Config) (tokens.Store, error) {
 			return nil, err
 		}
 		return st, nil
+	case "redis":
+		key, err := cfg.Store.Key()
+		if err != nil {
+			return nil, err
+		}
+		r := cfg.Store.Redis
+		opts := redisstore.Options{
+			Address: r.Address, Username: r.Username, Password: r.Password.Value(), DB: r.DB,
+			KeyPrefix: r.KeyPrefix, TLS: r.TLS,
+		}
+		if len(key) > 0 {
+			if opts.Sealer, err = redisstore.NewSealer(key); err != nil {
+				return nil, err
+			}
+		}
+		st, err := redisstore.Open(opts)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
 	default:
-		return nil, fmt.Errorf("store backend %q is not available in this version; use backend: file", cfg.Store.Backend)
+		return nil, fmt.Errorf("store backend %q is not available in this version; use backend: file or redis", cfg.Store.Backend)
 	}
 }
 
@@ -304,6 +329,12 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	reg, m := newRegistry()
 	a.registry = reg
+	store := a.store
+	metrics.RegisterStoreUp(reg, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), storeUpTimeout)
+		defer cancel()
+		return store.Ping(ctx) == nil
+	})
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,

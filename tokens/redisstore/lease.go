@@ -152,3 +152,45 @@ func (l *Lease) markLost() {
 		close(l.lost)
 	}
 }
+
+// TryLock is the refresh lock of tokens.Locker, held as a lease: extended
+// every third of ttl until unlock, so a refresh that outlasts ttl keeps
+// it, and released by unlock (or, if the holder dies, at ttl).
+func (s *Store) TryLock(ctx context.Context, credential string, ttl time.Duration) (unlock func(), ok bool, err error) {
+	l, ok, err := s.Acquire(ctx, credential, ttl)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(ttl / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-l.Lost():
+				return
+			case <-tick.C:
+				ectx, cancel := context.WithTimeout(context.Background(), ttl/3)
+				_ = l.Extend(ectx) // a lost lease closes Lost; a failed call is retried next tick
+				cancel()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-stopped
+			rctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+			defer cancel()
+			_ = l.Release(rctx) // unreleased, it runs out at its expiry
+		})
+	}, true, nil
+}
+
+// releaseTimeout bounds the release of a lease when it is handed back.
+const releaseTimeout = 5 * time.Second

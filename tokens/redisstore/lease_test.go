@@ -245,3 +245,33 @@ func TestLeaseLostWhileRedisUnreachable(t *testing.T) {
 		t.Fatal("Lost not closed while Redis was unreachable past the TTL")
 	}
 }
+
+// The tokens.Locker face of the lease: held past its TTL while the holder
+// works (extended in the background), then handed back by unlock.
+func TestTryLockOutlivesTTLUntilUnlock(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	a := open(t, srv, redisstore.Options{})
+	b := open(t, srv, redisstore.Options{})
+	const ttl = 300 * time.Millisecond
+	unlock, ok, err := a.TryLock(ctx, "main", ttl)
+	if err != nil || !ok {
+		t.Fatalf("TryLock: ok %v, err %v", ok, err)
+	}
+	// Other replicas keep trying across several TTLs: none gets it.
+	end := time.Now().Add(4 * ttl)
+	for time.Now().Before(end) {
+		if _, ok, err := b.Acquire(ctx, "main", ttl); err != nil || ok {
+			t.Fatalf("another replica's Acquire while the lock is held: ok %v, err %v", ok, err)
+		}
+		time.Sleep(ttl / 10) // the other replica's retry pace
+	}
+	unlock()
+	unlock() // idempotent
+	if _, ok, err := b.Acquire(ctx, "main", ttl); err != nil || !ok {
+		t.Fatalf("Acquire after unlock: ok %v, err %v", ok, err)
+	}
+	if _, ok, err := a.TryLock(ctx, "main", ttl); err != nil || ok {
+		t.Fatalf("TryLock while another holds it: ok %v, err %v", ok, err)
+	}
+}

@@ -1,8 +1,6 @@
 package redisstore_test
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -17,41 +15,17 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/redisstore"
 )
 
-// gcmSealer stands in for the project's codec: AES-256-GCM with a random
-// nonce in front.
-type gcmSealer struct{ aead cipher.AEAD }
-
-func newSealer(t *testing.T) *gcmSealer {
+func newSealer(t *testing.T) redisstore.Sealer {
 	t.Helper()
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		t.Fatal(err)
 	}
-	block, err := aes.NewCipher(key)
+	s, err := redisstore.NewSealer(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &gcmSealer{aead: aead}
-}
-
-func (g *gcmSealer) Seal(plain []byte) ([]byte, error) {
-	nonce := make([]byte, g.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return g.aead.Seal(nonce, nonce, plain, nil), nil
-}
-
-func (g *gcmSealer) Open(sealed []byte) ([]byte, error) {
-	n := g.aead.NonceSize()
-	if len(sealed) < n {
-		return nil, errors.New("too short")
-	}
-	return g.aead.Open(nil, sealed[:n], sealed[n:], nil)
+	return s
 }
 
 // open returns a store on srv closed at cleanup.
