@@ -1,0 +1,371 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/redistest"
+)
+
+// replicasKey seals the records in Redis (base64 of 32 bytes); the log scan
+// looks for it like any secret in a config.
+const replicasKey = "ZTJlLXJlcGxpY2FzLWtleS0zMi1ieXRlcy1sb25nLiE="
+
+// refreshPath is the advertiser refresh endpoint; faults on it hold a
+// refresh open.
+const refreshPath = "/open_api/v1.3/oauth2/refresh_token/"
+
+// startReplica runs serve on the shared Redis with its own refresh_before.
+func startReplica(t *testing.T, s *sim, redisAddr string, refreshBefore time.Duration) *proxy {
+	t.Helper()
+	return startProxy(t, s, proxyConfig{
+		Credentials: twoCredentials,
+		Store: fmt.Sprintf("  backend: redis\n  encryption_key: %s\n  redis: {address: %q, key_prefix: \"e2e:\"}",
+			replicasKey, redisAddr),
+		Extra: "tokens:\n  refresh_before: " + refreshBefore.String() + "\n",
+	})
+}
+
+// getOnce sends one script call and says why it failed, if it did.
+func getOnce(url string) error {
+	resp, err := plainClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var e envelope
+	if resp.StatusCode != 200 || json.Unmarshal(b, &e) != nil || e.Code != 0 {
+		return fmt.Errorf("HTTP %d %s: %.200s", resp.StatusCode, resp.Header.Get("X-TikTok-Auth-Proxy-Error"), b)
+	}
+	return nil
+}
+
+// loadResult counts a client load's requests and keeps its first failures.
+type loadResult struct {
+	requests, failures atomic.Int64
+	mu                 sync.Mutex
+	first              []string
+}
+
+func (l *loadResult) fail(err error) {
+	l.failures.Add(1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.first) < 10 {
+		l.first = append(l.first, time.Now().Format("15:04:05.000")+" "+err.Error())
+	}
+}
+
+// runLoad spreads script calls over urls from workers paced goroutines
+// until stop is called (again: no-op), which waits for them.
+func runLoad(workers int, pace time.Duration, urls ...string) (res *loadResult, stop func()) {
+	res = &loadResult{}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			tick := time.NewTicker(pace)
+			defer tick.Stop()
+			for i := w; ; i++ {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				if err := getOnce(urls[i%len(urls)]); err != nil {
+					res.fail(err)
+				}
+				res.requests.Add(1)
+			}
+		})
+	}
+	var once sync.Once
+	return res, func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+// replicasDuration is how long the client load runs: 20s in make test,
+// E2E_REPLICAS_DURATION (make soak: 60s) to run longer.
+func replicasDuration(t *testing.T) time.Duration {
+	t.Helper()
+	v := os.Getenv("E2E_REPLICAS_DURATION")
+	if v == "" {
+		return 20 * time.Second
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("E2E_REPLICAS_DURATION: %v", err)
+	}
+	return d
+}
+
+// Three proxies share one Redis and one grant whose access token lives 2s:
+// a client load spread over all three never fails, the grant stored by one
+// serves the others at once, and every refresh at TikTok replaces a token
+// about to expire, once: no replica refreshes a token another already
+// refreshed, and no rotated refresh token ever reaches TikTok.
+func TestReplicasShareOneGrant(t *testing.T) {
+	t.Parallel()
+	const accessTTL, refreshBefore = 2 * time.Second, time.Second
+	duration := replicasDuration(t)
+	srv := redistest.Start(t, redistest.Options{})
+	s := startSim(t)
+	s.post(t, "/sim/config", map[string]string{"access_ttl": accessTTL.String()})
+	var px []*proxy
+	for range 3 {
+		px = append(px, startReplica(t, s, srv.Addr, refreshBefore))
+	}
+	px[0].authorize(t, s, "main", appMain, advMain1)
+	authorized := time.Now()
+	var urls []string
+	for i, p := range px {
+		u := p.URL + campaignGet + "?advertiser_id=" + advMain1
+		urls = append(urls, u)
+		eventually(t, 5*time.Second, fmt.Sprintf("replica %d to serve the grant stored by replica 0", i), func() bool {
+			return getOnce(u) == nil
+		})
+		t.Logf("replica %d serves the grant %v after it was stored", i, time.Since(authorized).Round(time.Millisecond))
+	}
+	var creds []struct {
+		Name       string `json:"name"`
+		Authorized bool   `json:"authorized"`
+	}
+	_, _, b := httpDo(t, "GET", px[2].AdminURL+"/api/credentials", nil, nil)
+	if err := json.Unmarshal(b, &creds); err != nil || len(creds) == 0 || creds[0].Name != "main" || !creds[0].Authorized {
+		t.Fatalf("replica 2's /api/credentials does not show main authorized: %v %s", err, b)
+	}
+
+	began := time.Now()
+	before := s.stats(t, appMain)
+	res, stop := runLoad(6, 30*time.Millisecond, urls...)
+	<-time.After(duration) // the load runs for its duration
+	stop()
+	elapsed := time.Since(began)
+	after := s.stats(t, appMain)
+	refreshes := after.RefreshCalls - before.RefreshCalls
+
+	t.Logf("%d requests over %v spread over 3 replicas, %d failed; %d refreshes at TikTok (%d failed) for a %v token refreshed %v ahead",
+		res.requests.Load(), elapsed.Round(time.Millisecond), res.failures.Load(), refreshes,
+		after.RefreshFailures-before.RefreshFailures, accessTTL, refreshBefore)
+	if n := res.failures.Load(); n != 0 {
+		t.Errorf("%d of %d client requests failed; first: %s", n, res.requests.Load(), strings.Join(res.first, "\n  "))
+	}
+	// Rotated refresh tokens get 40107: a refresh by a replica that missed
+	// another's would fail here.
+	if after.RefreshFailures != 0 {
+		t.Errorf("%d refreshes failed at TikTok (a rotated or spent refresh token was used)", after.RefreshFailures)
+	}
+	for _, r := range s.requests(t) {
+		if r.Code == 40107 || r.Code == 40102 || r.Code == 40105 {
+			t.Errorf("TikTok answered %d to %s %s", r.Code, r.Method, r.Path)
+		}
+	}
+	// One refresh per token lifetime: each token is refreshed once it is
+	// within refreshBefore (up to a tenth more) of its expiry, so at most one
+	// refresh per (accessTTL - 1.1*refreshBefore) of load, and at least one
+	// per accessTTL, or requests would have met an expired token. A second
+	// replica refreshing the same token would exceed the upper bound.
+	most := int(math.Ceil(float64(elapsed)/float64(accessTTL-refreshBefore*11/10))) + 1
+	least := int(elapsed / accessTTL)
+	if refreshes > most || refreshes < least {
+		t.Errorf("%d refreshes in %v, want one per token lifetime: between %d and %d", refreshes, elapsed.Round(time.Millisecond), least, most)
+	}
+}
+
+// The replica holding the refresh lease keeps it while TikTok holds its
+// refresh call open past the lease's initial TTL (it is extended), so no
+// other replica refreshes meanwhile; killed (-9) in the middle of that
+// call, it blocks the others only until the lease runs out, then another
+// replica completes the refresh with the same refresh token (TikTok never
+// answered the killed call) and the grant lives on.
+func TestReplicaLeaseHolderKilledMidRefresh(t *testing.T) {
+	t.Parallel()
+	// Replica 0 refreshes 50s ahead of a 100s token (45-50s after the
+	// grant), the others 40s ahead (from 56-60s): replica 0 takes the lease
+	// first. Its call is held past the lease TTL (15s) and then it is
+	// killed; the lease runs out ~15s later, well before the token is
+	// treated as expired (its last 10s).
+	const accessTTL, holderBefore, othersBefore = 100 * time.Second, 50 * time.Second, 40 * time.Second
+	const leaseTTL = 15 * time.Second
+	srv := redistest.Start(t, redistest.Options{})
+	s := startSim(t)
+	s.post(t, "/sim/config", map[string]string{"access_ttl": accessTTL.String()})
+	holder := startReplica(t, s, srv.Addr, holderBefore)
+	others := []*proxy{startReplica(t, s, srv.Addr, othersBefore), startReplica(t, s, srv.Addr, othersBefore)}
+	s.post(t, "/sim/fault", map[string]any{"scope": "token", "path_prefix": refreshPath, "latency": "5m", "count": 1})
+	holder.authorize(t, s, "main", appMain, advMain1)
+	granted := time.Now()
+	var urls []string
+	for i, p := range others {
+		u := p.URL + campaignGet + "?advertiser_id=" + advMain1
+		urls = append(urls, u)
+		eventually(t, 5*time.Second, fmt.Sprintf("replica %d to serve the grant", i+1), func() bool { return getOnce(u) == nil })
+	}
+	res, stop := runLoad(2, 100*time.Millisecond, urls...)
+	defer stop()
+
+	eventually(t, holderBefore+10*time.Second, "replica 0's refresh to reach TikTok", func() bool {
+		return refreshesInFlight(t, s) == 1
+	})
+	acquired := time.Now()
+	t.Logf("replica 0 is refreshing %v after the grant", acquired.Sub(granted).Round(time.Millisecond))
+	// The others' refreshes are due from 60s; the lease would have run out
+	// at acquired+15s without renewal. Past both, they are still waiting.
+	wait := granted.Add(accessTTL - othersBefore)
+	if lapse := acquired.Add(leaseTTL); lapse.After(wait) {
+		wait = lapse
+	}
+	wait = wait.Add(3 * time.Second)
+	<-time.After(time.Until(wait)) // the span in which the others would take an unextended lease
+	// TikTok counts a refresh call once answered.
+	if n, st := refreshesInFlight(t, s), s.stats(t, appMain); n != 1 || st.RefreshCalls != 0 {
+		t.Fatalf("%v into replica 0's refresh: %d refresh calls in flight, %d answered; want only replica 0's, in flight (its lease extended)",
+			time.Since(acquired).Round(time.Second), n, st.RefreshCalls)
+	}
+	holder.p.kill()
+	killed := time.Now()
+	eventually(t, leaseTTL+15*time.Second, "another replica to complete the refresh", func() bool {
+		return s.stats(t, appMain).RefreshCalls >= 1
+	})
+	t.Logf("another replica refreshed %v after replica 0 was killed", time.Since(killed).Round(time.Millisecond))
+	// The new token serves both survivors.
+	eventually(t, 5*time.Second, "the survivors to use the refreshed token", func() bool {
+		g := s.grants(t)
+		return len(g) == 1 && getOnce(urls[0]) == nil && getOnce(urls[1]) == nil &&
+			lastTokenIs(t, s, g[0].AccessToken)
+	})
+	stop()
+	// The killed call was never answered, so it rotated nothing; the
+	// survivor's is the one answered, successfully.
+	st := s.stats(t, appMain)
+	if st.RefreshCalls != 1 || st.RefreshFailures != 0 {
+		t.Errorf("%d refresh calls answered, %d failed: want the survivor's one, successful", st.RefreshCalls, st.RefreshFailures)
+	}
+	if n := res.failures.Load(); n != 0 {
+		t.Errorf("%d of %d client requests failed; first: %s", n, res.requests.Load(), strings.Join(res.first, "\n  "))
+	}
+	t.Logf("%d client requests on the survivors, %d failed", res.requests.Load(), res.failures.Load())
+}
+
+// refreshesInFlight counts the refresh calls TikTok is holding open now.
+func refreshesInFlight(t *testing.T, s *sim) int {
+	t.Helper()
+	n := 0
+	for _, r := range s.inflight(t) {
+		if r.Path == refreshPath {
+			n++
+		}
+	}
+	return n
+}
+
+// lastTokenIs reports whether the simulator's latest script call carried token.
+func lastTokenIs(t *testing.T, s *sim, token string) bool {
+	t.Helper()
+	reqs := s.requests(t)
+	for i := len(reqs) - 1; i >= 0; i-- {
+		if reqs[i].Path == campaignGet {
+			return reqs[i].AccessToken == token
+		}
+	}
+	return false
+}
+
+// Redis stopped for 10s: every replica keeps serving the token it holds,
+// says it is not ready and that the store is down, and once Redis is back
+// (with its data: append-only file) refreshes resume and readiness returns.
+func TestReplicasRideOutRedisOutage(t *testing.T) {
+	t.Parallel()
+	// The background refresh is due 18-20s after the grant, after Redis
+	// is back (12s); the token is treated as expired only from 30s.
+	const accessTTL, refreshBefore, outage = 40 * time.Second, 20 * time.Second, 10 * time.Second
+	srv := redistest.Start(t, redistest.Options{Persist: true})
+	s := startSim(t)
+	s.post(t, "/sim/config", map[string]string{"access_ttl": accessTTL.String()})
+	var px []*proxy
+	var urls []string
+	for range 3 {
+		p := startReplica(t, s, srv.Addr, refreshBefore)
+		px = append(px, p)
+		urls = append(urls, p.URL+campaignGet+"?advertiser_id="+advMain1)
+	}
+	px[0].authorize(t, s, "main", appMain, advMain1)
+	granted := time.Now()
+	for i, u := range urls {
+		eventually(t, 5*time.Second, fmt.Sprintf("replica %d to serve the grant", i), func() bool { return getOnce(u) == nil })
+	}
+	res, stop := runLoad(3, 50*time.Millisecond, urls...)
+	defer stop()
+
+	srv.Stop()
+	down := time.Now()
+	for i, p := range px {
+		eventually(t, 5*time.Second, fmt.Sprintf("replica %d to report the store down", i), func() bool {
+			return readyz(p) == http.StatusServiceUnavailable && storeUp(t, p) == "0"
+		})
+	}
+	<-time.After(time.Until(down.Add(outage))) // Redis stays down this long
+	srv.Start()
+	for i, p := range px {
+		eventually(t, 10*time.Second, fmt.Sprintf("replica %d to be ready again", i), func() bool {
+			return readyz(p) == http.StatusOK && storeUp(t, p) == "1"
+		})
+	}
+	eventually(t, accessTTL-refreshBefore+10*time.Second-time.Since(granted), "a refresh after Redis came back", func() bool {
+		st := s.stats(t, appMain)
+		return st.RefreshCalls >= 1 && st.RefreshFailures == 0
+	})
+	// A few more calls on the refreshed grant, then the tally.
+	eventually(t, 10*time.Second, "every replica to serve the refreshed token", func() bool {
+		g := s.grants(t)
+		for _, u := range urls {
+			if getOnce(u) != nil || !lastTokenIs(t, s, g[0].AccessToken) {
+				return false
+			}
+		}
+		return true
+	})
+	stop()
+	st := s.stats(t, appMain)
+	if st.RefreshCalls != 1 || st.RefreshFailures != 0 {
+		t.Errorf("%d refresh calls, %d failed; want exactly one, after the outage", st.RefreshCalls, st.RefreshFailures)
+	}
+	if n := res.failures.Load(); n != 0 {
+		t.Errorf("%d of %d client requests failed across the outage; first: %s", n, res.requests.Load(), strings.Join(res.first, "\n  "))
+	}
+	t.Logf("%d client requests across a %v Redis outage, %d failed; refresh resumed %v after the grant", res.requests.Load(), outage, res.failures.Load(), time.Since(granted).Round(time.Second))
+}
+
+func readyz(p *proxy) int {
+	resp, err := plainClient.Get(p.AdminURL + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// storeUp is the value of tiktok_auth_proxy_store_up on p's /metrics.
+func storeUp(t *testing.T, p *proxy) string {
+	t.Helper()
+	_, _, b := httpDo(t, "GET", p.AdminURL+"/metrics", nil, nil)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "tiktok_auth_proxy_store_up "); ok {
+			return v
+		}
+	}
+	t.Fatalf("no tiktok_auth_proxy_store_up in /metrics")
+	return ""
+}
