@@ -153,10 +153,19 @@ func (l *Lease) markLost() {
 	}
 }
 
-// TryLock is the refresh lock of tokens.Locker, held as a lease: extended
-// every third of ttl until unlock, so a refresh that outlasts ttl keeps
-// it, and released by unlock (or, if the holder dies, at ttl).
+// LockTTL caps the Redis TTL of a lease taken through TryLock. A live
+// holder extends it every third of it, so it bounds only how long a dead
+// holder blocks the others (15s against access tokens living hours), while
+// two lost renewals in a row (a pause, a blip, a failover) or a Redis
+// outage of about 10s right after a renewal do not lose it.
+const LockTTL = 15 * time.Second
+
+// TryLock is the refresh lock of tokens.Locker, held as a lease of
+// min(ttl, LockTTL): extended every third of that until unlock, so a
+// refresh that outlasts it keeps it, and released by unlock (or, if the
+// holder dies, at its expiry).
 func (s *Store) TryLock(ctx context.Context, credential string, ttl time.Duration) (unlock func(), ok bool, err error) {
+	ttl = min(ttl, LockTTL)
 	l, ok, err := s.Acquire(ctx, credential, ttl)
 	if err != nil || !ok {
 		return nil, ok, err
