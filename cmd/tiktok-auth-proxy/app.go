@@ -324,6 +324,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	if a.adminLn, err = listen("admin", cfg.AdminListen); err != nil {
 		return nil, err
 	}
+	if cfg.Store.Backend == "redis" {
+		redisstore.SetLogger(log)
+	}
 	if a.store, err = openStore(cfg); err != nil {
 		return nil, err
 	}

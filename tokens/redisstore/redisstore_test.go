@@ -1,8 +1,11 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -265,5 +268,23 @@ func until(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("not within %s: %s", d, what)
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+func TestSetLoggerSendsGoRedisMessagesToSlog(t *testing.T) {
+	var buf bytes.Buffer
+	redisstore.SetLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+	t.Cleanup(func() { redisstore.SetLogger(slog.New(slog.NewTextHandler(io.Discard, nil))) })
+	// Nothing listens on port 1: the pool's failed dial is logged.
+	st, err := redisstore.Open(redisstore.Options{Address: "127.0.0.1:1", DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Ping(t.Context()); err == nil {
+		t.Fatal("Ping of a closed port succeeded")
+	}
+	if !strings.Contains(buf.String(), `"level":"WARN"`) || !strings.Contains(buf.String(), `"source":"go-redis"`) {
+		t.Fatalf("go-redis's message did not reach the slog logger: %q", buf.String())
 	}
 }
