@@ -299,7 +299,7 @@ func TestRequestForAnotherHostRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantProxyError(t, resp.StatusCode, resp.Header, b, 404, 90009, false)
+	wantProxyError(t, resp.StatusCode, resp.Header, b, 421, 90009, false)
 	if after := len(s.recordedTo(t, campaignGet)); after != before {
 		t.Errorf("a request for other.example reached TikTok (%d requests recorded)", after-before)
 	}

@@ -23,7 +23,7 @@ type breaker struct {
 	openedAt time.Time
 }
 
-func (p *Proxy) newBreaker(cred string, failures uint32, timeout time.Duration) *breaker {
+func (c *Core) newBreaker(cred string, failures uint32, timeout time.Duration) *breaker {
 	b := &breaker{timeout: timeout}
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        cred,
@@ -43,11 +43,11 @@ func (p *Proxy) newBreaker(cred string, failures uint32, timeout time.Duration) 
 				// expiry, which gobreaker compares with Before.
 				time.AfterFunc(timeout+time.Millisecond, func() { b.cb.State() })
 			}
-			p.metrics.SetBreakerState(name, breakerGauge(to))
-			p.log.Warn("circuit breaker state changed", "credential", name, "from", from.String(), "to", to.String())
+			c.metrics.SetBreakerState(name, breakerGauge(to))
+			c.log.Warn("circuit breaker state changed", "credential", name, "from", from.String(), "to", to.String())
 		},
 	})
-	p.metrics.SetBreakerState(cred, metrics.BreakerClosed)
+	c.metrics.SetBreakerState(cred, metrics.BreakerClosed)
 	return b
 }
 
@@ -96,15 +96,15 @@ func (b *breaker) fail() {
 
 // waitRate waits for the credential's rate_limit up to maxWait; a longer
 // wait is 90012 with the wait as Retry-After.
-func (p *Proxy) waitRate(ctx context.Context, ex *exchange, cred string) *Error {
-	lim := p.limiters[cred]
+func (c *Core) waitRate(ex *exchange, cred string) *Error {
+	lim := c.limiters[cred]
 	if lim == nil {
 		return nil
 	}
-	now := p.now()
+	now := c.now()
 	res := lim.ReserveN(now, 1)
 	delay := res.DelayFrom(now)
-	if !res.OK() || delay > p.maxWait {
+	if !res.OK() || delay > c.maxWait {
 		res.CancelAt(now)
 		e := newError(CodeRateLimited, http.StatusTooManyRequests,
 			"credential %q is over its rate_limit (%g requests/s, burst %d); retry after the Retry-After seconds or slow down",
@@ -115,9 +115,9 @@ func (p *Proxy) waitRate(ctx context.Context, ex *exchange, cred string) *Error 
 	if delay <= 0 {
 		return nil
 	}
-	if err := p.wait(ctx, delay); err != nil {
-		res.CancelAt(p.now())
-		return p.interrupted(ex)
+	if err := c.wait(ex.ctx, delay); err != nil {
+		res.CancelAt(c.now())
+		return c.interrupted(ex)
 	}
 	return nil
 }
@@ -132,14 +132,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// BreakerState returns the credential's circuit breaker state as the setup
-// page shows it: "closed", "half-open" or "open" ("" for an unknown name).
-func (p *Proxy) BreakerState(name string) string {
-	b, ok := p.breakers[name]
-	if !ok {
-		return ""
-	}
-	return b.cb.State().String()
 }

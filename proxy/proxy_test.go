@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,7 +263,7 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		waitFor(t, cancelled, "upstream to see request %d cancelled", i)
 		<-errc
 	}
-	if got := h.p.breakers["main"].cb.State().String(); got != "closed" {
+	if got := h.p.core.breakers["main"].cb.State().String(); got != "closed" {
 		t.Errorf("breaker %s after client hang-ups, want closed", got)
 	}
 }
@@ -285,7 +286,7 @@ func TestUpstreamFailures(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		h.p.target.Host = addr
+		h.p.core.target.Host = addr
 		w := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?secret=SENTINELSECRET", nil))
 		e := checkProxyError(t, w, 90007, 502)
 		checkCredential(t, w, "main")
@@ -310,6 +311,8 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 		body       string
 		ct         string
 		cred       string // X-TikTok-Credential, when set
+		path       string // default /open_api/v1.3/campaign/create/
+		query      string
 		wantCalls  int
 		wantCode   string
 		wantToken  string
@@ -320,7 +323,14 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 		{name: "40102 healed without body", code: 40102, rotate: true, wantCalls: 2, wantCode: `"code":0`, wantToken: "tok-new", wantReject: 1},
 		{name: "not refreshable", code: 40105, rotate: false, wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
 		{name: "body not replayable", code: 40105, rotate: true, body: "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\nxx\r\n--B--\r\n",
-			ct: "multipart/form-data; boundary=B", cred: "main", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
+			ct: "multipart/form-data; boundary=B", cred: "main", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 0},
+		{name: "query secret", code: 40105, rotate: true, query: "?app_id=1&secret=x", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main"},
+		{name: "query app_id upper case", code: 40102, rotate: true, query: "?APP_ID=1", wantCalls: 1, wantCode: `"code":40102`, wantToken: "tok-main"},
+		{name: "JSON body secret", code: 40105, rotate: true, body: `{"advertiser_id":"` + advMain + `","secr\u0065t":"x"}`, ct: "application/json",
+			wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main"},
+		{name: "JSON body app_id with header", code: 40105, rotate: true, body: `{"app_id":"1"}`, ct: "application/json", cred: "main",
+			wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main"},
+		{name: "advertiser listing", code: 40105, rotate: true, path: "/open_api/v1.3/oauth2/advertiser/get/", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -338,7 +348,11 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 			if tc.body != "" {
 				method, body = http.MethodPost, strings.NewReader(tc.body)
 			}
-			r := httptest.NewRequest(method, "/open_api/v1.3/campaign/create/", body)
+			target := "/open_api/v1.3/campaign/create/"
+			if tc.path != "" {
+				target = tc.path
+			}
+			r := httptest.NewRequest(method, target+tc.query, body)
 			if tc.ct != "" {
 				r.Header.Set("Content-Type", tc.ct)
 			}
@@ -357,7 +371,7 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 			if last.Header.Get("Access-Token") != tc.wantToken || string(last.Body) != tc.body {
 				t.Errorf("last call token %q body %q", last.Header.Get("Access-Token"), last.Body)
 			}
-			if got := h.tok.rejections(); len(got) != tc.wantReject || got[0] != "main/tok-main/"+itoa(tc.code) {
+			if got := h.tok.rejections(); len(got) != tc.wantReject || (tc.wantReject > 0 && got[0] != "main/tok-main/"+itoa(tc.code)) {
 				t.Errorf("Rejected calls = %q", got)
 			}
 		})
@@ -552,7 +566,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		if w := get(); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
 			t.Errorf("request beside the probe's report: %d %s, want TikTok's answer", w.Code, w.Body)
 		}
-		time.Sleep(h.p.timeout)
+		time.Sleep(h.p.core.timeout)
 		if w := <-probe; w.Body.String() != first {
 			t.Errorf("probe's client got %q, want the report's start", w.Body)
 		}
@@ -563,7 +577,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		if last := statuses[len(statuses)-1]; last != 504.0 {
 			t.Errorf("logged statuses %v, want the stalled probe last, as 504", statuses)
 		}
-		if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != 1 || c.ConsecutiveFailures != 1 {
+		if c := h.p.core.breakers["main"].cb.Counts(); c.TotalFailures != 1 || c.ConsecutiveFailures != 1 {
 			t.Errorf("breaker counts %+v after the probe's report stalled, want its one failure", c)
 		}
 		gauge("after the stall", 0)
@@ -749,13 +763,13 @@ credentials:
 	}
 	for i := range 2 {
 		w := httptest.NewRecorder()
-		p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, campaignGet, nil))
+		p.ServeHTTP(w, localRequest(http.MethodGet, campaignGet, nil))
 		if w.Code != http.StatusOK {
 			t.Fatalf("request %d within burst 2: %d %s", i, w.Code, w.Body)
 		}
 	}
 	w := httptest.NewRecorder()
-	p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, campaignGet, nil))
+	p.ServeHTTP(w, localRequest(http.MethodGet, campaignGet, nil))
 	e := checkProxyError(t, w, 90012, 429)
 	if !strings.Contains(e.Message, "burst 2") {
 		t.Errorf("message %q, want burst 2", e.Message)
@@ -771,7 +785,7 @@ func TestRateLimitWaits(t *testing.T) {
 		o.Now = func() time.Time { return now }
 	})
 	var waited []time.Duration
-	h.p.wait = func(_ context.Context, d time.Duration) error {
+	h.p.core.wait = func(_ context.Context, d time.Duration) error {
 		waited = append(waited, d)
 		return nil
 	}
@@ -824,7 +838,7 @@ func TestMetricsAndLogs(t *testing.T) {
 	}{
 		{"main", "GET", "200", 1},
 		{"none", "GET", "404", 1},
-		{"main", "OTHER", "200", 1},
+		{"none", "OTHER", "405", 1},
 	} {
 		if v := testutil.ToFloat64(h.m.Requests.WithLabelValues(c.cred, c.method, c.status)); v != c.want {
 			t.Errorf("requests_total{%s,%s,%s} = %v, want %v", c.cred, c.method, c.status, v, c.want)
@@ -856,5 +870,41 @@ func TestMetricsAndLogs(t *testing.T) {
 	}
 	if !strings.Contains(logs, `"proxy_error":90009`) {
 		t.Errorf("proxy error not logged: %s", logs)
+	}
+}
+
+// TestAdvertiserListSigned: the proxy signs /oauth2/advertiser/get/ with the
+// selected credential's app, replacing what the client sent, and the signed
+// query reaches no log line, not even when TikTok cannot be reached.
+func TestAdvertiserListSigned(t *testing.T) {
+	const listing = "/open_api/v1.3/oauth2/advertiser/get/"
+	h := newHarness(t, nil, nil)
+	r := httptest.NewRequest(http.MethodGet, listing+"?app_id=evil&secret=evil&SECRET=x&page=2", nil)
+	r.Header.Set("X-TikTok-Credential", "other")
+	if w := h.do(r); w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	seen := h.up.requests()
+	if len(seen) != 1 {
+		t.Fatalf("upstream requests = %d", len(seen))
+	}
+	q, _ := url.ParseQuery(seen[0].RawQuery)
+	want := url.Values{"app_id": {"app-other"}, "secret": {"SENTINEL-APP-SECRET-other"}, "SECRET": {"x"}, "page": {"2"}}
+	if fmt.Sprint(q) != fmt.Sprint(want) {
+		t.Errorf("upstream query = %v, want %v", q, want)
+	}
+	if got := seen[0].Header.Get("Access-Token"); got != "tok-other" {
+		t.Errorf("Access-Token = %q", got)
+	}
+
+	down := newHarness(t, nil, nil)
+	down.up.Close()
+	if w := down.do(httptest.NewRequest(http.MethodGet, listing, nil)); w.Code != http.StatusBadGateway {
+		t.Errorf("with TikTok down: status %d, want 502", w.Code)
+	}
+	for _, logs := range []string{h.logs.String(), down.logs.String()} {
+		if strings.Contains(logs, "SENTINEL") || !strings.Contains(logs, `"path":"`+listing+`"`) {
+			t.Errorf("logs show the secret or lack the path: %s", logs)
+		}
 	}
 }

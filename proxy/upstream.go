@@ -31,37 +31,33 @@ func isServerCode(code int) bool {
 	return (code >= 50000 && code <= 52999) || code == tiktok.CodeMaintenance
 }
 
-// attempts is the ReverseProxy's transport: one round trip, its envelope
-// code peeked, and one retry with a fresh token after 40105/40102 when the
-// body can be replayed.
-type attempts struct {
-	p    *Proxy
-	base http.RoundTripper
-}
-
-func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
-	p := a.p
-	ex := exchangeOf(req.Context())
-	resp, err := a.base.RoundTrip(req)
+// attempts is one round trip to TikTok, its envelope code peeked, and one
+// retry with a fresh token after 40105/40102 when the token alone
+// authenticated the request and its body can be replayed.
+func (c *Core) attempts(ex *exchange, out *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(out)
 	if err != nil {
 		return nil, err
 	}
-	p.inspect(ex, resp)
-	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) {
+	c.inspect(ex, resp)
+	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) || !ex.route.tokenOnly {
 		return resp, nil
 	}
-	// The store hears of every rejection, retry or not: it refreshes or
-	// marks the credential, which the next request benefits from.
+	// The store hears of every rejection of a request the token alone
+	// authenticated, retry or not: it refreshes or checks the credential,
+	// which the next request benefits from. A request that also carried an
+	// app's credentials may have been refused for those, so it says
+	// nothing about the token.
 	cred := ex.route.Credential
-	retryable := p.tokens.Rejected(req.Context(), cred, ex.token, ex.code)
+	retryable := c.tokens.Rejected(ex.ctx, cred, ex.token, ex.code)
 	if !retryable || ex.route.sel == nil || !ex.route.sel.replayable() {
 		return resp, nil
 	}
-	token, err := p.tokens.Token(req.Context(), cred)
+	token, err := c.tokens.Token(ex.ctx, cred)
 	if err != nil || token == ex.token {
 		return resp, nil
 	}
-	retry := req.Clone(req.Context())
+	retry := out.Clone(ex.ctx)
 	retry.Header.Set(headerAccessToken, token)
 	retry.Body = nil
 	if len(ex.route.sel.replay) > 0 {
@@ -69,17 +65,17 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	_ = resp.Body.Close()
 	ex.token, ex.retried, ex.codeOK = token, true, false
-	resp, err = a.base.RoundTrip(retry)
+	resp, err = c.base.RoundTrip(retry)
 	if err != nil {
 		return nil, err
 	}
-	p.inspect(ex, resp)
+	c.inspect(ex, resp)
 	return resp, nil
 }
 
 // inspect peeks at resp's envelope code, counts a non-zero one and logs
 // TikTok's rate-limit codes with the advertisers that burn the budget.
-func (p *Proxy) inspect(ex *exchange, resp *http.Response) {
+func (c *Core) inspect(ex *exchange, resp *http.Response) {
 	code, ok := peekCode(resp)
 	ex.code, ex.codeOK = code, ok
 	// 20001 (partial success) is counted too, as SPEC counts every code
@@ -88,10 +84,10 @@ func (p *Proxy) inspect(ex *exchange, resp *http.Response) {
 		return
 	}
 	cred := ex.route.Credential
-	p.metrics.UpstreamAPIError(cred, code)
+	c.metrics.UpstreamAPIError(cred, code)
 	switch code {
 	case tiktok.CodeAppRateLimit, tiktok.CodeEndpointRateLimit, tiktok.CodeAdvertiserQPS:
-		p.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code,
+		c.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code,
 			"advertiser_ids", ex.route.Advertisers, "client", ex.route.Client, "path", resp.Request.URL.Path)
 	}
 }

@@ -171,7 +171,27 @@ func (s *Server) Close() { s.closeFunc() }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern != "/open_api/" && r.Header.Get("Access-Token") != "" {
+		s.recordStray(r)
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// recordStray logs a request that carries an Access-Token to a path the API
+// does not serve, so a test of a proxy sees every token that reached the
+// simulator, wherever it was sent.
+func (s *Server) recordStray(r *http.Request) {
+	rec := Request{
+		Time: s.clock(), RequestID: s.newRequestID(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+		AccessToken: r.Header.Get("Access-Token"), CredentialHeader: r.Header.Get("X-TikTok-Credential"),
+		Authorization: r.Header.Get("Authorization"), Header: r.Header.Clone(), Stray: true,
+	}
+	s.mu.Lock()
+	if t, ok := s.access[rec.AccessToken]; ok {
+		rec.TokenKnown, rec.AppID = true, t.g.appID
+	}
+	s.mu.Unlock()
+	s.record(rec)
 }
 
 // clock is the simulator's time (the Now option plus Advance); it takes

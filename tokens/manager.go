@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,11 @@ type Options struct {
 	// math/rand/v2's Float64. Tests pass a fixed value to check the schedule
 	// exactly.
 	Rand func() float64
+	// Leaser grants the refresh lease a refresh is made under, so that of
+	// several processes sharing the store exactly one refreshes a
+	// credential and the others pick up its result. nil means no lease:
+	// within one process the flights already refresh each credential once.
+	Leaser Leaser
 	// Metrics receives refresh and expiry metrics; nil disables them.
 	Metrics *metrics.Metrics
 	// Logger; nil means slog.Default().
@@ -98,25 +104,31 @@ const (
 	backoffMin      = time.Second
 	backoffMax      = 5 * time.Minute
 	expiredRetryMax = 10 * time.Second
-	// refreshTimeout bounds one refresh (lock, TikTok call, store writes).
+	// pendingRetryMax caps the backoff of storing a grant the store refused.
+	pendingRetryMax = 10 * time.Second
+	// flushRetryMin and flushRetryMax bound the backoff of Flush's retries.
+	flushRetryMin = 100 * time.Millisecond
+	flushRetryMax = time.Second
+	// refreshTimeout bounds one refresh (lease, TikTok call, store writes).
 	refreshTimeout = time.Minute
-	lockTTL        = refreshTimeout
 	// A token rejected within freshWindow of being issued after an earlier
 	// rejection (the refresh that answered it did not help), or the
 	// maxRejections-th rejection of current tokens within rejectWindow, is
-	// not refreshed again: TikTok no longer accepts the grant. A single
-	// rejection, even of a just-authorized token, is refreshed once: one
-	// glitch must not cost an operator a re-authorization.
+	// not refreshed again but checked, like a token that cannot be
+	// refreshed: refreshing on every rejection would let any caller rotate
+	// the grant at will. A single rejection, even of a just-authorized
+	// token, is refreshed once.
 	freshWindow   = time.Minute
 	rejectWindow  = 10 * time.Minute
 	maxRejections = 3
-	// A rejected token that cannot be refreshed is checked with the
-	// advertiser listing instead, and marked only when TikTok refuses the
-	// check itself: nothing can renew it, and a glitch refusing a burst of
-	// requests must not end it. Rejections arriving during a check, or
-	// within checkGrace after one ended, are answered by it: requests sent
-	// before the check can return their refusal after it passed. Later
-	// rejections start another check, so at most one runs per checkGrace.
+	// A rejection is marked only when the credential's own advertiser
+	// listing refuses the token too (or its refresh token is refused): a
+	// 40105 can come from a caller's crafted request or a glitch, and
+	// neither may end a grant TikTok accepts. Rejections arriving during a
+	// check, or within checkGrace after one ended, are answered by it:
+	// requests sent before the check can return their refusal after it
+	// passed. Later rejections start another check, so at most one runs per
+	// checkGrace.
 	checkGrace = 5 * time.Second
 	// maxCommitTries bounds the compare-and-swap retries of one change.
 	maxCommitTries = 5
@@ -133,13 +145,15 @@ var (
 	errSuperseded         = errors.New("tokens: record replaced concurrently")
 	errUnchanged          = errors.New("tokens: nothing to store")
 	errClosed             = errors.New("tokens: manager closed")
-	errRefreshedElsewhere = errors.New("tokens: another process holds the refresh lock")
+	errRefreshedElsewhere = errors.New("tokens: another process holds the refresh lease")
+	errNotStoredYet       = errors.New("tokens: not stored yet")
 )
 
 // Manager owns the token lifecycle of every configured credential. All
 // methods are safe for concurrent use.
 type Manager struct {
 	store         Store
+	leaser        Leaser // nil: no lease
 	api           API
 	refreshBefore time.Duration
 	advInterval   time.Duration
@@ -214,26 +228,9 @@ type validation struct {
 type pendingGrant struct {
 	grant *tiktok.Grant
 	at    time.Time
-	from  string    // the refresh token it was obtained with
-	lock  *heldLock // the refresh lock it was obtained under; nil without a Locker
-}
-
-// heldLock is a refresh lock this process took. It is kept with an unstored
-// grant (another replica refreshing meanwhile would spend a refresh token
-// TikTok already rotated), and the attempt that stores the grant uses it
-// instead of taking the lock again, which a lock that is not re-entrant
-// (SET NX) would refuse to its own holder.
-type heldLock struct {
-	release func()
-	at      time.Time // when it was taken
-	once    sync.Once
-}
-
-// unlock releases the lock once, however many paths drop it; nil is a no-op.
-func (l *heldLock) unlock() {
-	if l != nil {
-		l.once.Do(l.release)
-	}
+	from  string     // the refresh token it was obtained with
+	lease *heldLease // the refresh lease it was obtained under; nil without a Leaser
+	err   error      // why the store refused it, most recently; guarded by Source.mu
 }
 
 // NewManager loads every credential's record from store.
@@ -243,6 +240,7 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 	}
 	m := &Manager{
 		store:         store,
+		leaser:        opts.Leaser,
 		api:           api,
 		refreshBefore: opts.RefreshBefore,
 		advInterval:   opts.AdvertiserInterval,
@@ -290,6 +288,7 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 		m.sources = append(m.sources, s)
 		m.byName[c.Name] = s
 		s.reportState(rec)
+		m.metrics.SetGrantUnpersisted(c.Name, false)
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.reindex()
@@ -317,7 +316,7 @@ func (m *Manager) Start(ctx context.Context) {
 }
 
 // Close stops the background loops and any refresh in progress and waits
-// for them, and releases a refresh lock kept for a grant it could not
+// for them, and releases a refresh lease kept for a grant it could not
 // store. Token keeps serving still-valid tokens afterwards but no longer
 // refreshes. The store is the caller's to close.
 func (m *Manager) Close() error {
@@ -326,13 +325,13 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	m.cancel()
 	m.wg.Wait()
-	// An unstored grant dies with this process: its lock is released so
+	// An unstored grant dies with this process: its lease is released so
 	// another replica can take over at once rather than after the TTL.
 	for _, s := range m.sources {
 		s.mu.Lock()
 		held := s.dropPendingLocked()
 		s.mu.Unlock()
-		held.unlock()
+		held.release()
 	}
 	return nil
 }
@@ -580,26 +579,28 @@ func (s *Source) refresh() (*Record, error) {
 	if latest == nil || latest.AccessToken != used || latest.ReauthRequired {
 		return latest, nil
 	}
-	var held *heldLock
-	if l, ok := s.m.store.(Locker); ok {
-		if held = s.keptLock(); held == nil {
-			release, got, err := l.TryLock(ctx, name, lockTTL)
+	var held *heldLease
+	if s.m.leaser != nil {
+		if held = s.keptLease(); held == nil {
+			h, got, err := s.acquireLease(ctx)
 			if err != nil {
-				return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lock: %w", err))
+				return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lease: %w", err))
 			}
 			if !got {
 				return nil, s.elsewhere(used)
 			}
-			held = &heldLock{release: release, at: s.m.now()}
+			held = h
 		}
 		defer func() {
 			s.mu.Lock()
-			kept := s.pending != nil && s.pending.lock == held
+			kept := s.pending != nil && s.pending.lease == held
 			s.mu.Unlock()
 			if !kept {
-				held.unlock()
+				held.release()
 			}
 		}()
+		// Read under the lease: its generation fences the write, since the
+		// store's compare-and-swap refuses it once anyone stored since.
 		if latest, err = s.reload(ctx); err != nil {
 			return nil, s.fail(ctx, used, err)
 		}
@@ -617,16 +618,26 @@ func (s *Source) refresh() (*Record, error) {
 	s.mu.Lock()
 	p := s.pending
 	if p != nil && p.from == cur.RefreshToken {
-		// Kept, or taken again after the kept one aged (keptLock).
-		p.lock = held
+		// Kept, or taken again after the kept one was lost (keptLease).
+		p.lease = held
 	}
 	s.mu.Unlock()
 	if p == nil || p.from != cur.RefreshToken {
+		if held.lost() {
+			// Another process may hold the lease now: spending the refresh
+			// token here too would end the grant.
+			return nil, s.elsewhere(used)
+		}
+		callCtx, endCall := held.guard(ctx)
 		start := time.Now()
-		g, err := s.m.api.Refresh(ctx, s.cred.App, cur.RefreshToken)
+		g, err := s.m.api.Refresh(callCtx, s.cred.App, cur.RefreshToken)
+		endCall()
 		s.m.metrics.Refresh(name, err == nil && g != nil && g.AccessToken != "", time.Since(start))
 		var apiErr *tiktok.APIError
 		switch {
+		case err != nil && held.lost() && callCtx.Err() != nil && ctx.Err() == nil:
+			// Cancelled by the lease's loss before the request was sent.
+			return nil, s.elsewhere(used)
 		case errors.As(err, &apiErr) && (apiErr.Code == tiktok.CodeRefreshTokenExpired || apiErr.Code == tiktok.CodeRefreshTokenInvalid):
 			return nil, s.markReauth(ctx, used, fmt.Sprintf("TikTok refused the refresh token (code %d: %s)", apiErr.Code, apiErr.Message), s.wasRejected(used))
 		case err != nil:
@@ -635,35 +646,77 @@ func (s *Source) refresh() (*Record, error) {
 			return nil, s.fail(ctx, used, errors.New("tokens: refresh response without an access token"))
 		}
 		s.m.logDropped(name, g)
-		p = &pendingGrant{grant: g, at: s.m.now(), from: cur.RefreshToken, lock: held}
+		p = &pendingGrant{grant: g, at: s.m.now(), from: cur.RefreshToken, lease: held}
 		s.mu.Lock()
 		s.pending = p
 		s.mu.Unlock()
 	}
 
-	// The new refresh token is durable before the new access token is
-	// handed out: a crash from here on loses nothing.
+	stored, err := s.storePending(ctx, p)
+	if err != nil {
+		return nil, s.fail(ctx, used, err)
+	}
+	if stored == nil {
+		// Superseded: another writer stored a newer grant or a mark.
+		return s.current(), nil
+	}
+	s.m.log.Info("token refreshed", "credential", name,
+		"access_expires_at", stored.AccessExpiresAt, "refresh_token_rotated", p.grant.RefreshToken != "" && p.grant.RefreshToken != p.from)
+	return stored, nil
+}
+
+// storePending stores p, the grant TikTok issued for the refresh token
+// p.from. The new refresh token is durable before the new access token is
+// handed out: a crash from then on loses nothing. Until it is stored, p is
+// held in memory, grant_unpersisted is 1 and Ready fails; the refresh loop
+// retries it (fail caps the backoff at pendingRetryMax), and Flush at
+// shutdown. It returns the stored record, or nil when the stored record no
+// longer holds p.from (another writer superseded it; p is dropped).
+func (s *Source) storePending(ctx context.Context, p *pendingGrant) (*Record, error) {
+	s.mu.Lock()
+	if s.pending != p {
+		// Stored or dropped by a concurrent call (a flight and Flush).
+		s.mu.Unlock()
+		return nil, nil
+	}
+	s.mu.Unlock()
 	stored, err := s.commit(ctx, func(latest *Record) (*Record, error) {
 		if latest == nil || latest.RefreshToken != p.from || latest.ReauthRequired {
 			return nil, errSuperseded
 		}
 		return s.applyGrant(latest, p.grant, p.at), nil
 	})
-	if errors.Is(err, errSuperseded) {
+	if err != nil && !errors.Is(err, errSuperseded) {
 		s.mu.Lock()
-		s.dropPendingLocked() // its lock is held's, released on return
+		first := p.err == nil
+		p.err = err
+		if s.pending == p {
+			s.m.metrics.SetGrantUnpersisted(s.cred.Name, true)
+		}
 		s.mu.Unlock()
-		return s.current(), nil
-	}
-	if err != nil {
-		return nil, s.fail(ctx, used, fmt.Errorf("tokens: storing the refreshed token: %w", err))
+		if first {
+			s.m.log.Error("TikTok issued a new grant but the store refused it: held in memory and retried; it is lost if the process stops first",
+				"credential", s.cred.Name, "error", err.Error())
+		}
+		return nil, fmt.Errorf("tokens: storing the refreshed token: %w", err)
 	}
 	s.mu.Lock()
-	s.dropPendingLocked() // its lock is held's, released on return
-	s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	var lk *heldLease
+	if s.pending == p {
+		lk = s.dropPendingLocked()
+	}
+	if err == nil {
+		s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
+	}
+	recovered := p.err != nil
 	s.mu.Unlock()
-	s.m.log.Info("token refreshed", "credential", name,
-		"access_expires_at", stored.AccessExpiresAt, "refresh_token_rotated", p.grant.RefreshToken != "" && p.grant.RefreshToken != p.from)
+	lk.release()
+	if errors.Is(err, errSuperseded) {
+		return nil, nil
+	}
+	if recovered {
+		s.m.log.Info("the held grant is stored now", "credential", s.cred.Name)
+	}
 	return stored, nil
 }
 
@@ -719,6 +772,11 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 			delay = left
 		}
 	}
+	if s.pending != nil {
+		// A grant lives only in memory: storing it again asks nothing of
+		// TikTok, and every moment it waits is one a crash would lose it.
+		delay = min(delay, pendingRetryMax/2+s.m.spread(pendingRetryMax/2))
+	}
 	s.nextAttempt = now.Add(delay)
 	s.lastErr = err
 	failures := s.failures
@@ -747,9 +805,9 @@ func (s *Source) fail(ctx context.Context, used string, err error) error {
 }
 
 // elsewhere schedules a re-read shortly instead of a refresh: another
-// replica holds the refresh lock and stores its result. Nothing is
+// replica holds the refresh lease and stores its result. Nothing is
 // persisted and no failure counted, so waiting replicas do not churn the
-// shared record the lock holder must write.
+// shared record the lease holder must write.
 func (s *Source) elsewhere(used string) error {
 	s.mu.Lock()
 	if s.rec != nil && s.rec.AccessToken == used {
@@ -761,27 +819,26 @@ func (s *Source) elsewhere(used string) error {
 	return errRefreshedElsewhere
 }
 
-// keptLock is the refresh lock kept with the unstored grant, while less
-// than half its TTL has passed, so the attempt storing the grant ends
-// within it. An older one is released, for the attempt to take it anew.
-// nil when there is none to use.
-func (s *Source) keptLock() *heldLock {
+// keptLease is the refresh lease kept with the unstored grant, unless it
+// was lost: then it is released for the attempt to acquire a new one. nil
+// when there is none to use.
+func (s *Source) keptLease() *heldLease {
 	s.mu.Lock()
-	var lk *heldLock
+	var h *heldLease
 	if s.pending != nil {
-		lk = s.pending.lock
+		h = s.pending.lease
 	}
-	if lk == nil || s.m.now().Sub(lk.at) < lockTTL/2 {
+	if h == nil || !h.lost() {
 		s.mu.Unlock()
-		return lk
+		return h
 	}
-	s.pending.lock = nil
+	s.pending.lease = nil
 	s.mu.Unlock()
-	lk.unlock()
+	h.release()
 	return nil
 }
 
-// dropStalePending forgets the unstored grant, releasing its lock, once
+// dropStalePending forgets the unstored grant, releasing its lease, once
 // the stored record no longer holds the refresh token it was obtained
 // with: another process stored a grant or a mark since, and the CAS would
 // refuse it anyway.
@@ -794,18 +851,19 @@ func (s *Source) dropStalePending(latest *Record) {
 	}
 	lk := s.dropPendingLocked()
 	s.mu.Unlock()
-	lk.unlock()
+	lk.release()
 }
 
-// dropPendingLocked forgets the unstored grant and returns its lock for
+// dropPendingLocked forgets the unstored grant and returns its lease for
 // the caller to release once s.mu is unlocked. s.mu must be held.
-func (s *Source) dropPendingLocked() *heldLock {
+func (s *Source) dropPendingLocked() *heldLease {
 	p := s.pending
 	s.pending = nil
 	if p == nil {
 		return nil
 	}
-	return p.lock
+	s.m.metrics.SetGrantUnpersisted(s.cred.Name, false)
+	return p.lease
 }
 
 // backoff is the jittered delay after n consecutive failures: 1s, 2s, 4s …
@@ -899,6 +957,7 @@ func (s *Source) commit(ctx context.Context, mutate func(latest *Record) (*Recor
 			return next.Clone(), nil
 		}
 		if !errors.Is(err, ErrConflict) {
+			s.m.metrics.StoreWriteFailed()
 			return nil, err
 		}
 		if cur, err = s.reload(ctx); err != nil {
@@ -1188,12 +1247,14 @@ func (m *Manager) reindex() {
 // Rejected reports that TikTok answered code (40105 or 40102) to a request
 // made with token. For a refreshable credential whose current token is still
 // token, it forces one refresh (shared with concurrent callers) and reports
-// retry=true when a different token is now available. Repeated rejections
-// of fresh tokens mark re-authorization required. A token that cannot be
-// refreshed is checked at once with the advertiser listing (one check shared
-// by concurrent callers, at most one per five seconds): it is marked only
-// when TikTok refuses that check too; a check TikTok accepts shows the
-// rejection was a glitch.
+// retry=true when a different token is now available; a refresh TikTok
+// refuses (40103, 40107) marks re-authorization required. A token that
+// cannot be refreshed, or whose refresh did not help (rejected again within
+// a minute of being issued, or a third rejection within ten minutes), is
+// checked at once with the advertiser listing instead (one check shared by
+// concurrent callers, at most one per five seconds): it is marked only when
+// TikTok refuses that check too; a check TikTok accepts shows the rejection
+// was a glitch or a caller's own request. A rejection never marks by itself.
 func (m *Manager) Rejected(ctx context.Context, name, token string, code int) (retry bool) {
 	if code != tiktok.CodeTokenInvalid && code != tiktok.CodeTokenExpired {
 		return false
@@ -1241,7 +1302,7 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 		return usable(rec, now)
 	}
 	if !rec.Refreshable() {
-		return s.rejectedLongLivedLocked(ctx, token, code, now)
+		return s.checkRejectedLocked(ctx, token, code, now)
 	}
 	// Remembered for the refresh below: if it proves the grant gone, the
 	// mark then also stops this token being served, in the same write.
@@ -1251,17 +1312,10 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 		s.rejections = append(slices.DeleteFunc(s.rejections, func(t time.Time) bool {
 			return now.Sub(t) >= rejectWindow
 		}), now)
-		reason := ""
-		switch {
-		case len(s.rejections) >= maxRejections:
-			reason = fmt.Sprintf("TikTok rejected %d access tokens within %s (code %d)", len(s.rejections), rejectWindow, code)
-		case len(s.rejections) >= 2 && now.Sub(issuedAt(rec)) < freshWindow:
-			reason = fmt.Sprintf("TikTok rejected a just-issued access token (code %d)", code)
-		}
-		if reason != "" {
-			s.mu.Unlock()
-			_ = s.markReauth(ctx, token, reason, true)
-			return false
+		if len(s.rejections) >= maxRejections || (len(s.rejections) >= 2 && now.Sub(issuedAt(rec)) < freshWindow) {
+			// Refreshing again would not help (or would let a caller rotate
+			// the grant at will): ask TikTok whether it accepts the token.
+			return s.checkRejectedLocked(ctx, token, code, now)
 		}
 		if s.inBackoff(now) {
 			s.mu.Unlock()
@@ -1286,13 +1340,13 @@ func (s *Source) rejectedBy(ctx context.Context, token string, code int) (retry 
 	return cur != nil && !cur.ReauthRequired && cur.AccessToken != token && usable(cur, m.now())
 }
 
-// rejectedLongLivedLocked handles a rejection of the current token of a
-// grant that cannot be refreshed; s.mu is held and released here. The
-// rejection starts a check, or joins the one running, or is ignored when a
-// check of the token ended within checkGrace; only the check's refusal
-// marks. There is never another token to retry with, so it always returns
-// false.
-func (s *Source) rejectedLongLivedLocked(ctx context.Context, token string, code int, now time.Time) bool {
+// checkRejectedLocked handles a rejection of the current token that a
+// refresh cannot answer: the grant cannot be refreshed, or its refreshes
+// did not help. s.mu is held and released here. The rejection starts a
+// check, or joins the one running, or is ignored when a check of the token
+// ended within checkGrace; only the check's refusal marks. There is no
+// other token to retry with, so it always returns false.
+func (s *Source) checkRejectedLocked(ctx context.Context, token string, code int, now time.Time) bool {
 	v := s.validation
 	if v == nil || v.token != token {
 		if s.checked == token && now.Before(s.checkedAt.Add(checkGrace)) {
@@ -1354,7 +1408,7 @@ func (s *Source) validate(token string, code int) {
 	var ae *tiktok.APIError
 	switch {
 	case errors.As(err, &ae) && tokenRefused(ae.Code):
-		_ = s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token (code %d) and refused it again when checked (code %d); it cannot be refreshed", code, ae.Code), true)
+		_ = s.markReauth(ctx, token, fmt.Sprintf("TikTok rejected the access token (code %d) and refused it again when checked (code %d)", code, ae.Code), true)
 		return
 	case err != nil:
 		// Inconclusive: the next rejection after checkGrace, or the
@@ -1429,7 +1483,7 @@ func (m *Manager) Authorize(ctx context.Context, name string, g *tiktok.Grant) (
 	held := s.dropPendingLocked()
 	s.rejections = nil
 	s.mu.Unlock()
-	held.unlock()
+	held.release()
 	s.poke()
 	m.log.Info("credential authorized", "credential", name, "advertisers", len(stored.Advertisers),
 		"scopes", stored.Scopes, "access_expires_at", stored.AccessExpiresAt, "refreshable", stored.Refreshable())
@@ -1476,10 +1530,73 @@ func (m *Manager) CredentialFor(advertiserID string) (name string, ok bool) {
 	return name, ok
 }
 
-// Ready reports whether the store is reachable.
+// Ready reports whether the store is reachable and holds every grant:
+// while a grant TikTok issued lives only in memory (the store refused it),
+// the process must not be taken for healthy, since stopping it loses the
+// grant.
 func (m *Manager) Ready(ctx context.Context) error {
+	var errs []error
 	if err := m.store.Ping(ctx); err != nil {
-		return fmt.Errorf("tokens: store not ready: %w", err)
+		errs = append(errs, fmt.Errorf("tokens: store not ready: %w", err))
 	}
-	return nil
+	return errors.Join(append(errs, m.unpersistedError("held in memory, the store refused it"))...)
+}
+
+// Unpersisted names, in config order, the credentials whose newest grant
+// TikTok issued is held only in memory because the store refused it.
+func (m *Manager) Unpersisted() []string {
+	var names []string
+	for _, s := range m.sources {
+		s.mu.Lock()
+		if s.pending != nil {
+			names = append(names, s.cred.Name)
+		}
+		s.mu.Unlock()
+	}
+	return names
+}
+
+// unpersistedError is nil when every grant is stored, else one error per
+// credential whose grant is not, saying what, with the store's latest
+// refusal.
+func (m *Manager) unpersistedError(what string) error {
+	var errs []error
+	for _, s := range m.sources {
+		s.mu.Lock()
+		if p := s.pending; p != nil {
+			errs = append(errs, fmt.Errorf("tokens: the grant of credential %q is %s: %w", s.cred.Name, what, cmp.Or(p.err, errNotStoredYet)))
+		}
+		s.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// Flush stores every grant held only in memory, retrying with backoff
+// until each is stored or ctx ends. It returns nil when none is left, else
+// an error naming each credential whose grant would be lost: serve's
+// shutdown calls it before Close and exits 1 on its error. Call it before
+// Close, which drops held grants.
+func (m *Manager) Flush(ctx context.Context) error {
+	delay := flushRetryMin
+	for {
+		for _, s := range m.sources {
+			s.mu.Lock()
+			p := s.pending
+			s.mu.Unlock()
+			if p != nil {
+				_, _ = s.storePending(ctx, p)
+			}
+		}
+		if len(m.Unpersisted()) == 0 {
+			return nil
+		}
+		t := time.NewTimer(delay/2 + m.spread(delay/2))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return m.unpersistedError("lost: the store refused it until shutdown; authorize the credential again")
+		case <-t.C:
+		}
+		delay = min(2*delay, flushRetryMax)
+	}
 }

@@ -111,18 +111,27 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// maxListedAdvertisers bounds the ADVERTISERS column: an agency grant can
+// hold hundreds, which would bury every other column.
+const maxListedAdvertisers = 3
+
 func advertiserList(ads []Advertiser) string {
 	if len(ads) == 0 {
 		return "-"
 	}
-	parts := make([]string, len(ads))
-	for i, a := range ads {
-		parts[i] = a.ID
+	parts := make([]string, 0, maxListedAdvertisers)
+	for _, a := range ads[:min(len(ads), maxListedAdvertisers)] {
+		part := a.ID
 		if a.Name != "" {
-			parts[i] += " (" + oneLine(a.Name) + ")"
+			part += " (" + oneLine(a.Name) + ")"
 		}
+		parts = append(parts, part)
 	}
-	return strings.Join(parts, ", ")
+	list := strings.Join(parts, ", ")
+	if more := len(ads) - maxListedAdvertisers; more > 0 {
+		list += fmt.Sprintf(" (+%d more)", more)
+	}
+	return list
 }
 
 func expiresIn(t, now time.Time, zero string) string {

@@ -31,6 +31,10 @@ import (
 // finish after SIGTERM before their connections are closed under them.
 const defaultShutdownTimeout = 25 * time.Second
 
+// flushTimeout bounds the retries, at shutdown, of writing a grant the
+// store refused; past it the grant is lost and serve exits 1 naming it.
+const flushTimeout = 3 * time.Second
+
 // defaultHandlerGrace bounds the wait, once their connections are closed,
 // for handlers still running before the store is closed under them.
 const defaultHandlerGrace = 2 * time.Second
@@ -152,43 +156,41 @@ func managerCredentials(cfg *config.Config) []tokens.Credential {
 // hung Redis shows as 0 rather than a scrape timeout.
 const storeUpTimeout = time.Second
 
-// openStore opens the configured token store.
-func openStore(cfg *config.Config) (tokens.Store, error) {
+// openStore opens the configured token store and the Leaser its refreshes
+// run under; opts apply to the file store. The file backend serves one
+// process, so its leases live in memory; Redis shares them between replicas.
+func openStore(cfg *config.Config, opts ...filestore.Option) (tokens.Store, tokens.Leaser, error) {
+	key, err := cfg.Store.Key()
+	if err != nil {
+		return nil, nil, err
+	}
 	switch cfg.Store.Backend {
 	case "file":
-		key, err := cfg.Store.Key()
-		if err != nil {
-			return nil, err
-		}
-		st, err := filestore.Open(cfg.Store.Path, key)
+		st, err := filestore.Open(cfg.Store.Path, key, opts...)
 		if err != nil {
 			// Not st itself: a nil *Store in a non-nil Store interface
 			// would be closed by the caller's cleanup.
-			return nil, err
+			return nil, nil, err
 		}
-		return st, nil
+		return st, tokens.NewMemoryLeaser(nil), nil
 	case "redis":
-		key, err := cfg.Store.Key()
-		if err != nil {
-			return nil, err
-		}
 		r := cfg.Store.Redis
-		opts := redisstore.Options{
+		ro := redisstore.Options{
 			Address: r.Address, Username: r.Username, Password: r.Password.Value(), DB: r.DB,
 			KeyPrefix: r.KeyPrefix, TLS: r.TLS,
 		}
 		if len(key) > 0 {
-			if opts.Sealer, err = redisstore.NewSealer(key); err != nil {
-				return nil, err
+			if ro.Sealer, err = redisstore.NewSealer(key); err != nil {
+				return nil, nil, err
 			}
 		}
-		st, err := redisstore.Open(opts)
+		st, err := redisstore.Open(ro)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return st, nil
+		return st, st, nil
 	default:
-		return nil, fmt.Errorf("store backend %q is not available in this version; use backend: file or redis", cfg.Store.Backend)
+		return nil, nil, fmt.Errorf("store backend %q is not available in this version; use backend: file or redis", cfg.Store.Backend)
 	}
 }
 
@@ -234,7 +236,8 @@ func newRegistry() (*prometheus.Registry, *metrics.Metrics) {
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
 // finish in-flight requests (bounded), stop refreshing, flush the store.
 // Requests still running past the bound are cut off; that is the bound
-// working, not a failure, so Run still returns nil.
+// working, not a failure, so Run still returns nil; a grant the store refused
+// until flushTimeout is, and Run returns the error naming it (exit 1).
 func (a *app) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	serve := func(s *http.Server, ln net.Listener) {
@@ -246,7 +249,9 @@ func (a *app) Run(ctx context.Context) error {
 	go serve(a.admin, a.adminLn)
 	a.manager.Start(ctx)
 	a.log.Info("tiktok-auth-proxy serving", "proxy", httpURL(a.proxyLn.Addr()), "admin", httpURL(a.adminLn.Addr()),
-		"setup_page", httpURL(a.adminLn.Addr())+"/authorize", "credentials", len(a.cfg.Credentials), "version", version)
+		"setup_page", a.setup.SetupURL(httpURL(a.adminLn.Addr())), "upstream", a.cfg.Upstream.BaseURL,
+		"store", storeLocation(a.cfg.Store), "encryption", a.cfg.Store.EncryptionKey != "",
+		slog.Group("credentials", a.credentialStates()...), "version", version)
 
 	var runErr error
 	select {
@@ -256,11 +261,30 @@ func (a *app) Run(ctx context.Context) error {
 		a.log.Error("listener failed", "error", runErr)
 	}
 	a.shutdown()
-	err := errors.Join(runErr, a.Close())
+	err := errors.Join(runErr, a.flush(), a.Close())
 	if err == nil {
 		a.log.Info("stopped")
 	}
 	return err
+}
+
+// storeLocation names where tokens are kept, for the start line: the file's
+// path, or the Redis address and database.
+func storeLocation(s config.Store) string {
+	if s.Backend == "redis" {
+		return fmt.Sprintf("redis://%s/%d", s.Redis.Address, s.Redis.DB)
+	}
+	return "file:" + s.Path
+}
+
+// credentialStates is each credential's state as the setup page names it,
+// for the start line.
+func (a *app) credentialStates() []any {
+	var out []any
+	for _, st := range a.manager.Statuses() {
+		out = append(out, slog.String(st.Name, setup.State(st, "")))
+	}
+	return out
 }
 
 // shutdown stops both listeners at once and waits up to shutdownTimeout for
@@ -296,6 +320,18 @@ func (a *app) shutdown() {
 	}
 }
 
+// flush writes, within flushTimeout, every grant the store refused so far;
+// its error names each credential whose grant is lost with this process.
+func (a *app) flush() error {
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	err := a.manager.Flush(ctx)
+	if err != nil {
+		a.log.Error("grants the store refused are lost on exit", "credentials", a.manager.Unpersisted(), "error", err.Error())
+	}
+	return err
+}
+
 // Close stops the token manager and closes the store.
 func (a *app) Close() error {
 	var errs []error
@@ -327,7 +363,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	if cfg.Store.Backend == "redis" {
 		redisstore.SetLogger(log)
 	}
-	if a.store, err = openStore(cfg); err != nil {
+	var leaser tokens.Leaser
+	if a.store, leaser, err = openStore(cfg, filestore.WithLogger(log)); err != nil {
 		return nil, err
 	}
 	reg, m := newRegistry()
@@ -338,9 +375,13 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		defer cancel()
 		return store.Ping(ctx) == nil
 	})
+	for _, c := range cfg.Credentials {
+		m.InitCredential(c.Name)
+	}
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
+		Leaser:        leaser,
 		Metrics:       m,
 		Logger:        log,
 	})
@@ -354,7 +395,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	creds := make([]setup.Credential, 0, len(cfg.Credentials))
 	for _, c := range cfg.Credentials {
-		creds = append(creds, setup.Credential{Name: c.Name, Description: c.Description, Kind: c.Kind, App: appFor(cfg, c)})
+		creds = append(creds, setup.Credential{Name: c.Name, Description: c.Description, Kind: c.Kind, App: appFor(cfg, c),
+			AdvertiserIDs: c.AdvertiserIDs, Default: c.Default})
 	}
 	admin, err := setup.New(setup.Options{
 		Credentials:  creds,

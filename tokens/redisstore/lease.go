@@ -4,17 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
-// ErrLeaseLost is returned by Lease.Extend when the lease is gone: it
-// expired, or another replica holds it now.
-var ErrLeaseLost = errors.New("tokens: refresh lease lost")
+var _ tokens.Leaser = (*Store)(nil)
 
 // extendScript pushes the lease's expiry to now+ttl if the caller still
 // holds it. KEYS: lease. ARGV: token, ttl in milliseconds. Returns 1 or 0.
@@ -39,7 +38,7 @@ return 0
 // has it. The holder must Extend it while it works and Release it when
 // done; it is fenced by the generation it reads under the lease, which
 // Put's compare-and-swap checks.
-func (s *Store) Acquire(ctx context.Context, credential string, ttl time.Duration) (*Lease, bool, error) {
+func (s *Store) Acquire(ctx context.Context, credential string, ttl time.Duration) (tokens.Lease, bool, error) {
 	if ttl < time.Millisecond {
 		return nil, false, fmt.Errorf("redisstore: lease %q: ttl %s is under a millisecond", credential, ttl)
 	}
@@ -67,8 +66,8 @@ func (s *Store) Acquire(ctx context.Context, credential string, ttl time.Duratio
 	return l, true, nil
 }
 
-// Lease is one holder's refresh lease on a credential. Its methods are safe
-// for concurrent use.
+// Lease is one holder's refresh lease on a credential, a tokens.Lease. Its
+// methods are safe for concurrent use.
 type Lease struct {
 	s          *Store
 	credential string
@@ -83,7 +82,7 @@ type Lease struct {
 }
 
 // Extend pushes the lease's expiry to now+ttl. It returns an error wrapping
-// ErrLeaseLost when the lease is gone (then Lost is closed), or another
+// tokens.ErrLeaseLost when the lease is gone (then Lost is closed), or another
 // error when Redis could not be asked; the lease then still runs out at
 // the expiry last set.
 func (l *Lease) Extend(ctx context.Context) error {
@@ -91,7 +90,7 @@ func (l *Lease) Extend(ctx context.Context) error {
 	done := l.done
 	l.mu.Unlock()
 	if done {
-		return fmt.Errorf("redisstore: lease %q: %w", l.credential, ErrLeaseLost)
+		return fmt.Errorf("redisstore: lease %q: %w", l.credential, tokens.ErrLeaseLost)
 	}
 	start := time.Now()
 	n, err := extendScript.Run(ctx, l.s.rdb, []string{l.key}, l.token, l.ttl.Milliseconds()).Int()
@@ -100,14 +99,14 @@ func (l *Lease) Extend(ctx context.Context) error {
 	}
 	if n == 0 {
 		l.markLost()
-		return fmt.Errorf("redisstore: lease %q: %w", l.credential, ErrLeaseLost)
+		return fmt.Errorf("redisstore: lease %q: %w", l.credential, tokens.ErrLeaseLost)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done {
 		// The previous expiry passed while the extension was on its way:
 		// Lost has been closed and stays the holder's answer.
-		return fmt.Errorf("redisstore: lease %q: %w", l.credential, ErrLeaseLost)
+		return fmt.Errorf("redisstore: lease %q: %w", l.credential, tokens.ErrLeaseLost)
 	}
 	l.timer.Reset(time.Until(start.Add(l.ttl)))
 	return nil
@@ -152,54 +151,3 @@ func (l *Lease) markLost() {
 		close(l.lost)
 	}
 }
-
-// LockTTL caps the Redis TTL of a lease taken through TryLock. A live
-// holder extends it every third of it, so it bounds only how long a dead
-// holder blocks the others (15s against access tokens living hours), while
-// two lost renewals in a row (a pause, a blip, a failover) or a Redis
-// outage of about 10s right after a renewal do not lose it.
-const LockTTL = 15 * time.Second
-
-// TryLock is the refresh lock of tokens.Locker, held as a lease of
-// min(ttl, LockTTL): extended every third of that until unlock, so a
-// refresh that outlasts it keeps it, and released by unlock (or, if the
-// holder dies, at its expiry).
-func (s *Store) TryLock(ctx context.Context, credential string, ttl time.Duration) (unlock func(), ok bool, err error) {
-	ttl = min(ttl, LockTTL)
-	l, ok, err := s.Acquire(ctx, credential, ttl)
-	if err != nil || !ok {
-		return nil, ok, err
-	}
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(ttl / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-l.Lost():
-				return
-			case <-tick.C:
-				ectx, cancel := context.WithTimeout(context.Background(), ttl/3)
-				_ = l.Extend(ectx) // a lost lease closes Lost; a failed call is retried next tick
-				cancel()
-			}
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(done)
-			<-stopped
-			rctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
-			defer cancel()
-			_ = l.Release(rctx) // unreleased, it runs out at its expiry
-		})
-	}, true, nil
-}
-
-// releaseTimeout bounds the release of a lease when it is handed back.
-const releaseTimeout = 5 * time.Second

@@ -54,7 +54,7 @@ func pausedHolder(addr string) error {
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		return err
 	}
-	fmt.Printf("extend: lease lost %v\n", errors.Is(l.Extend(ctx), redisstore.ErrLeaseLost))
+	fmt.Printf("extend: lease lost %v\n", errors.Is(l.Extend(ctx), tokens.ErrLeaseLost))
 	select {
 	case <-l.Lost():
 		fmt.Println("lost: closed")
@@ -111,7 +111,7 @@ func TestPausedHolderProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var lease *redisstore.Lease
+	var lease tokens.Lease
 	until(t, 10*time.Second, "the stopped holder's lease to run out", func() bool {
 		l, ok, err := st.Acquire(ctx, "main", time.Minute)
 		if err != nil {
