@@ -33,12 +33,41 @@ end
 return 0
 `)
 
+// acquirePoll is how often Acquire asks again while it waits for a held
+// lease: a few cheap SET NX a second, only while another replica refreshes.
+const acquirePoll = 50 * time.Millisecond
+
 // Acquire takes credential's refresh lease for ttl: SET NX PX with a random
-// token only this holder knows. ok is false (err nil) when another holder
-// has it. The holder must Extend it while it works and Release it when
-// done; it is fenced by the generation it reads under the lease, which
-// Put's compare-and-swap checks.
+// token only this holder knows. While another holder has it, Acquire asks
+// again every 50ms for up to Options.AcquireWait (or until ctx ends); ok is
+// false (err nil) when it is still held then. The holder must Extend it
+// while it works and Release it when done; it is fenced by the generation
+// it reads under the lease, which Put's compare-and-swap checks.
 func (s *Store) Acquire(ctx context.Context, credential string, ttl time.Duration) (tokens.Lease, bool, error) {
+	l, ok, err := s.tryAcquire(ctx, credential, ttl)
+	if ok || err != nil || s.acquireWait <= 0 {
+		return l, ok, err
+	}
+	give := time.NewTimer(s.acquireWait)
+	defer give.Stop()
+	tick := time.NewTicker(acquirePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("redisstore: acquire lease %q: %w", credential, ctx.Err())
+		case <-give.C:
+			return nil, false, nil
+		case <-tick.C:
+		}
+		if l, ok, err := s.tryAcquire(ctx, credential, ttl); ok || err != nil {
+			return l, ok, err
+		}
+	}
+}
+
+// tryAcquire is one SET NX PX.
+func (s *Store) tryAcquire(ctx context.Context, credential string, ttl time.Duration) (tokens.Lease, bool, error) {
 	if ttl < time.Millisecond {
 		return nil, false, fmt.Errorf("redisstore: lease %q: ttl %s is under a millisecond", credential, ttl)
 	}

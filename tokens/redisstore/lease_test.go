@@ -245,3 +245,34 @@ func TestLeaseLostWhileRedisUnreachable(t *testing.T) {
 		t.Fatal("Lost not closed while Redis was unreachable past the TTL")
 	}
 }
+
+// A replica asking for a held lease waits for it: it gets it once the
+// holder's lease ends, within its AcquireWait, instead of being told it is
+// held.
+func TestAcquireWaitsForTheHolder(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := t.Context()
+	a := open(t, srv, redisstore.Options{})
+	b := open(t, srv, redisstore.Options{AcquireWait: time.Minute})
+	if _, ok, err := a.Acquire(ctx, "main", 2*time.Second); err != nil || !ok {
+		t.Fatalf("Acquire: ok %v, err %v", ok, err)
+	}
+	lb, ok, err := b.Acquire(ctx, "main", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("waiting Acquire: ok %v, err %v; want the lease once the holder's ran out", ok, err)
+	}
+	if err := lb.Extend(ctx); err != nil {
+		t.Fatalf("the waiter's lease: %v", err)
+	}
+	// Without a wait the answer is at once: held.
+	c := open(t, srv, redisstore.Options{AcquireWait: -1})
+	if _, ok, err := c.Acquire(ctx, "main", time.Minute); err != nil || ok {
+		t.Fatalf("Acquire without wait of a held lease: ok %v, err %v", ok, err)
+	}
+	// A waiter's context bounds the wait.
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, ok, err := b.Acquire(cctx, "main", time.Minute); ok || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire past its context: ok %v, err %v, want context.DeadlineExceeded", ok, err)
+	}
+}

@@ -33,6 +33,7 @@ const (
 	DefaultKeyPrefix    = "tiktok-auth-proxy:"
 	DefaultDialTimeout  = 5 * time.Second
 	DefaultPollInterval = 500 * time.Millisecond
+	DefaultAcquireWait  = 2 * time.Second
 )
 
 // Sealer seals records at rest. Open must refuse (with an error) anything
@@ -61,6 +62,13 @@ type Options struct {
 	// Sealer seals each record; nil stores plain JSON. A store sealed with
 	// one configuration is refused by the other, never misread.
 	Sealer Sealer
+	// AcquireWait is how long Acquire waits for a lease another replica
+	// holds to be released before it reports it held. A replica that
+	// wanted to refresh while another did then takes the lease right
+	// after, re-reads the store and finds the new token, instead of
+	// retrying later, possibly after its own token expired. Default
+	// DefaultAcquireWait; negative: no wait.
+	AcquireWait time.Duration
 	// PollInterval is how often Watch compares generations, the fallback
 	// that finds changes whose notification was missed (pub/sub down or
 	// refused). Default DefaultPollInterval.
@@ -70,10 +78,11 @@ type Options struct {
 // Store is a tokens.Store in Redis, safe for concurrent use. It also
 // implements the refresh lease (Acquire) and change notification (Watch).
 type Store struct {
-	rdb    *redis.Client
-	prefix string
-	sealer Sealer
-	poll   time.Duration
+	rdb         *redis.Client
+	prefix      string
+	sealer      Sealer
+	poll        time.Duration
+	acquireWait time.Duration
 }
 
 var _ tokens.Store = (*Store)(nil)
@@ -118,7 +127,14 @@ func Open(opts Options) (*Store, error) {
 	if poll <= 0 {
 		poll = DefaultPollInterval
 	}
-	return &Store{rdb: redis.NewClient(ro), prefix: prefix, sealer: opts.Sealer, poll: poll}, nil
+	wait := opts.AcquireWait
+	switch {
+	case wait == 0:
+		wait = DefaultAcquireWait
+	case wait < 0:
+		wait = 0
+	}
+	return &Store{rdb: redis.NewClient(ro), prefix: prefix, sealer: opts.Sealer, poll: poll, acquireWait: wait}, nil
 }
 
 func (s *Store) recordKey(credential string) string { return s.prefix + "cred:" + credential }
