@@ -97,16 +97,16 @@ func runLoad(workers int, pace time.Duration, urls ...string) (res *loadResult, 
 }
 
 // replicasDuration is how long the client load runs: 20s in make test,
-// E2E_REPLICAS_DURATION (make soak: 60s) to run longer.
+// TAP_REPLICAS_DURATION (make soak: 60s) to run longer.
 func replicasDuration(t *testing.T) time.Duration {
 	t.Helper()
-	v := os.Getenv("E2E_REPLICAS_DURATION")
+	v := os.Getenv("TAP_REPLICAS_DURATION")
 	if v == "" {
 		return 20 * time.Second
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		t.Fatalf("E2E_REPLICAS_DURATION: %v", err)
+		t.Fatalf("TAP_REPLICAS_DURATION: %v", err)
 	}
 	return d
 }

@@ -589,6 +589,10 @@ func checkScrapeConfig(t *testing.T, file string, d deploymentSpec, c container)
 		t.Fatalf("%s: %d scrape configs, want 1", file, len(pc.ScrapeConfigs))
 	}
 	sc := pc.ScrapeConfigs[0]
+	// deploy/prometheus/alerts.yaml's TikTokAuthProxyDown watches this job.
+	if sc.JobName != "tiktok-auth-proxy" {
+		t.Errorf("%s: job_name %q, want tiktok-auth-proxy", file, sc.JobName)
+	}
 	if sc.MetricsPath != "/metrics" || sc.Authorization.Type != "Bearer" || sc.Authorization.CredentialsFile == "" {
 		t.Errorf("%s: metrics_path %q, authorization %+v; want /metrics with a Bearer credentials_file", file, sc.MetricsPath, sc.Authorization)
 	}
