@@ -180,13 +180,13 @@ type Client struct {
 
 // ForwardProxy configures the HTTPS_PROXY (MITM) front end; empty Listen
 // turns it off. When it is on, Load resolves relative CACert and CAKey
-// against the config file's directory and defaults Hosts to the host of
-// Upstream.BaseURL.
+// against the config file's directory and defaults Hosts to
+// DefaultForwardHosts.
 type ForwardProxy struct {
-	Listen string   `yaml:"listen"`
-	CACert string   `yaml:"ca_cert"`
-	CAKey  string   `yaml:"ca_key"`
-	Hosts  []string `yaml:"hosts"`
+	Listen string   `yaml:"listen"`  // e.g. 127.0.0.1:3128
+	CACert string   `yaml:"ca_cert"` // PEM CA certificate clients trust
+	CAKey  string   `yaml:"ca_key"`  // PEM private key of CACert
+	Hosts  []string `yaml:"hosts"`   // the only hosts intercepted; requests go to upstream.base_url
 }
 
 // Log configures log/slog.

@@ -89,8 +89,8 @@ var invalidCases = []struct {
 		`2: store.encryption_key: encryption key must be base64 of exactly 32 bytes, got 9 bytes; generate a key with: openssl rand -base64 32`,
 	}},
 	{"invalid-forward-proxy.yaml", []string{
-		`1: forward_proxy.ca_cert: missing; the forward proxy needs a CA certificate and key (PEM files)`,
-		`1: forward_proxy.ca_key: missing; the forward proxy needs a CA certificate and key (PEM files)`,
+		`1: forward_proxy.ca_cert: missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them`,
+		`1: forward_proxy.ca_key: missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them`,
 		`2: forward_proxy.listen: 0.0.0.0:3128 is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1`,
 		`3: forward_proxy.hosts[0]: "https://business-api.tiktok.com" is not a host name; write e.g. business-api.tiktok.com`,
 	}},
@@ -171,9 +171,6 @@ var invalidCases = []struct {
 	}},
 	{"invalid-redis-address.yaml", []string{
 		`3: store.redis.address: "redis-without-port" is not a host:port address; write e.g. 127.0.0.1:8080`,
-	}},
-	{"invalid-unavailable.yaml", []string{
-		`4: forward_proxy.listen: forward-proxy mode is not available in this version; point scripts at listen's address instead, or remove forward_proxy`,
 	}},
 	{"invalid-var-in-flow.yaml", []string{
 		`3: invalid YAML: did not find expected ',' or '}'; inside { } write "${VAR}" in double quotes`,

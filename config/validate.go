@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -148,7 +150,6 @@ func (c *Config) Validate() error {
 	v.clients()
 	v.forwardProxy()
 	v.log()
-	v.unavailable()
 	if len(v.problems) == 0 {
 		return nil
 	}
@@ -399,25 +400,37 @@ func (v *validator) forwardProxy() {
 	if validHostPort(fp.Listen) && !IsLoopback(fp.Listen) && len(v.c.Clients) == 0 {
 		v.add("forward_proxy.listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", v.showAddr("forward_proxy.listen", fp.Listen))
 	}
-	if fp.CACert == "" {
-		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA certificate and key (PEM files)")
-	}
-	if fp.CAKey == "" {
-		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA certificate and key (PEM files)")
-	}
-	for i, h := range fp.Hosts {
-		if h == "" || strings.ContainsAny(h, "/: ") {
-			hp := fmt.Sprintf("forward_proxy.hosts[%d]", i)
-			v.add(hp, "%s is not a host name; write e.g. business-api.tiktok.com", v.show(hp, h))
+	for _, l := range []struct{ key, addr string }{{"listen", v.c.Listen}, {"admin_listen", v.c.AdminListen}} {
+		// Port 0 picks a free port per listener, so it never collides.
+		if fp.Listen == l.addr && !strings.HasSuffix(l.addr, ":0") {
+			v.add("forward_proxy.listen", "%s is already %s's address; give the forward proxy its own port, e.g. 127.0.0.1:3128", v.showAddr("forward_proxy.listen", fp.Listen), l.key)
 		}
 	}
-}
-
-// unavailable refuses what SPEC describes but this version cannot run yet,
-// so that check never approves a config serve would refuse or ignore.
-func (v *validator) unavailable() {
-	if v.c.ForwardProxy.Listen != "" {
-		v.add("forward_proxy.listen", "forward-proxy mode is not available in this version; point scripts at listen's address instead, or remove forward_proxy")
+	if fp.CACert == "" {
+		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them")
+	}
+	if fp.CAKey == "" {
+		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them")
+	}
+	var ca *tls.Certificate
+	if fp.CACert != "" && fp.CAKey != "" {
+		c, err := fp.loadCA()
+		var p *caProblem
+		switch {
+		case errors.As(err, &p):
+			v.add("forward_proxy."+p.key, "%s", p.msg)
+		case err == nil:
+			ca = &c
+		}
+	}
+	for i, h := range fp.Hosts {
+		hp := fmt.Sprintf("forward_proxy.hosts[%d]", i)
+		switch {
+		case h == "" || strings.ContainsAny(h, "/: "):
+			v.add(hp, "%s is not a host name; write e.g. business-api.tiktok.com", v.show(hp, h))
+		case ca != nil && !permits(ca.Leaf, h):
+			v.add(hp, "%s is outside the name constraints of the CA in %s (%s), so clients would refuse it; create a CA for it with tiktok-auth-proxy ca --out DIR --host %s", v.show(hp, h), fp.CACert, strings.Join(ca.Leaf.PermittedDNSDomains, ", "), h)
+		}
 	}
 }
 

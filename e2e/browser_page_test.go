@@ -199,8 +199,11 @@ func TestBrowserPageRefreshesItself(t *testing.T) {
 
 	px.authorize(t, s, browserCred, browserAppID, browserDefaultAdvertiserIDs()[0])
 
+	// Read the badge in one script: the page re-renders in place, so a node
+	// chromedp found a moment ago may be gone by the time it reads its text.
+	badge := `(document.getElementById("status-` + browserCred + `") || {textContent: ""}).textContent.trim()`
 	eventually(t, 30*time.Second, "the open page to show the credential authorized", func() bool {
-		return browserText(t, ctx, "#status-"+browserCred) == "Authorized"
+		return browserRun(t, ctx, "read the badge", chromedp.Evaluate[string](badge)) == "Authorized"
 	})
 	if !browserRun(t, ctx, "read the mark", chromedp.Evaluate[bool](`window.notReloaded === true`)) {
 		t.Error("the page was reloaded instead of refreshed in place")

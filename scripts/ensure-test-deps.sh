@@ -16,6 +16,9 @@ command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The forward-proxy e2e test drives curl and Python requests through HTTPS_PROXY.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c 'import requests' >/dev/null 2>&1 || need+=(python3-requests)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing test dependencies: ${need[*]}"

@@ -170,3 +170,45 @@ func TestStaleHolderNeverOverwrites(t *testing.T) {
 		t.Fatalf("stored %q / %q: the stale holder overwrote the newer grant", rec.AccessToken, rec.RefreshToken)
 	}
 }
+
+// TestLeaseLostAfterSend: a call already sent is not cancelled when the
+// lease is lost; when the new holder spent the refresh token meanwhile,
+// TikTok's refusal (40107) does not mark the grant: the new holder stores
+// its result, which this Manager then serves.
+func TestLeaseLostAfterSend(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	l := &fakeLeaser{}
+	e := newEnv(t, func(e *env) { e.opts.Leaser = l })
+	e.authorize()
+	e.api.set(func(a *fakeAPI) { a.gate, a.entered, a.sent = gate, entered, true })
+	e.clock.Set(e.record().AccessExpiresAt)
+	done := make(chan error, 1)
+	go func() { _, err := e.token(); done <- err }()
+	<-entered
+	l.lose()
+	// The new holder refreshed with the same refresh token and has not
+	// stored its grant yet; TikTok now refuses the spent one.
+	e.api.set(func(a *fakeAPI) { a.current = "refresh-by-the-new-holder" })
+	close(gate)
+	var re *tokens.RefreshError
+	if err := <-done; !errors.As(err, &re) {
+		t.Fatalf("Token of the holder that lost its lease = %v, want *RefreshError", err)
+	}
+	if got := e.record(); got.ReauthRequired || got.AccessToken != "access-0" {
+		t.Fatalf("stored %q, re-authorization %v: the stale holder's refusal changed the grant", got.AccessToken, got.ReauthRequired)
+	}
+	rec, err := e.store.Get(context.Background(), credName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.AccessToken, rec.RefreshToken = "access-by-the-new-holder", "refresh-by-the-new-holder"
+	rec.AccessExpiresAt = e.clock.Now().Add(24 * time.Hour)
+	if err := e.store.Put(context.Background(), rec, rec.Generation); err != nil {
+		t.Fatalf("the new holder's write = %v", err)
+	}
+	e.clock.Advance(re.RetryAfter)
+	if tok, err := e.token(); err != nil || tok != "access-by-the-new-holder" {
+		t.Fatalf("Token after the new holder stored = %q, %v", tok, err)
+	}
+}

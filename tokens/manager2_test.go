@@ -1016,8 +1016,21 @@ func TestLostRefreshTokenKeepsServingValidAccessToken(t *testing.T) {
 	if g := testutil.ToFloat64(e.opts.Metrics.ReauthRequired.WithLabelValues(credName)); g != 1 {
 		t.Fatalf("reauthorization gauge %v", g)
 	}
-	// TikTok refuses it: no refresh is attempted, it stops serving.
+	// A rejection the check disproves (a caller's crafted request, a
+	// glitch) leaves it serving.
 	calls := e.api.calls()
+	if e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) {
+		t.Fatal("Rejected asked for a retry without any token to retry with")
+	}
+	if tok, err := e.token(); err != nil || tok != "access-0" {
+		t.Fatalf("Token after a rejection the check disproved = %q, %v; want access-0 still served", tok, err)
+	}
+	// TikTok refuses it, and the check too: no refresh is attempted, it
+	// stops serving.
+	e.clock.Advance(time.Minute)
+	e.api.set(func(a *fakeAPI) {
+		a.advErr = &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}
+	})
 	if e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) {
 		t.Fatal("Rejected asked for a retry without any token to retry with")
 	}
@@ -1031,7 +1044,7 @@ func TestLostRefreshTokenKeepsServingValidAccessToken(t *testing.T) {
 		t.Fatal("the refusal is not persisted")
 	}
 	// A new authorization clears everything.
-	e.api.set(func(a *fakeAPI) { a.current = "refresh-0" })
+	e.api.set(func(a *fakeAPI) { a.current, a.advErr = "refresh-0", nil })
 	e.authorize()
 	if tok, err := e.token(); err != nil || tok != "access-0" {
 		t.Fatalf("Token after re-authorization = %q, %v", tok, err)

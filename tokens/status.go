@@ -11,6 +11,53 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 )
 
+// Status is a credential's state without any secret: what /authorize,
+// /api/credentials and the status command show.
+type Status struct {
+	Name             string        `json:"name"`
+	Kind             string        `json:"kind"` // tiktok.KindAdvertiser or tiktok.KindTikTokAccount
+	Authorized       bool          `json:"authorized"`
+	Advertisers      []Advertiser  `json:"advertisers"`
+	Scopes           []string      `json:"scopes"`
+	AccessExpiresAt  time.Time     `json:"access_expires_at,omitzero"`
+	RefreshExpiresAt time.Time     `json:"refresh_expires_at,omitzero"`
+	Refreshable      bool          `json:"refreshable"`
+	AuthorizedAt     time.Time     `json:"authorized_at,omitzero"`
+	LastRefresh      RefreshResult `json:"last_refresh,omitzero"`
+	ReauthRequired   bool          `json:"reauthorization_required"`
+	ReauthReason     string        `json:"reauthorization_reason,omitempty"`
+}
+
+func (s *Source) status() Status {
+	return StatusFromRecord(s.cred.Name, s.cred.App.Kind, s.current())
+}
+
+// Status returns the credential's current state. A credential that is not
+// authorized or needs re-authorization is first looked up in the store
+// again (at most once a second), so a grant another process stored shows.
+func (m *Manager) Status(name string) (Status, error) {
+	s, ok := m.byName[name]
+	if !ok {
+		return Status{}, fmt.Errorf("%w: %q", ErrUnknownCredential, name)
+	}
+	return s.freshStatus(), nil
+}
+
+// Statuses returns every configured credential's state, in config order,
+// re-read from the store as Status does.
+func (m *Manager) Statuses() []Status {
+	out := make([]Status, len(m.sources))
+	for i, s := range m.sources {
+		out[i] = s.freshStatus()
+	}
+	return out
+}
+
+func (s *Source) freshStatus() Status {
+	s.recheckStore(s.m.ctx)
+	return s.status()
+}
+
 // Clone returns a deep copy of r (nil for nil), so a caller may keep or
 // change it without touching the original.
 func (r *Record) Clone() *Record {

@@ -52,6 +52,11 @@ type app struct {
 	proxyLn  net.Listener
 	adminLn  net.Listener
 	registry *prometheus.Registry
+
+	// forward and forwardLn serve forward_proxy; nil when it is off.
+	forward   *http.Server
+	forwardLn net.Listener
+
 	// shutdownTimeout bounds the wait for in-flight requests once Run's
 	// context ends; newApp sets defaultShutdownTimeout.
 	shutdownTimeout time.Duration
@@ -75,19 +80,26 @@ type inFlight struct {
 // wrap counts h's calls while they run.
 func (f *inFlight) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		f.n++
-		f.mu.Unlock()
-		defer func() {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if f.n--; f.n == 0 && f.idle != nil {
-				close(f.idle)
-				f.idle = nil
-			}
-		}()
+		f.begin()
+		defer f.end()
 		h.ServeHTTP(w, r)
 	})
+}
+
+// begin counts one more running; end, called once for each begin, one less.
+func (f *inFlight) begin() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inFlight) end() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n--; f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
 }
 
 // wait waits up to d for no handler to be running; it returns how many
@@ -239,7 +251,7 @@ func newRegistry() (*prometheus.Registry, *metrics.Metrics) {
 // working, not a failure, so Run still returns nil; a grant the store refused
 // until flushTimeout is, and Run returns the error naming it (exit 1).
 func (a *app) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	serve := func(s *http.Server, ln net.Listener) {
 		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -247,11 +259,16 @@ func (a *app) Run(ctx context.Context) error {
 	}
 	go serve(a.proxy, a.proxyLn)
 	go serve(a.admin, a.adminLn)
+	listeners := []any{"proxy", httpURL(a.proxyLn.Addr())}
+	if a.forward != nil {
+		go serve(a.forward, a.forwardLn)
+		listeners = append(listeners, "forward_proxy", httpURL(a.forwardLn.Addr()))
+	}
 	a.manager.Start(ctx)
-	a.log.Info("tiktok-auth-proxy serving", "proxy", httpURL(a.proxyLn.Addr()), "admin", httpURL(a.adminLn.Addr()),
+	a.log.Info("tiktok-auth-proxy serving", append(listeners, "admin", httpURL(a.adminLn.Addr()),
 		"setup_page", a.setup.SetupURL(httpURL(a.adminLn.Addr())), "upstream", a.cfg.Upstream.BaseURL,
 		"store", storeLocation(a.cfg.Store), "encryption", a.cfg.Store.EncryptionKey != "",
-		slog.Group("credentials", a.credentialStates()...), "version", version)
+		slog.Group("credentials", a.credentialStates()...), "version", version)...)
 
 	var runErr error
 	select {
@@ -292,9 +309,12 @@ func (a *app) credentialStates() []any {
 func (a *app) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), a.shutdownTimeout)
 	defer cancel()
-	var proxyErr, adminErr error
+	var proxyErr, adminErr, forwardErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { proxyErr = a.proxy.Shutdown(sctx) })
+	if a.forward != nil {
+		wg.Go(func() { forwardErr = a.forward.Shutdown(sctx) })
+	}
 	wg.Go(func() {
 		// Long-polls of the authorize command answer now instead of holding
 		// Shutdown for up to their timeout.
@@ -302,7 +322,16 @@ func (a *app) shutdown() {
 		adminErr = a.admin.Shutdown(sctx)
 	})
 	wg.Wait()
-	err := errors.Join(proxyErr, adminErr)
+	err := errors.Join(proxyErr, adminErr, forwardErr)
+	if err == nil && a.forward != nil {
+		// Requests inside forward-proxy tunnels run on hijacked
+		// connections, which Shutdown does not wait for; they are counted
+		// among the handlers.
+		dl, _ := sctx.Deadline()
+		if n := a.handlers.wait(time.Until(dl)); n > 0 {
+			err = fmt.Errorf("%d requests inside forward-proxy tunnels still running", n)
+		}
+	}
 	if err == nil {
 		return
 	}
@@ -312,6 +341,9 @@ func (a *app) shutdown() {
 	// connections are closed whatever it returns.
 	_ = a.proxy.Close()
 	_ = a.admin.Close()
+	if a.forward != nil {
+		_ = a.forward.Close()
+	}
 	// Handlers whose connection was closed end soon (their context is
 	// cancelled), but only once they return may the store close.
 	if n := a.handlers.wait(a.handlerGrace); n > 0 {
@@ -359,6 +391,11 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	if a.adminLn, err = listen("admin", cfg.AdminListen); err != nil {
 		return nil, err
+	}
+	if cfg.ForwardProxy.Listen != "" {
+		if a.forwardLn, err = listen("forward proxy", cfg.ForwardProxy.Listen); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Store.Backend == "redis" {
 		redisstore.SetLogger(log)
@@ -413,11 +450,18 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		return nil, err
 	}
 	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log), newServer(a.handlers.wrap(admin), log), admin
+	if a.forwardLn != nil {
+		fwd, err := newForward(cfg.ForwardProxy, px.Core(), &a.handlers, log)
+		if err != nil {
+			return nil, err
+		}
+		a.forward = newServer(fwd, log)
+	}
 	return a, nil
 }
 
 func (a *app) closeListeners() {
-	for _, ln := range []net.Listener{a.proxyLn, a.adminLn} {
+	for _, ln := range []net.Listener{a.proxyLn, a.adminLn, a.forwardLn} {
 		if ln != nil {
 			ln.Close()
 		}

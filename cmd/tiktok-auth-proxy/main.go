@@ -80,6 +80,7 @@ var commands = []command{
 	{"authorize", "authorize a credential from the terminal", runAuthorize},
 	{"demo", "run the proxy against the bundled TikTok simulator", runDemo},
 	{"simulate", "run the TikTok simulator alone", runSimulate},
+	{"ca", "create a CA for forward-proxy mode (HTTPS_PROXY)", runCA},
 	{"healthcheck", "exit 0 when the running proxy's /readyz answers 200, else 1", runHealthcheck},
 	{"version", "print version, commit and Go version", runVersion},
 }

@@ -134,7 +134,7 @@ func (s *Store) reloadLocked() error {
 	}
 	recs, err := s.codec.decode(data)
 	if errors.Is(err, ErrWrongKey) {
-		return fmt.Errorf("%w for %s", err, s.path)
+		return fmt.Errorf("filestore: %w for %s", err, s.path)
 	}
 	if err != nil {
 		return fmt.Errorf("filestore: %s: %w", s.path, err)
