@@ -25,6 +25,7 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/filestore"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/redisstore"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/seal"
 )
 
 // defaultShutdownTimeout bounds how long in-flight requests may take to
@@ -192,7 +193,7 @@ func openStore(cfg *config.Config, opts ...filestore.Option) (tokens.Store, toke
 			KeyPrefix: r.KeyPrefix, TLS: r.TLS,
 		}
 		if len(key) > 0 {
-			if ro.Sealer, err = redisstore.NewSealer(key); err != nil {
+			if ro.Sealer, err = seal.New(key); err != nil {
 				return nil, nil, err
 			}
 		}

@@ -3,8 +3,9 @@
 // refreshes a credential at a time.
 //
 // Each credential is a hash under KeyPrefix+"cred:"+name holding its
-// generation ("gen") beside the record, sealed ("sealed") when a Sealer is
-// given, else plain JSON ("record"). Put is one Lua script that compares the
+// generation ("gen") beside the record as JSON: with a Sealer its tokens
+// sealed as the file store seals them ("sealed"), else in the clear
+// ("record"). Put is one Lua script that compares the
 // generation, writes, adds the name to the set KeyPrefix+"credentials" (for
 // List) and publishes "name generation" on KeyPrefix+"changed", all
 // atomically. Redis decides durability: run it with appendonly yes and
@@ -25,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/seal"
 )
 
 // Defaults for Options.
@@ -35,14 +37,6 @@ const (
 	DefaultPollInterval = 500 * time.Millisecond
 	DefaultAcquireWait  = 2 * time.Second
 )
-
-// Sealer seals records at rest. Open must refuse (with an error) anything
-// Seal did not produce with the same key. Implementations must be safe for
-// concurrent use.
-type Sealer interface {
-	Seal(plain []byte) ([]byte, error)
-	Open(sealed []byte) ([]byte, error)
-}
 
 // Options say where the store is and how records are kept.
 type Options struct {
@@ -59,9 +53,10 @@ type Options struct {
 	TLS bool
 	// DialTimeout bounds opening a connection. Default DefaultDialTimeout.
 	DialTimeout time.Duration
-	// Sealer seals each record; nil stores plain JSON. A store sealed with
-	// one configuration is refused by the other, never misread.
-	Sealer Sealer
+	// Sealer seals each record's tokens (AES-256-GCM, as the file store
+	// does); nil stores them in the clear. A record sealed with one
+	// configuration is refused by the other, never misread.
+	Sealer *seal.Sealer
 	// AcquireWait is how long Acquire waits for a lease another replica
 	// holds to be released before it reports it held. A replica that
 	// wanted to refresh while another did then takes the lease right
@@ -80,7 +75,7 @@ type Options struct {
 type Store struct {
 	rdb         *redis.Client
 	prefix      string
-	sealer      Sealer
+	sealer      *seal.Sealer
 	poll        time.Duration
 	acquireWait time.Duration
 }
@@ -275,18 +270,17 @@ func (s *Store) Close() error {
 // encode returns the record's stored form, the field it goes in and the
 // field it must clear (the other form).
 func (s *Store) encode(r *tokens.Record) (value []byte, set, clear string, err error) {
-	data, err := json.Marshal(r)
-	if err != nil {
+	set, clear = fieldPlain, fieldSealed
+	if s.sealer != nil {
+		if r, err = s.sealer.SealRecord(r); err != nil {
+			return nil, "", "", fmt.Errorf("redisstore: seal %q: %w", r.Credential, err)
+		}
+		set, clear = fieldSealed, fieldPlain
+	}
+	if value, err = json.Marshal(r); err != nil {
 		return nil, "", "", fmt.Errorf("redisstore: encode %q: %w", r.Credential, err)
 	}
-	if s.sealer == nil {
-		return data, fieldPlain, fieldSealed, nil
-	}
-	sealed, err := s.sealer.Seal(data)
-	if err != nil {
-		return nil, "", "", fmt.Errorf("redisstore: seal %q: %w", r.Credential, err)
-	}
-	return sealed, fieldSealed, fieldPlain, nil
+	return value, set, clear, nil
 }
 
 // decode turns an HMGET of gen, record, sealed into a Record. The hash's
@@ -301,7 +295,7 @@ func (s *Store) decode(credential string, vals []any) (*tokens.Record, error) {
 	}
 	plain, _ := vals[1].(string)
 	sealed, _ := vals[2].(string)
-	var data []byte
+	data := plain
 	switch {
 	case s.sealer == nil && sealed != "":
 		return nil, fmt.Errorf("redisstore: credential %q: the record is encrypted but no store.encryption_key is configured", credential)
@@ -309,20 +303,21 @@ func (s *Store) decode(credential string, vals []any) (*tokens.Record, error) {
 		// Sealing it silently would hide a misconfiguration.
 		return nil, fmt.Errorf("redisstore: credential %q: the record is stored unencrypted but store.encryption_key is configured", credential)
 	case s.sealer != nil:
-		if data, err = s.sealer.Open([]byte(sealed)); err != nil {
-			return nil, fmt.Errorf("redisstore: credential %q: the record cannot be decrypted (wrong store.encryption_key?): %w", credential, err)
-		}
-	default:
-		data = []byte(plain)
+		data = sealed
 	}
 	var r tokens.Record
-	if err := json.Unmarshal(data, &r); err != nil {
+	if err := json.Unmarshal([]byte(data), &r); err != nil {
 		return nil, fmt.Errorf("redisstore: credential %q: cannot parse the record: %w", credential, err)
 	}
-	// A sealed record copied under another credential's key is refused:
-	// the seal covers the name inside it.
+	// A record copied under another credential's key is refused (sealed
+	// tokens are bound to the name inside it).
 	if r.Credential != credential {
 		return nil, fmt.Errorf("redisstore: credential %q: the stored record names credential %q", credential, r.Credential)
+	}
+	if s.sealer != nil {
+		if err := s.sealer.OpenRecord(&r); err != nil {
+			return nil, fmt.Errorf("redisstore: credential %q: the record cannot be decrypted (wrong store.encryption_key?): %w", credential, err)
+		}
 	}
 	r.Generation = gen
 	return &r, nil

@@ -16,15 +16,16 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/redistest"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/redisstore"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/seal"
 )
 
-func newSealer(t *testing.T) redisstore.Sealer {
+func newSealer(t *testing.T) *seal.Sealer {
 	t.Helper()
-	key := make([]byte, 32)
+	key := make([]byte, seal.KeySize)
 	if _, err := rand.Read(key); err != nil {
 		t.Fatal(err)
 	}
-	s, err := redisstore.NewSealer(key)
+	s, err := seal.New(key)
 	if err != nil {
 		t.Fatal(err)
 	}
