@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,10 +30,14 @@ func startReplica(t *testing.T, s *sim, redisAddr string, refreshBefore time.Dur
 	t.Helper()
 	return startProxy(t, s, proxyConfig{
 		Credentials: twoCredentials,
-		Store: fmt.Sprintf("  backend: redis\n  encryption_key: %s\n  redis: {address: %q, key_prefix: \"e2e:\"}",
-			replicasKey, redisAddr),
-		Extra: "tokens:\n  refresh_before: " + refreshBefore.String() + "\n",
+		Store:       redisStoreConfig(redisAddr),
+		Extra:       "tokens:\n  refresh_before: " + refreshBefore.String() + "\n",
 	})
+}
+
+// redisStoreConfig is the store: block of a replica on the Redis at addr.
+func redisStoreConfig(addr string) string {
+	return fmt.Sprintf("  backend: redis\n  encryption_key: %s\n  redis: {address: %q, key_prefix: \"e2e:\"}", replicasKey, addr)
 }
 
 // getOnce sends one script call and says why it failed, if it did.
@@ -350,6 +355,15 @@ func TestReplicasRideOutRedisOutage(t *testing.T) {
 		t.Errorf("%d of %d client requests failed across the outage; first: %s", n, res.requests.Load(), strings.Join(res.first, "\n  "))
 	}
 	t.Logf("%d client requests across a %v Redis outage, %d failed; refresh resumed %v after the grant", res.requests.Load(), outage, res.failures.Load(), time.Since(granted).Round(time.Second))
+
+	// status on a machine with no serve running reads the shared store,
+	// which Redis kept across its restart (append-only file).
+	idle := writeProxyConfig(t, s, proxyConfig{Credentials: twoCredentials, Store: redisStoreConfig(srv.Addr)})
+	code, table, errOut := runBounded(t, nil, 20*time.Second, "status", "--config", idle.ConfigPath)
+	if code != 1 || !strings.HasPrefix(table, "source: store redis://"+srv.Addr+"/0\n") ||
+		!regexp.MustCompile(`(?m)^main\s+yes\s+`+advMain1).MatchString(table) {
+		t.Errorf("status from the shared store (other is not authorized: exit 1): exit %d:\n%s%s", code, table, errOut)
+	}
 }
 
 func readyz(p *proxy) int {

@@ -166,12 +166,13 @@ func storeStatuses(ctx context.Context, cfg *config.Config) ([]tokens.Status, er
 	return st, nil
 }
 
-// storeName names the configured store for the source line.
+// storeName names the configured store for the source line: the file's
+// path, or Redis as the start line names it (address and database).
 func storeName(cfg *config.Config) string {
 	if cfg.Store.Backend == "file" {
 		return cfg.Store.Path
 	}
-	return cfg.Store.Backend + " " + cfg.Store.Redis.Address
+	return storeLocation(cfg.Store)
 }
 
 // daysFlag is a duration flag that also takes whole days ("14d"), the unit
