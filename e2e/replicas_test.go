@@ -322,14 +322,14 @@ func TestReplicasRideOutRedisOutage(t *testing.T) {
 	down := time.Now()
 	for i, p := range px {
 		eventually(t, 5*time.Second, fmt.Sprintf("replica %d to report the store down", i), func() bool {
-			return readyz(p) == http.StatusServiceUnavailable && storeUp(t, p) == "0"
+			return readyz(p) == http.StatusServiceUnavailable && storeUp(t, p) == 0
 		})
 	}
 	<-time.After(time.Until(down.Add(outage))) // Redis stays down this long
 	srv.Start()
 	for i, p := range px {
 		eventually(t, 10*time.Second, fmt.Sprintf("replica %d to be ready again", i), func() bool {
-			return readyz(p) == http.StatusOK && storeUp(t, p) == "1"
+			return readyz(p) == http.StatusOK && storeUp(t, p) == 1
 		})
 	}
 	eventually(t, accessTTL-refreshBefore+10*time.Second-time.Since(granted), "a refresh after Redis came back", func() bool {
@@ -375,15 +375,58 @@ func readyz(p *proxy) int {
 	return resp.StatusCode
 }
 
-// storeUp is the value of tiktok_auth_proxy_store_up on p's /metrics.
-func storeUp(t *testing.T, p *proxy) string {
+// storeUp is tiktok_auth_proxy_store_up on p's /metrics.
+func storeUp(t *testing.T, p *proxy) float64 {
 	t.Helper()
-	_, _, b := httpDo(t, "GET", p.AdminURL+"/metrics", nil, nil)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "tiktok_auth_proxy_store_up "); ok {
-			return v
-		}
+	v, ok := metricValue(t, p, "tiktok_auth_proxy_store_up")
+	if !ok {
+		t.Fatal("no tiktok_auth_proxy_store_up in /metrics")
 	}
-	t.Fatalf("no tiktok_auth_proxy_store_up in /metrics")
-	return ""
+	return v
+}
+
+// TikTok answers a refresh while Redis is down: the holder keeps the new
+// grant in memory (TikTok already rotated the refresh token), says so
+// (/readyz 503, grant_unpersisted 1), stores it once Redis is back, and the
+// other replica adopts it without calling TikTok.
+func TestReplicaHoldsARefreshRedisCouldNotTake(t *testing.T) {
+	t.Parallel()
+	// Replica 1's own refresh is due 27-30s after the grant: by then the
+	// held grant is stored, and it adopts it.
+	const accessTTL, refreshBefore = time.Minute, 30 * time.Second
+	srv := redistest.Start(t, redistest.Options{Persist: true})
+	s := startSim(t)
+	s.post(t, "/sim/config", map[string]string{"access_ttl": accessTTL.String()})
+	holder := startReplica(t, s, srv.Addr, refreshBefore)
+	other := startReplica(t, s, srv.Addr, refreshBefore)
+	holder.authorize(t, s, "main", appMain, advMain1)
+	otherURL := other.URL + campaignGet + "?advertiser_id=" + advMain1
+	eventually(t, 5*time.Second, "replica 1 to serve the grant", func() bool { return getOnce(otherURL) == nil })
+
+	s.post(t, "/sim/fault", map[string]any{"scope": "token", "path_prefix": refreshPath, "latency": "3s", "count": 1})
+	forceRefresh(t, s, holder)
+	eventually(t, 10*time.Second, "replica 0's refresh to reach TikTok", func() bool { return refreshesInFlight(t, s) == 1 })
+	srv.Stop()
+	eventually(t, 10*time.Second, "TikTok to answer the refresh", func() bool { return s.stats(t, appMain).RefreshCalls == 1 })
+	const unpersisted = `tiktok_auth_proxy_grant_unpersisted{credential="main"}`
+	eventually(t, 10*time.Second, "replica 0 to say it holds an unstored grant", func() bool {
+		v, _ := metricValue(t, holder, unpersisted)
+		return v == 1 && readyz(holder) == http.StatusServiceUnavailable
+	})
+	<-time.After(3 * time.Second) // Redis stays down a while longer; the grant stays held
+	if v, _ := metricValue(t, holder, unpersisted); v != 1 {
+		t.Fatalf("grant_unpersisted %v while Redis is down, want 1", v)
+	}
+	srv.Start()
+	eventually(t, 20*time.Second, "replica 0 to store the held grant once Redis is back", func() bool {
+		v, _ := metricValue(t, holder, unpersisted)
+		return v == 0 && readyz(holder) == http.StatusOK
+	})
+	eventually(t, accessTTL, "replica 1 to serve the grant replica 0 stored", func() bool {
+		g := s.grants(t)
+		return len(g) == 1 && getOnce(otherURL) == nil && lastTokenIs(t, s, g[0].AccessToken)
+	})
+	if st := s.stats(t, appMain); st.RefreshCalls != 1 || st.RefreshFailures != 0 {
+		t.Errorf("%d refresh calls, %d failed: want replica 0's one only (the others adopt it)", st.RefreshCalls, st.RefreshFailures)
+	}
 }
