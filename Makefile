@@ -74,7 +74,9 @@ fuzz-long:
 TAP_KILLS ?= 1000
 TAP_REPLICAS_DURATION ?= 60s
 soak: build
-	TAP_KILLS=$(TAP_KILLS) $(GO) test -count=1 -timeout 90m -run '^TestCrashScale$$' ./e2e/
+	@mkdir -p bin; rm -f $(FIGURES)
+	TAP_KILLS=$(TAP_KILLS) TAP_FIGURES=$(FIGURES) $(GO) test -count=1 -timeout 90m -run '^TestCrashScale$$' ./e2e/
+	@cat $(FIGURES)
 	TAP_REPLICAS_DURATION=$(TAP_REPLICAS_DURATION) $(GO) test -count=1 -v -run '^TestReplicasShareOneGrant$$' ./e2e/
 
 rules:

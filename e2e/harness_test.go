@@ -628,3 +628,24 @@ func approveConsent(t *testing.T, consent *url.URL, form url.Values, adminURL st
 	}
 	return loc
 }
+
+// credentialHealth is a credential's state as px's /api/credentials reports it.
+func credentialHealth(t *testing.T, px *proxy, name string) (authorized, reauth bool) {
+	t.Helper()
+	_, _, js := httpDo(t, "GET", px.AdminURL+"/api/credentials", nil, nil)
+	var creds []struct {
+		Name           string `json:"name"`
+		Authorized     bool   `json:"authorized"`
+		ReauthRequired bool   `json:"reauthorization_required"`
+	}
+	if err := json.Unmarshal(js, &creds); err != nil {
+		t.Fatalf("/api/credentials: %v %.300s", err, js)
+	}
+	for _, c := range creds {
+		if c.Name == name {
+			return c.Authorized, c.ReauthRequired
+		}
+	}
+	t.Fatalf("/api/credentials has no %s: %.300s", name, js)
+	return false, false
+}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // logLines returns the JSON log lines of p whose msg is msg.
@@ -60,6 +61,50 @@ func TestStartLineAndOneLinePerAuthorization(t *testing.T) {
 	creds, _ := start["credentials"].(map[string]any)
 	if creds["main"] != "authorized" || creds["other"] != "not_authorized" {
 		t.Errorf("start line credentials = %v, want main authorized and other not_authorized", start["credentials"])
+	}
+}
+
+// The access log line carries what TikTok support asks for (X-Tt-Logid and
+// TikTok's request_id, beside the proxy's own request id), how the
+// credential was picked, and the duration in seconds.
+func TestAccessLogForTikTokSupport(t *testing.T) {
+	s := startSim(t)
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials})
+	px.authorize(t, s, "main", appMain, advMain1)
+	status, h, b := httpDo(t, "GET", px.URL+campaignGet+"?advertiser_id="+advMain1, nil, nil)
+	env := decodeEnvelope(t, b)
+	if status != 200 || env.Code != 0 || env.RequestID == "" || h.Get("X-Tt-Logid") == "" {
+		t.Fatalf("HTTP %d, envelope %+v, X-Tt-Logid %q: want a success carrying TikTok's ids", status, env, h.Get("X-Tt-Logid"))
+	}
+	var line map[string]any
+	eventually(t, 10*time.Second, "the request's log line", func() bool {
+		for _, l := range logLines(t, px.p, "request") {
+			if l["path"] == campaignGet {
+				line = l
+			}
+		}
+		return line != nil
+	})
+	for k, want := range map[string]any{
+		"request_id":          h.Get("X-TikTok-Auth-Proxy-Request-Id"),
+		"tt_logid":            h.Get("X-Tt-Logid"),
+		"upstream_request_id": env.RequestID,
+		"credential":          "main",
+		"selected_by":         "advertiser",
+		"level":               "INFO",
+	} {
+		if line[k] != want {
+			t.Errorf("log %s = %#v, want %#v", k, line[k], want)
+		}
+	}
+	if ids, _ := line["advertiser_ids"].([]any); len(ids) != 1 || ids[0] != advMain1 {
+		t.Errorf("log advertiser_ids = %#v, want [%s]", line["advertiser_ids"], advMain1)
+	}
+	if d, ok := line["duration_seconds"].(float64); !ok || d <= 0 || d > 60 {
+		t.Errorf("log duration_seconds = %#v, want seconds", line["duration_seconds"])
+	}
+	if _, ok := line["client"]; ok {
+		t.Errorf("log has a client without clients configured: %v", line)
 	}
 }
 

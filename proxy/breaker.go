@@ -21,6 +21,9 @@ type breaker struct {
 
 	mu       sync.Mutex
 	openedAt time.Time
+	// lastFailure is the most recent failure reported, and openError the
+	// one that opened the breaker (Core.Breaker).
+	lastFailure, openError string
 }
 
 func (c *Core) newBreaker(cred string, failures uint32, timeout time.Duration) *breaker {
@@ -34,7 +37,7 @@ func (c *Core) newBreaker(cred string, failures uint32, timeout time.Duration) *
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
 				b.mu.Lock()
-				b.openedAt = time.Now()
+				b.openedAt, b.openError = time.Now(), b.lastFailure
 				b.mu.Unlock()
 				// gobreaker turns half-open only when asked (a request, State),
 				// so an idle credential's gauge would stay "open" for good.
@@ -83,6 +86,14 @@ func (b *breaker) allow() (done func(error), probe bool, perr *Error) {
 		b.cb.Name())
 	e.RetryAfter = max(wait, time.Second)
 	return nil, false, e
+}
+
+// failure records why a request failed, just before its outcome is
+// reported, so the failure that opens the breaker can be told.
+func (b *breaker) failure(why string) {
+	b.mu.Lock()
+	b.lastFailure = why
+	b.mu.Unlock()
 }
 
 // fail reports a failure on its own, for a request whose success was

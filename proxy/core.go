@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
@@ -253,6 +254,9 @@ type transport struct {
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.core
 	ex := c.newExchange(req)
+	if t.client != nil {
+		ex.client = t.client.name
+	}
 	out := req.Clone(ex.ctx)
 	if out.Body != nil && out.Body != http.NoBody {
 		ex.body = &watchedBody{ReadCloser: out.Body}
@@ -292,7 +296,10 @@ func (c *Core) send(ex *exchange, out *http.Request) (*http.Response, *Error) {
 	ex.breaker, ex.done, ex.probe = b, done, probe
 	token, err := c.tokens.Token(ex.ctx, cred)
 	if err != nil {
-		if ex.ctx.Err() != nil {
+		// A wait for the refresh of an expired token that ran out of
+		// time is a failed refresh (90005): TikTok never saw the request.
+		var re *tokens.RefreshError
+		if ex.ctx.Err() != nil && (ex.clientGone() || !errors.As(err, &re)) {
 			return nil, c.interrupted(ex)
 		}
 		return nil, c.tokenError(cred, err)
@@ -381,14 +388,39 @@ func (c *Core) tokenError(cred string, err error) *Error {
 // errClientGone marks a request whose client hung up; it is logged 499.
 var errClientGone = &Error{Status: 499, Message: "client closed the request"}
 
-// BreakerState returns the credential's circuit breaker state as the setup
-// page shows it: "closed", "half-open" or "open" ("" for an unknown name).
-func (c *Core) BreakerState(name string) string {
+// BreakerStatus is a credential's circuit breaker as the setup page
+// explains it.
+type BreakerStatus struct {
+	// State is "closed", "half-open" or "open"; "" for an unknown credential.
+	State string
+	// Until is when an open breaker lets a request through again: when it
+	// opened plus breaker.open_timeout. Zero unless open.
+	Until time.Time
+	// LastError is the failure that opened the breaker: TikTok's HTTP
+	// status or code, or why TikTok could not be reached; never a token or
+	// a secret. "" while closed.
+	LastError string
+}
+
+// Breaker returns the credential's circuit breaker: its state, until when
+// it pauses requests and why.
+func (c *Core) Breaker(name string) BreakerStatus {
 	b, ok := c.breakers[name]
 	if !ok {
-		return ""
+		return BreakerStatus{}
 	}
-	return b.cb.State().String()
+	state := b.cb.State()
+	out := BreakerStatus{State: state.String()}
+	if state == gobreaker.StateClosed {
+		return out
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out.LastError = b.openError
+	if state == gobreaker.StateOpen {
+		out.Until = b.openedAt.Add(b.timeout)
+	}
+	return out
 }
 
 // newRequestID returns 16 random bytes in hex.

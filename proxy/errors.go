@@ -38,7 +38,10 @@ const (
 	HeaderRequestID = "X-TikTok-Auth-Proxy-Request-Id"
 
 	headerAccessToken = "Access-Token"
-	headerProxyAuth   = "Proxy-Authorization"
+	// headerLogID is TikTok's id of a request, which TikTok support asks
+	// for; the log line carries it.
+	headerLogID     = "X-Tt-Logid"
+	headerProxyAuth = "Proxy-Authorization"
 )
 
 // Error is a proxy error: one of the 900xx codes with its HTTP status and a

@@ -3,12 +3,15 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 )
 
 // exchange is one request's state from RoundTrip until its response body
@@ -29,21 +32,30 @@ type exchange struct {
 	cancel    context.CancelFunc
 	clientCtx context.Context // the caller's own context, to tell a hang-up from a timeout
 	route     *Route
+	client    string // the authenticated client's name ("" without clients)
 	token     string
 	breaker   *breaker
 	done      func(error) // breaker outcome; nil once reported
 	probe     bool        // the half-open breaker's one request
 	// outcome is reported to the breaker when the request ends: nil
 	// success, errFailure, errExcluded (the default: nothing learnt).
-	outcome  error
-	code     int // TikTok envelope code of the response, when codeOK
-	codeOK   bool
-	retried  bool
-	proxyErr int
-	status   int          // overrides the status logged, for a response cut off mid-body
-	hungUp   bool         // the client went away
-	body     *watchedBody // the client's body
-	resp     *watchedBody // TikTok's response body once headers arrived
+	outcome error
+	// failure says what failed when outcome is errFailure, with no secret
+	// (the URL's query may hold one): the setup page's "last error".
+	failure string
+	code    int // TikTok envelope code of the response, when codeOK
+	codeOK  bool
+	// upstreamID is the envelope's request_id and logID TikTok's
+	// X-Tt-Logid header, for the log line; "" when TikTok sent none.
+	upstreamID string
+	logID      string
+	message    string // the envelope's message, for a failure's description
+	retried    bool
+	proxyErr   int
+	status     int          // overrides the status logged, for a response cut off mid-body
+	hungUp     bool         // the client went away
+	body       *watchedBody // the client's body
+	resp       *watchedBody // TikTok's response body once headers arrived
 }
 
 func (c *Core) newExchange(r *http.Request) *exchange {
@@ -117,9 +129,11 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 		perr = c.bodyTimeout()
 	case ex.pastDeadline() || isTimeout(err):
 		ex.outcome = errFailure
+		ex.failure = fmt.Sprintf("TikTok did not answer within upstream.timeout (%s)", c.timeout)
 		perr = c.upstreamTimeout()
 	default:
 		ex.outcome = errFailure
+		ex.failure = fmt.Sprintf("TikTok could not be reached: %v", err)
 		perr = newError(CodeUpstream, http.StatusBadGateway,
 			"TikTok (%s) could not be reached: %v; try again later", c.target.Host, err)
 	}
@@ -135,9 +149,16 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 func (c *Core) received(ex *exchange, resp *http.Response) {
 	resp.Header.Set(HeaderCredential, ex.route.Credential)
 	resp.Header.Set(HeaderRequestID, ex.id)
-	if resp.StatusCode >= 500 || (ex.codeOK && isServerCode(ex.code)) {
-		ex.outcome = errFailure
-	} else {
+	ex.logID = resp.Header.Get(headerLogID)
+	switch {
+	case resp.StatusCode >= 500:
+		ex.outcome, ex.failure = errFailure, fmt.Sprintf("HTTP %d from TikTok", resp.StatusCode)
+	case ex.codeOK && isServerCode(ex.code):
+		ex.outcome, ex.failure = errFailure, fmt.Sprintf("TikTok code %d", ex.code)
+		if ex.message != "" {
+			ex.failure += ": " + ex.message
+		}
+	default:
 		ex.outcome = nil
 		// Status and envelope show TikTok is back. A half-open breaker
 		// refuses everything else while its probe is out, and a long
@@ -204,15 +225,21 @@ func (c *Core) cutOff(ex *exchange) {
 			"credential", ex.route.Credential, "timeout", c.timeout.String())
 	case timedOut:
 		ex.outcome, ex.proxyErr, ex.status = errFailure, CodeUpstream, http.StatusGatewayTimeout
+		ex.failure = fmt.Sprintf("TikTok's response was cut off by upstream.timeout (%s)", c.timeout)
 		c.log.Warn("upstream response cut off by upstream.timeout", "request_id", ex.id, "credential", ex.route.Credential,
 			"timeout", c.timeout.String(), "err", err)
 	default:
 		ex.outcome, ex.proxyErr, ex.status = errFailure, CodeUpstream, http.StatusBadGateway
+		ex.failure = fmt.Sprintf("TikTok's response broke off: %v", err)
 		c.log.Warn("upstream response broke off", "request_id", ex.id, "credential", ex.route.Credential, "err", err)
 	}
 }
 
-// observe writes the request's log line and metrics.
+// maxLoggedAdvertisers caps the advertiser ids on a log line; the rest
+// are counted in advertiser_ids_more.
+const maxLoggedAdvertisers = 5
+
+// observe writes the request's metrics and its access log line.
 func (c *Core) observe(ex *exchange, status int, n int64) {
 	d := c.now().Sub(ex.start)
 	switch {
@@ -221,22 +248,59 @@ func (c *Core) observe(ex *exchange, status int, n int64) {
 	case ex.status != 0:
 		status = ex.status
 	}
-	cred := "none"
+	cred := "none" // the metrics' label for a request refused before it had one
 	if ex.route != nil {
 		cred = ex.route.Credential
 	}
 	c.metrics.ObserveRequest(cred, methodLabel(ex.method), status, d)
-	attrs := []slog.Attr{
+	c.logRequest(ex, status, d, n)
+}
+
+// logRequest writes the request's access log line: an attribute appears
+// only when its value is known, and a TikTok code other than success (0)
+// or partial success (20001) is logged at WARN.
+func (c *Core) logRequest(ex *exchange, status int, d time.Duration, n int64) {
+	level := slog.LevelInfo
+	if ex.codeOK && ex.code != tiktok.CodeOK && ex.code != tiktok.CodePartialSuccess {
+		level = slog.LevelWarn
+	}
+	if !c.log.Enabled(ex.clientCtx, level) {
+		return
+	}
+	// Built in an array on the stack, handed to LogAttrs, which copies
+	// them: a line costs no allocation per attribute (issue 14).
+	var buf [16]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("request_id", ex.id),
-		slog.String("credential", cred),
 		slog.String("method", ex.method),
 		slog.String("path", ex.path),
 		slog.Int("status", status),
-		slog.Float64("duration_seconds", d.Seconds()),
+		slog.Duration("duration", d),
 		slog.Int64("bytes", n),
+	)
+	if ex.client != "" {
+		attrs = append(attrs, slog.String("client", ex.client))
+	}
+	if rt := ex.route; rt != nil {
+		attrs = append(attrs, slog.String("credential", rt.Credential))
+		if rt.sel != nil {
+			attrs = append(attrs, slog.String("selected_by", rt.sel.by))
+			if ids := rt.sel.picked; len(ids) > 0 {
+				attrs = append(attrs, slog.Any("advertiser_ids", ids[:min(len(ids), maxLoggedAdvertisers)]))
+				if more := len(ids) - maxLoggedAdvertisers; more > 0 {
+					attrs = append(attrs, slog.Int("advertiser_ids_more", more))
+				}
+			}
+		}
 	}
 	if ex.codeOK {
 		attrs = append(attrs, slog.Int("tiktok_code", ex.code))
+	}
+	if ex.logID != "" {
+		attrs = append(attrs, slog.String("tt_logid", ex.logID))
+	}
+	if ex.upstreamID != "" {
+		attrs = append(attrs, slog.String("upstream_request_id", ex.upstreamID))
 	}
 	if ex.proxyErr != 0 {
 		attrs = append(attrs, slog.Int("proxy_error", ex.proxyErr))
@@ -244,12 +308,15 @@ func (c *Core) observe(ex *exchange, status int, n int64) {
 	if ex.retried {
 		attrs = append(attrs, slog.Bool("retried", true))
 	}
-	c.log.LogAttrs(ex.clientCtx, slog.LevelInfo, "request", attrs...)
+	c.log.LogAttrs(ex.clientCtx, level, "request", attrs...)
 }
 
 // finish reports the breaker outcome once; after a probe's early success
 // only a failure is reported, on its own.
 func (ex *exchange) finish(err error) {
+	if err == errFailure && (ex.done != nil || ex.probe) {
+		ex.breaker.failure(ex.failure)
+	}
 	switch {
 	case ex.done != nil:
 		ex.done(err)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -385,17 +386,19 @@ func TestBreaker(t *testing.T) {
 	failures := []struct {
 		name    string
 		handler http.HandlerFunc
+		// lastError is what the setup page is told opened the breaker.
+		lastError string
 	}{
-		{"http 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }},
-		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }},
-		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }},
-		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }},
+		{"http 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, "^HTTP 500 from TikTok$"},
+		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }, "^TikTok code 50000: m$"},
+		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }, "^TikTok code 51003: m$"},
+		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }, "^TikTok code 60001: m$"},
 		{"connection dropped", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, err := http.NewResponseController(w).Hijack()
 			if err == nil {
 				conn.Close()
 			}
-		}},
+		}, "^TikTok could not be reached: .*EOF"},
 	}
 	for _, f := range failures {
 		t.Run(f.name, func(t *testing.T) {
@@ -403,10 +406,27 @@ func TestBreaker(t *testing.T) {
 			get := func() *httptest.ResponseRecorder {
 				return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
 			}
-			for range h.config.Breaker.ConsecutiveFailures {
+			if b := h.p.Breaker("main"); b != (BreakerStatus{State: "closed"}) {
+				t.Errorf("Breaker before any failure = %+v, want closed and nothing else", b)
+			}
+			var first time.Time
+			for i := range h.config.Breaker.ConsecutiveFailures {
+				if i == h.config.Breaker.ConsecutiveFailures-1 {
+					first = time.Now()
+				}
 				if e := get().Header().Get(HeaderError); e != "" && e != "90007" {
 					t.Fatalf("failure answered with proxy error %s", e)
 				}
+			}
+			b := h.p.Breaker("main")
+			if b.State != "open" || !regexp.MustCompile(f.lastError).MatchString(b.LastError) {
+				t.Errorf("Breaker = %+v, want open with last error matching %s", b, f.lastError)
+			}
+			if b.Until.Before(first.Add(time.Hour)) || b.Until.After(time.Now().Add(time.Hour)) {
+				t.Errorf("Breaker.Until = %v, want open_timeout (1h) after it opened, between %v and %v", b.Until, first.Add(time.Hour), time.Now().Add(time.Hour))
+			}
+			if strings.Contains(b.LastError, "SENTINEL") || strings.Contains(b.LastError, "tok-main") {
+				t.Errorf("Breaker.LastError holds a secret: %q", b.LastError)
 			}
 			if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != 2 {
 				t.Errorf("circuit_breaker_state = %v, want 2", g)
@@ -520,6 +540,13 @@ func TestBreakerHalfOpen(t *testing.T) {
 			get()
 		}
 		gauge("tripped", 2)
+		breakerIs := func(when string, want BreakerStatus) {
+			t.Helper()
+			if got := h.p.Breaker("main"); got != want {
+				t.Errorf("%s: Breaker = %+v, want %+v", when, got, want)
+			}
+		}
+		breakerIs("tripped", BreakerStatus{State: "open", Until: time.Now().Add(open), LastError: "HTTP 500 from TikTok"})
 		refused("open")
 		if w := get(); w.Header().Get("Retry-After") != "30" {
 			t.Errorf("Retry-After = %q, want 30 (open_timeout, none of it passed)", w.Header().Get("Retry-After"))
@@ -528,6 +555,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		gauge("just before open_timeout", 2)
 		time.Sleep(2 * time.Millisecond)
 		gauge("idle past open_timeout", 1)
+		breakerIs("idle past open_timeout", BreakerStatus{State: "half-open", LastError: "HTTP 500 from TikTok"})
 
 		// A failing probe.
 		release := make(chan struct{})
@@ -548,6 +576,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 			t.Errorf("probe answered %d, want TikTok's 500", w.Code)
 		}
 		gauge("after a failed probe", 2)
+		breakerIs("after a failed probe", BreakerStatus{State: "open", Until: time.Now().Add(open), LastError: "HTTP 500 from TikTok"})
 		refused("reopened")
 		if w := get(); w.Header().Get("Retry-After") != "30" {
 			t.Errorf("Retry-After = %q after reopening, want 30", w.Header().Get("Retry-After"))
@@ -690,7 +719,7 @@ func TestEnvelopeOnlyFromJSON(t *testing.T) {
 			if n := testutil.CollectAndCount(h.m.UpstreamAPIErrors); n != 0 {
 				t.Errorf("upstream_api_errors_total has %d series, want none", n)
 			}
-			if got := h.p.BreakerState("main"); got != "closed" {
+			if got := h.p.Breaker("main").State; got != "closed" {
 				t.Errorf("breaker %s, want closed", got)
 			}
 			if strings.Contains(h.logs.String(), `"tiktok_code"`) {
@@ -713,7 +742,7 @@ func TestPartialSuccess(t *testing.T) {
 	if v := testutil.ToFloat64(h.m.UpstreamAPIErrors.WithLabelValues("main", "20001")); v != float64(n) {
 		t.Errorf("upstream_api_errors_total{20001} = %v, want %d", v, n)
 	}
-	if got := h.p.BreakerState("main"); got != "closed" {
+	if got := h.p.Breaker("main").State; got != "closed" {
 		t.Errorf("breaker %s after partial successes, want closed", got)
 	}
 }
@@ -862,8 +891,8 @@ func TestMetricsAndLogs(t *testing.T) {
 			t.Errorf("log %s = %#v, want %#v", k, line[k], v)
 		}
 	}
-	if d, ok := line["duration_seconds"].(float64); !ok || d < 0 {
-		t.Errorf("log duration_seconds = %#v, want a number", line["duration_seconds"])
+	if d, ok := line["duration"].(float64); !ok || d < 0 {
+		t.Errorf("log duration = %#v, want a number", line["duration"])
 	}
 	if len(first.Header().Get(HeaderRequestID)) != 32 {
 		t.Errorf("response request id %q", first.Header().Get(HeaderRequestID))
@@ -906,5 +935,64 @@ func TestAdvertiserListSigned(t *testing.T) {
 		if strings.Contains(logs, "SENTINEL") || !strings.Contains(logs, `"path":"`+listing+`"`) {
 			t.Errorf("logs show the secret or lack the path: %s", logs)
 		}
+	}
+}
+
+// hangingTokens is a token store whose refresh hangs: Token waits until the
+// request's context ends, then answers as tokens.Manager does, a
+// *tokens.RefreshError wrapping the context's end (plain: the context
+// error alone, as any other wait would).
+type hangingTokens struct {
+	*fakeTokens
+	plain bool
+}
+
+func (h hangingTokens) Token(ctx context.Context, cred string) (string, error) {
+	<-ctx.Done()
+	if h.plain {
+		return "", ctx.Err()
+	}
+	return "", &tokens.RefreshError{Credential: cred, RetryAfter: time.Second, Err: ctx.Err()}
+}
+
+// TestRefreshHangsPastTimeout: a request whose token expired and whose
+// wait for the refresh ends at upstream.timeout (TikTok's token endpoint
+// hangs) is 90005 with Retry-After, as SPEC says of an expired token whose
+// refresh failed, not 90007: TikTok never saw the request. A wait that
+// ends without a refresh failure is still TikTok timing out (90007), and
+// nothing reaches TikTok either way.
+func TestRefreshHangsPastTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		plain              bool
+		code, status       int
+		retryAfter, reason string
+	}{
+		{name: "refresh", code: 90005, status: 503, retryAfter: "1", reason: "refreshing it failed"},
+		{name: "other wait", plain: true, code: 90007, status: 504, reason: "did not answer within upstream.timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				calls := 0
+				h := newMemHarness(t, func(r *http.Request) (*http.Response, error) {
+					calls++
+					return jsonResponse(r, 200, strings.NewReader(`{"code":0}`)), nil
+				}, func(c *config.Config, o *Options) {
+					c.Upstream.Timeout = 2 * time.Second
+					o.Tokens = hangingTokens{fakeTokens: newFakeTokens(), plain: tc.plain}
+				})
+				w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
+				e := checkProxyError(t, w, tc.code, tc.status)
+				if got := w.Header().Get("Retry-After"); got != tc.retryAfter {
+					t.Errorf("Retry-After = %q, want %q", got, tc.retryAfter)
+				}
+				if !strings.Contains(e.Message, tc.reason) {
+					t.Errorf("message %q, want it to say %q", e.Message, tc.reason)
+				}
+				if calls != 0 {
+					t.Errorf("TikTok got %d requests", calls)
+				}
+			})
+		})
 	}
 }

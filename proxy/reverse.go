@@ -51,8 +51,8 @@ func New(opts Options) (*Proxy, error) {
 // Core is the request path under p, which the forward front end shares.
 func (p *Proxy) Core() *Core { return p.core }
 
-// BreakerState is Core.BreakerState.
-func (p *Proxy) BreakerState(name string) string { return p.core.BreakerState(name) }
+// Breaker is Core.Breaker.
+func (p *Proxy) Breaker(name string) BreakerStatus { return p.core.Breaker(name) }
 
 // ServeHTTP serves the proxy listener. The request's deadline,
 // upstream.timeout from its arrival, also bounds reading its body: nothing
@@ -63,10 +63,7 @@ func (p *Proxy) BreakerState(name string) string { return p.core.BreakerState(na
 // a hang-up), so the read-ahead never fails at it. A writer without
 // deadlines (a ResponseRecorder) leaves the body to its own limits.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	deadline := time.Now().Add(p.core.timeout)
-	if r.Body != nil && r.Body != http.NoBody {
-		_ = http.NewResponseController(w).SetReadDeadline(deadline)
-	}
+	deadline := boundBodyRead(w, r, p.core.timeout)
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
 	cl, authErr := p.core.authenticate(r)
@@ -103,6 +100,17 @@ func (p *Proxy) checkHost(r *http.Request) *Error {
 	}
 	return newError(CodeNotFound, http.StatusMisdirectedRequest,
 		"this proxy answers only loopback host names, its listen address and allowed_hosts, not %q: call it as 127.0.0.1 or localhost, or add the name to allowed_hosts", r.Host)
+}
+
+// boundBodyRead sets the read deadline of r's connection to d from now,
+// when r has a body, and returns that deadline: nothing else bounds reading
+// a body on a listener that sets only ReadHeaderTimeout.
+func boundBodyRead(w http.ResponseWriter, r *http.Request, d time.Duration) time.Time {
+	deadline := time.Now().Add(d)
+	if r.Body != nil && r.Body != http.NoBody {
+		_ = http.NewResponseController(w).SetReadDeadline(deadline)
+	}
+	return deadline
 }
 
 // sameHost compares hosts with default ports filled from each URL's scheme.

@@ -15,10 +15,22 @@ import (
 	"time"
 )
 
+// How a request's credential was picked (selection.by, the log's
+// selected_by): SPEC's three rules.
+const (
+	selectedByHeader     = "header"
+	selectedByAdvertiser = "advertiser"
+	selectedByDefault    = "default"
+)
+
 // selection is what credential selection learned about a request.
 type selection struct {
 	credential  string
+	by          string   // selectedByHeader, selectedByAdvertiser or selectedByDefault
 	advertisers []string // every advertiser id the request names, in order seen
+	// picked are the advertisers that picked the credential (rule 2):
+	// those of advertisers known to belong to it.
+	picked []string
 	// replay is the whole buffered body when it was read completely (nil
 	// with hasBody false means there was no body); the request can then be
 	// sent a second time.
@@ -52,7 +64,7 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 				"%s %q names no configured credential; configured: %s",
 				c.credentialHeader, name, strings.Join(c.names, ", "))
 		}
-		sel.credential = name
+		sel.credential, sel.by = name, selectedByHeader
 		if err := c.bufferReplay(r, sel); err != nil {
 			return nil, err
 		}
@@ -76,8 +88,11 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 	if perr != nil {
 		return nil, perr
 	}
+	sel.by = selectedByAdvertiser
 	if cred == "" {
-		cred = c.defaultCred
+		cred, sel.by = c.defaultCred, selectedByDefault
+	} else {
+		sel.picked = c.pickedBy(ids, cred)
 	}
 	if cred == "" {
 		if len(ids) > 0 {
@@ -113,6 +128,27 @@ func (c *Core) credentialOf(ids []string) (string, *Error) {
 		cred, first = c, id
 	}
 	return cred, nil
+}
+
+// pickedBy returns the ids that belong to cred: ids itself, uncopied,
+// when all of them do (the usual request), else the known ones.
+func (c *Core) pickedBy(ids []string, cred string) []string {
+	var picked []string
+	for i, id := range ids {
+		if owner, ok := c.tokens.CredentialFor(id); ok && owner == cred {
+			if picked != nil {
+				picked = append(picked, id)
+			}
+			continue
+		}
+		if picked == nil {
+			picked = append(make([]string, 0, len(ids)-1), ids[:i]...)
+		}
+	}
+	if picked == nil {
+		return ids
+	}
+	return picked
 }
 
 // fieldAdvertisers reads advertiser_id and advertiser_ids (a JSON list)

@@ -76,8 +76,9 @@ func (c *Core) attempts(ex *exchange, out *http.Request) (*http.Response, error)
 // inspect peeks at resp's envelope code, counts a non-zero one and logs
 // TikTok's rate-limit codes with the advertisers that burn the budget.
 func (c *Core) inspect(ex *exchange, resp *http.Response) {
-	code, ok := peekCode(resp)
-	ex.code, ex.codeOK = code, ok
+	head := peekCode(resp)
+	code, ok := head.Code, head.CodeOK
+	ex.code, ex.codeOK, ex.upstreamID, ex.message = code, ok, head.RequestID, head.Message
 	// 20001 (partial success) is counted too, as SPEC counts every code
 	// other than 0; isServerCode keeps it from ever tripping the breaker.
 	if !ok || code == tiktok.CodeOK {
@@ -92,15 +93,16 @@ func (c *Core) inspect(ex *exchange, resp *http.Response) {
 	}
 }
 
-// peekCode reads the envelope code from the start of a JSON response,
-// leaving resp.Body intact. It reads no more than peekSize bytes and returns
+// peekCode reads the envelope code from the start of a JSON response, and
+// TikTok's message and request_id when they came with the code
+// (tiktok.PeekEnvelope), leaving resp.Body intact. It reads no more than peekSize bytes and returns
 // as soon as the code is known, so a streamed response is not held back.
 // Only application/json is read: TikTok sends its envelope as JSON, and a
 // page or file that happens to start with {"code": is not an envelope.
-func peekCode(resp *http.Response) (int, bool) {
+func peekCode(resp *http.Response) tiktok.EnvelopeHead {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt != "application/json" {
-		return 0, false
+		return tiktok.EnvelopeHead{}
 	}
 	gz := false
 	switch strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))) {
@@ -108,7 +110,7 @@ func peekCode(resp *http.Response) (int, bool) {
 	case "gzip":
 		gz = true
 	default:
-		return 0, false
+		return tiktok.EnvelopeHead{}
 	}
 	br := bufio.NewReaderSize(resp.Body, peekSize)
 	resp.Body = readCloser{br, resp.Body}
@@ -122,17 +124,17 @@ func peekCode(resp *http.Response) (int, bool) {
 			data = gunzipPrefix(buf)
 		}
 		if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] != '{' {
-			return 0, false
+			return tiktok.EnvelopeHead{}
 		}
-		if code, ok := tiktok.PeekCode(data); ok {
-			return code, true
+		if h := tiktok.PeekEnvelope(data); h.CodeOK {
+			return h
 		}
 		if err != nil {
-			return 0, false
+			return tiktok.EnvelopeHead{}
 		}
 		n = len(buf) + 1
 	}
-	return 0, false
+	return tiktok.EnvelopeHead{}
 }
 
 // gunzipPrefix decompresses as much of a gzip stream's prefix as it can, at

@@ -118,7 +118,7 @@ func accessLine(now time.Time, s tokens.Status) tokenLine {
 	switch {
 	case !s.Authorized:
 		return tokenLine{}
-	case s.ReauthRequired && (s.AccessExpiresAt.IsZero() || !s.AccessExpiresAt.After(now)):
+	case s.AccessRejected || (s.ReauthRequired && (s.AccessExpiresAt.IsZero() || !s.AccessExpiresAt.After(now))):
 		return tokenLine{Text: "unusable: TikTok no longer accepts it", Class: "bad"}
 	case s.ReauthRequired:
 		// The proxy keeps serving a still-valid access token whose refresh

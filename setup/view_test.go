@@ -272,3 +272,28 @@ func TestSummaryAndClock(t *testing.T) {
 		}
 	}
 }
+
+// A token TikTok rejected is unusable whatever its expiry says; without the
+// rejection, a grant whose refresh is gone keeps serving it until then.
+func TestAccessLineRejectedIsUnusable(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	base := tokens.Status{Authorized: true, Refreshable: true, AccessExpiresAt: now.Add(29 * time.Minute)}
+	for _, tc := range []struct {
+		name      string
+		rejected  bool
+		reauth    bool
+		wantText  string
+		wantClass string
+	}{
+		{"rejected, re-authorization needed", true, true, "unusable: TikTok no longer accepts it", "bad"},
+		{"rejected, refresh still possible", true, false, "unusable: TikTok no longer accepts it", "bad"},
+		{"refresh gone, token not rejected", false, true, "not renewable: unusable at 12:29 UTC at the latest, in 29m", "warn"},
+		{"working", false, false, "expires 12:29 UTC, in 29m", ""},
+	} {
+		s := base
+		s.AccessRejected, s.ReauthRequired = tc.rejected, tc.reauth
+		if got := accessLine(now, s); got.Text != tc.wantText || got.Class != tc.wantClass {
+			t.Errorf("%s: accessLine = %+v, want %q (%q)", tc.name, got, tc.wantText, tc.wantClass)
+		}
+	}
+}

@@ -394,25 +394,60 @@ func decodeData(data json.RawMessage, v any) error {
 // response body. ok is false when prefix holds no complete "code" field at
 // the top level of an object. The first top-level "code" wins.
 func PeekCode(prefix []byte) (code int, ok bool) {
+	h := PeekEnvelope(prefix)
+	return h.Code, h.CodeOK
+}
+
+// EnvelopeHead is what PeekEnvelope reads of an envelope's start.
+type EnvelopeHead struct {
+	Code   int
+	CodeOK bool // Code was read (PeekCode's ok)
+	// Message and RequestID (TikTok's id of the request, which its support
+	// asks for) are "" when the prefix does not hold them whole.
+	Message, RequestID string
+}
+
+// PeekEnvelope is PeekCode that also reads the envelope's top-level
+// "message" and "request_id" when prefix holds them: before the code, or
+// after it and before "data", which TikTok sends last and which is not
+// scanned.
+func PeekEnvelope(prefix []byte) EnvelopeHead {
+	var h EnvelopeHead
 	dec := json.NewDecoder(bytes.NewReader(prefix))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return 0, false
+		return h
 	}
-	// Each iteration consumes at least one token of a finite prefix.
-	for dec.More() {
+	// Each iteration consumes at least one value of a finite prefix.
+	for dec.More() && !(h.CodeOK && h.Message != "" && h.RequestID != "") {
 		key, err := dec.Token()
 		if err != nil {
-			return 0, false
+			break
 		}
-		if key == "code" {
-			return peekNumber(dec, prefix)
-		}
-		if !skipValue(dec) {
-			return 0, false
+		switch {
+		case key == "code" && !h.CodeOK:
+			if h.Code, h.CodeOK = peekNumber(dec, prefix); !h.CodeOK {
+				h.Code = 0
+				return h
+			}
+		case (key == "message" && h.Message == "") || (key == "request_id" && h.RequestID == ""):
+			var v any
+			if dec.Decode(&v) != nil {
+				return h
+			}
+			str, _ := v.(string)
+			if key == "message" {
+				h.Message = str
+			} else {
+				h.RequestID = str
+			}
+		case key == "data" && h.CodeOK:
+			return h
+		case !skipValue(dec):
+			return h
 		}
 	}
-	return 0, false
+	return h
 }
 
 // peekNumber reads the value after "code". A number at the very end of a

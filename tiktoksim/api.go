@@ -68,7 +68,7 @@ type Request struct {
 	Code       int `json:"code"`
 	HTTPStatus int `json:"http_status"`
 	// Fault names the fault knob that answered: "code", "http_status",
-	// "body", "reset", or "latency" or "hold" (then the request was also
+	// "redirect", "body", "reset", or "latency" or "hold" (then the request was also
 	// served; a held one shows in the in-flight list once served).
 	Fault string `json:"fault,omitempty"`
 	// ResponseBytes is how many bytes of response body were written, so a
@@ -762,6 +762,12 @@ func (c *call) applyFault(tokenEndpoint bool) (hold time.Duration, serve bool) {
 		c.rec.HTTPStatus = f.HTTPStatus
 		c.wrote = true
 		http.Error(c.w, fmt.Sprintf("%d simulated fault", f.HTTPStatus), f.HTTPStatus)
+		return 0, false
+	case f.Redirect != "":
+		c.rec.Fault = "redirect"
+		c.rec.HTTPStatus = http.StatusTemporaryRedirect
+		c.wrote = true
+		http.Redirect(c.w, c.r, f.Redirect, http.StatusTemporaryRedirect)
 		return 0, false
 	case f.Body != "":
 		c.rec.Fault = "body"

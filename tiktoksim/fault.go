@@ -23,7 +23,7 @@ const (
 )
 
 // Fault breaks matching requests. Latency is waited first; then Reset,
-// HTTPStatus, Body or Code answers, in that order of precedence. A Fault with
+// HTTPStatus, Redirect, Body or Code answers, in that order of precedence. A Fault with
 // only Latency delays the request and serves it; one with Hold serves it and
 // delays the answer.
 type Fault struct {
@@ -40,6 +40,9 @@ type Fault struct {
 	Message string `json:"message,omitempty"`
 	// HTTPStatus answers with this status and a text body, no envelope.
 	HTTPStatus int `json:"http_status,omitempty"`
+	// Redirect answers 307 Temporary Redirect to this URL, which a client
+	// must not follow with the secret it sent.
+	Redirect string `json:"redirect,omitempty"`
 	// Body answers HTTP 200 with exactly these bytes: garbage, a truncated
 	// envelope, a login wall standing where TikTok should be.
 	Body string `json:"body,omitempty"`
@@ -111,8 +114,8 @@ func (f Fault) validate() error {
 	default:
 		return fmt.Errorf("scope %q: want api, token or all", f.Scope)
 	}
-	if f.Code == 0 && f.HTTPStatus == 0 && f.Body == "" && f.Latency <= 0 && f.Hold <= 0 && !f.Reset {
-		return errors.New("a fault needs code, http_status, body, latency, hold or reset")
+	if f.Code == 0 && f.HTTPStatus == 0 && f.Body == "" && f.Redirect == "" && f.Latency <= 0 && f.Hold <= 0 && !f.Reset {
+		return errors.New("a fault needs code, http_status, redirect, body, latency, hold or reset")
 	}
 	if f.HTTPStatus != 0 && (f.HTTPStatus < 400 || f.HTTPStatus > 599) {
 		return fmt.Errorf("http_status %d: want 400-599", f.HTTPStatus)

@@ -93,6 +93,10 @@ type Server struct {
 	inflight   map[string]Request // by request id, until recorded
 	issued     Issued
 	seq        int // ids of created objects
+
+	// oddTokenFields: token answers carry their fields in odd but
+	// readable shapes (SetOddTokenFields).
+	oddTokenFields bool
 }
 
 type authCode struct {
@@ -311,6 +315,17 @@ func (s *Server) SetRefreshTTL(d time.Duration) {
 		d = 365 * 24 * time.Hour
 	}
 	s.refreshTTL = d
+}
+
+// SetOddTokenFields makes exchange and refresh answers carry their tokens
+// as usual but every other field in an odd shape, as a TikTok change might:
+// expires_in as a float (28800.0), open_id as a number, advertiser_ids as a
+// comma-separated string, scope as an object. A client must keep the
+// tokens of such an answer.
+func (s *Server) SetOddTokenFields(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.oddTokenFields = on
 }
 
 // TTLs returns the current access and refresh token lifetimes; an access

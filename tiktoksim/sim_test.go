@@ -843,3 +843,38 @@ func TestStrayRequestsRecorded(t *testing.T) {
 		}
 	}
 }
+
+// TestOddTokenFields: with odd_token_fields the answers keep their tokens
+// and carry every other field in an odd shape; the rotation still works.
+func TestOddTokenFields(t *testing.T) {
+	e := newEnv(t, tiktoksim.Options{AccessTTL: 8 * time.Hour})
+	var cfg struct {
+		OddTokenFields bool `json:"odd_token_fields"`
+	}
+	e.control(t, "POST", "/sim/config", `{"odd_token_fields":true}`, 200, &cfg)
+	if !cfg.OddTokenFields {
+		t.Fatalf("config answered %+v", cfg)
+	}
+	g := e.grant(t, nil)
+	if g.ExpiresIn != 8*time.Hour || g.RefreshToken == "" || g.OpenID != "7000000000000000099" || len(g.Dropped) != 2 {
+		t.Fatalf("odd exchange answer read as %+v", g)
+	}
+	g2, err := e.c.Refresh(context.Background(), e.app, g.RefreshToken)
+	if err != nil || g2.RefreshToken == "" || g2.RefreshToken == g.RefreshToken {
+		t.Fatalf("odd refresh answer: %+v, %v", g2, err)
+	}
+}
+
+// TestRedirectFault: the redirect knob answers 307 to the given URL.
+func TestRedirectFault(t *testing.T) {
+	e := newEnv(t, tiktoksim.Options{})
+	g := e.grant(t, nil)
+	e.control(t, "POST", "/sim/fault", `{"scope":"token","redirect":"http://127.0.0.1:1/elsewhere","count":1}`, 200, nil)
+	_, err := e.c.Refresh(context.Background(), e.app, g.RefreshToken)
+	if !errors.Is(err, tiktok.ErrBadResponse) || !strings.Contains(err.Error(), "http://127.0.0.1:1/elsewhere") {
+		t.Errorf("refresh answered with a redirect: err = %v", err)
+	}
+	if reqs := e.sim.Requests(); reqs[len(reqs)-1].Fault != "redirect" || reqs[len(reqs)-1].HTTPStatus != http.StatusTemporaryRedirect {
+		t.Errorf("recorded %+v", reqs[len(reqs)-1])
+	}
+}

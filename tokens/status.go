@@ -26,6 +26,9 @@ type Status struct {
 	LastRefresh      RefreshResult `json:"last_refresh,omitzero"`
 	ReauthRequired   bool          `json:"reauthorization_required"`
 	ReauthReason     string        `json:"reauthorization_reason,omitempty"`
+	// AccessRejected: TikTok rejected the access token itself, so it is
+	// unusable whatever its expiry says.
+	AccessRejected bool `json:"access_rejected,omitempty"`
 }
 
 func (s *Source) status() Status {
@@ -117,6 +120,7 @@ func StatusFromRecord(name, kind string, rec *Record) Status {
 	st.LastRefresh = rec.LastRefresh
 	st.ReauthRequired = rec.ReauthRequired
 	st.ReauthReason = rec.ReauthReason
+	st.AccessRejected = rec.AccessRejected
 	return st
 }
 
@@ -143,6 +147,9 @@ func FormatStatusTable(w io.Writer, st []Status, now time.Time) error {
 			refresh = expiresIn(s.RefreshExpiresAt, now, "unknown")
 			if !s.Refreshable {
 				refresh = "-"
+			}
+			if s.AccessRejected {
+				access = "rejected by TikTok"
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",

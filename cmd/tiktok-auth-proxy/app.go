@@ -127,7 +127,10 @@ func (f *inFlight) wait(d time.Duration) int {
 	return f.n
 }
 
-// newLogger builds the slog logger of the log: config section.
+// newLogger builds the slog logger of the log: config section. A duration
+// (slog.Duration) reads as people write one in text, "duration=12.3ms",
+// and in JSON as the number log pipelines compare and sum,
+// "duration_seconds":0.0123.
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
@@ -135,9 +138,39 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
+		opts.ReplaceAttr = textDuration
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+	opts.ReplaceAttr = jsonDuration
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// textDuration rounds a duration to three significant figures: 12.3ms,
+// 29.6µs, 1.23s.
+func textDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	d := a.Value.Duration()
+	unit := time.Duration(1)
+	for v := d.Abs(); v >= 1000*unit && unit < time.Hour; {
+		unit *= 10
+	}
+	a.Value = slog.DurationValue(d.Round(unit))
+	return a
+}
+
+// jsonDuration turns a duration into seconds, a float, under the key
+// <key>_seconds.
+func jsonDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	key := "duration_seconds" // the access log's, without building it per line
+	if a.Key != "duration" {
+		key = a.Key + "_seconds"
+	}
+	return slog.Float64(key, a.Value.Duration().Seconds())
 }
 
 // appFor resolves a credential's TikTok app: kind defaults for every OAuth
@@ -227,13 +260,17 @@ func listen(what, addr string) (net.Listener, error) {
 // shown as 127.0.0.1 so it can be opened.
 func httpURL(addr net.Addr) string { return "http://" + dialable(addr.String()) }
 
+// idleTimeout is how long a listener keeps an idle connection, and the
+// forward proxy an idle tunnel.
+const idleTimeout = 120 * time.Second
+
 func newServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: reports stream for minutes; upstream.timeout
 		// bounds each proxied request instead.
-		IdleTimeout: 120 * time.Second,
+		IdleTimeout: idleTimeout,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
@@ -437,26 +474,32 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 			AdvertiserIDs: c.AdvertiserIDs, Default: c.Default})
 	}
 	admin, err := setup.New(setup.Options{
-		Credentials:  creds,
-		Tokens:       a.manager,
-		Exchanger:    api,
-		AdminToken:   cfg.AdminToken,
-		Loopback:     config.IsLoopback(cfg.AdminListen),
-		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		ProxyURL:     proxyURL,
-		BreakerState: px.BreakerState,
-		Logger:       log,
+		Credentials: creds,
+		Tokens:      a.manager,
+		Exchanger:   api,
+		AdminToken:  cfg.AdminToken,
+		Loopback:    config.IsLoopback(cfg.AdminListen),
+		Metrics:     promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		ProxyURL:    proxyURL,
+		Breaker: func(name string) setup.BreakerInfo {
+			b := px.Breaker(name)
+			return setup.BreakerInfo{State: b.State, Until: b.Until, LastError: b.LastError}
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log), newServer(a.handlers.wrap(admin), log), admin
 	if a.forwardLn != nil {
-		fwd, err := newForward(cfg.ForwardProxy, px.Core(), &a.handlers, log)
+		fwd, err := newForward(cfg, px.Core(), &a.handlers, log)
 		if err != nil {
 			return nil, err
 		}
 		a.forward = newServer(fwd, log)
+		// Shutdown closes idle connections but not the tunnels goproxy
+		// took over: idle ones close now, busy ones once answered.
+		a.forward.RegisterOnShutdown(fwd.CloseTunnels)
 	}
 	return a, nil
 }

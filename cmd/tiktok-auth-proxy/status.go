@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/setup"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
@@ -49,6 +51,10 @@ func runStatus(ctx context.Context, args []string, s stdio) error {
 		return err
 	}
 	now := time.Now()
+	statuses := make([]tokens.Status, len(st))
+	for i, c := range st {
+		statuses[i] = c.Status
+	}
 	if *asJSON {
 		enc := json.NewEncoder(s.out)
 		enc.SetIndent("", "  ")
@@ -57,13 +63,60 @@ func runStatus(ctx context.Context, args []string, s stdio) error {
 		}
 	} else {
 		fmt.Fprintf(s.out, "source: %s\n", source)
-		if err := tokens.FormatStatusTable(s.out, st, now); err != nil {
+		if err := tokens.FormatStatusTable(s.out, statuses, now); err != nil {
+			return err
+		}
+		fmt.Fprintln(s.out)
+		if err := formatRouting(s.out, st); err != nil {
 			return err
 		}
 	}
-	if problems := needsAttention(st, now, time.Duration(warn)); len(problems) > 0 {
+	if problems := needsAttention(statuses, now, time.Duration(warn)); len(problems) > 0 {
 		fmt.Fprintf(s.err, "tiktok-auth-proxy: status: %s\n", strings.Join(problems, "; "))
 		return errReported
+	}
+	return nil
+}
+
+// credentialStatus is one credential as status shows it: the token store's
+// Status, and how requests are routed to it, in /api/credentials' names.
+type credentialStatus struct {
+	tokens.Status
+	// Default marks the credential a request naming no credential and no
+	// known advertiser uses.
+	Default bool `json:"default"`
+	// Routes are the advertisers routed to it and where each comes from.
+	Routes []setup.AdvertiserRoute `json:"advertiser_routes"`
+}
+
+// formatRouting writes which credential is the default and how many of
+// each credential's advertisers come from config, the grant and TikTok's
+// listing: counts, which stay readable with hundreds of advertisers
+// (--json lists them).
+func formatRouting(w io.Writer, st []credentialStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CREDENTIAL\tDEFAULT\tADVERTISERS FROM CONFIG\tFROM GRANT\tFROM LISTING")
+	hasDefault := false
+	for _, c := range st {
+		n := map[string]int{}
+		for _, r := range c.Routes {
+			for _, src := range r.Sources {
+				n[src]++
+			}
+		}
+		def := "no"
+		if c.Default {
+			def, hasDefault = "yes", true
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", c.Name, def,
+			n[setup.SourceConfig], n[setup.SourceGrant], n[setup.SourceListing])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !hasDefault {
+		_, err := fmt.Fprintln(w, "no default credential: a request naming no credential and no known advertiser gets 90001")
+		return err
 	}
 	return nil
 }
@@ -113,7 +166,7 @@ var errNoServer = errors.New("no running server")
 // /api/credentials, for its view: the live one, with refresh failures and
 // re-authorizations the store may not show yet. errNoServer when nothing
 // answers there.
-func serverStatuses(ctx context.Context, cfg *config.Config) ([]tokens.Status, string, error) {
+func serverStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus, string, error) {
 	base := listenURL(cfg.AdminListen)
 	ctx, cancel := context.WithTimeout(ctx, serverProbeTimeout)
 	defer cancel()
@@ -138,22 +191,23 @@ func serverStatuses(ctx context.Context, cfg *config.Config) ([]tokens.Status, s
 		}
 		return nil, "", fmt.Errorf("status: the admin listener at %s answered /api/credentials with HTTP %d%s", base, resp.StatusCode, hint)
 	}
-	var st []tokens.Status
+	var st []credentialStatus
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
 		return nil, "", fmt.Errorf("status: the admin listener at %s: /api/credentials: %w", base, err)
 	}
 	return st, "running server at " + base, nil
 }
 
-// storeStatuses reads each configured credential from the store. The
-// store is only read, so this is safe while serve runs.
-func storeStatuses(ctx context.Context, cfg *config.Config) ([]tokens.Status, error) {
+// storeStatuses reads each configured credential from the store, and its
+// routing from the config and the store, as serve would route. The store
+// is only read, so this is safe while serve runs.
+func storeStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus, error) {
 	store, _, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	st := make([]tokens.Status, 0, len(cfg.Credentials))
+	st := make([]credentialStatus, 0, len(cfg.Credentials))
 	for _, c := range cfg.Credentials {
 		rec, err := store.Get(ctx, c.Name)
 		if errors.Is(err, tokens.ErrNotFound) {
@@ -161,7 +215,8 @@ func storeStatuses(ctx context.Context, cfg *config.Config) ([]tokens.Status, er
 		} else if err != nil {
 			return nil, fmt.Errorf("read store: %w", err)
 		}
-		st = append(st, tokens.StatusFromRecord(c.Name, c.Kind, rec))
+		s := tokens.StatusFromRecord(c.Name, c.Kind, rec)
+		st = append(st, credentialStatus{Status: s, Default: c.Default, Routes: setup.AdvertiserRoutes(c.AdvertiserIDs, s.Advertisers)})
 	}
 	return st, nil
 }

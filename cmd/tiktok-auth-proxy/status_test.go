@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/setup"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/filestore"
 )
@@ -68,7 +69,7 @@ func TestWarnBeforeFlag(t *testing.T) {
 
 // fakeAdmin serves /api/credentials as a running serve would, requiring
 // token when it is not "".
-func fakeAdmin(t *testing.T, token string, st []tokens.Status) *httptest.Server {
+func fakeAdmin(t *testing.T, token string, st any) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/credentials" {
@@ -175,5 +176,81 @@ credentials:
 	code, _, errOut = runCLI(t, "", "status", "--config", cfg, "--warn-before", "3d")
 	if want := "tiktok-auth-proxy: status: new: not authorized\n"; code != 1 || errOut != want {
 		t.Errorf("--warn-before 3d: exit %d, stderr %q; want %q", code, errOut, want)
+	}
+}
+
+// status shows which credential is the default and where each one's
+// advertisers come from: the running server's view (/api/credentials'
+// default and advertiser_routes), or, without one, the config's and the
+// store's, told apart as serve does.
+func TestStatusShowsRouting(t *testing.T) {
+	routingRow := func(name, def string, config, grant, listing int) *regexp.Regexp {
+		return regexp.MustCompile(fmt.Sprintf(`(?m)^%s\s+%s\s+%d\s+%d\s+%d$`, name, def, config, grant, listing))
+	}
+	srv := fakeAdmin(t, "", []map[string]any{
+		{"name": "main", "kind": "advertiser", "authorized": true, "default": false, "advertisers": []any{},
+			"advertiser_routes": []setup.AdvertiserRoute{
+				{ID: "7000000000000000001", Name: "Shop", Sources: []string{setup.SourceConfig, setup.SourceListing}},
+				{ID: "7000000000000000002", Sources: []string{setup.SourceGrant}},
+			}},
+		{"name": "agency", "kind": "advertiser", "authorized": true, "default": true, "advertisers": []any{}, "advertiser_routes": []any{}},
+	})
+	cfg := writeFile(t, "config.yaml", "admin_listen: "+strings.TrimPrefix(srv.URL, "http://")+`
+credentials: [{name: main, app_id: "1", app_secret: s}, {name: agency, app_id: "2", app_secret: s}]
+`)
+	code, out, errOut := runCLI(t, "", "status", "--config", cfg)
+	if code != 0 || errOut != "" {
+		t.Fatalf("status: exit %d, stderr %q\n%s", code, errOut, out)
+	}
+	if !strings.Contains(out, "CREDENTIAL  DEFAULT  ADVERTISERS FROM CONFIG  FROM GRANT  FROM LISTING\n") ||
+		!routingRow("main", "no", 1, 1, 1).MatchString(out) || !routingRow("agency", "yes", 0, 0, 0).MatchString(out) {
+		t.Errorf("routing from the running server:\n%s", out)
+	}
+	if strings.Contains(out, "no default credential") {
+		t.Errorf("a default is configured, yet status says there is none:\n%s", out)
+	}
+
+	// From the store: config's advertiser_ids, the grant's bare ids and the
+	// listing's named ones.
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	dir := t.TempDir()
+	st, err := filestore.Open(filepath.Join(dir, "tokens.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &tokens.Record{Credential: "main", AccessToken: "SECRET-1", Advertisers: []tokens.Advertiser{
+		{ID: "7000000000000000001", Name: "Shop"}, {ID: "7000000000000000002"}, {ID: "7000000000000000003", Name: "Other shop"},
+	}}
+	if err := st.Put(context.Background(), rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte("admin_listen: "+strings.TrimPrefix(down.URL, "http://")+`
+store: {path: tokens.json}
+credentials:
+  - {name: main, app_id: "1", app_secret: s, advertiser_ids: ["7000000000000000001", "7000000000000000009"]}
+  - {name: other, app_id: "2", app_secret: s}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ = runCLI(t, "", "status", "--config", cfgPath)
+	if !routingRow("main", "no", 2, 1, 2).MatchString(out) || !routingRow("other", "no", 0, 0, 0).MatchString(out) ||
+		!strings.Contains(out, "no default credential: a request naming no credential and no known advertiser gets 90001\n") {
+		t.Errorf("routing from the store:\n%s", out)
+	}
+	_, out, _ = runCLI(t, "", "status", "--config", cfgPath, "--json")
+	var got []struct {
+		Name    string                  `json:"name"`
+		Default bool                    `json:"default"`
+		Routes  []setup.AdvertiserRoute `json:"advertiser_routes"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	if len(got) != 2 || len(got[0].Routes) != 4 || strings.Join(got[0].Routes[3].Sources, ",") != setup.SourceConfig ||
+		got[0].Routes[3].ID != "7000000000000000009" || got[1].Routes == nil {
+		t.Errorf("status --json routes: %+v", got)
 	}
 }
