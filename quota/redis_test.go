@@ -3,70 +3,28 @@ package quota
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/redistest"
 )
 
-// redisServer is a real redis-server on a free loopback port.
-type redisServer struct {
-	addr string
-	cmd  *exec.Cmd
-}
-
-func startRedis(t *testing.T) *redisServer {
+// client is a go-redis client of srv that gives up at once when srv is
+// down, closed when the test ends.
+func client(t *testing.T, srv *redistest.Server) *redis.Client {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not installed (scripts/ensure-test-deps.sh installs it): %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	s := &redisServer{addr: fmt.Sprintf("127.0.0.1:%d", port)}
-	s.cmd = exec.Command(path, "--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--save", "", "--appendonly", "no")
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.stop)
-	c := s.client(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not answer PING")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return s
-}
-
-func (s *redisServer) client(t *testing.T) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
-func (s *redisServer) stop() {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
-}
-
 func TestRedisBucketsAreSharedByReplicas(t *testing.T) {
-	srv := startRedis(t)
-	a := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
-	b := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
+	srv := redistest.Start(t, redistest.Options{})
+	a := NewRedis(client(t, srv), RedisOptions{Prefix: "t:"})
+	b := NewRedis(client(t, srv), RedisOptions{Prefix: "t:"})
 	rate := Rate{Interval: time.Minute, Burst: 2}
 	now := time.Now()
 	if w := a.Take("app:1", rate, now); w != 0 {
@@ -90,14 +48,14 @@ func TestRedisBucketsAreSharedByReplicas(t *testing.T) {
 // Three replicas on one Redis: the limiter of each spends from the same
 // app budget, so together they let through what one would.
 func TestLimitersOnRedisShareTheAppBudget(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t, redistest.Options{})
 	cfg := &config.Config{
 		RateLimits:  config.RateLimits{Tier: config.TierBasic, MaxWait: time.Millisecond},
 		Credentials: []config.Credential{{Name: "main", AppID: "7123"}},
 	}
 	var limiters []*Limiter
 	for range 3 {
-		limiters = append(limiters, New(cfg, Options{Backend: NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})}))
+		limiters = append(limiters, New(cfg, Options{Backend: NewRedis(client(t, srv), RedisOptions{Prefix: "t:"})}))
 	}
 	// Within one interval (105 ms at 9.5/s) only one request of the three
 	// replicas goes; the others' turns are beyond the 1 ms max_wait.
@@ -113,10 +71,10 @@ func TestLimitersOnRedisShareTheAppBudget(t *testing.T) {
 }
 
 func TestRedisDownFallsBackToTheReplicasShare(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t, redistest.Options{})
 	var replicas []*Redis
 	for range 3 {
-		replicas = append(replicas, NewRedis(srv.client(t), RedisOptions{Prefix: "t:"}))
+		replicas = append(replicas, NewRedis(client(t, srv), RedisOptions{Prefix: "t:"}))
 	}
 	for i, r := range replicas {
 		if n, err := r.Heartbeat(context.Background()); err != nil || n != i+1 {
@@ -126,7 +84,7 @@ func TestRedisDownFallsBackToTheReplicasShare(t *testing.T) {
 	if n, _ := replicas[0].Heartbeat(context.Background()); n != 3 {
 		t.Fatalf("replica 0 sees %d live replicas, want 3", n)
 	}
-	srv.stop()
+	srv.Stop()
 
 	rate := Rate{Interval: 100 * time.Millisecond, Burst: 3}
 	now := time.Now()
@@ -144,9 +102,9 @@ func TestRedisDownFallsBackToTheReplicasShare(t *testing.T) {
 }
 
 func TestRedisNeverSeenAssumesAShare(t *testing.T) {
-	srv := startRedis(t)
-	r := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
-	srv.stop()
+	srv := redistest.Start(t, redistest.Options{})
+	r := NewRedis(client(t, srv), RedisOptions{Prefix: "t:"})
+	srv.Stop()
 	now := time.Now()
 	rate := Rate{Interval: 100 * time.Millisecond, Burst: 1}
 	r.Take("app:1", rate, now)
@@ -156,10 +114,10 @@ func TestRedisNeverSeenAssumesAShare(t *testing.T) {
 }
 
 func TestHeartbeatsForgetSilentReplicas(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t, redistest.Options{})
 	beat := 100 * time.Millisecond
-	a := NewRedis(srv.client(t), RedisOptions{Prefix: "t:", Heartbeat: beat})
-	b := NewRedis(srv.client(t), RedisOptions{Prefix: "t:", Heartbeat: beat})
+	a := NewRedis(client(t, srv), RedisOptions{Prefix: "t:", Heartbeat: beat})
+	b := NewRedis(client(t, srv), RedisOptions{Prefix: "t:", Heartbeat: beat})
 	if _, err := b.Heartbeat(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -185,9 +143,9 @@ func TestHeartbeatsForgetSilentReplicas(t *testing.T) {
 
 // A pause one replica learnt from TikTok holds every replica's requests.
 func TestRedisPausesAreShared(t *testing.T) {
-	srv := startRedis(t)
-	a := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
-	b := NewRedis(srv.client(t), RedisOptions{Prefix: "t:"})
+	srv := redistest.Start(t, redistest.Options{})
+	a := NewRedis(client(t, srv), RedisOptions{Prefix: "t:"})
+	b := NewRedis(client(t, srv), RedisOptions{Prefix: "t:"})
 	rate := Rate{Interval: time.Millisecond, Burst: 1}
 	a.Pause("app:1", 2*time.Minute)
 	a.Pause("app:1", time.Second) // a shorter pause never shortens a longer one
@@ -202,8 +160,8 @@ func TestRedisPausesAreShared(t *testing.T) {
 		RateLimits:  config.RateLimits{Tier: config.TierBasic, MaxWait: 10 * time.Second},
 		Credentials: []config.Credential{{Name: "main", AppID: "7123"}},
 	}
-	la := New(cfg, Options{Backend: NewRedis(srv.client(t), RedisOptions{Prefix: "u:"})})
-	lb := New(cfg, Options{Backend: NewRedis(srv.client(t), RedisOptions{Prefix: "u:"})})
+	la := New(cfg, Options{Backend: NewRedis(client(t, srv), RedisOptions{Prefix: "u:"})})
+	lb := New(cfg, Options{Backend: NewRedis(client(t, srv), RedisOptions{Prefix: "u:"})})
 	la.Observe(Request{Credential: "main"}, time.Now().Add(-time.Millisecond), CodeAppLimit, "too many requests per minute")
 	_, err := lb.Wait(context.Background(), Request{Credential: "main"})
 	var le *LimitedError

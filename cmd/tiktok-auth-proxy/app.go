@@ -49,7 +49,7 @@ type app struct {
 	store   tokens.Store
 	manager *tokens.Manager
 	// stopQuota ends the budgets' Redis heartbeats; nil before newQuota.
-	stopQuota func() error
+	stopQuota func()
 	proxy     *http.Server
 	admin     *http.Server
 	setup     *setup.Admin
@@ -412,11 +412,12 @@ func (a *app) Close() error {
 	if a.manager != nil {
 		errs = append(errs, a.manager.Close())
 	}
+	// The heartbeats use the store's connection: they end first.
+	if a.stopQuota != nil {
+		a.stopQuota()
+	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
-	}
-	if a.stopQuota != nil {
-		errs = append(errs, a.stopQuota())
 	}
 	return errors.Join(errs...)
 }
@@ -471,7 +472,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		return nil, err
 	}
 	adminURL, proxyURL := httpURL(a.adminLn.Addr()), httpURL(a.proxyLn.Addr())
-	limiter, stopQuota := newQuota(cfg, m, log)
+	limiter, stopQuota := newQuota(cfg, a.store, m, log)
 	a.stopQuota = stopQuota
 	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL, Quota: limiter})
 	if err != nil {
