@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/redistest"
 )
 
 // A third app, for tests that need a budget no other test step paused.
@@ -242,4 +244,41 @@ func TestQuotaRetriesReadsNotWrites(t *testing.T) {
 	if v, _ := metricValue(t, px, `tiktok_auth_proxy_upstream_retries_total{code="40100",credential="third"}`); v != 1 {
 		t.Errorf("upstream_retries_total{40100,third} = %v, want 1", v)
 	}
+}
+// Three replicas on one real Redis, the Basic tier: one script per replica
+// for 20 s, each calling as fast as it is answered. The replicas spend from
+// one budget in Redis, so the simulator never counts more than 10 calls of
+// the app in a second, and every call is answered 0.
+func TestQuotaSharedByReplicas(t *testing.T) {
+	rd := redistest.Start(t, redistest.Options{})
+	s := startSim(t)
+	var replicas []*proxy
+	var urls []string
+	for range 3 {
+		px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Store: redisStoreConfig(rd.Addr),
+			Extra: "rate_limits:\n  tier: basic\n"})
+		replicas = append(replicas, px)
+		urls = append(urls, px.URL)
+	}
+	replicas[0].authorize(t, s, "main", appMain, advMain1)
+	for i, px := range replicas {
+		eventually(t, 20*time.Second, fmt.Sprintf("replica %d to serve the shared grant", i), func() bool {
+			return getOnce(px.URL+campaignGet+"?advertiser_id="+advMain1) == nil
+		})
+	}
+	startBasicQuota(t, s)
+
+	calls, took, elapsed := runScripts(t, 20*time.Second, urls...)
+	busiest, mean := checkSeconds(t, s)
+	var limited float64
+	for _, px := range replicas {
+		v, _ := metricValue(t, px, `tiktok_auth_proxy_rate_limited_total{credential="main",source="tiktok"}`)
+		limited += v
+	}
+	if limited != 0 {
+		t.Errorf("TikTok answered %v rate limits", limited)
+	}
+	summarize("quota: 3 replicas on one Redis, one script each, Basic tier, %v: %d calls answered (%.1f/s), simulator busiest second %d, mean %.1f/s; call latency p50 %v p99 %v; TikTok limits %v",
+		elapsed.Round(time.Second), len(calls), float64(len(calls))/elapsed.Seconds(), busiest, mean,
+		percentile(took, 50).Round(time.Millisecond), percentile(took, 99).Round(time.Millisecond), limited)
 }
