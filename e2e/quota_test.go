@@ -246,7 +246,7 @@ func TestQuotaRetriesReadsNotWrites(t *testing.T) {
 	}
 }
 // Three replicas on one real Redis, the Basic tier: one script per replica
-// for 20 s, each calling as fast as it is answered. The replicas spend from
+// for 10 s, each calling as fast as it is answered. The replicas spend from
 // one budget in Redis, so the simulator never counts more than 10 calls of
 // the app in a second, and every call is answered 0.
 func TestQuotaSharedByReplicas(t *testing.T) {
@@ -268,7 +268,7 @@ func TestQuotaSharedByReplicas(t *testing.T) {
 	}
 	startBasicQuota(t, s)
 
-	calls, took, elapsed := runScripts(t, 20*time.Second, urls...)
+	calls, took, elapsed := runScripts(t, 10*time.Second, urls...)
 	busiest, mean := checkSeconds(t, s)
 	var limited float64
 	for _, px := range replicas {
