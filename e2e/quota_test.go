@@ -245,6 +245,7 @@ func TestQuotaRetriesReadsNotWrites(t *testing.T) {
 		t.Errorf("upstream_retries_total{40100,third} = %v, want 1", v)
 	}
 }
+
 // Three replicas on one real Redis, the Basic tier: one script per replica
 // for 10 s, each calling as fast as it is answered. The replicas spend from
 // one budget in Redis, so the simulator never counts more than 10 calls of
