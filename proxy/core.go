@@ -326,8 +326,7 @@ func (c *Core) rewrite(out *http.Request, ex *exchange) {
 		}
 	}
 	h := out.Header
-	h.Del(c.credentialHeader)
-	h.Del(headerProxyAuth)
+	stripClientCredentials(h, c.credentialHeader)
 	h.Set(headerAccessToken, ex.token)
 	if out.URL.Path == advertiserGetPath {
 		c.signAdvertiserGet(out.URL, ex.route.Credential)
