@@ -121,20 +121,27 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 }
 
 // credentialOf maps advertiser ids to their one credential; "" when none of
-// them is known (unknown ones fall through to the default).
+// them is known (unknown ones fall through to the default). An advertiser
+// several credentials claim and none owns is 90001: the default is no
+// likelier to be meant than any of them.
 func (c *Core) credentialOf(ids []string) (string, *Error) {
 	cred, first := "", ""
 	for _, id := range ids {
-		c, ok := c.tokens.CredentialFor(id)
+		owner, ok := c.tokens.CredentialFor(id)
 		if !ok {
+			if claimants := c.tokens.Claimants(id); len(claimants) > 1 {
+				return "", newError(CodeNoCredential, http.StatusBadRequest,
+					"advertiser %s is granted to credentials %s and in none's advertiser_ids, so the proxy cannot tell which one is meant: add it to one credential's advertiser_ids in config, or name the credential with %s",
+					id, strings.Join(claimants, " and "), c.credentialHeader)
+			}
 			continue
 		}
-		if cred != "" && c != cred {
+		if cred != "" && owner != cred {
 			return "", newError(CodeNoCredential, http.StatusBadRequest,
 				"advertisers %s and %s belong to different credentials (%q, %q): split the request",
-				first, id, cred, c)
+				first, id, cred, owner)
 		}
-		cred, first = c, id
+		cred, first = owner, id
 	}
 	return cred, nil
 }
