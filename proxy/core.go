@@ -299,7 +299,10 @@ func (c *Core) send(ex *exchange, out *http.Request) (*http.Response, *Error) {
 	ex.breaker, ex.done, ex.probe = b, done, probe
 	token, err := c.tokens.Token(ex.ctx, cred)
 	if err != nil {
-		if ex.ctx.Err() != nil {
+		// A wait for the refresh of an expired token that ran out of
+		// time is a failed refresh (90005): TikTok never saw the request.
+		var re *tokens.RefreshError
+		if ex.ctx.Err() != nil && (ex.clientGone() || !errors.As(err, &re)) {
 			return nil, c.interrupted(ex)
 		}
 		return nil, c.tokenError(cred, err)

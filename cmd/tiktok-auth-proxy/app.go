@@ -236,13 +236,17 @@ func listen(what, addr string) (net.Listener, error) {
 // shown as 127.0.0.1 so it can be opened.
 func httpURL(addr net.Addr) string { return "http://" + dialable(addr.String()) }
 
+// idleTimeout is how long a listener keeps an idle connection, and the
+// forward proxy an idle tunnel.
+const idleTimeout = 120 * time.Second
+
 func newServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: reports stream for minutes; upstream.timeout
 		// bounds each proxied request instead.
-		IdleTimeout: 120 * time.Second,
+		IdleTimeout: idleTimeout,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
@@ -456,11 +460,14 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log), newServer(a.handlers.wrap(admin), log), admin
 	if a.forwardLn != nil {
-		fwd, err := newForward(cfg.ForwardProxy, px.Core(), &a.handlers, log)
+		fwd, err := newForward(cfg, px.Core(), &a.handlers, log)
 		if err != nil {
 			return nil, err
 		}
 		a.forward = newServer(fwd, log)
+		// Shutdown closes idle connections but not the tunnels goproxy
+		// took over: idle ones close now, busy ones once answered.
+		a.forward.RegisterOnShutdown(fwd.CloseTunnels)
 	}
 	return a, nil
 }

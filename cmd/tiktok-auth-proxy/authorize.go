@@ -47,6 +47,7 @@ func runAuthorize(ctx context.Context, args []string, s stdio) error {
 		Out:        s.out,
 		AdminURL:   listenURL(cfg.AdminListen),
 		AdminToken: cfg.AdminToken,
+		HTTPClient: localHTTPClient(),
 	})
 }
 
