@@ -64,6 +64,8 @@ func TestReviewFindings(t *testing.T) {
 			body: `{"ADVERTISER_IDS":["` + advOther + `"]}`, want: "other"},
 		{name: "JSON advertiser_ids and Advertiser_IDs, two credentials", method: "POST", target: "/open_api/v1.3/report/task/create/", header: jsonCT,
 			body: `{"advertiser_ids":[` + advMain + `],"Advertiser_IDs":[` + advOther + `]}`, errCode: 90001, status: 400},
+		{name: "JSON under an unparsable Content-Type against the query", method: "POST", target: create + "?advertiser_id=" + advMain,
+			header: map[string]string{"Content-Type": `"`}, body: `{"Advertiſer_id":"` + advOther + `"}`, errCode: 90001, status: 400},
 		{name: "JSON nested advertiser_id is not TikTok's to read", method: "POST", target: create, header: jsonCT,
 			body: `{"data":{"advertiser_id":"` + advOther + `"}}`, want: "main"},
 

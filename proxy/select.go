@@ -229,8 +229,13 @@ func (c *Core) inspectBody(r *http.Request, sel *selection, named bool) *Error {
 		var err error
 		mt, params, err = mime.ParseMediaType(cts[0])
 		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
-			return unreadable("the Content-Type header %q does not parse, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
-				cts[0], c.credentialHeader)
+			if perr := unreadable("the Content-Type header %q does not parse, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
+				cts[0], c.credentialHeader); perr != nil {
+				return perr
+			}
+			// Named by the query: read like a body without Content-Type,
+			// as JSON when it starts with '{', since TikTok may.
+			mt = ""
 		}
 	}
 	// Every multipart subtype (mixed, related, ...; ParseMediaType
