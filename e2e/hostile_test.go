@@ -478,6 +478,40 @@ func TestHostileRequests(t *testing.T) {
 	}
 	summarize("hostile: %d cases tried", len(cases))
 
+	// Review finding 3: each conflict is logged once and shown at /api/credentials.
+	for _, want := range []struct{ id, msg string }{
+		{advContested, "granted to another credential too"},
+		{advShared, "granted to several credentials"},
+	} {
+		n := 0
+		for line := range strings.SplitSeq(open.p.out.String(), "\n") {
+			if strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, want.msg) && strings.Contains(line, want.id) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("advertiser %s: %d WARN lines %q, want 1", want.id, n, want.msg)
+		}
+	}
+	_, _, js := httpDo(t, "GET", open.AdminURL+"/api/credentials", nil, nil)
+	var states []struct {
+		Name      string `json:"name"`
+		Conflicts []struct {
+			AdvertiserID string   `json:"advertiser_id"`
+			Owner        string   `json:"owner"`
+			Credentials  []string `json:"credentials"`
+		} `json:"advertiser_conflicts"`
+	}
+	if err := json.Unmarshal(js, &states); err != nil {
+		t.Fatalf("/api/credentials: %v", err)
+	}
+	for _, st := range states {
+		got := fmt.Sprint(st.Conflicts)
+		if want := "[{" + advContested + " other [main other]} {" + advShared + "  [main other]}]"; got != want {
+			t.Errorf("/api/credentials: %s's advertiser_conflicts %s, want %s", st.Name, got, want)
+		}
+	}
+
 	// Finding 1: none of the above knocked a credential out.
 	for _, px := range []*proxy{open, guarded} {
 		for _, name := range []string{"main", "other"} {
