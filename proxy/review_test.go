@@ -113,6 +113,11 @@ func TestReviewFindings(t *testing.T) {
 		{name: "path with an encoded DEL", target: "/open_api/v1.3/campaign/get%7F/", errCode: 90009, status: 404},
 		{name: "path with encoded UTF-8 letters still forwarded", target: "/open_api/v1.3/campaign/get%C3%A9/", want: "main"},
 
+		// 5. A selection header the proxy does not read is refused, not
+		// stripped while another credential spends.
+		{name: "X_TikTok_Credential header", target: get, header: map[string]string{"X_TikTok_Credential": "other"},
+			errCode: 90011, status: 400, msg: `the header "X_tiktok_credential" is not read as X-TikTok-Credential`},
+
 		// 7. A 90002 names what the client sent, not the configured names.
 		{name: "unknown credential", target: get, header: map[string]string{"X-TikTok-Credential": "nope"},
 			errCode: 90002, status: 400, msg: `unknown credential "nope" in X-TikTok-Credential`},
@@ -143,7 +148,7 @@ func TestClientCredentialHeadersStripped(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	r := httptest.NewRequest(http.MethodGet, "/open_api/v1.3/campaign/get/?advertiser_id="+advMain, nil)
 	// Raw keys, as a front end that does not canonicalise may pass them.
-	for _, k := range []string{"Access_Token", "ACCESS_TOKEN", "access-token", "X_TikTok_Credential", "x_tiktok_credential", "Proxy_Authorization", "Access_token"} {
+	for _, k := range []string{"Access_Token", "ACCESS_TOKEN", "access-token", "Proxy_Authorization", "Access_token", "PROXY-AUTHORIZATION"} {
 		r.Header[k] = []string{"client-" + k}
 	}
 	r.Header.Set("X-Keep", "kept")

@@ -121,13 +121,17 @@ func hasSegment(p, seg string) bool {
 // Proxy-Authorization, in any case and with '_' for '-' ("Access_Token"),
 // which some servers and gateways read as the same header.
 func stripClientCredentials(h http.Header, credentialHeader string) {
-	dash := func(s string) string { return strings.ReplaceAll(s, "_", "-") }
 	for name := range h {
-		n := dash(name)
-		if strings.EqualFold(n, headerAccessToken) || strings.EqualFold(n, dash(credentialHeader)) || strings.EqualFold(n, headerProxyAuth) {
+		if sameHeaderName(name, headerAccessToken) || sameHeaderName(name, credentialHeader) || sameHeaderName(name, headerProxyAuth) {
 			delete(h, name)
 		}
 	}
+}
+
+// sameHeaderName reports whether two header names are the same in any case
+// with '_' read as '-', as some servers and gateways read them.
+func sameHeaderName(a, b string) bool {
+	return strings.EqualFold(strings.ReplaceAll(a, "_", "-"), strings.ReplaceAll(b, "_", "-"))
 }
 
 // crossSite reports a request a browser marks as sent by a page of another

@@ -61,6 +61,15 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 			"the query cannot be read whole (%v), so it would not reach TikTok as sent: fix the query (escape ';' and '%%' as %%3B and %%25)", err)
 	}
 
+	for name := range r.Header {
+		// "X_TikTok_Credential" is not read (and is stripped), so a script
+		// meaning to pick a credential with it would silently spend
+		// through another.
+		if name != http.CanonicalHeaderKey(c.credentialHeader) && sameHeaderName(name, c.credentialHeader) {
+			return nil, newError(CodeMalformed, http.StatusBadRequest,
+				"the header %q is not read as %s: send the credential's name as %s", name, c.credentialHeader, c.credentialHeader)
+		}
+	}
 	if names := r.Header.Values(c.credentialHeader); len(names) > 0 {
 		if len(names) > 1 {
 			return nil, newError(CodeMalformed, http.StatusBadRequest,
