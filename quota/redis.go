@@ -93,9 +93,14 @@ type Redis struct {
 	local  Local
 
 	mu       sync.Mutex
-	replicas int  // live replicas last seen; 0 before the first heartbeat
-	down     bool // the last call failed (to log the change once)
+	replicas int       // live replicas last seen; 0 before the first heartbeat
+	down     bool      // the last call failed (to log the change once)
+	retryAt  time.Time // while down, Take spends the local share until then
 }
+
+// downRetry is how often Take tries Redis again while it is down: a Redis
+// that hangs would otherwise cost every request the call's timeout.
+const downRetry = time.Second
 
 // NewRedis returns a Redis backend on client; call Run to send heartbeats.
 func NewRedis(client redis.Scripter, opts RedisOptions) *Redis {
@@ -126,6 +131,9 @@ func (r *Redis) Take(key string, rate Rate, now time.Time) time.Duration {
 	if rate.Interval <= 0 {
 		return 0
 	}
+	if n, down := r.stillDown(); down {
+		return r.local.Take(key, share(rate, n), now)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.wait)
 	defer cancel()
 	tolerance := rate.Interval * time.Duration(rate.Burst-1)
@@ -135,9 +143,20 @@ func (r *Redis) Take(key string, rate Rate, now time.Time) time.Duration {
 		r.reachable(nil)
 		return time.Duration(wait) * time.Microsecond
 	}
-	n := r.reachable(err)
-	share := Rate{Interval: rate.Interval * time.Duration(n), Burst: max(rate.Burst/n, 1)}
-	return r.local.Take(key, share, now)
+	return r.local.Take(key, share(rate, r.reachable(err)), now)
+}
+
+// share is one of n replicas' part of rate.
+func share(rate Rate, n int) Rate {
+	return Rate{Interval: rate.Interval * time.Duration(n), Burst: max(rate.Burst/n, 1)}
+}
+
+// stillDown reports whether Redis failed less than downRetry ago, with the
+// number of replicas to share with.
+func (r *Redis) stillDown() (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sharersLocked(), r.down && time.Now().Before(r.retryAt)
 }
 
 // Pause implements Pauser: every replica's Take on the bucket key waits d.
@@ -165,6 +184,9 @@ func (r *Redis) reachable(err error) int {
 		r.down = true
 		r.log.Warn("quota: Redis unreachable; spending this replica's share of each budget", "replicas", r.sharersLocked(), "err", err)
 	}
+	if err != nil {
+		r.retryAt = time.Now().Add(downRetry)
+	}
 	return r.sharersLocked()
 }
 
@@ -186,6 +208,7 @@ func (r *Redis) Heartbeat(ctx context.Context) (int, error) {
 	r.mu.Lock()
 	r.replicas = max(n, 1)
 	r.mu.Unlock()
+	r.reachable(nil)
 	return n, nil
 }
 

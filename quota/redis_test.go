@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,5 +168,41 @@ func TestRedisPausesAreShared(t *testing.T) {
 	var le *LimitedError
 	if !errors.As(err, &le) || le.RetryAfter < 4*time.Minute {
 		t.Errorf("replica b after a's per-minute limit: %v, want refused for about 5 minutes", err)
+	}
+}
+
+// countingClient counts the scripts run on Redis.
+type countingClient struct {
+	*redis.Client
+	calls atomic.Int32
+}
+
+func (c *countingClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	c.calls.Add(1)
+	return c.Client.EvalSha(ctx, sha, keys, args...)
+}
+
+// While Redis is down, requests do not each pay for a call that fails:
+// Redis is tried again once a second, or as soon as a heartbeat answers.
+func TestRedisDownIsNotAskedByEveryRequest(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := &countingClient{Client: client(t, srv)}
+	r := NewRedis(c, RedisOptions{Prefix: "t:"})
+	srv.Stop()
+	rate := Rate{Interval: time.Millisecond, Burst: 1}
+	now := time.Now()
+	for i := range 5 {
+		r.Take("app:1", rate, now.Add(time.Duration(i)*time.Second))
+	}
+	if n := c.calls.Load(); n != 1 {
+		t.Errorf("Redis asked %d times for 5 requests while down, want once", n)
+	}
+	srv.Start()
+	if _, err := r.Heartbeat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := c.calls.Load()
+	if w := r.Take("app:1", rate, now); w != 0 || c.calls.Load() == before {
+		t.Errorf("after a heartbeat answered: wait %v, Redis asked %v", w, c.calls.Load() > before)
 	}
 }
