@@ -179,14 +179,13 @@ func (f *Forward) request(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request
 		return r, f.answer(r, nil)
 	}
 	conn := t.hj.conn
-	conn.serving()
-	resp := f.answer(r, t)
-	body := resp.Body
-	if body == nil {
-		body = http.NoBody
-	}
-	resp.Body = &answeredBody{ReadCloser: body, done: sync.OnceFunc(conn.answered)}
-	return r, resp
+	n := conn.serving()
+	// The request's context ends once its answer is written in full
+	// (goproxy ends it, as net/http does, after writing the response):
+	// not when the body is closed, which comes before a chunked body's
+	// last chunk, so a tunnel shut then would cut it off.
+	context.AfterFunc(r.Context(), func() { conn.answered(n) })
+	return r, f.answer(r, t)
 }
 
 // answer is the response to r: from t's RoundTripper inside a tunnel (t

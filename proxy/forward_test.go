@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -673,4 +674,82 @@ func TestForwardCloseTunnels(t *testing.T) {
 	fmt.Fprintf(conn, "CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n", apiHost, apiHost)
 	closedByProxy(t, "tunnel opened after CloseTunnels", conn)
 	eventually(t, "every tunnel to be forgotten", func() bool { return h.openTunnels() == 0 })
+}
+
+// TestForwardCloseTunnelsAfterLastChunk: shutdown arriving between the
+// close of a chunked response's body and the write of its last line (goproxy
+// closes the body first) waits for the answer to be written in full; the
+// tunnel was once closed right there, and the client read "unexpected EOF"
+// instead of the trailer. The server's connections run CloseTunnels at the
+// first write after the body is closed, which is that very moment.
+func TestForwardCloseTunnelsAfterLastChunk(t *testing.T) {
+	var bodyClosed atomic.Bool
+	core := &fakeCore{respond: func(r *http.Request) *http.Response {
+		resp := okResponse(r) // no length: goproxy sends it chunked
+		resp.Body = &closeHook{ReadCloser: resp.Body, hook: func() { bodyClosed.Store(true) }}
+		return resp
+	}}
+	h := newForwardHarness(t, core)
+	h.srv.Close()
+	h.srv = httptest.NewUnstartedServer(h.fwd)
+	h.srv.Listener = shutAtWriteListener{Listener: h.srv.Listener, armed: &bodyClosed, shut: h.fwd.CloseTunnels}
+	h.srv.Start()
+	t.Cleanup(h.srv.Close)
+
+	tc, br := h.tlsTunnel(t, "")
+	fmt.Fprintf(tc, "GET /open_api/v1.3/campaign/get/ HTTP/1.1\r\nHost: %s\r\n\r\n", apiHost)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.TransferEncoding) == 0 {
+		t.Fatal("the answer is not chunked: the test no longer reaches its last line")
+	}
+	if env := readEnvelope(t, resp); resp.StatusCode != http.StatusOK || env.Code != 0 {
+		t.Fatalf("%s, code %d", resp.Status, env.Code)
+	}
+	if bodyClosed.Load() {
+		t.Fatal("CloseTunnels never ran between the body's close and the last line")
+	}
+	closedByProxy(t, "tunnel once answered", br)
+}
+
+// closeHook calls hook once its body is closed.
+type closeHook struct {
+	io.ReadCloser
+	hook func()
+}
+
+func (b *closeHook) Close() error {
+	err := b.ReadCloser.Close()
+	b.hook()
+	return err
+}
+
+// shutAtWriteListener's connections call shut before the first write after
+// armed is set, and disarm it.
+type shutAtWriteListener struct {
+	net.Listener
+	armed *atomic.Bool
+	shut  func()
+}
+
+func (l shutAtWriteListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &shutAtWriteConn{Conn: c, l: l}, nil
+}
+
+type shutAtWriteConn struct {
+	net.Conn
+	l shutAtWriteListener
+}
+
+func (c *shutAtWriteConn) Write(p []byte) (int, error) {
+	if c.l.armed.CompareAndSwap(true, false) {
+		c.l.shut()
+	}
+	return c.Conn.Write(p)
 }

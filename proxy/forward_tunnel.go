@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -90,9 +89,10 @@ type tunnelConn struct {
 	ts        *tunnels
 	closeOnce sync.Once
 	mu        sync.Mutex
-	busy      bool // a request is being served
-	closing   bool // end once the request being served is answered
-	timedOut  bool // a read ran past its deadline
+	served    uint64 // requests begun, the last one's number
+	busy      bool   // a request is being served
+	closing   bool   // end once the request being served is answered
+	timedOut  bool   // a read ran past its deadline
 }
 
 func (c *tunnelConn) Read(p []byte) (int, error) {
@@ -118,25 +118,32 @@ func (c *tunnelConn) Close() error {
 }
 
 // serving marks a request's header read: its body must arrive within
-// read.
-func (c *tunnelConn) serving() {
+// read. It returns the request's number in the tunnel, for answered. The
+// deadline is set under mu so that a late answered, or shut, cannot
+// overtake it.
+func (c *tunnelConn) serving() uint64 {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.served++
 	c.busy = true
-	c.mu.Unlock()
 	_ = c.Conn.SetReadDeadline(time.Now().Add(c.ts.read))
+	return c.served
 }
 
-// answered marks the request's answer written: the tunnel waits up to idle
-// for the next one, or ends. goproxy closes the response body before it
-// writes a chunked body's last line, so ending is left to goproxy: reading
-// the next request fails at once, and goproxy then closes the tunnel.
-func (c *tunnelConn) answered() {
+// answered marks request n's answer written in full: the tunnel waits up
+// to idle for the next request, or ends. Ending is left to goproxy:
+// reading the next request fails at once, and goproxy then closes the
+// tunnel. When the next request already began, n's answer changes
+// nothing.
+func (c *tunnelConn) answered(n uint64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n != c.served {
+		return
+	}
 	c.busy = false
-	end := c.closing || c.timedOut
-	c.mu.Unlock()
 	wait := c.ts.idle
-	if end {
+	if c.closing || c.timedOut {
 		wait = 0
 	}
 	_ = c.Conn.SetReadDeadline(time.Now().Add(wait))
@@ -152,17 +159,4 @@ func (c *tunnelConn) shut() {
 	if !busy {
 		_ = c.Close()
 	}
-}
-
-// answeredBody calls done once the body is closed: goproxy closes it once
-// the response is written.
-type answeredBody struct {
-	io.ReadCloser
-	done func()
-}
-
-func (b *answeredBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.done()
-	return err
 }
