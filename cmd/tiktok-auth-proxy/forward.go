@@ -1,10 +1,9 @@
 package main
 
 import (
-	"io"
+	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/proxy"
@@ -13,7 +12,7 @@ import (
 // newForward builds the forward-proxy (HTTPS_PROXY) front end over the
 // proxy core: a tunnel idles as long as a listener's connection, and a
 // body inside it must arrive within upstream.timeout. The requests inside
-// its tunnels are counted in handlers until their response body is closed:
+// its tunnels are counted in handlers until their answer is written:
 // they run on hijacked connections, which http.Server.Shutdown does not
 // wait for.
 func newForward(cfg *config.Config, core *proxy.Core, handlers *inFlight, log *slog.Logger) (*proxy.Forward, error) {
@@ -45,25 +44,12 @@ type countedTransport struct {
 	n  *inFlight
 }
 
+// RoundTrip counts r until its context ends: the forward proxy ends it once
+// the answer is written in full. The body's close would be too early:
+// goproxy closes it before a chunked answer's last line, and the process
+// could exit in between.
 func (t countedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.n.begin()
-	resp, err := t.rt.RoundTrip(r)
-	if err != nil {
-		t.n.end()
-		return nil, err
-	}
-	resp.Body = &endOnClose{ReadCloser: resp.Body, end: sync.OnceFunc(t.n.end)}
-	return resp, nil
-}
-
-// endOnClose calls end when the body is closed (once, however often).
-type endOnClose struct {
-	io.ReadCloser
-	end func()
-}
-
-func (b *endOnClose) Close() error {
-	err := b.ReadCloser.Close()
-	b.end()
-	return err
+	context.AfterFunc(r.Context(), t.n.end)
+	return t.rt.RoundTrip(r)
 }
