@@ -43,6 +43,7 @@ type Source struct {
 	rejected    string        // the access token TikTok refused most recently
 	lastRecheck time.Time     // when recheckStore last read the store
 	wake        chan struct{} // tells the refresh loop the schedule changed
+	changed     chan struct{} // tells the change loop the stored record changed
 
 	// waiting counts Token and Rejected calls blocked on a refresh or a
 	// validation in flight, so tests can prove concurrent callers really
