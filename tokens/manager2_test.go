@@ -502,7 +502,7 @@ func TestCloseStopsLoops(t *testing.T) {
 	e := newEnv(t)
 	e.authorize()
 	e.m.Start(context.Background())
-	e.clock.waitWaiter(t, "refresh timer", func(at time.Time) bool { return at.Before(t0.Add(e.api.expiresIn)) })
+	e.waitRefreshTimer()
 	if err := e.m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -1004,10 +1004,7 @@ func TestLostRefreshTokenKeepsServingValidAccessToken(t *testing.T) {
 	// Only the refresh-ahead timer is due before the token expires: the
 	// advertiser loop's timer (AdvertiserInterval later) may be set first,
 	// and jumping to it would expire access-0.
-	at := e.clock.waitWaiter(t, "refresh-ahead timer", func(at time.Time) bool {
-		return at.After(t0) && at.Before(t0.Add(e.api.expiresIn))
-	})
-	e.clock.Set(at)
+	e.clock.Set(e.waitRefreshTimer())
 	waitFor(t, "re-authorization marked", func() bool {
 		st, _ := e.m.Status(credName)
 		return st.ReauthRequired
