@@ -53,6 +53,9 @@ type app struct {
 	proxyLn  net.Listener
 	adminLn  net.Listener
 	registry *prometheus.Registry
+	// stopWatch ends the store's change notifications (redis); nil
+	// without them.
+	stopWatch context.CancelFunc
 
 	// forward and forwardLn serve forward_proxy; nil when it is off.
 	forward   *http.Server
@@ -408,6 +411,9 @@ func (a *app) Close() error {
 	if a.manager != nil {
 		errs = append(errs, a.manager.Close())
 	}
+	if a.stopWatch != nil {
+		a.stopWatch()
+	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
 	}
@@ -453,10 +459,20 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	for _, c := range cfg.Credentials {
 		m.InitCredential(c.Name)
 	}
+	// Other replicas' refreshes and grants reach this one within
+	// milliseconds by Redis pub/sub (polling when that is lost), rather
+	// than when a request or the advertiser interval re-reads the store.
+	var changes <-chan string
+	if rs, ok := a.store.(*redisstore.Store); ok {
+		var watchCtx context.Context
+		watchCtx, a.stopWatch = context.WithCancel(context.Background())
+		changes = rs.Watch(watchCtx)
+	}
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
 		Leaser:        leaser,
+		Changes:       changes,
 		Metrics:       m,
 		Logger:        log,
 	})
