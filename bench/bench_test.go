@@ -34,6 +34,7 @@ func (staticTokens) Rejected(context.Context, string, string, int) bool { return
 func (staticTokens) CredentialFor(id string) (string, bool) {
 	return "main", id == "7012345678901234567"
 }
+func (staticTokens) Claimants(string) []string { return nil }
 
 func upstream(b *testing.B) *httptest.Server {
 	b.Helper()

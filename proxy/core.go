@@ -64,6 +64,9 @@ type Tokens interface {
 	Rejected(ctx context.Context, credential, token string, code int) (retry bool)
 	// CredentialFor returns the credential owning advertiserID.
 	CredentialFor(advertiserID string) (credential string, ok bool)
+	// Claimants returns the credentials that all claim an advertiser no
+	// one owns (ok false from CredentialFor); nil for any other.
+	Claimants(advertiserID string) []string
 }
 
 // Options configure a Core (and the Proxy built on it).
@@ -329,8 +332,7 @@ func (c *Core) rewrite(out *http.Request, ex *exchange) {
 		}
 	}
 	h := out.Header
-	h.Del(c.credentialHeader)
-	h.Del(headerProxyAuth)
+	stripClientCredentials(h, c.credentialHeader)
 	h.Set(headerAccessToken, ex.token)
 	if out.URL.Path == advertiserGetPath {
 		c.signAdvertiserGet(out.URL, ex.route.Credential)

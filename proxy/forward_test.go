@@ -571,7 +571,10 @@ func (h *forwardHarness) openTunnels() int {
 // deadline on the connection it takes over, so it would stay open for
 // good), and no longer tracked.
 func TestForwardTunnelIdleTimeout(t *testing.T) {
-	h := newForwardHarness(t, &fakeCore{}, func(o *ForwardOptions) { o.IdleTimeout = 50 * time.Millisecond })
+	// Long enough that a loaded machine finishes the handshake and writes the
+	// request inside it (a stall past it would fail the test, not pass it),
+	// short enough to keep the test quick.
+	h := newForwardHarness(t, &fakeCore{}, func(o *ForwardOptions) { o.IdleTimeout = time.Second })
 	tc, br := h.tlsTunnel(t, "")
 	closedByProxy(t, "no request", br)
 

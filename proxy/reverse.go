@@ -40,8 +40,11 @@ func New(opts Options) (*Proxy, error) {
 	p.rp = httputil.ReverseProxy{
 		// The core rewrites the request; Rewrite (unlike Director) has
 		// ReverseProxy drop inbound X-Forwarded-* headers, and none are
-		// added, so nothing about the client leaks to TikTok.
-		Rewrite:       func(*httputil.ProxyRequest) {},
+		// added, so nothing about the client leaks to TikTok. The query
+		// goes on as sent: ReverseProxy drops what Go cannot parse (a ';',
+		// over 10,000 parameters), which would send TikTok another request
+		// than the client's; selection refuses such a query instead.
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.Out.URL.RawQuery = pr.In.URL.RawQuery },
 		FlushInterval: -1,
 		ErrorLog:      slog.NewLogLogger(core.log.Handler(), slog.LevelDebug),
 	}
