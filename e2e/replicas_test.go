@@ -263,12 +263,15 @@ func TestReplicaLeaseHolderKilledMidRefresh(t *testing.T) {
 	})
 	t.Logf("another replica refreshed %v after the killed holder took the lease (lease TTL %v)", time.Since(acquired).Round(time.Millisecond), managerLeaseTTL)
 	stop()
-	// The refresher serves the new token; the other survivor may keep its
-	// own until it is due (TikTok honours an earlier access token until it
-	// expires).
+	// The refresher serves the new token, and the other survivor adopts it
+	// by Redis's notification, without refreshing itself.
 	eventually(t, 10*time.Second, "replica 1 to use the token it refreshed", func() bool {
 		g := s.grants(t)
 		return len(g) == 1 && getOnce(urls[0]) == nil && lastTokenIs(t, s, g[0].AccessToken)
+	})
+	eventually(t, 5*time.Second, "replica 2 to use the token replica 1 refreshed", func() bool {
+		g := s.grants(t)
+		return len(g) == 1 && getOnce(urls[1]) == nil && lastTokenIs(t, s, g[0].AccessToken)
 	})
 	// The killed call was never answered, so it rotated nothing; the
 	// survivor's is the one answered, successfully.
