@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
@@ -117,5 +118,40 @@ func TestChangesAdoptedWithoutRequest(t *testing.T) {
 	}
 	if n := e.api.calls(); n != 0 {
 		t.Fatalf("%d refreshes, want none: every change came from the store", n)
+	}
+}
+
+// TestChangedGrantForgetsRejections: a new grant adopted by notification
+// answers for none of the old grant's rejections, as one authorized here
+// does: its first rejection is refreshed once, not checked as a second
+// rejection of a token just issued would be.
+func TestChangedGrantForgetsRejections(t *testing.T) {
+	changes := make(chan string)
+	e := newEnv(t, func(e *env) { e.opts.Changes = changes })
+	e.authorize()
+	e.m.Start(context.Background())
+	e.clock.waitWaiter(t, "the listing timer", func(at time.Time) bool { return at.Equal(t0.Add(e.opts.AdvertiserInterval)) })
+	if !e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) {
+		t.Fatal("the first rejection did not refresh")
+	}
+
+	// Another replica stores a new grant (authorized later) with TikTok's
+	// current refresh token.
+	const newAdvertiser = "7000000000000000074"
+	e.clock.Advance(time.Second)
+	rec := e.record()
+	gen := rec.Generation
+	rec.AccessToken, rec.AuthorizedAt, rec.LastRefresh = "access-new", e.clock.Now(), tokens.RefreshResult{}
+	rec.Advertisers = append(rec.Advertisers, tokens.Advertiser{ID: newAdvertiser})
+	put(t, e.store, rec, gen)
+	changes <- credName
+	waitFor(t, "the new grant adopted", func() bool { _, ok := e.m.CredentialFor(newAdvertiser); return ok })
+
+	calls, checks := e.api.calls(), e.api.advCalls()
+	if !e.m.Rejected(context.Background(), credName, "access-new", tiktok.CodeTokenInvalid) {
+		t.Fatal("the new grant's first rejection did not refresh")
+	}
+	if e.api.calls() != calls+1 || e.api.advCalls() != checks {
+		t.Fatalf("refreshes %d → %d, checks %d → %d: want one refresh and no check", calls, e.api.calls(), checks, e.api.advCalls())
 	}
 }
