@@ -20,6 +20,7 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/proxy"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/quota"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/setup"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
@@ -43,19 +44,21 @@ const defaultHandlerGrace = 2 * time.Second
 // app is the running program: both listeners, the token manager and the
 // store. newApp opens the listeners so a bind error shows at start.
 type app struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	store    tokens.Store
-	manager  *tokens.Manager
-	proxy    *http.Server
-	admin    *http.Server
-	setup    *setup.Admin
-	proxyLn  net.Listener
-	adminLn  net.Listener
-	registry *prometheus.Registry
+	cfg     *config.Config
+	log     *slog.Logger
+	store   tokens.Store
+	manager *tokens.Manager
+	// stopQuota ends the budgets' Redis heartbeats; nil before newQuota.
+	stopQuota func()
 	// stopWatch ends the store's change notifications (redis); nil
 	// without them.
 	stopWatch context.CancelFunc
+	proxy     *http.Server
+	admin     *http.Server
+	setup     *setup.Admin
+	proxyLn   net.Listener
+	adminLn   net.Listener
+	registry  *prometheus.Registry
 
 	// forward and forwardLn serve forward_proxy; nil when it is off.
 	forward   *http.Server
@@ -405,11 +408,17 @@ func (a *app) flush() error {
 	return err
 }
 
-// Close stops the token manager and closes the store.
+// Close stops the token manager, closes the store and ends the budgets'
+// heartbeats.
 func (a *app) Close() error {
 	var errs []error
 	if a.manager != nil {
 		errs = append(errs, a.manager.Close())
+	}
+	// The heartbeats and the watch use the store's connection: they end
+	// first.
+	if a.stopQuota != nil {
+		a.stopQuota()
 	}
 	if a.stopWatch != nil {
 		a.stopWatch()
@@ -480,7 +489,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		return nil, err
 	}
 	adminURL, proxyURL := httpURL(a.adminLn.Addr()), httpURL(a.proxyLn.Addr())
-	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL})
+	limiter, stopQuota := newQuota(cfg, a.store, m, log)
+	a.stopQuota = stopQuota
+	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL, Quota: limiter})
 	if err != nil {
 		return nil, err
 	}
@@ -501,6 +512,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 			b := px.Breaker(name)
 			return setup.BreakerInfo{State: b.State, Until: b.Until, LastError: b.LastError}
 		},
+		Pauses: func() []string { return pauseLines(px.Core().Pauses()) },
 		Logger: log,
 	})
 	if err != nil {
@@ -518,6 +530,15 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		a.forward.RegisterOnShutdown(fwd.CloseTunnels)
 	}
 	return a, nil
+}
+
+// pauseLines are the quota's pauses as the setup page shows them.
+func pauseLines(pauses []quota.Pause) []string {
+	lines := make([]string, len(pauses))
+	for i, p := range pauses {
+		lines[i] = p.String()
+	}
+	return lines
 }
 
 func (a *app) closeListeners() {
