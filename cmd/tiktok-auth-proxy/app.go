@@ -50,6 +50,9 @@ type app struct {
 	manager *tokens.Manager
 	// stopQuota ends the budgets' Redis heartbeats; nil before newQuota.
 	stopQuota func()
+	// stopWatch ends the store's change notifications (redis); nil
+	// without them.
+	stopWatch context.CancelFunc
 	proxy     *http.Server
 	admin     *http.Server
 	setup     *setup.Admin
@@ -412,9 +415,13 @@ func (a *app) Close() error {
 	if a.manager != nil {
 		errs = append(errs, a.manager.Close())
 	}
-	// The heartbeats use the store's connection: they end first.
+	// The heartbeats and the watch use the store's connection: they end
+	// first.
 	if a.stopQuota != nil {
 		a.stopQuota()
+	}
+	if a.stopWatch != nil {
+		a.stopWatch()
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
@@ -461,10 +468,20 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	for _, c := range cfg.Credentials {
 		m.InitCredential(c.Name)
 	}
+	// Other replicas' refreshes and grants reach this one within
+	// milliseconds by Redis pub/sub (polling when that is lost), rather
+	// than when a request or the advertiser interval re-reads the store.
+	var changes <-chan string
+	if rs, ok := a.store.(*redisstore.Store); ok {
+		var watchCtx context.Context
+		watchCtx, a.stopWatch = context.WithCancel(context.Background())
+		changes = rs.Watch(watchCtx)
+	}
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
 		Leaser:        leaser,
+		Changes:       changes,
 		Metrics:       m,
 		Logger:        log,
 	})
