@@ -259,16 +259,35 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// handedOut are the addresses freeAddr returned: the kernel may offer a
+// port again as soon as its probe listener closes, before the process it
+// was meant for binds it, so two listeners of one serve could get the same
+// port ("admin_listen: same address as listen").
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
+
+// freeAddr returns a loopback address with a port that was free a moment
+// ago and that no earlier call returned.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 1000 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	t.Fatal("the kernel offers only ports freeAddr already returned")
+	return ""
 }
 
 // eventually polls cond every 20ms until it holds or timeout passes.
