@@ -44,8 +44,11 @@ lint:
 demo: build
 	./$(BIN) demo
 
+## bench: the proxy against a tuned httputil.ReverseProxy, load, streaming, stampede (about 4 minutes; BENCH_FLAGS=-quick
+## for a 30 s smoke run); prints the report and writes it into BENCHMARKS.md and docs/bench-*.png.
+BENCH_FLAGS ?=
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./bench/...
+	$(GO) run ./bench/cmd/tapbench -bin $(BIN) -plots docs -markdown BENCHMARKS.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin
