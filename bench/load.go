@@ -143,24 +143,31 @@ func send(ctx context.Context, client *http.Client, base string, sh Shape, buf *
 	return nil
 }
 
-// burst sends n requests of sh at once, each on its own connection, and
-// calls written once every request has been written (or after hold, for
-// requests stuck connecting), then waits for every answer.
+// burst sends n requests of sh at once, each on its own connection, calls
+// written once every request has been written or hold has passed since
+// the first was, whichever is sooner, then waits for every answer.
 func burst(ctx context.Context, base string, sh Shape, n int, hold time.Duration, written func()) outcome {
 	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
 		Proxy: nil, DisableCompression: true, MaxIdleConnsPerHost: n,
 	}}
 	defer client.CloseIdleConnections()
 	var (
-		wrote    atomic.Int64
-		allWrote = make(chan struct{})
-		mu       sync.Mutex
-		out      outcome
-		wg       sync.WaitGroup
-		release  = make(chan struct{})
+		wrote      atomic.Int64
+		firstWrote = make(chan struct{})
+		allWrote   = make(chan struct{})
+		mu         sync.Mutex
+		out        outcome
+		wg         sync.WaitGroup
+		release    = make(chan struct{})
 	)
 	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) {
-		if wrote.Add(1) == int64(n) {
+		switch wrote.Add(1) {
+		case 1:
+			close(firstWrote)
+			if n == 1 {
+				close(allWrote)
+			}
+		case int64(n):
 			close(allWrote)
 		}
 	}}
@@ -185,6 +192,10 @@ func burst(ctx context.Context, base string, sh Shape, n int, hold time.Duration
 		})
 	}
 	close(release)
+	select {
+	case <-firstWrote:
+	case <-ctx.Done():
+	}
 	select {
 	case <-allWrote:
 	case <-time.After(hold):
