@@ -29,8 +29,8 @@ var palette = []color.Color{
 }
 
 // WritePlots draws the latency percentiles of each shape per concurrency
-// (proxy solid, baseline dashed) and the throughput ratio per concurrency
-// into dir as PNG.
+// (proxy solid, baseline dashed), and the throughput and CPU-per-request
+// ratios per concurrency, into dir as PNG.
 func (r *Report) WritePlots(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("bench: plot: %w", err)
@@ -104,44 +104,55 @@ func (r *Report) latencyPlot(path string) error {
 
 func (r *Report) throughputPlot(path string) error {
 	pos, ticks := r.concurrencyTicks()
-	p := plot.New()
-	p.Title.Text = "proxy throughput / tuned baseline (1.0 = as fast)"
-	p.X.Label.Text = "concurrency"
-	p.Y.Label.Text = "throughput ratio"
-	p.X.Tick.Marker = ticks
-	p.X.Min, p.X.Max = -0.2, float64(len(pos))-0.8
-	p.Y.Min, p.Y.Max = 0, 1.1
-	p.Legend.Left = true
-	for k, sh := range shapes {
-		var xys plotter.XYs
-		for _, c := range r.Cells {
-			if c.Shape == sh.Name {
-				xys = append(xys, plotter.XY{X: pos[c.Concurrency], Y: c.Ratio()})
+	ratios := []struct {
+		title string
+		ratio func(Cell) float64
+	}{
+		{"throughput: proxy / tuned baseline", Cell.Ratio},
+		{"CPU per request: baseline / proxy", func(c Cell) float64 { return ratio(1, c.CPURatio()) }},
+	}
+	var row []*plot.Plot
+	for _, rt := range ratios {
+		p := plot.New()
+		p.Title.Text = rt.title + " (1.0 = as good)"
+		p.X.Label.Text = "concurrency"
+		p.Y.Label.Text = "ratio"
+		p.X.Tick.Marker = ticks
+		p.X.Min, p.X.Max = -0.2, float64(len(pos))-0.8
+		p.Y.Min, p.Y.Max = 0, 1.1
+		p.Legend.Left = true
+		for k, sh := range shapes {
+			var xys plotter.XYs
+			for _, c := range r.Cells {
+				if c.Shape == sh.Name {
+					xys = append(xys, plotter.XY{X: pos[c.Concurrency], Y: rt.ratio(c)})
+				}
 			}
+			l, pts, err := plotter.NewLinePoints(xys)
+			if err != nil {
+				return fmt.Errorf("bench: plot: %w", err)
+			}
+			l.Color, pts.Color = palette[k], palette[k]
+			p.Add(l, pts)
+			p.Legend.Add(sh.Name, l, pts)
 		}
-		l, pts, err := plotter.NewLinePoints(xys)
-		if err != nil {
-			return fmt.Errorf("bench: plot: %w", err)
+		for _, t := range []struct {
+			y    float64
+			name string
+		}{{0.95, "GET target 0.95×"}, {0.90, "POST target 0.90×"}} {
+			l, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: t.y}, {X: p.X.Max, Y: t.y}})
+			if err != nil {
+				return fmt.Errorf("bench: plot: %w", err)
+			}
+			l.Color = palette[3]
+			l.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+			p.Add(l)
+			p.Legend.Add(t.name, l)
 		}
-		l.Color, pts.Color = palette[k], palette[k]
-		p.Add(l, pts)
-		p.Legend.Add(sh.Name, l, pts)
+		p.Add(plotter.NewGrid())
+		row = append(row, p)
 	}
-	for _, t := range []struct {
-		y    float64
-		name string
-	}{{0.95, "GET target 0.95×"}, {0.90, "POST target 0.90×"}} {
-		l, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: t.y}, {X: p.X.Max, Y: t.y}})
-		if err != nil {
-			return fmt.Errorf("bench: plot: %w", err)
-		}
-		l.Color = palette[3]
-		l.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
-		p.Add(l)
-		p.Legend.Add(t.name, l)
-	}
-	p.Add(plotter.NewGrid())
-	return savePlots(path, []*plot.Plot{p}, 7*vg.Inch, 4.5*vg.Inch)
+	return savePlots(path, row, 12*vg.Inch, 4.5*vg.Inch)
 }
 
 // savePlots draws plots side by side into one PNG.

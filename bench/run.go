@@ -157,11 +157,14 @@ type Stampede struct {
 	Refreshes int64 // calls at the fake token endpoint
 	Failures  int   // answers other than HTTP 200 with code 0
 	// Stale counts requests forwarded with the expired token.
-	Stale           int64
-	P50, P99, Max   time.Duration
-	PeakRSS         int64  // the proxy's VmHWM
-	FirstError      string `json:",omitempty"`
-	ConnectedAtGate int    // requests written before the refresh answered
+	Stale         int64
+	P50, P99, Max time.Duration
+	PeakRSS       int64 // the proxy's VmHWM
+	// The same burst through the baseline (no token to wait for).
+	BaselineFailures         int
+	BaselineP50, BaselineP99 time.Duration
+	FirstError               string `json:",omitempty"`
+	ConnectedAtGate          int    // requests written before the refresh answered
 }
 
 // Report is everything one Run measured.
@@ -248,7 +251,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	px.stop()
 
 	step("stampede of %d at token expiry", o.Stampede)
-	if rep.Stampede, err = stampede(ctx, o, mkdir(dir, "stampede"), upURL); err != nil {
+	if rep.Stampede, err = stampede(ctx, o, mkdir(dir, "stampede"), upURL, baseURL); err != nil {
 		return nil, err
 	}
 	rep.Elapsed = time.Since(start)
@@ -425,8 +428,8 @@ func download(ctx context.Context, url string) (int64, error) {
 // once, and opens the gate StampedeHold after the first is written (a
 // token endpoint's answer time), or when all are if sooner: requests that
 // arrive before then wait for that one refresh, later ones find the fresh
-// token.
-func stampede(ctx context.Context, o Options, dir, upURL string) (Stampede, error) {
+// token. The same burst then goes through the baseline for reference.
+func stampede(ctx context.Context, o Options, dir, upURL, baseURL string) (Stampede, error) {
 	st := Stampede{Requests: o.Stampede}
 	if err := controlUpstream(ctx, upURL+gatePath+"?open=0", nil); err != nil {
 		return st, err
@@ -481,6 +484,11 @@ func stampede(ctx context.Context, o Options, dir, upURL string) (Stampede, erro
 	if st.PeakRSS, err = memory(px.pid(), "VmHWM"); err != nil {
 		return st, err
 	}
+	// The same burst through the baseline, which has no token to wait
+	// for: what opening this many connections at once costs by itself.
+	base := burst(ctx, baseURL, shapes[0], o.Stampede, 0, func() {})
+	st.BaselineFailures = base.errors
+	st.BaselineP50, st.BaselineP99, _ = latencies(base.lat)
 	return st, nil
 }
 

@@ -39,17 +39,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	plots := fs.String("plots", "", "write "+bench.LatencyPlot+" and "+bench.ThroughputPlot+" into this directory")
 	md := fs.String("markdown", "", "replace the section between the tapbench markers of this file with the report")
 	js := fs.String("json", "", "also write the report as JSON to this file")
+	from := fs.String("from", "", "measure nothing: render the report saved by -json in this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q: %w", fs.Args(), flag.ErrHelp)
 	}
-	o := bench.Defaults(*quick)
-	o.Binary, o.Progress = *bin, stderr
-	rep, err := bench.Run(ctx, o)
-	if err != nil {
-		return err
+	rep := &bench.Report{}
+	if *from != "" {
+		b, err := os.ReadFile(*from)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, rep); err != nil {
+			return fmt.Errorf("%s: %w", *from, err)
+		}
+	} else {
+		o := bench.Defaults(*quick)
+		o.Binary, o.Progress = *bin, stderr
+		var err error
+		if rep, err = bench.Run(ctx, o); err != nil {
+			return err
+		}
 	}
 	fmt.Fprint(stdout, rep.Markdown())
 	if *plots != "" {
