@@ -38,6 +38,7 @@ func TestQuickRun(t *testing.T) {
 	o.Concurrency = []int{1, 4}
 	o.Rounds, o.Round, o.Warmup = 2, 50*time.Millisecond, 20*time.Millisecond
 	o.StreamBytes, o.Stampede, o.AllocRequests, o.Settle = 1<<20, 50, 50, time.Millisecond
+	o.FDBurst, o.FDLimit = 100, 64
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, o)
@@ -89,9 +90,13 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("stampede %+v", st)
 	}
 
+	if fb := rep.FDBurst; fb.Limit != o.FDLimit || fb.Requests != o.FDBurst || sum(fb.Answers) != o.FDBurst {
+		t.Errorf("fd burst %+v", fb)
+	}
+
 	md := rep.Markdown()
 	for _, want := range []string{"| GET advertiser_id | 1 |", "| POST 4 KiB JSON | 4 |", "| GET header | 4 |",
-		"#### Allocations", "#### Memory and streaming", "#### Stampede", "#### Targets"} {
+		"#### Allocations", "#### Memory and streaming", "#### Stampede", "#### Burst beyond", "#### Targets"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
@@ -118,6 +123,14 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("%s is %v", name, b)
 		}
 	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 func TestUpdateMarkdown(t *testing.T) {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,6 +66,34 @@ type outcome struct {
 	// wroteAtGate is, for a burst, how many requests were written when
 	// written was called.
 	wroteAtGate int
+	// answers counts a burst's answers by kind (answerKind).
+	answers map[string]int
+}
+
+// answerError is an answer other than HTTP 200 with envelope code 0.
+type answerError struct {
+	status   int
+	proxyErr string // X-TikTok-Auth-Proxy-Error
+	body     []byte
+}
+
+func (e *answerError) Error() string {
+	return fmt.Sprintf("bench: HTTP %d: %.120s", e.status, e.body)
+}
+
+// answerKind names what err says about an answer: "ok", "HTTP 503
+// 90013" (status and proxy error), or "no answer".
+func answerKind(err error) string {
+	var ae *answerError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &ae) && ae.proxyErr != "":
+		return fmt.Sprintf("HTTP %d %s", ae.status, ae.proxyErr)
+	case errors.As(err, &ae):
+		return fmt.Sprintf("HTTP %d", ae.status)
+	}
+	return "no answer"
 }
 
 // drive runs a closed loop: conc workers each send sh to base, wait for
@@ -138,7 +167,8 @@ func send(ctx context.Context, client *http.Client, base string, sh Shape, buf *
 		return fmt.Errorf("bench: read answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(buf.Bytes(), []byte(`{"code":0,`)) {
-		return fmt.Errorf("bench: HTTP %d: %.120s", resp.StatusCode, buf.Bytes())
+		return &answerError{status: resp.StatusCode, proxyErr: resp.Header.Get("X-Tiktok-Auth-Proxy-Error"),
+			body: bytes.Clone(buf.Bytes()[:min(buf.Len(), 200)])}
 	}
 	return nil
 }
@@ -147,8 +177,10 @@ func send(ctx context.Context, client *http.Client, base string, sh Shape, buf *
 // written once every request has been written or hold has passed since
 // the first was, whichever is sooner, then waits for every answer.
 func burst(ctx context.Context, base string, sh Shape, n int, hold time.Duration, written func()) outcome {
+	// Each connection closes after its answer, so the target's file
+	// descriptors are held only by requests in flight.
 	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
-		Proxy: nil, DisableCompression: true, MaxIdleConnsPerHost: n,
+		Proxy: nil, DisableCompression: true, DisableKeepAlives: true,
 	}}
 	defer client.CloseIdleConnections()
 	var (
@@ -156,7 +188,7 @@ func burst(ctx context.Context, base string, sh Shape, n int, hold time.Duration
 		firstWrote = make(chan struct{})
 		allWrote   = make(chan struct{})
 		mu         sync.Mutex
-		out        outcome
+		out        = outcome{answers: map[string]int{}}
 		wg         sync.WaitGroup
 		release    = make(chan struct{})
 	)
@@ -183,6 +215,7 @@ func burst(ctx context.Context, base string, sh Shape, n int, hold time.Duration
 			mu.Lock()
 			defer mu.Unlock()
 			out.lat = append(out.lat, d)
+			out.answers[answerKind(err)]++
 			if err != nil {
 				out.errors++
 				if out.firstErr == nil {

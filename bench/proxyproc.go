@@ -31,6 +31,9 @@ type proxySetup struct {
 	// expired seeds main with an expired, refreshable token instead, so
 	// the first requests wait for one refresh (the stampede).
 	expired bool
+	// fdLimit, when not 0, is the proxy's RLIMIT_NOFILE, soft and hard
+	// (set by the shell that starts it, so Go cannot raise it).
+	fdLimit int
 }
 
 // startProxy writes a config in dir wired to the upstream, seeds the
@@ -70,7 +73,11 @@ credentials:
 	if err := seedStore(ctx, storePath, s); err != nil {
 		return nil, err
 	}
-	c, err := startChild(bin, []string{"serve", "--config", cfgPath}, nil)
+	path, args := bin, []string{"serve", "--config", cfgPath}
+	if s.fdLimit > 0 {
+		path, args = "/bin/sh", append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, s.fdLimit), bin}, args...)
+	}
+	c, err := startChild(path, args, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,9 @@ package bench
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -51,6 +53,8 @@ func (r *Report) Targets() []Target {
 			"+" + mib(r.Stream.RSSGrowth()), r.Stream.Error == "" && r.Stream.RSSGrowth() <= 8<<20},
 		Target{"streaming: throughput ≥ 0.95× baseline", fmt.Sprintf("%.2f×", r.Stream.Ratio()),
 			r.Stream.Error == "" && r.Stream.Ratio() >= 0.95},
+		Target{fmt.Sprintf("burst beyond `ulimit -n %d`: breaker stays closed", r.FDBurst.Limit),
+			breakerName(r.FDBurst.BreakerState), r.FDBurst.BreakerState == 0},
 	)
 	return ts
 }
@@ -107,6 +111,16 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "\nFirst stampede error: `%s`\n", oneLine(st.FirstError))
 	}
 
+	fb := r.FDBurst
+	fmt.Fprintf(&b, "\n#### Burst beyond the file-descriptor limit\n\n%d requests at once, each on its own connection, at a proxy whose `ulimit -n` is %d:\n\n",
+		fb.Requests, fb.Limit)
+	b.WriteString("| answers | p50 | p99 | circuit breaker after |\n|---|--:|--:|--:|\n")
+	var answers []string
+	for _, k := range slices.Sorted(maps.Keys(fb.Answers)) {
+		answers = append(answers, fmt.Sprintf("%s: %d", k, fb.Answers[k]))
+	}
+	fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", strings.Join(answers, ", "), seconds(fb.P50), seconds(fb.P99), breakerName(fb.BreakerState))
+
 	b.WriteString("\n#### Targets (issue 14)\n\n| target | measured | met |\n|---|--:|:-:|\n")
 	for _, t := range r.Targets() {
 		met := "no"
@@ -141,6 +155,19 @@ func (r *Report) UpdateMarkdown(path string) error {
 	b.WriteString(r.Markdown())
 	b.Write(old[j:])
 	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// breakerName is a circuit_breaker_state value's name.
+func breakerName(v float64) string {
+	switch v {
+	case 0:
+		return "closed"
+	case 1:
+		return "half-open"
+	case 2:
+		return "open"
+	}
+	return fmt.Sprint(v)
 }
 
 func pcts(s Side) string {

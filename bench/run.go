@@ -22,6 +22,8 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -47,6 +49,9 @@ type Options struct {
 	// reached the proxy, or once all have if that is sooner.
 	Stampede     int
 	StampedeHold time.Duration
+	// FDBurst requests arrive at once at a proxy limited to FDLimit file
+	// descriptors.
+	FDBurst, FDLimit int
 	// AllocRequests is how many sequential requests the in-process
 	// allocation count averages over.
 	AllocRequests int
@@ -63,13 +68,13 @@ func Defaults(quick bool) Options {
 		return Options{
 			Quick: true, Concurrency: []int{1, 16, 64}, Rounds: 2, Round: 300 * time.Millisecond,
 			Warmup: 100 * time.Millisecond, MaxPerRound: 200_000, StreamBytes: 64 << 20,
-			Stampede: 1000, StampedeHold: 300 * time.Millisecond, AllocRequests: 2000, Settle: 300 * time.Millisecond,
+			Stampede: 1000, StampedeHold: 300 * time.Millisecond, FDBurst: 600, FDLimit: 256, AllocRequests: 2000, Settle: 300 * time.Millisecond,
 		}
 	}
 	return Options{
 		Concurrency: []int{1, 16, 64}, Rounds: 4, Round: 1500 * time.Millisecond,
 		Warmup: 500 * time.Millisecond, MaxPerRound: 2_000_000, StreamBytes: 1 << 30,
-		Stampede: 10_000, StampedeHold: 300 * time.Millisecond, AllocRequests: 20_000, Settle: 2 * time.Second,
+		Stampede: 10_000, StampedeHold: 300 * time.Millisecond, FDBurst: 3000, FDLimit: 1024, AllocRequests: 20_000, Settle: 2 * time.Second,
 	}
 }
 
@@ -85,6 +90,8 @@ func (o Options) withDefaults() Options {
 	o.StreamBytes = cmp.Or(o.StreamBytes, d.StreamBytes)
 	o.Stampede = cmp.Or(o.Stampede, d.Stampede)
 	o.StampedeHold = cmp.Or(o.StampedeHold, d.StampedeHold)
+	o.FDBurst = cmp.Or(o.FDBurst, d.FDBurst)
+	o.FDLimit = cmp.Or(o.FDLimit, d.FDLimit)
 	o.AllocRequests = cmp.Or(o.AllocRequests, d.AllocRequests)
 	o.Settle = cmp.Or(o.Settle, d.Settle)
 	o.Progress = cmp.Or(o.Progress, io.Discard)
@@ -167,6 +174,18 @@ type Stampede struct {
 	ConnectedAtGate          int    // requests written before the refresh answered
 }
 
+// FDBurst is a burst of more requests than the proxy has file
+// descriptors for.
+type FDBurst struct {
+	Limit, Requests int
+	// Answers counts the answers by kind: "ok", "HTTP 503 90013", ...
+	Answers  map[string]int
+	P50, P99 time.Duration
+	// BreakerState is circuit_breaker_state of the credential after the
+	// burst: 0 closed, 1 half-open, 2 open.
+	BreakerState float64
+}
+
 // Report is everything one Run measured.
 type Report struct {
 	Date      time.Time
@@ -180,6 +199,7 @@ type Report struct {
 	Idle      Idle
 	Stream    Stream
 	Stampede  Stampede
+	FDBurst   FDBurst
 	Elapsed   time.Duration
 }
 
@@ -252,6 +272,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	step("stampede of %d at token expiry", o.Stampede)
 	if rep.Stampede, err = stampede(ctx, o, mkdir(dir, "stampede"), upURL, baseURL); err != nil {
+		return nil, err
+	}
+	step("burst of %d at a proxy limited to %d file descriptors", o.FDBurst, o.FDLimit)
+	if rep.FDBurst, err = fdBurst(ctx, o, mkdir(dir, "fd"), upURL); err != nil {
 		return nil, err
 	}
 	rep.Elapsed = time.Since(start)
@@ -490,6 +514,46 @@ func stampede(ctx context.Context, o Options, dir, upURL, baseURL string) (Stamp
 	st.BaselineFailures = base.errors
 	st.BaselineP50, st.BaselineP99, _ = latencies(base.lat)
 	return st, nil
+}
+
+// fdBurst sends FDBurst requests at once to a proxy whose RLIMIT_NOFILE
+// is FDLimit, then reads its breaker state.
+func fdBurst(ctx context.Context, o Options, dir, upURL string) (FDBurst, error) {
+	fb := FDBurst{Limit: o.FDLimit, Requests: o.FDBurst}
+	px, err := startProxy(ctx, o.Binary, dir, upURL, proxySetup{credentials: 1, fdLimit: o.FDLimit})
+	if err != nil {
+		return fb, err
+	}
+	defer px.stop()
+	out := burst(ctx, px.url, shapes[0], o.FDBurst, 0, func() {})
+	fb.Answers = out.answers
+	fb.P50, fb.P99, _ = latencies(out.lat)
+	fb.BreakerState, err = breakerState(ctx, px.adminURL)
+	return fb, err
+}
+
+// breakerState scrapes the main credential's circuit_breaker_state.
+func breakerState(ctx context.Context, adminURL string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/metrics", nil)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	resp, err := controlClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("bench: metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("bench: metrics: %w", err)
+	}
+	const series = `tiktok_auth_proxy_circuit_breaker_state{credential="` + credentialName + `"} `
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("bench: metrics: no %s", strings.TrimSpace(series))
 }
 
 // controlUpstream GETs a control URL of the fake TikTok and decodes its
