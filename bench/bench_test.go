@@ -46,6 +46,9 @@ func TestQuickRun(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if !strings.HasPrefix(rep.Proxy, "tiktok-auth-proxy ") {
+		t.Errorf("proxy version %q", rep.Proxy)
+	}
 	if got, want := len(rep.Cells), len(shapes)*len(o.Concurrency); got != want {
 		t.Fatalf("%d cells, want %d", got, want)
 	}

@@ -66,8 +66,8 @@ func (r *Report) Markdown() string {
 	if r.Quick {
 		mode = " (quick smoke run: numbers are indicative only)"
 	}
-	fmt.Fprintf(&b, "Run of %s, %s, %d CPUs, %d alternating rounds of %v per target and cell, %s in all%s.\n\n",
-		r.Date.Format("2006-01-02 15:04 UTC"), r.GoVersion, r.CPUs, r.Rounds, r.Round, r.Elapsed.Round(time.Second), mode)
+	fmt.Fprintf(&b, "`%s`, run of %s, %s, %d CPUs, %d alternating rounds of %v per target and cell, %s in all%s.\n\n",
+		r.Proxy, r.Date.Format("2006-01-02 15:04 UTC"), r.GoVersion, r.CPUs, r.Rounds, r.Round, r.Elapsed.Round(time.Second), mode)
 
 	b.WriteString("#### Throughput, latency and CPU: proxy vs tuned baseline\n\n")
 	b.WriteString("| shape | c | proxy req/s | baseline req/s | ratio | proxy p50 / p99 / p99.9 | baseline p50 / p99 / p99.9 | added p50 | CPU-s per 1k proxy / baseline | CPU ratio | errors |\n")
@@ -83,7 +83,7 @@ func (r *Report) Markdown() string {
 		}
 	}
 
-	b.WriteString("\n#### Allocations per request, in process (handler only, canned upstream)\n\n")
+	b.WriteString("\n#### Allocations per request, in process (handler only, canned upstream; the proxy package tapbench was built with)\n\n")
 	b.WriteString("| shape | handler | allocs/req | bytes/req | ns/req |\n|---|---|--:|--:|--:|\n")
 	for _, a := range r.Allocs {
 		fmt.Fprintf(&b, "| %s | %s | %.1f | %.0f | %.0f |\n", a.Shape, a.Handler, a.AllocsPerRequest, a.BytesPerRequest, a.NsPerRequest)

@@ -21,6 +21,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -188,6 +189,8 @@ type FDBurst struct {
 
 // Report is everything one Run measured.
 type Report struct {
+	// Proxy is what the measured binary's version command printed.
+	Proxy     string
 	Date      time.Time
 	GoVersion string
 	CPUs      int
@@ -213,15 +216,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if _, err := os.Stat(o.Binary); err != nil {
 		return nil, fmt.Errorf("bench: %w (run make build)", err)
 	}
+	version, err := exec.CommandContext(ctx, o.Binary, "version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s version: %w", o.Binary, err)
+	}
 	start := time.Now()
-	rep := &Report{Date: start.UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Quick: o.Quick,
+	rep := &Report{Proxy: strings.TrimSpace(string(version)), Date: start.UTC(), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), Quick: o.Quick,
 		Rounds: o.Rounds, Round: o.Round}
 	step := func(format string, a ...any) {
 		fmt.Fprintf(o.Progress, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
 
 	step("in-process allocations, %d requests per shape", o.AllocRequests)
-	var err error
 	if rep.Allocs, err = measureAllocs(o.AllocRequests); err != nil {
 		return nil, err
 	}
