@@ -1,28 +1,29 @@
-# syntax=docker/dockerfile:1
-FROM golang:1.26 AS build
-WORKDIR /src
-COPY go.mod go.sum ./
-RUN go mod download
-COPY . .
+# The runtime image, FROM scratch so that building it pulls nothing from a
+# registry. It is assembled from files staged on the host: run
+#   make image                      (Debian's buildah), or
+#   make image-context && docker build -t tiktok-auth-proxy .
+# image-context builds the static binary (make build) and stages it under
+# bin/image/ with the CA bundle TikTok's TLS certificate is checked
+# against, a passwd/group entry for the non-root user 65532 and the
+# store's directory.
+FROM scratch
 ARG VERSION=dev
-ARG COMMIT=unknown
-RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
-      -o /out/tiktok-auth-proxy ./cmd/tiktok-auth-proxy
-# The store's directory, created here because the final image has no shell;
-# copied with its owner so a fresh volume mounted there is writable by 65532.
-RUN mkdir -p /out/data && chmod 0700 /out/data
-
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/tiktok-auth-proxy /usr/local/bin/tiktok-auth-proxy
-COPY --from=build --chown=65532:65532 /out/data /var/lib/tiktok-auth-proxy
-# The config is mounted read-only; the token store lives on a volume the
-# nonroot user (65532) owns: set store.path to
-# /var/lib/tiktok-auth-proxy/tokens.json. In a container, listen on 0.0.0.0
-# and set `clients` (proxy) and `admin_token` (admin), which the config check
-# requires; README.md "Container" has a complete config.
+LABEL org.opencontainers.image.title="tiktok-auth-proxy" org.opencontainers.image.version="${VERSION}"
+COPY bin/image/rootfs/ /
+# The store's directory, owned by the non-root user so that a fresh volume
+# mounted there is writable by it; the image has no shell to create it.
+COPY --chown=65532:65532 bin/image/state/ /var/lib/
+# The config is mounted read-only; the token store lives on the volume: set
+# store.path to /var/lib/tiktok-auth-proxy/tokens.json. In a container,
+# listen on 0.0.0.0 and set `clients` (proxy) and `admin_token` (admin),
+# which the config check requires; README.md "Container" has a complete
+# config. The root filesystem may be mounted read-only.
 VOLUME ["/var/lib/tiktok-auth-proxy"]
 EXPOSE 8080 8081
 USER 65532:65532
+# No shell or curl in the image: the binary asks its own /readyz, on the
+# config's admin_listen.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/tiktok-auth-proxy", "healthcheck", "--config", "/etc/tiktok-auth-proxy/config.yaml"]
 ENTRYPOINT ["/usr/local/bin/tiktok-auth-proxy"]
 CMD ["serve", "--config", "/etc/tiktok-auth-proxy/config.yaml"]

@@ -4,15 +4,38 @@ BIN       := bin/tiktok-auth-proxy
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 4s
+# FIGURES collects the figures the suites print (hostile cases, kills, fuzz executions) for make test's end.
+FIGURES   := $(CURDIR)/bin/test-figures.txt
 STATICCHECK_VERSION ?= v0.8.2
+IMAGE     ?= tiktok-auth-proxy:$(VERSION)
+# BUILDAH may carry global options, e.g. "buildah --storage-driver vfs".
+BUILDAH   ?= buildah
+IMAGE_DIR := bin/image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: all build test unit fuzz rules lint demo bench clean deps
+.PHONY: all build test unit fuzz fuzz-long soak rules lint demo bench clean deps image image-context screenshots
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tiktok-auth-proxy
+
+## image-context: stage what the FROM-scratch Dockerfile copies: the static
+## binary, the CA bundle, passwd/group for the non-root user 65532, the store's directory.
+image-context: build
+	rm -rf $(IMAGE_DIR)
+	mkdir -p $(IMAGE_DIR)/rootfs/usr/local/bin $(IMAGE_DIR)/rootfs/etc/ssl/certs $(IMAGE_DIR)/rootfs/var/lib \
+	  $(IMAGE_DIR)/state/tiktok-auth-proxy
+	cp $(BIN) $(IMAGE_DIR)/rootfs/usr/local/bin/tiktok-auth-proxy
+	cp $(CA_BUNDLE) $(IMAGE_DIR)/rootfs/etc/ssl/certs/ca-certificates.crt
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > $(IMAGE_DIR)/rootfs/etc/passwd
+	printf 'root:x:0:\nnonroot:x:65532:\n' > $(IMAGE_DIR)/rootfs/etc/group
+	chmod 0700 $(IMAGE_DIR)/state/tiktok-auth-proxy
+
+## image: build the container image with buildah (docker format, which keeps HEALTHCHECK).
+image: image-context
+	$(BUILDAH) build --isolation chroot --format docker --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 ## deps: install the real servers the tests start (redis-server, chromium, promtool) when missing.
 deps:
@@ -21,19 +44,46 @@ deps:
 ## test: every test — unit, e2e (the built binary against the simulator), browser, fuzz seeds, brief fuzzing, alert rules.
 test: deps build
 	$(GO) vet ./...
-	$(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
-	$(MAKE) --no-print-directory fuzz rules
+	@mkdir -p bin; rm -f $(FIGURES)
+	TAP_FIGURES=$(FIGURES) $(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
+	TAP_FIGURES=$(FIGURES) $(MAKE) --no-print-directory fuzz rules
+	@echo "figures:"; cat $(FIGURES)
 
-## fuzz: run each fuzz target briefly (their seed corpora already ran in `go test`).
+## fuzz: run each fuzz target for FUZZTIME (their seed corpora already ran in `go test`) and print the
+## executions of each and in all; a crasher fails the target and is saved under testdata/fuzz/ as a
+## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
+FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzTokenAnswer \
+	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect \
+	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm
+FUZZTIME_LONG ?= 5m
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./config
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tiktok
-	$(GO) test -run '^$$' -fuzz '^FuzzPeekCode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tiktok
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./tokens/filestore
+	@total=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
+		n=$$(printf '%s\n' "$$out" | sed -n 's/.*execs: \([0-9]*\).*/\1/p' | tail -n 1); \
+		if [ -z "$$n" ]; then echo "fuzz: $$name ($$pkg): no executions reported (no such target?)"; exit 1; fi; \
+		echo "fuzz: $$name ($$pkg): $$n executions"; total=$$((total + n)); \
+	done; echo "fuzz: $$total executions in all"; \
+	if [ -n "$$TAP_FIGURES" ]; then echo "fuzz: $$total executions in all ($(FUZZTIME) per target)" >> "$$TAP_FIGURES"; fi
+
+fuzz-long:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_LONG)
+
+## soak: the crash test at scale: the proxy killed (SIGKILL) TAP_KILLS times (1000) at random moments
+## under load with 1.5 s rotating tokens, restarted each time; prints kills, survived and window.
+TAP_KILLS ?= 1000
+soak: build
+	@mkdir -p bin; rm -f $(FIGURES)
+	TAP_KILLS=$(TAP_KILLS) TAP_FIGURES=$(FIGURES) $(GO) test -count=1 -timeout 90m -run '^TestCrashScale$$' ./e2e/
+	@cat $(FIGURES)
 
 rules:
 	promtool check rules deploy/prometheus/alerts.yaml
 	promtool test rules deploy/prometheus/alerts_test.yaml
+	promtool check config --syntax-only deploy/prometheus/scrape.yaml
+
+## screenshots: regenerate the README's screenshots of the setup, success and error pages (docs/).
+screenshots:
+	UPDATE_DOCS=1 $(GO) test -count=1 -run '^TestBrowserScreenshots$$' ./e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

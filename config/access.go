@@ -26,6 +26,22 @@ func IsLoopback(addr string) bool {
 	return err == nil && ip.Unmap().IsLoopback()
 }
 
+// IsLoopbackHost reports whether a Host header (host or host:port) names
+// this machine's loopback: localhost, a name under .localhost, an address
+// in 127.0.0.0/8, or ::1.
+func IsLoopbackHost(hostport string) bool {
+	h := hostport
+	if sh, _, err := net.SplitHostPort(hostport); err == nil {
+		h = sh
+	}
+	h = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 // Credential returns the credential named name. The pointer is into c, so
 // it stays valid as long as c does; callers must not modify it.
 func (c *Config) Credential(name string) (*Credential, bool) {

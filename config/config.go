@@ -16,6 +16,10 @@ type Config struct {
 	// Listen is the proxy listener; only /open_api/ paths are forwarded.
 	// Default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
+	// AllowedHosts are the Host names (with or without a port) the proxy
+	// listener answers besides loopback names and Listen, when no clients
+	// are configured; any other Host is refused (DNS rebinding). Default none.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 	// AdminListen serves /authorize, /oauth/callback, /metrics, /healthz,
 	// /readyz and /api/credentials. Default 127.0.0.1:8081.
 	AdminListen string `yaml:"admin_listen"`
@@ -43,6 +47,10 @@ type Config struct {
 	// the value as written, so messages never show what the environment
 	// held.
 	refs map[string]string
+	// empties maps each key path left empty by a set-but-empty variable to
+	// the variable's name, so a message can say "TOKENS_KEY is set but
+	// empty" rather than that the key is missing.
+	empties map[string]string
 }
 
 // Upstream is the TikTok API the proxy forwards to.
@@ -169,13 +177,13 @@ type Client struct {
 
 // ForwardProxy configures the HTTPS_PROXY (MITM) front end; empty Listen
 // turns it off. When it is on, Load resolves relative CACert and CAKey
-// against the config file's directory and defaults Hosts to the host of
-// Upstream.BaseURL.
+// against the config file's directory and defaults Hosts to
+// DefaultForwardHosts.
 type ForwardProxy struct {
-	Listen string   `yaml:"listen"`
-	CACert string   `yaml:"ca_cert"`
-	CAKey  string   `yaml:"ca_key"`
-	Hosts  []string `yaml:"hosts"`
+	Listen string   `yaml:"listen"`  // e.g. 127.0.0.1:3128
+	CACert string   `yaml:"ca_cert"` // PEM CA certificate clients trust
+	CAKey  string   `yaml:"ca_key"`  // PEM private key of CACert
+	Hosts  []string `yaml:"hosts"`   // the only hosts intercepted; requests go to upstream.base_url
 }
 
 // Log configures log/slog.

@@ -97,6 +97,7 @@ func TestParseValid(t *testing.T) {
 		path   string // default config.yaml
 		noFile bool   // parse with path ""
 		env    map[string]string
+		unset  []string // variables unset for the case
 		check  func(t *testing.T, c *config.Config)
 	}{
 		{
@@ -193,7 +194,7 @@ clients:
 `,
 			env: map[string]string{
 				"TAP_PORT": "9000", "TAP_DB": "3", "TAP_REDIS": "r:1", "TAP_APP_ID": "0042",
-				"TAP_SECRET": "a: b # not a comment", "TAP_TOKEN": "007",
+				"TAP_SECRET": "a: b # not a comment", "TAP_TOKEN": "0070000000000000001",
 			},
 			check: func(t *testing.T, c *config.Config) {
 				equal(t, "listen", c.Listen, "0.0.0.0:9000")
@@ -201,7 +202,29 @@ clients:
 				equal(t, "app_id keeps leading zeros", c.Credentials[0].AppID, "0042")
 				equal(t, "secret is taken verbatim", c.Credentials[0].AppSecret.Value(), "a: b # not a comment")
 				equal(t, "redis address", c.Store.Redis.Address, "r:1")
-				equal(t, "a number-like token stays text", c.Clients[0].Token.Value(), "007")
+				equal(t, "a number-like token stays text", c.Clients[0].Token.Value(), "0070000000000000001")
+			},
+		},
+		{
+			// ${VAR:-default}: the default stands in for an unset or empty
+			// variable (as in the shell); a set one wins; an explicit empty
+			// default is allowed even for the encryption key.
+			name: "expansion with defaults",
+			yaml: `
+listen: ${TAP_UNSET_LISTEN:-127.0.0.1:9000}
+admin_listen: "${TAP_EMPTY_ADMIN:-127.0.0.1:9001}"
+log: {level: "${TAP_LEVEL:-info}"}
+store: {encryption_key: "${TAP_UNSET_KEY:-}"}
+breaker: {consecutive_failures: "${TAP_UNSET_FAILS:-9}"}
+` + minimal,
+			env:   map[string]string{"TAP_EMPTY_ADMIN": "", "TAP_LEVEL": "debug"},
+			unset: []string{"TAP_UNSET_LISTEN", "TAP_UNSET_KEY", "TAP_UNSET_FAILS"},
+			check: func(t *testing.T, c *config.Config) {
+				equal(t, "listen from the default", c.Listen, "127.0.0.1:9000")
+				equal(t, "admin_listen from the default of an empty variable", c.AdminListen, "127.0.0.1:9001")
+				equal(t, "log.level from the variable", c.Log.Level, "debug")
+				equal(t, "encryption_key from an explicit empty default", c.Store.EncryptionKey.Value(), "")
+				equal(t, "a default is typed like a literal", c.Breaker.ConsecutiveFailures, uint32(9))
 			},
 		},
 		{
@@ -225,9 +248,9 @@ clients:
 			yaml: `
 listen: 0.0.0.0:8080
 admin_listen: "[::]:8081"
-admin_token: adm
+admin_token: adm-0123456789abcdef
 credentials: [{name: main, app_id: "1", app_secret: x}]
-clients: [{name: ci, token: t, credentials: [main]}]
+clients: [{name: ci, token: t-0123456789abcdef, credentials: [main]}]
 store: {encryption_key: ` + base64.StdEncoding.EncodeToString(make([]byte, 32)) + `}
 `,
 			check: func(t *testing.T, c *config.Config) {
@@ -242,6 +265,10 @@ store: {encryption_key: ` + base64.StdEncoding.EncodeToString(make([]byte, 32)) 
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
+			}
+			for _, k := range tc.unset {
+				t.Setenv(k, "") // restored after the test
+				os.Unsetenv(k)
 			}
 			path := "config.yaml"
 			if tc.path != "" {
@@ -291,7 +318,7 @@ func TestExampleConfig(t *testing.T) {
 			t.Errorf("config.example.yaml lacks %s", key)
 		}
 	}
-	for _, key := range []string{"clients:", "token:", "forward_proxy:", "ca_cert:", "ca_key:", "hosts:"} {
+	for _, key := range []string{"clients:", "token:", "forward_proxy:", "ca_cert:", "ca_key:", "hosts:", "${VAR:-default}"} {
 		if !bytes.Contains(data, []byte(key)) {
 			t.Errorf("config.example.yaml does not mention %s", key)
 		}
@@ -481,4 +508,38 @@ credentials:
 	}
 	equal(t, "ads", c.EndpointsFor(c.Credentials[0]), config.Endpoints{AuthorizeURL: "http://sim/auth", TokenURL: "http://sim/token"})
 	equal(t, "tt", c.EndpointsFor(c.Credentials[1]), config.Endpoints{AuthorizeURL: "http://sim/tt/auth", TokenURL: "http://sim/token", RefreshURL: "http://sim/tt/refresh"})
+}
+
+// TestLoadWithoutCallerSecrets: status and healthcheck load a config whose
+// app secrets and client tokens are not in their environment; every other
+// variable, and every other check, still applies.
+func TestLoadWithoutCallerSecrets(t *testing.T) {
+	t.Setenv("TAP_UNSET_SECRET", "")
+	os.Unsetenv("TAP_UNSET_SECRET")
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	doc := `listen: 0.0.0.0:8080
+credentials:
+  - {name: main, app_id: "1", app_secret: "${TAP_UNSET_SECRET}"}
+clients:
+  - {name: etl, token: "${TAP_UNSET_SECRET}", credentials: [main]}
+`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path); err == nil || !strings.Contains(err.Error(), "TAP_UNSET_SECRET is not set") {
+		t.Errorf("Load: %v, want the unset variable reported", err)
+	}
+	c, err := config.LoadWith(path, config.LoadOptions{WithoutCallerSecrets: true})
+	if err != nil {
+		t.Fatalf("LoadWith(WithoutCallerSecrets): %v", err)
+	}
+	equal(t, "app_secret left empty", c.Credentials[0].AppSecret.Value(), "")
+
+	if err := os.WriteFile(path, []byte(doc+"admin_listen: 0.0.0.0:8081\nadmin_token: ${TAP_UNSET_SECRET}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = config.LoadWith(path, config.LoadOptions{WithoutCallerSecrets: true})
+	if err == nil || !strings.Contains(err.Error(), "admin_token: environment variable TAP_UNSET_SECRET is not set") || strings.Contains(err.Error(), "app_secret") {
+		t.Errorf("LoadWith with an unset admin_token: %v, want only admin_token reported", err)
+	}
 }

@@ -3,7 +3,6 @@ package config
 import (
 	"math"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -80,9 +79,7 @@ func (c *Config) applyDefaults() {
 		c.ForwardProxy.CACert = c.resolve(c.ForwardProxy.CACert)
 		c.ForwardProxy.CAKey = c.resolve(c.ForwardProxy.CAKey)
 		if len(c.ForwardProxy.Hosts) == 0 {
-			if u, err := url.Parse(c.Upstream.BaseURL); err == nil && u.Hostname() != "" {
-				c.ForwardProxy.Hosts = []string{u.Hostname()}
-			}
+			c.ForwardProxy.Hosts = DefaultForwardHosts()
 		}
 	}
 

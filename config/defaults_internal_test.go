@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// The forward proxy is refused by Validate until it exists, so its defaults
-// are checked before validation: relative CA paths anchored at the config
-// file's directory, hosts defaulting to the upstream host.
+// The forward proxy's defaults, checked before validation (which would read
+// the CA files): relative CA paths anchored at the config file's directory,
+// hosts defaulting to TikTok's production and sandbox hosts.
 func TestForwardProxyDefaults(t *testing.T) {
 	p := &parser{file: "deploy/config.yaml", lines: map[string]int{}, refs: map[string]string{}}
 	c := p.parse([]byte("forward_proxy: {listen: 127.0.0.1:3128, ca_cert: ca/ca.crt, ca_key: /abs/ca.key}\n"))
@@ -20,7 +20,7 @@ func TestForwardProxyDefaults(t *testing.T) {
 	for _, f := range []struct{ what, got, want string }{
 		{"ca_cert", c.ForwardProxy.CACert, filepath.Join("deploy", "ca", "ca.crt")},
 		{"ca_key", c.ForwardProxy.CAKey, "/abs/ca.key"},
-		{"hosts", fmt.Sprint(c.ForwardProxy.Hosts), "[business-api.tiktok.com]"},
+		{"hosts", fmt.Sprint(c.ForwardProxy.Hosts), "[business-api.tiktok.com sandbox-ads.tiktok.com]"},
 	} {
 		if f.got != f.want {
 			t.Errorf("%s = %s, want %s", f.what, f.got, f.want)

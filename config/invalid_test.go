@@ -19,6 +19,10 @@ var invalidCases = []struct {
 	{"invalid-admin-no-token.yaml", []string{
 		`1: admin_listen: :8081 is reachable from other machines but admin_token is empty; set admin_token (e.g. ${ADMIN_TOKEN}), or listen on 127.0.0.1`,
 	}},
+	{"invalid-allowed-hosts.yaml", []string{
+		`2: allowed_hosts[1]: "http://proxy.internal" is not a host name; write the name a Host header carries, e.g. proxy.internal or proxy.internal:8080`,
+		`2: allowed_hosts[2]: "" is not a host name; write the name a Host header carries, e.g. proxy.internal or proxy.internal:8080`,
+	}},
 	{"invalid-advertiser-id.yaml", []string{
 		`5: credentials[0].advertiser_ids[0]: "70123-456" is not an advertiser id; advertiser ids are digits only`,
 		`5: credentials[0].advertiser_ids[1]: "" is not an advertiser id; advertiser ids are digits only`,
@@ -67,6 +71,14 @@ var invalidCases = []struct {
 	{"invalid-empty-secret.yaml", []string{
 		`4: credentials[0].app_secret: missing; set it from the environment, e.g. app_secret: ${TIKTOK_APP_SECRET}`,
 	}},
+	{"invalid-empty-var.yaml", []string{
+		`2: admin_token: CONFIG_TEST_EMPTY is set but empty; 0.0.0.0:8081 is reachable from other machines, so it needs a token`,
+		`4: store.encryption_key: CONFIG_TEST_EMPTY is set but empty, which would store tokens unencrypted; set it (openssl rand -base64 32), or remove encryption_key to store them in plaintext`,
+		`5: store.path: CONFIG_TEST_EMPTY is set but empty, so the default testdata/tokens.json would be used; set it, or write ${CONFIG_TEST_EMPTY:-} to use the default`,
+		`8: credentials[0].app_id: CONFIG_TEST_EMPTY is set but empty; copy the app's App ID from the TikTok developer portal`,
+		`9: credentials[0].app_secret: CONFIG_TEST_EMPTY is set but empty; set it from the environment, e.g. app_secret: ${TIKTOK_APP_SECRET}`,
+		`10: listen: CONFIG_TEST_EMPTY is set but empty, so the default 127.0.0.1:8080 would be used; set it, or write ${CONFIG_TEST_EMPTY:-} to use the default`,
+	}},
 	{"invalid-empty.yaml", []string{
 		`the file is empty; start from config.example.yaml`,
 	}},
@@ -77,8 +89,8 @@ var invalidCases = []struct {
 		`2: store.encryption_key: encryption key must be base64 of exactly 32 bytes, got 9 bytes; generate a key with: openssl rand -base64 32`,
 	}},
 	{"invalid-forward-proxy.yaml", []string{
-		`1: forward_proxy.ca_cert: missing; the forward proxy needs a CA certificate and key (PEM files)`,
-		`1: forward_proxy.ca_key: missing; the forward proxy needs a CA certificate and key (PEM files)`,
+		`1: forward_proxy.ca_cert: missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them`,
+		`1: forward_proxy.ca_key: missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them`,
 		`2: forward_proxy.listen: 0.0.0.0:3128 is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1`,
 		`3: forward_proxy.hosts[0]: "https://business-api.tiktok.com" is not a host name; write e.g. business-api.tiktok.com`,
 	}},
@@ -110,6 +122,11 @@ var invalidCases = []struct {
 		`9: routing.max_inspect_bytes: must not be negative; write a size in bytes such as 1048576, or remove the key for the default`,
 		`11: breaker.open_timeout: must not be negative; write a positive duration such as 30s, or remove the key for the default`,
 	}},
+	{"invalid-near-key.yaml", []string{
+		`1: admin_listn: unknown key "admin_listn"; did you mean admin_listen? (valid keys here: listen, allowed_hosts, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, clients, forward_proxy, log)`,
+		`2: Listen: unknown key "Listen"; did you mean listen? (valid keys here: listen, allowed_hosts, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, clients, forward_proxy, log)`,
+		`7: credentials[0].app_secert: unknown key "app_secert"; did you mean app_secret? (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit, oauth)`,
+	}},
 	{"invalid-no-credentials.yaml", []string{
 		`2: credentials: no credentials configured; add at least one (name, app_id, app_secret), see config.example.yaml`,
 	}},
@@ -129,6 +146,10 @@ var invalidCases = []struct {
 	{"invalid-store-backend.yaml", []string{
 		`2: store.backend: unknown backend "postgres"; use file or redis`,
 	}},
+	{"invalid-short-token.yaml", []string{
+		`3: admin_token: shorter than 16 characters; use a long random token, e.g. from: openssl rand -hex 32`,
+		`10: clients[0].token: shorter than 16 characters; use a long random token, e.g. from: openssl rand -hex 32`,
+	}},
 	{"invalid-syntax.yaml", []string{
 		`4: invalid YAML: did not find expected '-' indicator; check the indentation and quoting of this line`,
 	}},
@@ -142,7 +163,7 @@ var invalidCases = []struct {
 		`3: a second YAML document starts here; a config file holds exactly one (remove the extra ---)`,
 	}},
 	{"invalid-unknown-key.yaml", []string{
-		`4: upstream.timout: unknown key "timout"; check its spelling and indentation (valid keys here: base_url, timeout)`,
+		`4: upstream.timout: unknown key "timout"; did you mean timeout? (valid keys here: base_url, timeout)`,
 		`9: credentials[0].advertiser: unknown key "advertiser"; check its spelling and indentation (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit, oauth)`,
 	}},
 	{"invalid-unset-var.yaml", []string{
@@ -150,7 +171,6 @@ var invalidCases = []struct {
 	}},
 	{"invalid-unavailable.yaml", []string{
 		`2: store.backend: redis is not available in this version; use backend: file (one proxy per token file)`,
-		`4: forward_proxy.listen: forward-proxy mode is not available in this version; point scripts at listen's address instead, or remove forward_proxy`,
 	}},
 	{"invalid-var-in-flow.yaml", []string{
 		`3: invalid YAML: did not find expected ',' or '}'; inside { } write "${VAR}" in double quotes`,
@@ -172,6 +192,7 @@ var invalidCases = []struct {
 func TestLoadInvalid(t *testing.T) {
 	t.Setenv("CONFIG_TEST_UNSET_SECRET", "")
 	os.Unsetenv("CONFIG_TEST_UNSET_SECRET")
+	t.Setenv("CONFIG_TEST_EMPTY", "")
 	t.Setenv("REDIS_PASSWORD", "")
 	os.Unsetenv("REDIS_PASSWORD")
 

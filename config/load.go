@@ -26,18 +26,45 @@ import (
 // resolved against the directory holding the file, not the working
 // directory, so the config means the same thing wherever the binary starts.
 func Load(path string) (*Config, error) {
+	return LoadWith(path, LoadOptions{})
+}
+
+// LoadOptions relaxes what Load requires, for commands that use only part
+// of the config.
+type LoadOptions struct {
+	// WithoutCallerSecrets accepts an unset or empty credentials[].app_secret
+	// and clients[].token: they are left empty and not reported. For
+	// commands that read state (status, healthcheck) and never call TikTok
+	// nor authenticate a client, so they run where those secrets are not
+	// in the environment. The Config must not be served.
+	WithoutCallerSecrets bool
+}
+
+// LoadWith is Load with opts.
+func LoadWith(path string, opts LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: read config file: %w", err)
 	}
-	return Parse(data, path)
+	return parseWith(data, path, opts)
 }
 
 // Parse is Load for a document already in memory. path names the document
 // in error messages and anchors relative paths; "" leaves relative paths
 // relative to the working directory.
 func Parse(data []byte, path string) (*Config, error) {
-	p := &parser{file: path, lines: map[string]int{}, refs: map[string]string{}}
+	return parseWith(data, path, LoadOptions{})
+}
+
+// callerSecretRE matches the key paths LoadOptions.WithoutCallerSecrets
+// waives.
+var callerSecretRE = regexp.MustCompile(`^(credentials\[\d+\]\.app_secret|clients\[\d+\]\.token)$`)
+
+func parseWith(data []byte, path string, opts LoadOptions) (*Config, error) {
+	p := &parser{file: path, lines: map[string]int{}, refs: map[string]string{}, empties: map[string]string{}}
+	if opts.WithoutCallerSecrets {
+		p.waived = callerSecretRE.MatchString
+	}
 	c := p.parse(data)
 	if c == nil {
 		return nil, p.err()
@@ -45,7 +72,9 @@ func Parse(data []byte, path string) (*Config, error) {
 	c.Path = path
 	c.lines = p.lines
 	c.refs = p.refs
+	c.empties = p.empties
 	c.applyDefaults()
+	p.defaultedEmpties(c)
 	if p.incomplete {
 		return nil, p.err()
 	}
@@ -55,7 +84,7 @@ func Parse(data []byte, path string) (*Config, error) {
 			return nil, err
 		}
 		for _, pr := range ve.Problems {
-			if !p.reported(pr.Path) {
+			if !p.reported(pr.Path) && !p.waives(pr.Path) {
 				p.problems = append(p.problems, pr)
 			}
 		}
@@ -81,8 +110,14 @@ type parser struct {
 	// the value as written, so messages can name the reference instead of
 	// showing what the environment held (it may be a secret).
 	refs map[string]string
+	// empties maps the path of each value left empty by a set-but-empty
+	// variable to that variable's name.
+	empties map[string]string
 	// expanded marks the scalar nodes whose value came from expansion.
 	expanded map[*yaml.Node]bool
+	// waived, when set, names the key paths whose unset variables and
+	// empty values are accepted (LoadOptions.WithoutCallerSecrets).
+	waived func(path string) bool
 	// incomplete is set when decoding skipped part of the document, so
 	// validating what was decoded would report problems that are not there.
 	incomplete bool
@@ -108,6 +143,8 @@ func (p *parser) reported(path string) bool {
 	}
 	return false
 }
+
+func (p *parser) waives(path string) bool { return p.waived != nil && p.waived(path) }
 
 func (p *parser) err() error {
 	if len(p.problems) == 0 {
@@ -241,7 +278,8 @@ func (p *parser) walk(n *yaml.Node, path string) {
 
 var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// expand replaces ${VAR} in a scalar from the environment; $${ stands for a
+// expand replaces ${VAR} in a scalar from the environment, and
+// ${VAR:-default} with default when VAR is unset or empty; $${ stands for a
 // literal ${. The result is typed as if written unquoted in the file, so
 // db: "${REDIS_DB}" decodes as a number.
 func (p *parser) expand(n *yaml.Node, path string) {
@@ -251,6 +289,9 @@ func (p *parser) expand(n *yaml.Node, path string) {
 	var b strings.Builder
 	raw := n.Value
 	s := raw
+	// emptyVar is a variable that is set but empty; when the whole value
+	// ends up empty, messages name it so the operator knows where to look.
+	var emptyVar string
 	for {
 		i := strings.Index(s, "${")
 		if i < 0 {
@@ -269,15 +310,25 @@ func (p *parser) expand(n *yaml.Node, path string) {
 			p.add(n.Line, path, "unterminated ${ in value; write ${NAME}, or $${ for a literal ${")
 			return
 		}
-		name := s[i+2 : i+end]
+		name, def, hasDefault := strings.Cut(s[i+2:i+end], ":-")
 		if !varNameRE.MatchString(name) {
-			p.add(n.Line, path, "${%s} is not a valid environment variable reference; use letters, digits and _ (e.g. ${TIKTOK_APP_SECRET}), or $${ for a literal ${", name)
+			p.add(n.Line, path, "${%s} is not a valid environment variable reference; use letters, digits and _ (e.g. ${TIKTOK_APP_SECRET}), or $${ for a literal ${", s[i+2:i+end])
 			return
 		}
 		v, ok := os.LookupEnv(name)
-		if !ok {
+		switch {
+		case hasDefault && v == "":
+			// As in the shell: the default stands in for an unset and for
+			// an empty variable alike.
+			v = def
+		case !ok && p.waives(path):
+			n.Value = ""
+			return
+		case !ok:
 			p.add(n.Line, path, "environment variable %s is not set; export it before starting, or write the value in the file", name)
 			return
+		case v == "":
+			emptyVar = name
 		}
 		b.WriteString(v)
 		s = s[i+end+1:]
@@ -285,6 +336,9 @@ func (p *parser) expand(n *yaml.Node, path string) {
 	n.Value = b.String()
 	p.refs[path] = raw
 	p.expanded[n] = true
+	if n.Value == "" && emptyVar != "" {
+		p.empties[path] = emptyVar
+	}
 	if n.Style&yaml.TaggedStyle == 0 {
 		// Quoting is often needed around ${VAR} itself (inside { }), so
 		// it says nothing about the value's type: "${REDIS_DB}" must still
@@ -327,6 +381,10 @@ func (p *parser) unknownKeys(data []byte) {
 		line, _ := strconv.Atoi(m[1])
 		path := p.keyPathAt(line, m[2])
 		known := knownKeys[m[3]]
+		if near := nearestKey(m[2], known); near != "" {
+			p.add(line, path, "unknown key %q; did you mean %s? (valid keys here: %s)", m[2], near, strings.Join(known, ", "))
+			continue
+		}
 		p.add(line, path, "unknown key %q; check its spelling and indentation (valid keys here: %s)", m[2], strings.Join(known, ", "))
 	}
 }
@@ -490,3 +548,105 @@ var knownKeys = func() map[string][]string {
 	visit(reflect.TypeFor[Config]())
 	return m
 }()
+
+// defaultedEmpties reports each value a set-but-empty variable left empty
+// and a default then filled: the operator meant to set it, and the proxy
+// would quietly run with something else (another address, another store).
+// ${VAR:-} asks for the default explicitly and is not reported.
+func (p *parser) defaultedEmpties(c *Config) {
+	for path, name := range p.empties {
+		v, ok := stringAt(reflect.ValueOf(c).Elem(), path)
+		if ok && v != "" {
+			p.add(p.lines[path], path, "%s is set but empty, so the default %s would be used; set it, or write ${%s:-} to use the default", name, v, name)
+		}
+	}
+}
+
+// stringAt is the string field of the struct v at the key path written
+// with YAML keys ("store.path", "credentials[0].kind"); false when path
+// names no string field.
+func stringAt(v reflect.Value, path string) (string, bool) {
+	for part := range strings.SplitSeq(path, ".") {
+		key, index, indexed := strings.Cut(part, "[")
+		if v.Kind() != reflect.Struct {
+			return "", false
+		}
+		v = fieldByKey(v, key)
+		if !v.IsValid() {
+			return "", false
+		}
+		if indexed {
+			i, err := strconv.Atoi(strings.TrimSuffix(index, "]"))
+			if err != nil || v.Kind() != reflect.Slice || i >= v.Len() {
+				return "", false
+			}
+			v = v.Index(i)
+		}
+	}
+	if v.Kind() != reflect.String {
+		return "", false
+	}
+	return v.String(), true
+}
+
+// fieldByKey is the field of struct v whose yaml tag names key.
+func fieldByKey(v reflect.Value, key string) reflect.Value {
+	t := v.Type()
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name == key {
+			return v.Field(i)
+		}
+	}
+	return reflect.Value{}
+}
+
+// maxKeyDistance is the largest edit distance at which an unknown key is
+// taken for a misspelling of a known one: a dropped, doubled or swapped
+// letter or two.
+const maxKeyDistance = 2
+
+// nearestKey is the known key closest to key by edit distance (case
+// ignored), "" when none is within maxKeyDistance or the nearest is tied.
+func nearestKey(key string, known []string) string {
+	best, bestD, tied := "", maxKeyDistance+1, false
+	for _, k := range known {
+		d := editDistance(strings.ToLower(key), k)
+		switch {
+		case d < bestD:
+			best, bestD, tied = k, d, false
+		case d == bestD:
+			tied = true
+		}
+	}
+	if tied || bestD >= len(key) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, counting an
+// adjacent swap as one edit (the commonest typo).
+func editDistance(a, b string) int {
+	// prev2, prev and cur are rows i-2, i-1 and i of the usual table.
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
+}

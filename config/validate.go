@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -89,6 +91,28 @@ func (v *validator) show(path, value string) string {
 	return fmt.Sprintf("%q", value)
 }
 
+// missing reports the empty value at path: as "VAR is set but empty" when
+// a variable emptied it, since "missing" would send the operator to a file
+// that is right; hint says what to write.
+func (v *validator) missing(path, hint string) {
+	if name, ok := v.c.empties[path]; ok {
+		v.add(path, "%s is set but empty; %s", name, hint)
+		return
+	}
+	v.add(path, "missing; %s", hint)
+}
+
+// minTokenLength is the shortest client or admin token accepted: a token
+// guards a listener other machines reach, so it must not be guessable.
+const minTokenLength = 16
+
+// tokenLength refuses a set token at path shorter than minTokenLength.
+func (v *validator) tokenLength(path string, token Secret) {
+	if token != "" && len(token.Value()) < minTokenLength {
+		v.add(path, "shorter than %d characters; use a long random token, e.g. from: openssl rand -hex 32", minTokenLength)
+	}
+}
+
 // showAddr is show for a listen address, which messages give unquoted.
 func (v *validator) showAddr(path, addr string) string {
 	if _, ok := v.c.refs[path]; ok {
@@ -144,11 +168,32 @@ func (v *validator) listeners() {
 		v.add("listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", v.showAddr("listen", c.Listen))
 	}
 	if validHostPort(c.AdminListen) && !IsLoopback(c.AdminListen) && c.AdminToken == "" {
-		v.add("admin_listen", "%s is reachable from other machines but admin_token is empty; set admin_token (e.g. ${ADMIN_TOKEN}), or listen on 127.0.0.1", v.showAddr("admin_listen", c.AdminListen))
+		if name, ok := c.empties["admin_token"]; ok {
+			v.add("admin_token", "%s is set but empty; %s is reachable from other machines, so it needs a token", name, v.showAddr("admin_listen", c.AdminListen))
+		} else {
+			v.add("admin_listen", "%s is reachable from other machines but admin_token is empty; set admin_token (e.g. ${ADMIN_TOKEN}), or listen on 127.0.0.1", v.showAddr("admin_listen", c.AdminListen))
+		}
 	}
+	for i, h := range c.AllowedHosts {
+		if !validHost(h) {
+			path := fmt.Sprintf("allowed_hosts[%d]", i)
+			v.add(path, "%s is not a host name; write the name a Host header carries, e.g. proxy.internal or proxy.internal:8080", v.show(path, h))
+		}
+	}
+	v.tokenLength("admin_token", c.AdminToken)
 	if !headerNameRE.MatchString(c.Routing.CredentialHeader) {
 		v.add("routing.credential_header", "%s is not a valid HTTP header name; use letters, digits and -, e.g. X-TikTok-Credential", v.show("routing.credential_header", c.Routing.CredentialHeader))
 	}
+}
+
+// validHost reports whether h is a host name or host:port as a Host header
+// carries it, with no scheme, path or space.
+func validHost(h string) bool {
+	if h == "" || strings.ContainsAny(h, "/\\@?# \t") {
+		return false
+	}
+	u, err := url.Parse("http://" + h)
+	return err == nil && u.Host == h && u.Hostname() != ""
 }
 
 func validHostPort(addr string) bool {
@@ -232,7 +277,11 @@ func (v *validator) store() {
 	default:
 		v.add("store.backend", "unknown backend %s; use file or redis", v.show("store.backend", s.Backend))
 	}
-	if _, err := s.Key(); err != nil {
+	if name, ok := v.c.empties["store.encryption_key"]; ok {
+		// An empty key means plaintext; a variable that should have held
+		// the key must not switch encryption off unnoticed.
+		v.add("store.encryption_key", "%s is set but empty, which would store tokens unencrypted; set it (openssl rand -base64 32), or remove encryption_key to store them in plaintext", name)
+	} else if _, err := s.Key(); err != nil {
 		v.add("store.encryption_key", "%s; generate a key with: openssl rand -base64 32", strings.TrimPrefix(err.Error(), "config: "))
 	}
 	if s.Redis.DB < 0 {
@@ -266,10 +315,10 @@ func (v *validator) credentials() {
 			v.add(p+".kind", "unknown kind %s; use %s or %s", v.show(p+".kind", cr.Kind), KindAdvertiser, KindTikTokAccount)
 		}
 		if cr.AppID == "" {
-			v.add(p+".app_id", "missing; copy the app's App ID from the TikTok developer portal")
+			v.missing(p+".app_id", "copy the app's App ID from the TikTok developer portal")
 		}
 		if cr.AppSecret == "" {
-			v.add(p+".app_secret", "missing; set it from the environment, e.g. app_secret: ${TIKTOK_APP_SECRET}")
+			v.missing(p+".app_secret", "set it from the environment, e.g. app_secret: ${TIKTOK_APP_SECRET}")
 		}
 		if cr.Default {
 			if firstDefault >= 0 {
@@ -313,11 +362,12 @@ func (v *validator) clients() {
 			names[cl.Name] = i
 		}
 		if cl.Token == "" {
-			v.add(p+".token", "missing; set a long random token, e.g. token: ${CLIENT_TOKEN}")
+			v.missing(p+".token", "set a long random token, e.g. token: ${CLIENT_TOKEN}")
 		} else if j, dup := tokens[cl.Token]; dup {
 			v.add(p+".token", "same token as clients[%d]; give each client its own token", j)
 		} else {
 			tokens[cl.Token] = i
+			v.tokenLength(p+".token", cl.Token)
 		}
 		if len(cl.Credentials) == 0 {
 			v.add(p+".credentials", "empty; list the credentials this client may use")
@@ -348,16 +398,36 @@ func (v *validator) forwardProxy() {
 	if validHostPort(fp.Listen) && !IsLoopback(fp.Listen) && len(v.c.Clients) == 0 {
 		v.add("forward_proxy.listen", "%s is reachable from other machines but no clients are configured; add clients with tokens, or listen on 127.0.0.1", v.showAddr("forward_proxy.listen", fp.Listen))
 	}
+	for _, l := range []struct{ key, addr string }{{"listen", v.c.Listen}, {"admin_listen", v.c.AdminListen}} {
+		// Port 0 picks a free port per listener, so it never collides.
+		if fp.Listen == l.addr && !strings.HasSuffix(l.addr, ":0") {
+			v.add("forward_proxy.listen", "%s is already %s's address; give the forward proxy its own port, e.g. 127.0.0.1:3128", v.showAddr("forward_proxy.listen", fp.Listen), l.key)
+		}
+	}
 	if fp.CACert == "" {
-		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA certificate and key (PEM files)")
+		v.add("forward_proxy.ca_cert", "missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them")
 	}
 	if fp.CAKey == "" {
-		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA certificate and key (PEM files)")
+		v.add("forward_proxy.ca_key", "missing; the forward proxy needs a CA certificate and key (PEM files): tiktok-auth-proxy ca --out DIR creates them")
+	}
+	var ca *tls.Certificate
+	if fp.CACert != "" && fp.CAKey != "" {
+		c, err := fp.loadCA()
+		var p *caProblem
+		switch {
+		case errors.As(err, &p):
+			v.add("forward_proxy."+p.key, "%s", p.msg)
+		case err == nil:
+			ca = &c
+		}
 	}
 	for i, h := range fp.Hosts {
-		if h == "" || strings.ContainsAny(h, "/: ") {
-			hp := fmt.Sprintf("forward_proxy.hosts[%d]", i)
+		hp := fmt.Sprintf("forward_proxy.hosts[%d]", i)
+		switch {
+		case h == "" || strings.ContainsAny(h, "/: "):
 			v.add(hp, "%s is not a host name; write e.g. business-api.tiktok.com", v.show(hp, h))
+		case ca != nil && !permits(ca.Leaf, h):
+			v.add(hp, "%s is outside the name constraints of the CA in %s (%s), so clients would refuse it; create a CA for it with tiktok-auth-proxy ca --out DIR --host %s", v.show(hp, h), fp.CACert, strings.Join(ca.Leaf.PermittedDNSDomains, ", "), h)
 		}
 	}
 }
@@ -367,9 +437,6 @@ func (v *validator) forwardProxy() {
 func (v *validator) unavailable() {
 	if v.c.Store.Backend == "redis" {
 		v.add("store.backend", "redis is not available in this version; use backend: file (one proxy per token file)")
-	}
-	if v.c.ForwardProxy.Listen != "" {
-		v.add("forward_proxy.listen", "forward-proxy mode is not available in this version; point scripts at listen's address instead, or remove forward_proxy")
 	}
 }
 

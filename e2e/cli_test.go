@@ -5,7 +5,7 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -54,19 +54,6 @@ func (c *cliProc) consentURL(t *testing.T) *url.URL {
 	return u
 }
 
-// runOnce runs a command to completion and returns exit code and output.
-func runOnce(t *testing.T, args ...string) (int, string) {
-	t.Helper()
-	cmd := exec.Command(binPath, args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if _, ok := err.(*exec.ExitError); !ok {
-			t.Fatal(err)
-		}
-	}
-	return cmd.ProcessState.ExitCode(), string(out)
-}
-
 type statusJSON struct {
 	Name           string `json:"name"`
 	Authorized     bool   `json:"authorized"`
@@ -82,10 +69,14 @@ func TestAuthorizeByPasteThenStatus(t *testing.T) {
 	s := startSim(t)
 	px := writeProxyConfig(t, s, proxyConfig{Credentials: twoCredentials})
 
-	code, out := runOnce(t, "status", "--config", px.ConfigPath, "--json")
+	// Nothing authorized yet: exit 1 for monitoring, the JSON on stdout.
+	code, out, errOut := runBounded(t, nil, 20*time.Second, "status", "--config", px.ConfigPath, "--json")
 	var before []statusJSON
-	if code != 0 || json.Unmarshal([]byte(out), &before) != nil || len(before) != 2 || before[0].Authorized {
+	if code != 1 || json.Unmarshal([]byte(out), &before) != nil || len(before) != 2 || before[0].Authorized {
 		t.Fatalf("status before: exit %d: %s", code, out)
+	}
+	if want := "tiktok-auth-proxy: status: main: not authorized; other: not authorized\n"; errOut != want {
+		t.Errorf("status before: stderr %q, want %q", errOut, want)
 	}
 
 	c := startCLI(t, "authorize", "--config", px.ConfigPath, "--credential", "other")
@@ -106,17 +97,25 @@ func TestAuthorizeByPasteThenStatus(t *testing.T) {
 	if !strings.Contains(c.out.String(), advOther) {
 		t.Errorf("authorize did not print the granted advertiser:\n%s", c.out.String())
 	}
+	// Its log lines follow log.format (json here), not slog's default.
+	if !strings.Contains(c.out.String(), `"msg":"credential authorized"`) {
+		t.Errorf("authorize did not log the grant as JSON:\n%s", c.out.String())
+	}
+	if l := regexp.MustCompile(`(?m)^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d .*$`).FindString(c.out.String()); l != "" {
+		t.Errorf("authorize logged a line in slog's default format: %s", l)
+	}
 
-	code, out = runOnce(t, "status", "--config", px.ConfigPath, "--json")
+	code, out, _ = runBounded(t, nil, 20*time.Second, "status", "--config", px.ConfigPath, "--json")
 	var after []statusJSON
-	if code != 0 || json.Unmarshal([]byte(out), &after) != nil {
-		t.Fatalf("status after: exit %d: %s", code, out)
+	if code != 1 || json.Unmarshal([]byte(out), &after) != nil {
+		t.Fatalf("status after (main still unauthorized): exit %d: %s", code, out)
 	}
 	if after[0].Authorized || !after[1].Authorized || len(after[1].Advertisers) != 1 || after[1].Advertisers[0].ID != advOther {
 		t.Errorf("status after authorizing other: %+v", after)
 	}
-	code, table := runOnce(t, "status", "--config", px.ConfigPath)
-	if code != 0 || !strings.Contains(table, "NAME") || !regexp.MustCompile(`(?m)^other\s+yes\s+`+advOther).MatchString(table) {
+	code, table, _ := runBounded(t, nil, 20*time.Second, "status", "--config", px.ConfigPath)
+	if code != 1 || !strings.HasPrefix(table, "source: store "+filepath.Join(px.Dir, "tokens.json")+"\n") ||
+		!regexp.MustCompile(`(?m)^other\s+yes\s+`+advOther).MatchString(table) {
 		t.Errorf("status table: exit %d:\n%s", code, table)
 	}
 	for _, g := range s.grants(t) {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -198,6 +199,27 @@ func TestCircuitBreaker(t *testing.T) {
 	if !strings.Contains(string(m), `tiktok_auth_proxy_circuit_breaker_state{credential="main"} 2`) {
 		t.Errorf("circuit_breaker_state gauge not 2 (open) for main")
 	}
+	// The setup page and /api/credentials say why, and until when.
+	_, _, b = httpDo(t, "GET", px.AdminURL+"/api/credentials", nil, nil)
+	var creds []struct {
+		Name         string    `json:"name"`
+		BreakerState string    `json:"breaker_state"`
+		BreakerUntil time.Time `json:"breaker_until"`
+		BreakerError string    `json:"breaker_error"`
+	}
+	if err := json.Unmarshal(b, &creds); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range creds {
+		// open_timeout may have passed already on a loaded machine.
+		if c.Name == "main" && (!strings.HasPrefix(c.BreakerError, "TikTok code 50002: ") || (c.BreakerState == "open") == c.BreakerUntil.IsZero()) {
+			t.Errorf("/api/credentials main: %+v, want breaker_error TikTok code 50002 with its message and breaker_until while open", c)
+		}
+	}
+	if _, _, page := httpDo(t, "GET", px.AdminURL+"/authorize", nil, nil); !strings.Contains(string(page), "TikTok failing") ||
+		!strings.Contains(string(page), "last error: TikTok code 50002") {
+		t.Errorf("the setup page does not explain the breaker:\n%s", page)
+	}
 	// Another credential is not affected.
 	_, h, b = httpDo(t, "GET", px.URL+"/open_api/v1.3/bc/get/", http.Header{"X-Tiktok-Credential": {"other"}}, nil)
 	if h.Get("X-TikTok-Auth-Proxy-Error") == "90006" {
@@ -299,7 +321,7 @@ func TestRequestForAnotherHostRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantProxyError(t, resp.StatusCode, resp.Header, b, 404, 90009, false)
+	wantProxyError(t, resp.StatusCode, resp.Header, b, 421, 90009, false)
 	if after := len(s.recordedTo(t, campaignGet)); after != before {
 		t.Errorf("a request for other.example reached TikTok (%d requests recorded)", after-before)
 	}

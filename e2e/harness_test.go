@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	printSummaries()
 	if leaks := leakedSecrets(); len(leaks) > 0 {
 		fmt.Fprintln(os.Stderr, "e2e: secrets found in process logs:")
 		for _, l := range leaks {
@@ -54,6 +55,43 @@ func TestMain(m *testing.M) {
 		allLogs.mu.Unlock()
 	}
 	os.Exit(code)
+}
+
+// summaries are the figures suites report (cases tried, kills survived),
+// printed by TestMain after every test so they show without -v.
+var summaries struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// printSummaries prints the suites' figures, and appends them to the file
+// TAP_FIGURES names when set: go test shows a passing package's output only
+// with -v, so make test prints that file at the end.
+func printSummaries() {
+	summaries.mu.Lock()
+	defer summaries.mu.Unlock()
+	for _, l := range summaries.lines {
+		fmt.Println(l)
+	}
+	path := os.Getenv("TAP_FIGURES")
+	if path == "" || len(summaries.lines) == 0 {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err == nil {
+		_, err = fmt.Fprintln(f, strings.Join(summaries.lines, "\n"))
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: TAP_FIGURES:", err)
+	}
+}
+
+// summarize adds a line for TestMain to print at the end of the run.
+func summarize(format string, args ...any) {
+	summaries.mu.Lock()
+	defer summaries.mu.Unlock()
+	summaries.lines = append(summaries.lines, fmt.Sprintf(format, args...))
 }
 
 // syncBuffer collects a process's output for assertions and for the log
@@ -126,8 +164,22 @@ func leakedSecrets() []string {
 // naming its first characters and the log line it is in. It is apart from
 // leakedSecrets so a test can show it catches a planted leak.
 func scanForSecrets(outputs, secrets []string) []string {
+	if len(secrets) == 0 {
+		return nil
+	}
+	// One trie pass per output tells whether it holds any secret at all: a
+	// run that rotates thousands of tokens (the crash soak) would otherwise
+	// search every output once per secret.
+	pairs := make([]string, 0, 2*len(secrets))
+	for _, sec := range secrets {
+		pairs = append(pairs, sec, "")
+	}
+	anySecret := strings.NewReplacer(pairs...)
 	var leaks []string
 	for _, out := range outputs {
+		if anySecret.Replace(out) == out {
+			continue
+		}
 		for _, sec := range secrets {
 			if i := strings.Index(out, sec); i >= 0 {
 				start := max(0, strings.LastIndex(out[:i], "\n")+1)
@@ -356,6 +408,9 @@ type proxyConfig struct {
 	// ListenHost and AdminHost replace 127.0.0.1 in listen and
 	// admin_listen (e.g. 0.0.0.0); the URLs still dial 127.0.0.1.
 	ListenHost, AdminHost string
+	// RedirectHost replaces 127.0.0.1 in oauth.redirect_url (e.g.
+	// localhost, the default config's name for it).
+	RedirectHost string
 }
 
 // proxy is a running `serve` process with its files.
@@ -393,6 +448,10 @@ func writeProxyConfig(t *testing.T, s *sim, pc proxyConfig) *proxy {
 	if pc.AdminHost != "" {
 		admin = pc.AdminHost + strings.TrimPrefix(admin, "127.0.0.1")
 	}
+	redirectBase := px.AdminURL
+	if pc.RedirectHost != "" {
+		redirectBase = strings.Replace(px.AdminURL, "127.0.0.1", pc.RedirectHost, 1)
+	}
 	cfg := fmt.Sprintf(`listen: %s
 admin_listen: %s
 upstream:
@@ -408,7 +467,7 @@ log:
 credentials:
 %s
 %s
-`, listen, admin, s.URL, pc.Timeout, px.AdminURL, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
+`, listen, admin, s.URL, pc.Timeout, redirectBase, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
 	rememberSecret(secretsIn(cfg)...)
 	if err := os.WriteFile(px.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -468,6 +527,13 @@ func (px *proxy) authorize(t *testing.T, s *sim, name, appID string, advertisers
 	resp, err = c.Get(cb)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusSeeOther {
+		// The callback sends the browser on to a clean URL with the outcome.
+		resp.Body.Close()
+		if resp, err = c.Get(px.AdminURL + resp.Header.Get("Location")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -557,4 +623,25 @@ func approveConsent(t *testing.T, consent *url.URL, form url.Values, adminURL st
 		rememberSecret(lu.Query().Get("auth_code"))
 	}
 	return loc
+}
+
+// credentialHealth is a credential's state as px's /api/credentials reports it.
+func credentialHealth(t *testing.T, px *proxy, name string) (authorized, reauth bool) {
+	t.Helper()
+	_, _, js := httpDo(t, "GET", px.AdminURL+"/api/credentials", nil, nil)
+	var creds []struct {
+		Name           string `json:"name"`
+		Authorized     bool   `json:"authorized"`
+		ReauthRequired bool   `json:"reauthorization_required"`
+	}
+	if err := json.Unmarshal(js, &creds); err != nil {
+		t.Fatalf("/api/credentials: %v %.300s", err, js)
+	}
+	for _, c := range creds {
+		if c.Name == name {
+			return c.Authorized, c.ReauthRequired
+		}
+	}
+	t.Fatalf("/api/credentials has no %s: %.300s", name, js)
+	return false, false
 }

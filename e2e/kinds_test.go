@@ -52,8 +52,15 @@ func TestTikTokAccountCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/authorize/tt/done" {
+		t.Fatalf("callback: HTTP %d to %q, want 303 to /authorize/tt/done", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, err = browser.Get(px.AdminURL + "/authorize/tt/done"); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("callback: HTTP %d", resp.StatusCode)
+		t.Fatalf("outcome page: HTTP %d", resp.StatusCode)
 	}
 	s.rememberIssued(t)
 	if n := len(s.recordedTo(t, "/open_api/v1.3/tt_user/oauth2/token/")); n != 1 {

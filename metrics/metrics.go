@@ -27,6 +27,10 @@ type Metrics struct {
 	ReauthRequired    *prometheus.GaugeVec
 	BreakerState      *prometheus.GaugeVec
 	BuildInfo         *prometheus.GaugeVec
+	// StoreWriteFailures and GrantUnpersisted show a grant TikTok issued
+	// that lives only in memory: it is lost if the process stops.
+	StoreWriteFailures prometheus.Counter
+	GrantUnpersisted   *prometheus.GaugeVec
 }
 
 // New creates the metrics and registers them on reg. version and
@@ -79,12 +83,41 @@ func New(reg prometheus.Registerer, version, goVersion string) *Metrics {
 			Namespace: namespace, Name: "build_info",
 			Help: "Always 1; labels carry the version and the Go version.",
 		}, []string{"version", "goversion"}),
+		StoreWriteFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "store_write_failures_total",
+			Help: "Writes to the token store that failed (read-only or full disk, unreachable store).",
+		}),
+		GrantUnpersisted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "grant_unpersisted",
+			Help: "1 while a grant TikTok issued for the credential is held only in memory because the store refused it, else 0.",
+		}, []string{"credential"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamAPIErrors, m.TokenRefreshes,
 		m.RefreshDuration, m.AccessExpiry, m.RefreshExpiry, m.Authorized, m.ReauthRequired,
-		m.BreakerState, m.BuildInfo)
+		m.BreakerState, m.BuildInfo, m.StoreWriteFailures, m.GrantUnpersisted)
 	m.BuildInfo.WithLabelValues(version, goVersion).Set(1)
 	return m
+}
+
+// InitCredential creates every series of credential whose labels are known
+// before the first event: token_refreshes_total for both results, the
+// request and refresh duration histograms, and the credential_* and
+// circuit_breaker_state gauges. Prometheus practice: rate(), absent() and
+// alerts only work on series that exist, and a proxy that has not refreshed
+// yet would otherwise export none. Series that already exist keep their
+// values, so calling it after the token manager reported a state is safe.
+// Series labelled by status or TikTok code appear with their first event.
+func (m *Metrics) InitCredential(credential string) {
+	if m == nil {
+		return
+	}
+	m.TokenRefreshes.WithLabelValues(credential, "success")
+	m.TokenRefreshes.WithLabelValues(credential, "failure")
+	m.RefreshDuration.WithLabelValues(credential)
+	m.RequestDuration.WithLabelValues(credential)
+	m.Authorized.WithLabelValues(credential)
+	m.ReauthRequired.WithLabelValues(credential)
+	m.BreakerState.WithLabelValues(credential)
 }
 
 // ObserveRequest records one proxied request.
@@ -127,6 +160,23 @@ func (m *Metrics) CredentialState(credential string, authorized, reauth bool, ac
 	m.ReauthRequired.WithLabelValues(credential).Set(b2f(reauth))
 	setOrDelete(m.AccessExpiry, credential, accessExpiry)
 	setOrDelete(m.RefreshExpiry, credential, refreshExpiry)
+}
+
+// StoreWriteFailed counts one failed write to the token store.
+func (m *Metrics) StoreWriteFailed() {
+	if m == nil {
+		return
+	}
+	m.StoreWriteFailures.Inc()
+}
+
+// SetGrantUnpersisted sets grant_unpersisted: whether a grant of the
+// credential is held only in memory.
+func (m *Metrics) SetGrantUnpersisted(credential string, unpersisted bool) {
+	if m == nil {
+		return
+	}
+	m.GrantUnpersisted.WithLabelValues(credential).Set(b2f(unpersisted))
 }
 
 // Breaker states for SetBreakerState.

@@ -24,6 +24,8 @@ func populated(t *testing.T) (*Metrics, *prometheus.Registry) {
 	exp := time.Unix(1_900_000_000, 0)
 	m.CredentialState("main", true, false, exp, exp.Add(time.Hour))
 	m.SetBreakerState("main", BreakerOpen)
+	m.StoreWriteFailed()
+	m.SetGrantUnpersisted("main", true)
 	return m, reg
 }
 
@@ -42,6 +44,8 @@ func TestSpecMetricsAndLabels(t *testing.T) {
 		"tiktok_auth_proxy_credential_reauthorization_required":    {"credential"},
 		"tiktok_auth_proxy_circuit_breaker_state":                  {"credential"},
 		"tiktok_auth_proxy_build_info":                             {"goversion", "version"},
+		"tiktok_auth_proxy_store_write_failures_total":             nil,
+		"tiktok_auth_proxy_grant_unpersisted":                      {"credential"},
 	}
 	families, err := reg.Gather()
 	if err != nil {
@@ -72,6 +76,12 @@ func TestSpecMetricsAndLabels(t *testing.T) {
 	if v := testutil.ToFloat64(m.BreakerState.WithLabelValues("main")); v != 2 {
 		t.Errorf("breaker state = %v, want 2", v)
 	}
+	if v := testutil.ToFloat64(m.GrantUnpersisted.WithLabelValues("main")); v != 1 {
+		t.Errorf("grant unpersisted = %v, want 1", v)
+	}
+	if v := testutil.ToFloat64(m.StoreWriteFailures); v != 1 {
+		t.Errorf("store write failures = %v, want 1", v)
+	}
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
 		t.Fatal(err)
@@ -97,13 +107,54 @@ func TestZeroExpiryRemovesGauge(t *testing.T) {
 	}
 }
 
+func TestInitCredentialCreatesSeriesBeforeAnyEvent(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, "dev", "go")
+	m.InitCredential("main")
+	want := `
+# HELP tiktok_auth_proxy_token_refreshes_total Access token refresh attempts, by credential and result (success, failure).
+# TYPE tiktok_auth_proxy_token_refreshes_total counter
+tiktok_auth_proxy_token_refreshes_total{credential="main",result="failure"} 0
+tiktok_auth_proxy_token_refreshes_total{credential="main",result="success"} 0
+# HELP tiktok_auth_proxy_credential_authorized 1 when the credential holds a grant, else 0.
+# TYPE tiktok_auth_proxy_credential_authorized gauge
+tiktok_auth_proxy_credential_authorized{credential="main"} 0
+# HELP tiktok_auth_proxy_credential_reauthorization_required 1 when the credential must be authorized again on /authorize, else 0.
+# TYPE tiktok_auth_proxy_credential_reauthorization_required gauge
+tiktok_auth_proxy_credential_reauthorization_required{credential="main"} 0
+# HELP tiktok_auth_proxy_circuit_breaker_state Circuit breaker towards TikTok per credential: 0 closed, 1 half-open, 2 open.
+# TYPE tiktok_auth_proxy_circuit_breaker_state gauge
+tiktok_auth_proxy_circuit_breaker_state{credential="main"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"tiktok_auth_proxy_token_refreshes_total", "tiktok_auth_proxy_credential_authorized",
+		"tiktok_auth_proxy_credential_reauthorization_required", "tiktok_auth_proxy_circuit_breaker_state"); err != nil {
+		t.Error(err)
+	}
+	for _, h := range []*prometheus.HistogramVec{m.RequestDuration, m.RefreshDuration} {
+		if n := testutil.CollectAndCount(h); n != 1 {
+			t.Errorf("histogram series = %d, want 1 for credential main", n)
+		}
+	}
+
+	// A state reported before InitCredential is kept.
+	m.CredentialState("shop", true, false, time.Time{}, time.Time{})
+	m.InitCredential("shop")
+	if v := testutil.ToFloat64(m.Authorized.WithLabelValues("shop")); v != 1 {
+		t.Errorf("credential_authorized after InitCredential = %v, want the reported 1", v)
+	}
+}
+
 func TestNilMetricsIsNoop(t *testing.T) {
 	var m *Metrics
+	m.InitCredential("a")
 	m.ObserveRequest("a", "GET", 200, 0)
 	m.UpstreamAPIError("a", 1)
 	m.Refresh("a", true, 0)
 	m.CredentialState("a", true, true, time.Now(), time.Now())
 	m.SetBreakerState("a", 1)
+	m.StoreWriteFailed()
+	m.SetGrantUnpersisted("a", true)
 }
 
 // The alert rules and the dashboard must only use metrics that exist.

@@ -21,9 +21,12 @@ type breaker struct {
 
 	mu       sync.Mutex
 	openedAt time.Time
+	// lastFailure is the most recent failure reported, and openError the
+	// one that opened the breaker (Core.Breaker).
+	lastFailure, openError string
 }
 
-func (p *Proxy) newBreaker(cred string, failures uint32, timeout time.Duration) *breaker {
+func (c *Core) newBreaker(cred string, failures uint32, timeout time.Duration) *breaker {
 	b := &breaker{timeout: timeout}
 	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        cred,
@@ -34,7 +37,7 @@ func (p *Proxy) newBreaker(cred string, failures uint32, timeout time.Duration) 
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			if to == gobreaker.StateOpen {
 				b.mu.Lock()
-				b.openedAt = time.Now()
+				b.openedAt, b.openError = time.Now(), b.lastFailure
 				b.mu.Unlock()
 				// gobreaker turns half-open only when asked (a request, State),
 				// so an idle credential's gauge would stay "open" for good.
@@ -43,11 +46,11 @@ func (p *Proxy) newBreaker(cred string, failures uint32, timeout time.Duration) 
 				// expiry, which gobreaker compares with Before.
 				time.AfterFunc(timeout+time.Millisecond, func() { b.cb.State() })
 			}
-			p.metrics.SetBreakerState(name, breakerGauge(to))
-			p.log.Warn("circuit breaker state changed", "credential", name, "from", from.String(), "to", to.String())
+			c.metrics.SetBreakerState(name, breakerGauge(to))
+			c.log.Warn("circuit breaker state changed", "credential", name, "from", from.String(), "to", to.String())
 		},
 	})
-	p.metrics.SetBreakerState(cred, metrics.BreakerClosed)
+	c.metrics.SetBreakerState(cred, metrics.BreakerClosed)
 	return b
 }
 
@@ -85,6 +88,14 @@ func (b *breaker) allow() (done func(error), probe bool, perr *Error) {
 	return nil, false, e
 }
 
+// failure records why a request failed, just before its outcome is
+// reported, so the failure that opens the breaker can be told.
+func (b *breaker) failure(why string) {
+	b.mu.Lock()
+	b.lastFailure = why
+	b.mu.Unlock()
+}
+
 // fail reports a failure on its own, for a request whose success was
 // reported already: a probe whose body broke off after its headers had
 // closed the breaker. An open breaker has nothing to learn from it.
@@ -96,15 +107,15 @@ func (b *breaker) fail() {
 
 // waitRate waits for the credential's rate_limit up to maxWait; a longer
 // wait is 90012 with the wait as Retry-After.
-func (p *Proxy) waitRate(ctx context.Context, ex *exchange, cred string) *Error {
-	lim := p.limiters[cred]
+func (c *Core) waitRate(ex *exchange, cred string) *Error {
+	lim := c.limiters[cred]
 	if lim == nil {
 		return nil
 	}
-	now := p.now()
+	now := c.now()
 	res := lim.ReserveN(now, 1)
 	delay := res.DelayFrom(now)
-	if !res.OK() || delay > p.maxWait {
+	if !res.OK() || delay > c.maxWait {
 		res.CancelAt(now)
 		e := newError(CodeRateLimited, http.StatusTooManyRequests,
 			"credential %q is over its rate_limit (%g requests/s, burst %d); retry after the Retry-After seconds or slow down",
@@ -115,9 +126,9 @@ func (p *Proxy) waitRate(ctx context.Context, ex *exchange, cred string) *Error 
 	if delay <= 0 {
 		return nil
 	}
-	if err := p.wait(ctx, delay); err != nil {
-		res.CancelAt(p.now())
-		return p.interrupted(ex)
+	if err := c.wait(ex.ctx, delay); err != nil {
+		res.CancelAt(c.now())
+		return c.interrupted(ex)
 	}
 	return nil
 }
@@ -132,14 +143,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// BreakerState returns the credential's circuit breaker state as the setup
-// page shows it: "closed", "half-open" or "open" ("" for an unknown name).
-func (p *Proxy) BreakerState(name string) string {
-	b, ok := p.breakers[name]
-	if !ok {
-		return ""
-	}
-	return b.cb.State().String()
 }

@@ -29,8 +29,8 @@ func newClient(c config.Client) client {
 // authenticate checks Proxy-Authorization (Bearer TOKEN, or Basic with the
 // token as password) when clients are configured. It returns nil, nil when
 // they are not.
-func (p *Proxy) authenticate(r *http.Request) (*client, *Error) {
-	if len(p.clients) == 0 {
+func (c *Core) authenticate(r *http.Request) (*client, *Error) {
+	if len(c.clients) == 0 {
 		return nil, nil
 	}
 	h := strings.TrimSpace(r.Header.Get(headerProxyAuth))
@@ -46,9 +46,9 @@ func (p *Proxy) authenticate(r *http.Request) (*client, *Error) {
 	sum := sha256.Sum256([]byte(token))
 	var found *client
 	// Every client is compared so the time taken says nothing about which matched.
-	for i := range p.clients {
-		if subtle.ConstantTimeCompare(sum[:], p.clients[i].hash[:]) == 1 {
-			found = &p.clients[i]
+	for i := range c.clients {
+		if subtle.ConstantTimeCompare(sum[:], c.clients[i].hash[:]) == 1 {
+			found = &c.clients[i]
 		}
 	}
 	if found == nil {

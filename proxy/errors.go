@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -36,7 +38,10 @@ const (
 	HeaderRequestID = "X-TikTok-Auth-Proxy-Request-Id"
 
 	headerAccessToken = "Access-Token"
-	headerProxyAuth   = "Proxy-Authorization"
+	// headerLogID is TikTok's id of a request, which TikTok support asks
+	// for; the log line carries it.
+	headerLogID     = "X-Tt-Logid"
+	headerProxyAuth = "Proxy-Authorization"
 )
 
 // Error is a proxy error: one of the 900xx codes with its HTTP status and a
@@ -66,10 +71,31 @@ type envelope struct {
 // status, the X-TikTok-Auth-Proxy-Error header and Retry-After when due.
 // requestID is the proxy's id for this request (also in its log line).
 func WriteError(w http.ResponseWriter, e *Error, requestID string) {
-	h := w.Header()
+	body := e.envelope(w.Header(), requestID)
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(body)
+}
+
+// errorResponse is e as the response to req that WriteError would write,
+// for front ends that return an *http.Response.
+func errorResponse(e *Error, requestID string, req *http.Request) *http.Response {
+	h := http.Header{}
+	body := e.envelope(h, requestID)
+	return &http.Response{
+		Status: fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status)), StatusCode: e.Status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: req,
+	}
+}
+
+// envelope sets the headers of e's response on h and returns its body.
+func (e *Error) envelope(h http.Header, requestID string) []byte {
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set(HeaderError, strconv.Itoa(e.Code))
+	if requestID != "" {
+		h.Set(HeaderRequestID, requestID)
+	}
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds(e.RetryAfter)))
 	}
@@ -78,9 +104,9 @@ func WriteError(w http.ResponseWriter, e *Error, requestID string) {
 		// A struct of strings and ints always marshals.
 		panic(err)
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
-	w.WriteHeader(e.Status)
-	_, _ = w.Write(append(body, '\n'))
+	body = append(body, '\n')
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return body
 }
 
 // retryAfterSeconds rounds d up to whole seconds, at least 1.

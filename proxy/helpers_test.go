@@ -158,9 +158,12 @@ func testConfig(baseURL string) *config.Config {
 		Listen:      "127.0.0.1:8080",
 		AdminListen: "127.0.0.1:8081",
 		Upstream:    config.Upstream{BaseURL: baseURL, Timeout: 10 * time.Second},
-		Credentials: []config.Credential{{Name: "main", Default: true}, {Name: "other"}},
-		Routing:     config.Routing{CredentialHeader: "X-TikTok-Credential", MaxInspectBytes: 1024},
-		Breaker:     config.Breaker{ConsecutiveFailures: 3, OpenTimeout: 30 * time.Second},
+		Credentials: []config.Credential{
+			{Name: "main", Default: true, AppID: "app-main", AppSecret: "SENTINEL-APP-SECRET-main"},
+			{Name: "other", AppID: "app-other", AppSecret: "SENTINEL-APP-SECRET-other"},
+		},
+		Routing: config.Routing{CredentialHeader: "X-TikTok-Credential", MaxInspectBytes: 1024},
+		Breaker: config.Breaker{ConsecutiveFailures: 3, OpenTimeout: 30 * time.Second},
 	}
 }
 
@@ -206,11 +209,6 @@ func buildHarness(t *testing.T, up *upstream, baseURL string, edit func(*config.
 	return h
 }
 
-// roundTripFunc is an http.RoundTripper.
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // jsonResponse is TikTok's answer to r with body streamed as it is read.
 func jsonResponse(r *http.Request, status int, body io.Reader) *http.Response {
 	return &http.Response{
@@ -228,11 +226,24 @@ func (s stalled) Read([]byte) (int, error) {
 	return 0, s.ctx.Err()
 }
 
-// do serves one request through the proxy handler.
+// do serves one request through the proxy handler. A request with
+// httptest's default Host (example.com) is sent as a script on this
+// machine sends it, to the listen address.
 func (h *harness) do(r *http.Request) *httptest.ResponseRecorder {
+	if r.Host == "example.com" {
+		r.Host = h.config.Listen
+	}
 	w := httptest.NewRecorder()
 	h.p.ServeHTTP(w, r)
 	return w
+}
+
+// localRequest is a request for the proxy as a script on this machine sends
+// it (httptest's default Host is example.com, which the proxy refuses).
+func localRequest(method, target string, body io.Reader) *http.Request {
+	r := httptest.NewRequest(method, target, body)
+	r.Host = "127.0.0.1:8080"
+	return r
 }
 
 // checkProxyError asserts a proxy error response.

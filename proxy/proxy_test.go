@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -262,7 +264,7 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		waitFor(t, cancelled, "upstream to see request %d cancelled", i)
 		<-errc
 	}
-	if got := h.p.breakers["main"].cb.State().String(); got != "closed" {
+	if got := h.p.core.breakers["main"].cb.State().String(); got != "closed" {
 		t.Errorf("breaker %s after client hang-ups, want closed", got)
 	}
 }
@@ -285,7 +287,7 @@ func TestUpstreamFailures(t *testing.T) {
 		}
 		addr := ln.Addr().String()
 		ln.Close()
-		h.p.target.Host = addr
+		h.p.core.target.Host = addr
 		w := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?secret=SENTINELSECRET", nil))
 		e := checkProxyError(t, w, 90007, 502)
 		checkCredential(t, w, "main")
@@ -310,6 +312,8 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 		body       string
 		ct         string
 		cred       string // X-TikTok-Credential, when set
+		path       string // default /open_api/v1.3/campaign/create/
+		query      string
 		wantCalls  int
 		wantCode   string
 		wantToken  string
@@ -320,7 +324,14 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 		{name: "40102 healed without body", code: 40102, rotate: true, wantCalls: 2, wantCode: `"code":0`, wantToken: "tok-new", wantReject: 1},
 		{name: "not refreshable", code: 40105, rotate: false, wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
 		{name: "body not replayable", code: 40105, rotate: true, body: "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\nxx\r\n--B--\r\n",
-			ct: "multipart/form-data; boundary=B", cred: "main", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 1},
+			ct: "multipart/form-data; boundary=B", cred: "main", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main", wantReject: 0},
+		{name: "query secret", code: 40105, rotate: true, query: "?app_id=1&secret=x", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main"},
+		{name: "query app_id upper case", code: 40102, rotate: true, query: "?APP_ID=1", wantCalls: 1, wantCode: `"code":40102`, wantToken: "tok-main"},
+		{name: "JSON body secret", code: 40105, rotate: true, body: `{"advertiser_id":"` + advMain + `","secr\u0065t":"x"}`, ct: "application/json",
+			wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main"},
+		{name: "JSON body app_id with header", code: 40105, rotate: true, body: `{"app_id":"1"}`, ct: "application/json", cred: "main",
+			wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main"},
+		{name: "advertiser listing", code: 40105, rotate: true, path: "/open_api/v1.3/oauth2/advertiser/get/", wantCalls: 1, wantCode: `"code":40105`, wantToken: "tok-main"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -338,7 +349,11 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 			if tc.body != "" {
 				method, body = http.MethodPost, strings.NewReader(tc.body)
 			}
-			r := httptest.NewRequest(method, "/open_api/v1.3/campaign/create/", body)
+			target := "/open_api/v1.3/campaign/create/"
+			if tc.path != "" {
+				target = tc.path
+			}
+			r := httptest.NewRequest(method, target+tc.query, body)
 			if tc.ct != "" {
 				r.Header.Set("Content-Type", tc.ct)
 			}
@@ -357,7 +372,7 @@ func TestRetryAfterRejectedToken(t *testing.T) {
 			if last.Header.Get("Access-Token") != tc.wantToken || string(last.Body) != tc.body {
 				t.Errorf("last call token %q body %q", last.Header.Get("Access-Token"), last.Body)
 			}
-			if got := h.tok.rejections(); len(got) != tc.wantReject || got[0] != "main/tok-main/"+itoa(tc.code) {
+			if got := h.tok.rejections(); len(got) != tc.wantReject || (tc.wantReject > 0 && got[0] != "main/tok-main/"+itoa(tc.code)) {
 				t.Errorf("Rejected calls = %q", got)
 			}
 		})
@@ -371,17 +386,19 @@ func TestBreaker(t *testing.T) {
 	failures := []struct {
 		name    string
 		handler http.HandlerFunc
+		// lastError is what the setup page is told opened the breaker.
+		lastError string
 	}{
-		{"http 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }},
-		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }},
-		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }},
-		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }},
+		{"http 500", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, "^HTTP 500 from TikTok$"},
+		{"code 50000", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 50000) }, "^TikTok code 50000: m$"},
+		{"code 51003", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 51003) }, "^TikTok code 51003: m$"},
+		{"code 60001", func(w http.ResponseWriter, r *http.Request) { writeEnvelope(w, 60001) }, "^TikTok code 60001: m$"},
 		{"connection dropped", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, err := http.NewResponseController(w).Hijack()
 			if err == nil {
 				conn.Close()
 			}
-		}},
+		}, "^TikTok could not be reached: .*EOF"},
 	}
 	for _, f := range failures {
 		t.Run(f.name, func(t *testing.T) {
@@ -389,10 +406,27 @@ func TestBreaker(t *testing.T) {
 			get := func() *httptest.ResponseRecorder {
 				return h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
 			}
-			for range h.config.Breaker.ConsecutiveFailures {
+			if b := h.p.Breaker("main"); b != (BreakerStatus{State: "closed"}) {
+				t.Errorf("Breaker before any failure = %+v, want closed and nothing else", b)
+			}
+			var first time.Time
+			for i := range h.config.Breaker.ConsecutiveFailures {
+				if i == h.config.Breaker.ConsecutiveFailures-1 {
+					first = time.Now()
+				}
 				if e := get().Header().Get(HeaderError); e != "" && e != "90007" {
 					t.Fatalf("failure answered with proxy error %s", e)
 				}
+			}
+			b := h.p.Breaker("main")
+			if b.State != "open" || !regexp.MustCompile(f.lastError).MatchString(b.LastError) {
+				t.Errorf("Breaker = %+v, want open with last error matching %s", b, f.lastError)
+			}
+			if b.Until.Before(first.Add(time.Hour)) || b.Until.After(time.Now().Add(time.Hour)) {
+				t.Errorf("Breaker.Until = %v, want open_timeout (1h) after it opened, between %v and %v", b.Until, first.Add(time.Hour), time.Now().Add(time.Hour))
+			}
+			if strings.Contains(b.LastError, "SENTINEL") || strings.Contains(b.LastError, "tok-main") {
+				t.Errorf("Breaker.LastError holds a secret: %q", b.LastError)
 			}
 			if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != 2 {
 				t.Errorf("circuit_breaker_state = %v, want 2", g)
@@ -506,6 +540,13 @@ func TestBreakerHalfOpen(t *testing.T) {
 			get()
 		}
 		gauge("tripped", 2)
+		breakerIs := func(when string, want BreakerStatus) {
+			t.Helper()
+			if got := h.p.Breaker("main"); got != want {
+				t.Errorf("%s: Breaker = %+v, want %+v", when, got, want)
+			}
+		}
+		breakerIs("tripped", BreakerStatus{State: "open", Until: time.Now().Add(open), LastError: "HTTP 500 from TikTok"})
 		refused("open")
 		if w := get(); w.Header().Get("Retry-After") != "30" {
 			t.Errorf("Retry-After = %q, want 30 (open_timeout, none of it passed)", w.Header().Get("Retry-After"))
@@ -514,6 +555,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		gauge("just before open_timeout", 2)
 		time.Sleep(2 * time.Millisecond)
 		gauge("idle past open_timeout", 1)
+		breakerIs("idle past open_timeout", BreakerStatus{State: "half-open", LastError: "HTTP 500 from TikTok"})
 
 		// A failing probe.
 		release := make(chan struct{})
@@ -534,6 +576,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 			t.Errorf("probe answered %d, want TikTok's 500", w.Code)
 		}
 		gauge("after a failed probe", 2)
+		breakerIs("after a failed probe", BreakerStatus{State: "open", Until: time.Now().Add(open), LastError: "HTTP 500 from TikTok"})
 		refused("reopened")
 		if w := get(); w.Header().Get("Retry-After") != "30" {
 			t.Errorf("Retry-After = %q after reopening, want 30", w.Header().Get("Retry-After"))
@@ -552,7 +595,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		if w := get(); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
 			t.Errorf("request beside the probe's report: %d %s, want TikTok's answer", w.Code, w.Body)
 		}
-		time.Sleep(h.p.timeout)
+		time.Sleep(h.p.core.timeout)
 		if w := <-probe; w.Body.String() != first {
 			t.Errorf("probe's client got %q, want the report's start", w.Body)
 		}
@@ -563,7 +606,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 		if last := statuses[len(statuses)-1]; last != 504.0 {
 			t.Errorf("logged statuses %v, want the stalled probe last, as 504", statuses)
 		}
-		if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != 1 || c.ConsecutiveFailures != 1 {
+		if c := h.p.core.breakers["main"].cb.Counts(); c.TotalFailures != 1 || c.ConsecutiveFailures != 1 {
 			t.Errorf("breaker counts %+v after the probe's report stalled, want its one failure", c)
 		}
 		gauge("after the stall", 0)
@@ -676,7 +719,7 @@ func TestEnvelopeOnlyFromJSON(t *testing.T) {
 			if n := testutil.CollectAndCount(h.m.UpstreamAPIErrors); n != 0 {
 				t.Errorf("upstream_api_errors_total has %d series, want none", n)
 			}
-			if got := h.p.BreakerState("main"); got != "closed" {
+			if got := h.p.Breaker("main").State; got != "closed" {
 				t.Errorf("breaker %s, want closed", got)
 			}
 			if strings.Contains(h.logs.String(), `"tiktok_code"`) {
@@ -699,7 +742,7 @@ func TestPartialSuccess(t *testing.T) {
 	if v := testutil.ToFloat64(h.m.UpstreamAPIErrors.WithLabelValues("main", "20001")); v != float64(n) {
 		t.Errorf("upstream_api_errors_total{20001} = %v, want %d", v, n)
 	}
-	if got := h.p.BreakerState("main"); got != "closed" {
+	if got := h.p.Breaker("main").State; got != "closed" {
 		t.Errorf("breaker %s after partial successes, want closed", got)
 	}
 }
@@ -749,13 +792,13 @@ credentials:
 	}
 	for i := range 2 {
 		w := httptest.NewRecorder()
-		p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, campaignGet, nil))
+		p.ServeHTTP(w, localRequest(http.MethodGet, campaignGet, nil))
 		if w.Code != http.StatusOK {
 			t.Fatalf("request %d within burst 2: %d %s", i, w.Code, w.Body)
 		}
 	}
 	w := httptest.NewRecorder()
-	p.ServeHTTP(w, httptest.NewRequest(http.MethodGet, campaignGet, nil))
+	p.ServeHTTP(w, localRequest(http.MethodGet, campaignGet, nil))
 	e := checkProxyError(t, w, 90012, 429)
 	if !strings.Contains(e.Message, "burst 2") {
 		t.Errorf("message %q, want burst 2", e.Message)
@@ -771,7 +814,7 @@ func TestRateLimitWaits(t *testing.T) {
 		o.Now = func() time.Time { return now }
 	})
 	var waited []time.Duration
-	h.p.wait = func(_ context.Context, d time.Duration) error {
+	h.p.core.wait = func(_ context.Context, d time.Duration) error {
 		waited = append(waited, d)
 		return nil
 	}
@@ -824,7 +867,7 @@ func TestMetricsAndLogs(t *testing.T) {
 	}{
 		{"main", "GET", "200", 1},
 		{"none", "GET", "404", 1},
-		{"main", "OTHER", "200", 1},
+		{"none", "OTHER", "405", 1},
 	} {
 		if v := testutil.ToFloat64(h.m.Requests.WithLabelValues(c.cred, c.method, c.status)); v != c.want {
 			t.Errorf("requests_total{%s,%s,%s} = %v, want %v", c.cred, c.method, c.status, v, c.want)
@@ -848,13 +891,49 @@ func TestMetricsAndLogs(t *testing.T) {
 			t.Errorf("log %s = %#v, want %#v", k, line[k], v)
 		}
 	}
-	if d, ok := line["duration_seconds"].(float64); !ok || d < 0 {
-		t.Errorf("log duration_seconds = %#v, want a number", line["duration_seconds"])
+	if d, ok := line["duration"].(float64); !ok || d < 0 {
+		t.Errorf("log duration = %#v, want a number", line["duration"])
 	}
 	if len(first.Header().Get(HeaderRequestID)) != 32 {
 		t.Errorf("response request id %q", first.Header().Get(HeaderRequestID))
 	}
 	if !strings.Contains(logs, `"proxy_error":90009`) {
 		t.Errorf("proxy error not logged: %s", logs)
+	}
+}
+
+// TestAdvertiserListSigned: the proxy signs /oauth2/advertiser/get/ with the
+// selected credential's app, replacing what the client sent, and the signed
+// query reaches no log line, not even when TikTok cannot be reached.
+func TestAdvertiserListSigned(t *testing.T) {
+	const listing = "/open_api/v1.3/oauth2/advertiser/get/"
+	h := newHarness(t, nil, nil)
+	r := httptest.NewRequest(http.MethodGet, listing+"?app_id=evil&secret=evil&SECRET=x&page=2", nil)
+	r.Header.Set("X-TikTok-Credential", "other")
+	if w := h.do(r); w.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	seen := h.up.requests()
+	if len(seen) != 1 {
+		t.Fatalf("upstream requests = %d", len(seen))
+	}
+	q, _ := url.ParseQuery(seen[0].RawQuery)
+	want := url.Values{"app_id": {"app-other"}, "secret": {"SENTINEL-APP-SECRET-other"}, "SECRET": {"x"}, "page": {"2"}}
+	if fmt.Sprint(q) != fmt.Sprint(want) {
+		t.Errorf("upstream query = %v, want %v", q, want)
+	}
+	if got := seen[0].Header.Get("Access-Token"); got != "tok-other" {
+		t.Errorf("Access-Token = %q", got)
+	}
+
+	down := newHarness(t, nil, nil)
+	down.up.Close()
+	if w := down.do(httptest.NewRequest(http.MethodGet, listing, nil)); w.Code != http.StatusBadGateway {
+		t.Errorf("with TikTok down: status %d, want 502", w.Code)
+	}
+	for _, logs := range []string{h.logs.String(), down.logs.String()} {
+		if strings.Contains(logs, "SENTINEL") || !strings.Contains(logs, `"path":"`+listing+`"`) {
+			t.Errorf("logs show the secret or lack the path: %s", logs)
+		}
 	}
 }

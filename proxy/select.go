@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,14 +15,22 @@ import (
 	"time"
 )
 
-// maxAdvertiserField bounds a multipart advertiser_id value; a 19-digit id
-// with whitespace fits many times over.
-const maxAdvertiserField = 256
+// How a request's credential was picked (selection.by, the log's
+// selected_by): SPEC's three rules.
+const (
+	selectedByHeader     = "header"
+	selectedByAdvertiser = "advertiser"
+	selectedByDefault    = "default"
+)
 
 // selection is what credential selection learned about a request.
 type selection struct {
 	credential  string
+	by          string   // selectedByHeader, selectedByAdvertiser or selectedByDefault
 	advertisers []string // every advertiser id the request names, in order seen
+	// picked are the advertisers that picked the credential (rule 2):
+	// those of advertisers known to belong to it.
+	picked []string
 	// replay is the whole buffered body when it was read completely (nil
 	// with hasBody false means there was no body); the request can then be
 	// sent a second time.
@@ -31,6 +39,9 @@ type selection struct {
 	// body replaces the request body when selection consumed part of it:
 	// the consumed prefix followed by the rest of the stream, unchanged.
 	body io.ReadCloser
+	// verify is the boundary of a multipart body whose parts beyond the
+	// inspected prefix are checked as they stream on (verifiedBody).
+	verify string
 }
 
 // replayable reports whether the request can be sent again (40105 retry).
@@ -39,67 +50,73 @@ func (s *selection) replayable() bool { return !s.hasBody || s.replay != nil }
 // selectCredential applies SPEC's three rules: header, advertisers named by
 // the request, default. It may read (a bounded prefix of) r.Body; the body to
 // forward is then in the returned selection.
-func (p *Proxy) selectCredential(r *http.Request) (*selection, *Error) {
+func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 	sel := &selection{hasBody: r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0}
 
-	if names := r.Header.Values(p.credentialHeader); len(names) > 0 {
+	if names := r.Header.Values(c.credentialHeader); len(names) > 0 {
 		if len(names) > 1 {
 			return nil, newError(CodeMalformed, http.StatusBadRequest,
-				"%s is sent %d times: send it once, naming one credential", p.credentialHeader, len(names))
+				"%s is sent %d times: send it once, naming one credential", c.credentialHeader, len(names))
 		}
 		name := strings.TrimSpace(names[0])
-		if !p.known(name) {
+		if !c.known(name) {
 			return nil, newError(CodeUnknownCredential, http.StatusBadRequest,
 				"%s %q names no configured credential; configured: %s",
-				p.credentialHeader, name, strings.Join(p.names, ", "))
+				c.credentialHeader, name, strings.Join(c.names, ", "))
 		}
-		sel.credential = name
-		if err := p.bufferJSON(r, sel, false, false); err != nil {
+		sel.credential, sel.by = name, selectedByHeader
+		if err := c.bufferReplay(r, sel); err != nil {
 			return nil, err
 		}
 		return sel, nil
 	}
 
-	ids, perr := queryAdvertisers(r.URL.Query())
+	ids, err := fieldAdvertisers(r.URL.Query())
+	if err != nil {
+		return nil, newError(CodeMalformed, http.StatusBadRequest, "query %v", err)
+	}
+	queryCred, perr := c.credentialOf(ids)
 	if perr != nil {
 		return nil, perr
 	}
-	queryCred, perr := p.credentialOf(ids)
-	if perr != nil {
-		return nil, perr
-	}
-	if perr := p.inspectBody(r, sel, queryCred != ""); perr != nil {
+	if perr := c.inspectBody(r, sel, queryCred != ""); perr != nil {
 		return nil, perr
 	}
 	ids = append(ids, sel.advertisers...)
 	sel.advertisers = ids
-	cred, perr := p.credentialOf(ids)
+	cred, perr := c.credentialOf(ids)
 	if perr != nil {
 		return nil, perr
 	}
+	sel.by = selectedByAdvertiser
 	if cred == "" {
-		cred = p.defaultCred
+		cred, sel.by = c.defaultCred, selectedByDefault
+	} else {
+		sel.picked = c.pickedBy(ids, cred)
 	}
 	if cred == "" {
 		if len(ids) > 0 {
 			return nil, newError(CodeNoCredential, http.StatusBadRequest,
 				"no credential for advertiser %s and no default credential: add it to a credential's advertiser_ids, authorize it, or set %s",
-				strings.Join(ids, ", "), p.credentialHeader)
+				strings.Join(ids, ", "), c.credentialHeader)
 		}
 		return nil, newError(CodeNoCredential, http.StatusBadRequest,
 			"the request names no advertiser and there is no default credential: set %s or mark a credential default: true",
-			p.credentialHeader)
+			c.credentialHeader)
 	}
 	sel.credential = cred
+	if sel.verify != "" {
+		sel.body = c.verifiedBody(sel.body, sel.verify, cred)
+	}
 	return sel, nil
 }
 
 // credentialOf maps advertiser ids to their one credential; "" when none of
 // them is known (unknown ones fall through to the default).
-func (p *Proxy) credentialOf(ids []string) (string, *Error) {
+func (c *Core) credentialOf(ids []string) (string, *Error) {
 	cred, first := "", ""
 	for _, id := range ids {
-		c, ok := p.tokens.CredentialFor(id)
+		c, ok := c.tokens.CredentialFor(id)
 		if !ok {
 			continue
 		}
@@ -113,9 +130,30 @@ func (p *Proxy) credentialOf(ids []string) (string, *Error) {
 	return cred, nil
 }
 
-// queryAdvertisers reads advertiser_id and advertiser_ids (a JSON list) from
-// the query.
-func queryAdvertisers(q url.Values) ([]string, *Error) {
+// pickedBy returns the ids that belong to cred: ids itself, uncopied,
+// when all of them do (the usual request), else the known ones.
+func (c *Core) pickedBy(ids []string, cred string) []string {
+	var picked []string
+	for i, id := range ids {
+		if owner, ok := c.tokens.CredentialFor(id); ok && owner == cred {
+			if picked != nil {
+				picked = append(picked, id)
+			}
+			continue
+		}
+		if picked == nil {
+			picked = append(make([]string, 0, len(ids)-1), ids[:i]...)
+		}
+	}
+	if picked == nil {
+		return ids
+	}
+	return picked
+}
+
+// fieldAdvertisers reads advertiser_id and advertiser_ids (a JSON list)
+// from a query or form.
+func fieldAdvertisers(q url.Values) ([]string, error) {
 	var ids []string
 	for _, v := range q["advertiser_id"] {
 		if v = strings.TrimSpace(v); v != "" {
@@ -128,117 +166,200 @@ func queryAdvertisers(q url.Values) ([]string, *Error) {
 		}
 		list, err := idList(json.RawMessage(v))
 		if err != nil {
-			return nil, newError(CodeMalformed, http.StatusBadRequest,
-				"query advertiser_ids must be a JSON list of ids, like [\"7012345678901234567\"]: %v", err)
+			return nil, fmt.Errorf("advertiser_ids must be a JSON list of ids, like [\"7012345678901234567\"]: %w", err)
 		}
 		ids = append(ids, list...)
 	}
 	return ids, nil
 }
 
-// inspectBody reads advertisers from a JSON or multipart body. named says
-// whether the query already names a credential: the body is then only
-// checked against it, and a body that cannot be read is left to TikTok.
-func (p *Proxy) inspectBody(r *http.Request, sel *selection, named bool) *Error {
+// inspectBody reads the advertisers a body names, in every form TikTok
+// could read one: multipart fields, form fields, and JSON (an
+// application/json body, or any other that starts with '{', whatever its
+// Content-Type says). A body that cannot be read the way TikTok would is
+// 90011. named says whether the query already names a credential: the
+// body is then only checked against it, and one that does not parse is
+// left to TikTok, which sees the named credential's token.
+func (c *Core) inspectBody(r *http.Request, sel *selection, named bool) *Error {
 	if !sel.hasBody {
 		return nil
 	}
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		return nil
-	}
-	// A bad parameter still yields the media type; only multipart needs
-	// one (its boundary), and its absence is caught below.
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+	unreadable := func(format string, args ...any) *Error {
 		if named {
 			return nil
 		}
-		return newError(CodeMalformed, http.StatusBadRequest,
-			"the Content-Type header %q does not parse, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
-			ct, p.credentialHeader)
+		return newError(CodeMalformed, http.StatusBadRequest, format, args...)
 	}
-	switch mt {
-	case "application/json":
-		return p.bufferJSON(r, sel, true, !named)
-	case "multipart/form-data":
-		if params["boundary"] == "" {
-			if named {
-				return nil
-			}
-			return newError(CodeMalformed, http.StatusBadRequest,
-				"the multipart/form-data Content-Type has no boundary, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
-				p.credentialHeader)
+	cts := r.Header.Values("Content-Type")
+	if len(cts) > 1 {
+		// Unlike a body that does not parse, which TikTok cannot read
+		// either, each reading of this one may find other advertisers.
+		return newError(CodeMalformed, http.StatusBadRequest, "the Content-Type header is sent %d times, so the body cannot be read to find advertiser_id the way TikTok would: send it once, or name the credential with %s",
+			len(cts), c.credentialHeader)
+	}
+	if ce := r.Header.Values("Content-Encoding"); len(ce) > 1 || (len(ce) == 1 && !strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+		return unreadable("compressed bodies cannot be inspected; name the credential with %s or advertiser_id in the query", c.credentialHeader)
+	}
+	var mt string
+	var params map[string]string
+	if len(cts) == 1 && strings.TrimSpace(cts[0]) != "" {
+		// A bad parameter still yields the media type; only multipart
+		// needs one (its boundary), and its absence is caught below.
+		var err error
+		mt, params, err = mime.ParseMediaType(cts[0])
+		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+			return unreadable("the Content-Type header %q does not parse, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
+				cts[0], c.credentialHeader)
 		}
-		return p.inspectMultipart(r, sel, params["boundary"], named)
+	}
+	if mt == "multipart/form-data" {
+		if params["boundary"] == "" {
+			return unreadable("the multipart/form-data Content-Type has no boundary, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
+				c.credentialHeader)
+		}
+		return c.inspectMultipart(r, sel, params["boundary"], named)
+	}
+	return c.inspectFields(r, sel, mt == "application/json", mt == "application/x-www-form-urlencoded", !named)
+}
+
+// inspectFields reads the advertisers of a body that is not multipart: as
+// JSON when isJSON or when it starts with '{', as form fields when isForm.
+// Such a body is held whole (up to max_inspect_bytes) and can be replayed;
+// a larger one is 90008 when strict, else it streams on unread. A body that
+// is neither streams on after its first bytes.
+func (c *Core) inspectFields(r *http.Request, sel *selection, isJSON, isForm, strict bool) *Error {
+	prefix, first, err := leadingByte(r.Body, c.maxInspect)
+	if err != nil {
+		return c.bodyError(err)
+	}
+	if first == 0 && int64(len(prefix)) >= c.maxInspect && strict {
+		// Nothing but whitespace within the limit: JSON may follow.
+		return c.tooLarge()
+	}
+	if !isJSON && !isForm && first != '{' {
+		sel.body = readCloser{io.MultiReader(bytes.NewReader(prefix), r.Body), r.Body}
+		return nil
+	}
+	buf, perr := c.buffer(r, sel, prefix, strict)
+	if perr != nil || buf == nil {
+		return perr
+	}
+	if isJSON || first == '{' {
+		ids, err := jsonAdvertisers(buf)
+		if err != nil {
+			return newError(CodeMalformed, http.StatusBadRequest,
+				"the JSON body could not be read to find advertiser_id: %v", err)
+		}
+		sel.advertisers = append(sel.advertisers, ids...)
+	}
+	if isForm {
+		form, err := url.ParseQuery(string(buf))
+		if err == nil {
+			var ids []string
+			ids, err = fieldAdvertisers(form)
+			sel.advertisers = append(sel.advertisers, ids...)
+		}
+		if err != nil {
+			return newError(CodeMalformed, http.StatusBadRequest,
+				"the form body could not be read to find advertiser_id: %v", err)
+		}
 	}
 	return nil
 }
 
-// bufferJSON reads an application/json body of at most max_inspect_bytes so
-// that it can be replayed, and with parse set reads its advertisers. A body
-// over the limit is 90008 when strict is set; otherwise it streams on
-// unbuffered (and cannot be replayed).
-func (p *Proxy) bufferJSON(r *http.Request, sel *selection, parse, strict bool) *Error {
-	if !sel.hasBody {
-		return nil
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-		return nil
-	}
-	if r.ContentLength > p.maxInspect {
-		if strict {
-			return p.tooLarge()
+const bom = "\ufeff"
+
+// jsonLead is what may come before a JSON body's first value: whitespace,
+// and a byte order mark, which lenient parsers skip.
+const jsonLead = " \t\r\n" + bom
+
+// leadingByte reads body up to its first byte that is not JSON whitespace
+// or a byte order mark, reading at most limit bytes. It returns what it
+// read (to be sent on in front of the rest) and that byte, 0 when the body
+// ended or the limit came first.
+func leadingByte(body io.Reader, limit int64) ([]byte, byte, error) {
+	var prefix []byte
+	buf := make([]byte, 512)
+	for int64(len(prefix)) < limit {
+		n, err := body.Read(buf[:min(int64(len(buf)), limit-int64(len(prefix)))])
+		prefix = append(prefix, buf[:n]...)
+		// A byte order mark cut by a read is waited out like whitespace.
+		if t := bytes.TrimLeft(prefix, jsonLead); len(t) > 0 && !(len(t) < len(bom) && strings.HasPrefix(bom, string(t))) {
+			return prefix, t[0], nil
 		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return prefix, 0, err
+		}
+	}
+	return prefix, 0, nil
+}
+
+// bufferReplay holds an application/json body of at most max_inspect_bytes
+// whose advertisers are not needed (the header named the credential), so
+// that it can be replayed after a 40105; a larger one streams on.
+func (c *Core) bufferReplay(r *http.Request, sel *selection) *Error {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); !sel.hasBody || mt != "application/json" {
 		return nil
 	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, p.maxInspect+1))
-	if err != nil {
-		return p.bodyError(err)
-	}
-	if int64(len(buf)) > p.maxInspect {
+	_, perr := c.buffer(r, sel, nil, false)
+	return perr
+}
+
+// buffer reads the rest of r.Body after prefix, holding at most
+// max_inspect_bytes in sel.replay. A larger body is 90008 when strict;
+// otherwise it streams on unbuffered (and cannot be replayed), and buffer
+// returns nil.
+func (c *Core) buffer(r *http.Request, sel *selection, prefix []byte, strict bool) ([]byte, *Error) {
+	if r.ContentLength > c.maxInspect {
 		if strict {
-			return p.tooLarge()
+			return nil, c.tooLarge()
+		}
+		sel.body = readCloser{io.MultiReader(bytes.NewReader(prefix), r.Body), r.Body}
+		return nil, nil
+	}
+	rest, err := io.ReadAll(io.LimitReader(r.Body, c.maxInspect+1-int64(len(prefix))))
+	buf := append(prefix, rest...)
+	if err != nil {
+		return nil, c.bodyError(err)
+	}
+	if int64(len(buf)) > c.maxInspect {
+		if strict {
+			return nil, c.tooLarge()
 		}
 		sel.body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
-		return nil
+		return nil, nil
 	}
 	sel.replay = buf
-	if !parse {
-		return nil
-	}
-	ids, err := jsonAdvertisers(buf)
-	if err != nil {
-		return newError(CodeMalformed, http.StatusBadRequest,
-			"the JSON body could not be read to find advertiser_id: %v", err)
-	}
-	sel.advertisers = ids
-	return nil
+	return buf, nil
 }
 
-func (p *Proxy) tooLarge() *Error {
+func (c *Core) tooLarge() *Error {
 	return newError(CodeBodyTooLarge, http.StatusRequestEntityTooLarge,
-		"the JSON body is larger than routing.max_inspect_bytes (%d) so its advertiser_id cannot be read: name the credential with %s or put advertiser_id in the query",
-		p.maxInspect, p.credentialHeader)
+		"the body is larger than routing.max_inspect_bytes (%d) so its advertiser_id cannot be read: name the credential with %s or put advertiser_id in the query",
+		c.maxInspect, c.credentialHeader)
 }
 
 // bodyError is a failure reading the client's body. Past the connection's
 // read deadline (ServeHTTP sets it at upstream.timeout) it is a 408.
-func (p *Proxy) bodyError(err error) *Error {
+func (c *Core) bodyError(err error) *Error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return p.bodyTimeout()
+		return c.bodyTimeout()
 	}
 	return newError(CodeMalformed, http.StatusBadRequest, "reading the request body failed: %v", err)
 }
 
-func (p *Proxy) bodyTimeout() *Error {
+func (c *Core) bodyTimeout() *Error {
 	return newError(CodeMalformed, http.StatusRequestTimeout,
-		"the request body did not finish arriving within upstream.timeout (%s); send it faster or raise upstream.timeout for large uploads", p.timeout)
+		"the request body did not finish arriving within upstream.timeout (%s); send it faster or raise upstream.timeout for large uploads", c.timeout)
 }
 
 // jsonAdvertisers reads advertiser_id and advertiser_ids from a JSON body.
 // Ids are kept as the digits written, never converted to floats.
 func jsonAdvertisers(body []byte) ([]string, error) {
+	body = bytes.TrimLeft(body, jsonLead)
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
 	}
@@ -246,7 +367,7 @@ func jsonAdvertisers(body []byte) ([]string, error) {
 		return nil, errors.New("invalid JSON")
 	}
 	var obj map[string]json.RawMessage
-	if bytes.TrimSpace(body)[0] != '{' || json.Unmarshal(body, &obj) != nil {
+	if body[0] != '{' || json.Unmarshal(body, &obj) != nil {
 		return nil, nil
 	}
 	var ids []string
@@ -330,80 +451,6 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// inspectMultipart looks for the advertiser_id form field in the first
-// max_inspect_bytes of a multipart body, stopping at the first file part so
-// an upload is never held in memory. Whatever it read is replayed in front
-// of the rest of the stream, so the body is forwarded unchanged.
-//
-// When the field is not found before a file part or within the limit, the
-// upload may still name another credential's advertiser further on, so it
-// is refused (90008) like an oversized JSON body, unless the query names
-// the credential or only one is configured. A body that is not multipart
-// at all is 90011 unless the query names the credential.
-func (p *Proxy) inspectMultipart(r *http.Request, sel *selection, boundary string, named bool) *Error {
-	var prefix bytes.Buffer
-	src := &watchedBody{ReadCloser: r.Body}
-	limited := &io.LimitedReader{R: src, N: p.maxInspect}
-	scan, err := scanMultipart(multipart.NewReader(io.TeeReader(limited, &prefix), boundary), sel)
-	sel.body = readCloser{io.MultiReader(&prefix, r.Body), r.Body}
-	if _, rerr := src.state(); rerr != nil {
-		return p.bodyError(rerr)
-	}
-	if scan == scanBroken && limited.N == 0 {
-		scan = scanUndecided
-	}
-	switch {
-	case scan == scanDecided || named:
-		return nil
-	case scan == scanBroken:
-		return newError(CodeMalformed, http.StatusBadRequest,
-			"the multipart/form-data body could not be read to find advertiser_id: %v", err)
-	case len(p.names) == 1:
-		return nil
-	}
-	return newError(CodeBodyTooLarge, http.StatusRequestEntityTooLarge,
-		"the upload's advertiser_id field was not found before its file or within routing.max_inspect_bytes (%d): put the advertiser_id field before the file, or name the credential with %s",
-		p.maxInspect, p.credentialHeader)
-}
-
-// Outcomes of scanMultipart.
-const (
-	scanDecided   = iota // advertiser_id read, or the whole body seen without one
-	scanUndecided        // a file part came first: the field may follow it
-	scanBroken           // the body is not valid multipart (or was cut by the limit)
-)
-
-// scanMultipart reads parts up to the first file part or advertiser_id
-// field, adding the id to sel.advertisers. Every iteration consumes a part
-// of a prefix bounded by max_inspect_bytes.
-func scanMultipart(mr *multipart.Reader, sel *selection) (int, error) {
-	for {
-		part, err := mr.NextRawPart()
-		if err == io.EOF {
-			return scanDecided, nil
-		}
-		if err != nil {
-			return scanBroken, err
-		}
-		if part.FileName() != "" {
-			return scanUndecided, nil
-		}
-		if part.FormName() == "advertiser_id" {
-			v, err := io.ReadAll(io.LimitReader(part, maxAdvertiserField))
-			if err != nil {
-				return scanBroken, err
-			}
-			if id := strings.TrimSpace(string(v)); id != "" {
-				sel.advertisers = append(sel.advertisers, id)
-			}
-			return scanDecided, nil
-		}
-		if _, err := io.Copy(io.Discard, part); err != nil {
-			return scanBroken, err
-		}
-	}
 }
 
 // watchedBody remembers how reading a body goes: whether a Read is waiting

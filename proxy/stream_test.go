@@ -24,14 +24,16 @@ import (
 
 // TestMultipartStreams sends an upload much larger than max_inspect_bytes
 // whose advertiser_id comes first. The upstream must receive the start of
-// the body before the client has written the rest: a proxy that held the
-// upload in memory would wait for the end, and the handshake would fail.
+// the body (all but the byte the proxy holds back until the check of the
+// upload's later parts is done) before the client has written the rest: a
+// proxy that held the upload in memory would wait for the end, and the
+// handshake would fail.
 func TestMultipartStreams(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	prefix := "--B\r\nContent-Disposition: form-data; name=\"advertiser_id\"\r\n\r\n" + advOther + "\r\n" +
 		"--B\r\nContent-Disposition: form-data; name=\"image_file\"; filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n" +
 		strings.Repeat("a", 200)
-	rest := strings.Repeat("b", 64*int(h.p.maxInspect)) + "\r\n--B--\r\n"
+	rest := strings.Repeat("b", 64*int(h.p.core.maxInspect)) + "\r\n--B--\r\n"
 	want := sha256.Sum256([]byte(prefix + rest))
 
 	gotPrefix := make(chan struct{})
@@ -42,7 +44,7 @@ func TestMultipartStreams(t *testing.T) {
 	results := make(chan result, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hash := sha256.New()
-		if _, err := io.CopyN(hash, r.Body, int64(len(prefix))); err != nil {
+		if _, err := io.CopyN(hash, r.Body, int64(len(prefix)-1)); err != nil {
 			t.Errorf("upstream reading prefix: %v", err)
 			return
 		}
@@ -56,7 +58,7 @@ func TestMultipartStreams(t *testing.T) {
 		writeEnvelope(w, 0)
 	}))
 	defer up.Close()
-	h.p.target, _ = url.Parse(up.URL)
+	h.p.core.target, _ = url.Parse(up.URL)
 	srv := httptest.NewServer(h.p)
 	defer srv.Close()
 
@@ -148,7 +150,7 @@ func TestStalledBody(t *testing.T) {
 			defer conn.Close()
 			// Only a safety net: the proxy must answer long before.
 			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-			req := "POST /open_api/v1.3/file/video/ad/upload/ HTTP/1.1\r\nHost: proxy\r\nContent-Length: 100\r\n" + tc.headers + "\r\n-"
+			req := "POST /open_api/v1.3/file/video/ad/upload/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n" + tc.headers + "\r\n-"
 			if _, err := io.WriteString(conn, req); err != nil {
 				t.Fatal(err)
 			}
@@ -165,7 +167,7 @@ func TestStalledBody(t *testing.T) {
 			if got := resp.Header.Get(HeaderCredential); got != tc.cred {
 				t.Errorf("%s = %q, want %q (where the stall was met)", HeaderCredential, got, tc.cred)
 			}
-			if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != 0 {
+			if c := h.p.core.breakers["main"].cb.Counts(); c.TotalFailures != 0 {
 				t.Errorf("breaker counted %d failures for a stalled client", c.TotalFailures)
 			}
 		})
@@ -231,7 +233,7 @@ func TestResponseCutOff(t *testing.T) {
 					t.Errorf("warnings %q: %v", tc.warn, warns)
 				}
 			}
-			if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != tc.failure {
+			if c := h.p.core.breakers["main"].cb.Counts(); c.TotalFailures != tc.failure {
 				t.Errorf("breaker failures = %d, want %d", c.TotalFailures, tc.failure)
 			}
 		})
@@ -281,7 +283,7 @@ func TestSlowClient(t *testing.T) {
 	if n := len(h.logLines(t, "upstream response cut off by upstream.timeout")); n != 0 {
 		t.Errorf("%d warnings blame TikTok for a slow client", n)
 	}
-	if c := h.p.breakers["main"].cb.Counts(); c.TotalFailures != 0 {
+	if c := h.p.core.breakers["main"].cb.Counts(); c.TotalFailures != 0 {
 		t.Errorf("breaker counted %d failures for a slow client", c.TotalFailures)
 	}
 }
@@ -342,8 +344,8 @@ func TestBodyReadDeadline(t *testing.T) {
 				}
 				return
 			}
-			if len(w.set) != 1 || w.set[0].Before(before.Add(h.p.timeout)) || w.set[0].After(time.Now().Add(h.p.timeout)) {
-				t.Errorf("read deadlines %v, want one, upstream.timeout (%s) from arrival", w.set, h.p.timeout)
+			if len(w.set) != 1 || w.set[0].Before(before.Add(h.p.core.timeout)) || w.set[0].After(time.Now().Add(h.p.core.timeout)) {
+				t.Errorf("read deadlines %v, want one, upstream.timeout (%s) from arrival", w.set, h.p.core.timeout)
 			}
 		})
 	}

@@ -17,13 +17,9 @@ import (
 // follow the environment's proxy variables.
 func TestDefaultTransportIgnoresProxyEnv(t *testing.T) {
 	h := newHarness(t, nil, nil)
-	a, ok := h.p.rp.Transport.(*attempts)
+	tr, ok := h.p.core.base.(*http.Transport)
 	if !ok {
-		t.Fatalf("ReverseProxy transport is %T, want *attempts", h.p.rp.Transport)
-	}
-	tr, ok := a.base.(*http.Transport)
-	if !ok {
-		t.Fatalf("default transport is %T, want *http.Transport", a.base)
+		t.Fatalf("default transport is %T, want *http.Transport", h.p.core.base)
 	}
 	if tr.Proxy != nil {
 		t.Errorf("default transport has a Proxy func; it would follow HTTPS_PROXY")

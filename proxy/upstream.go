@@ -31,37 +31,33 @@ func isServerCode(code int) bool {
 	return (code >= 50000 && code <= 52999) || code == tiktok.CodeMaintenance
 }
 
-// attempts is the ReverseProxy's transport: one round trip, its envelope
-// code peeked, and one retry with a fresh token after 40105/40102 when the
-// body can be replayed.
-type attempts struct {
-	p    *Proxy
-	base http.RoundTripper
-}
-
-func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
-	p := a.p
-	ex := exchangeOf(req.Context())
-	resp, err := a.base.RoundTrip(req)
+// attempts is one round trip to TikTok, its envelope code peeked, and one
+// retry with a fresh token after 40105/40102 when the token alone
+// authenticated the request and its body can be replayed.
+func (c *Core) attempts(ex *exchange, out *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(out)
 	if err != nil {
 		return nil, err
 	}
-	p.inspect(ex, resp)
-	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) {
+	c.inspect(ex, resp)
+	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) || !ex.route.tokenOnly {
 		return resp, nil
 	}
-	// The store hears of every rejection, retry or not: it refreshes or
-	// marks the credential, which the next request benefits from.
+	// The store hears of every rejection of a request the token alone
+	// authenticated, retry or not: it refreshes or checks the credential,
+	// which the next request benefits from. A request that also carried an
+	// app's credentials may have been refused for those, so it says
+	// nothing about the token.
 	cred := ex.route.Credential
-	retryable := p.tokens.Rejected(req.Context(), cred, ex.token, ex.code)
+	retryable := c.tokens.Rejected(ex.ctx, cred, ex.token, ex.code)
 	if !retryable || ex.route.sel == nil || !ex.route.sel.replayable() {
 		return resp, nil
 	}
-	token, err := p.tokens.Token(req.Context(), cred)
+	token, err := c.tokens.Token(ex.ctx, cred)
 	if err != nil || token == ex.token {
 		return resp, nil
 	}
-	retry := req.Clone(req.Context())
+	retry := out.Clone(ex.ctx)
 	retry.Header.Set(headerAccessToken, token)
 	retry.Body = nil
 	if len(ex.route.sel.replay) > 0 {
@@ -69,42 +65,44 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	_ = resp.Body.Close()
 	ex.token, ex.retried, ex.codeOK = token, true, false
-	resp, err = a.base.RoundTrip(retry)
+	resp, err = c.base.RoundTrip(retry)
 	if err != nil {
 		return nil, err
 	}
-	p.inspect(ex, resp)
+	c.inspect(ex, resp)
 	return resp, nil
 }
 
 // inspect peeks at resp's envelope code, counts a non-zero one and logs
 // TikTok's rate-limit codes with the advertisers that burn the budget.
-func (p *Proxy) inspect(ex *exchange, resp *http.Response) {
-	code, ok := peekCode(resp)
-	ex.code, ex.codeOK = code, ok
+func (c *Core) inspect(ex *exchange, resp *http.Response) {
+	head := peekCode(resp)
+	code, ok := head.Code, head.CodeOK
+	ex.code, ex.codeOK, ex.upstreamID, ex.message = code, ok, head.RequestID, head.Message
 	// 20001 (partial success) is counted too, as SPEC counts every code
 	// other than 0; isServerCode keeps it from ever tripping the breaker.
 	if !ok || code == tiktok.CodeOK {
 		return
 	}
 	cred := ex.route.Credential
-	p.metrics.UpstreamAPIError(cred, code)
+	c.metrics.UpstreamAPIError(cred, code)
 	switch code {
 	case tiktok.CodeAppRateLimit, tiktok.CodeEndpointRateLimit, tiktok.CodeAdvertiserQPS:
-		p.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code,
+		c.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code,
 			"advertiser_ids", ex.route.Advertisers, "client", ex.route.Client, "path", resp.Request.URL.Path)
 	}
 }
 
-// peekCode reads the envelope code from the start of a JSON response,
-// leaving resp.Body intact. It reads no more than peekSize bytes and returns
+// peekCode reads the envelope code from the start of a JSON response, and
+// TikTok's message and request_id when they came with the code
+// (tiktok.PeekEnvelope), leaving resp.Body intact. It reads no more than peekSize bytes and returns
 // as soon as the code is known, so a streamed response is not held back.
 // Only application/json is read: TikTok sends its envelope as JSON, and a
 // page or file that happens to start with {"code": is not an envelope.
-func peekCode(resp *http.Response) (int, bool) {
+func peekCode(resp *http.Response) tiktok.EnvelopeHead {
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt != "application/json" {
-		return 0, false
+		return tiktok.EnvelopeHead{}
 	}
 	gz := false
 	switch strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))) {
@@ -112,7 +110,7 @@ func peekCode(resp *http.Response) (int, bool) {
 	case "gzip":
 		gz = true
 	default:
-		return 0, false
+		return tiktok.EnvelopeHead{}
 	}
 	br := bufio.NewReaderSize(resp.Body, peekSize)
 	resp.Body = readCloser{br, resp.Body}
@@ -126,17 +124,17 @@ func peekCode(resp *http.Response) (int, bool) {
 			data = gunzipPrefix(buf)
 		}
 		if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] != '{' {
-			return 0, false
+			return tiktok.EnvelopeHead{}
 		}
-		if code, ok := tiktok.PeekCode(data); ok {
-			return code, true
+		if h := tiktok.PeekEnvelope(data); h.CodeOK {
+			return h
 		}
 		if err != nil {
-			return 0, false
+			return tiktok.EnvelopeHead{}
 		}
 		n = len(buf) + 1
 	}
-	return 0, false
+	return tiktok.EnvelopeHead{}
 }
 
 // gunzipPrefix decompresses as much of a gzip stream's prefix as it can, at

@@ -12,13 +12,105 @@ import (
 )
 
 // CredentialState is one credential as /api/credentials shows it: the
-// token store's Status plus the configured description and kind. It never
-// holds a token or secret.
+// token store's Status plus the configured description and kind, its
+// condition at a glance, how requests are routed to it, and its scopes
+// named. It never holds a token or secret.
 type CredentialState struct {
 	tokens.Status
-	Description  string `json:"description"`
-	Kind         string `json:"kind"`
+	Description string `json:"description"`
+	Kind        string `json:"kind"`
+	// State is the credential's condition, the one the setup page's badge
+	// shows: see State.
+	State        string `json:"state"`
 	BreakerState string `json:"breaker_state,omitempty"`
+	// BreakerUntil is when an open breaker lets the next request through;
+	// zero when closed or unknown.
+	BreakerUntil time.Time `json:"breaker_until,omitzero"`
+	// BreakerError is the failure that opened the breaker, when known.
+	BreakerError string `json:"breaker_error,omitempty"`
+	// Default is true for the credential used when a request names no
+	// credential and no known advertiser.
+	Default bool `json:"default"`
+	// Routes lists every advertiser that routes to this credential and
+	// where the proxy learnt it.
+	Routes []AdvertiserRoute `json:"advertiser_routes"`
+	// NamedScopes is Scopes with TikTok's names for the numeric ids.
+	NamedScopes []Scope `json:"named_scopes"`
+}
+
+// The values of CredentialState.State, most urgent first.
+const (
+	StateReauthRequired = "reauthorization_required" // TikTok no longer accepts the grant
+	StateNotAuthorized  = "not_authorized"           // no grant yet
+	StateTikTokFailing  = "tiktok_failing"           // the circuit breaker is open or half-open
+	StateRefreshFailing = "refresh_failing"          // the last refresh failed; the token may still serve
+	StateAuthorized     = "authorized"               // working
+)
+
+// State is a credential's condition from its status and its breaker state
+// ("" when unknown): the one word the setup page, /api/credentials and the
+// start log line use.
+func State(s tokens.Status, breaker string) string {
+	switch {
+	case s.ReauthRequired:
+		return StateReauthRequired
+	case !s.Authorized:
+		return StateNotAuthorized
+	case breaker == "open" || breaker == "half-open":
+		return StateTikTokFailing
+	case !s.LastRefresh.At.IsZero() && !s.LastRefresh.OK:
+		return StateRefreshFailing
+	}
+	return StateAuthorized
+}
+
+// Where an advertiser routed to a credential comes from (AdvertiserRoute.Sources).
+const (
+	SourceConfig  = "config"  // the credential's advertiser_ids
+	SourceGrant   = "grant"   // the ids TikTok granted at authorization
+	SourceListing = "listing" // TikTok's periodic /oauth2/advertiser/get/ listing
+)
+
+// AdvertiserRoute is one advertiser whose requests go to the credential.
+type AdvertiserRoute struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name,omitempty"`
+	Sources []string `json:"sources"`
+}
+
+// AdvertiserRoutes says where each advertiser of a credential comes from.
+// The store keeps one merged list, so the grant and the listing are told
+// apart by the name: only TikTok's listing names an advertiser, while the
+// grant carries bare ids.
+func AdvertiserRoutes(configured []string, stored []tokens.Advertiser) []AdvertiserRoute {
+	fromConfig := make(map[string]bool, len(configured))
+	for _, id := range configured {
+		fromConfig[id] = true
+	}
+	out := make([]AdvertiserRoute, 0, len(stored)+len(configured))
+	seen := make(map[string]bool, len(stored))
+	for _, ad := range stored {
+		seen[ad.ID] = true
+		r := AdvertiserRoute{ID: ad.ID, Name: ad.Name}
+		if fromConfig[ad.ID] {
+			r.Sources = append(r.Sources, SourceConfig)
+		}
+		switch {
+		case ad.Name != "":
+			r.Sources = append(r.Sources, SourceListing)
+		case !fromConfig[ad.ID]:
+			r.Sources = append(r.Sources, SourceGrant)
+		}
+		out = append(out, r)
+	}
+	// Configured advertisers route here before any grant too.
+	for _, id := range configured {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, AdvertiserRoute{ID: id, Sources: []string{SourceConfig}})
+		}
+	}
+	return out
 }
 
 // credentialStates lists every configured credential in config order.
@@ -38,10 +130,16 @@ func (a *Admin) credentialStates() []CredentialState {
 		if s.Scopes == nil {
 			s.Scopes = []string{}
 		}
-		cs := CredentialState{Status: s, Description: c.Description, Kind: c.Kind}
-		if a.opts.BreakerState != nil {
+		cs := CredentialState{Status: s, Description: c.Description, Kind: c.Kind, Default: c.Default,
+			Routes: AdvertiserRoutes(c.AdvertiserIDs, s.Advertisers), NamedScopes: namedScopes(s.Scopes)}
+		switch {
+		case a.opts.Breaker != nil:
+			b := a.opts.Breaker(name)
+			cs.BreakerState, cs.BreakerUntil, cs.BreakerError = b.State, b.Until, b.LastError
+		case a.opts.BreakerState != nil:
 			cs.BreakerState = a.opts.BreakerState(name)
 		}
+		cs.State = State(s, cs.BreakerState)
 		out = append(out, cs)
 	}
 	return out

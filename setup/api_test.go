@@ -79,7 +79,7 @@ func TestAPIWaitCompletesWhenCallbackFires(t *testing.T) {
 	b := h.apiBegin(t, "main")
 	got := h.waitingPoll(t, b.State)
 	// The consenting browser is not the CLI: no cookie, and still accepted.
-	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, b.State), nil); r.status != http.StatusOK {
+	if r := h.callback(t, sentinelAuthCode, b.State); r.status != http.StatusOK {
 		t.Fatalf("callback %d %s", r.status, r.body)
 	}
 	r := <-got
@@ -149,7 +149,7 @@ func TestAPIWaitAnswersOnClose(t *testing.T) {
 	}
 	h.admin.Close() // a second Close is harmless
 	// The flow itself still completes, and a poll then reports it.
-	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, b.State), nil); r.status != http.StatusOK {
+	if r := h.callback(t, sentinelAuthCode, b.State); r.status != http.StatusOK {
 		t.Fatalf("callback after Close %d %s", r.status, r.body)
 	}
 	if w := decodeJSON[WaitResponse](t, h.do(t, http.MethodGet, "/api/authorize/"+b.State+"/wait", nil).body); !w.Done || w.Result == nil {
@@ -199,7 +199,7 @@ func TestAPIComplete(t *testing.T) {
 			// A consumed state is refused ("already been used") or, after a
 			// success, reported again ("already completed"); only a live
 			// one completes afresh.
-			retry := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, b.State), nil)
+			retry := h.callback(t, sentinelAuthCode, b.State)
 			if consumed := strings.Contains(retry.body, "already been used") || strings.Contains(retry.body, "already completed"); consumed != tt.consumed {
 				t.Errorf("consumed = %v, want %v (retry %d)", consumed, tt.consumed, retry.status)
 			}
@@ -212,7 +212,7 @@ func TestAPIComplete(t *testing.T) {
 func TestAPICompleteAfterCallback(t *testing.T) {
 	h := newHarness(t)
 	b := h.apiBegin(t, "main")
-	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, b.State), nil); r.status != 200 {
+	if r := h.callback(t, sentinelAuthCode, b.State); r.status != 200 {
 		t.Fatalf("callback %d", r.status)
 	}
 	r := h.do(t, http.MethodPost, "/api/authorize/"+b.State+"/complete", strings.NewReader(`{"code":"`+sentinelAuthCode+`"}`))

@@ -73,14 +73,22 @@ func TestCallbackSuccess(t *testing.T) {
 		t.Run(param, func(t *testing.T) {
 			h := newHarness(t)
 			state, cookie := h.begin(t, "main")
-			r := h.do(t, http.MethodGet, "/oauth/callback?"+url.Values{param: {sentinelAuthCode}, "state": {state}}.Encode(), nil, cookie)
+			cb := h.do(t, http.MethodGet, "/oauth/callback?"+url.Values{param: {sentinelAuthCode}, "state": {state}}.Encode(), nil, cookie)
+			// The browser leaves the callback URL, and its code, at once.
+			if cb.status != http.StatusSeeOther || cb.header.Get("Location") != "/authorize/main/done" {
+				t.Fatalf("callback: %d Location %q, want 303 to /authorize/main/done", cb.status, cb.header.Get("Location"))
+			}
+			if cb.header.Get("Cache-Control") != "no-store" || cb.header.Get("Referrer-Policy") != "no-referrer" {
+				t.Errorf("callback redirect headers %v", cb.header)
+			}
+			r := h.follow(t, cb, cookie)
 			if r.status != http.StatusOK {
 				t.Fatalf("status %d, want 200: %s", r.status, r.body)
 			}
 			checkHTML(t, r.body)
 			mustContain(t, "success page", r.body,
 				`id="granted-advertisers"`, "7012345678901234567", "7012345678901234568", "Acme Shoes",
-				`id="granted-scopes"`, "4, 100", "in 24h 0m",
+				`id="granted-scopes"`, `<span class="mono">4</span> · Reporting`, "in 24h 0m",
 				"curl -sS &#39;http://127.0.0.1:8080/open_api/v1.3/advertiser/info/?advertiser_ids=%5B%227012345678901234567%22%5D&#39;")
 			if got := r.header.Get("Cache-Control"); got != "no-store" {
 				t.Errorf("Cache-Control %q, want no-store", got)
@@ -97,8 +105,8 @@ func TestCallbackSuccess(t *testing.T) {
 				t.Errorf("Exchange calls %+v", ex)
 			}
 			// The state is consumed: replaying the callback repeats nothing.
-			again := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
-			if again.status != http.StatusOK || !strings.Contains(again.body, "already completed") {
+			again := h.callback(t, sentinelAuthCode, state, cookie)
+			if again.status != http.StatusOK || !strings.Contains(again.body, `id="granted-advertisers"`) {
 				t.Errorf("replay: status %d body %s", again.status, again.body)
 			}
 			if n := len(h.tok.authorizeCalls()); n != 1 {
@@ -127,26 +135,30 @@ func TestCallbackErrors(t *testing.T) {
 		{
 			name: "unknown state",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, "bm90LWEtc3RhdGU"), nil, cookie)
+				return h.callback(t, sentinelAuthCode, "bm90LWEtc3RhdGU", cookie)
 			},
 			status: 400, message: "was not started here",
 		},
 		{
 			name: "missing state",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
-				return h.do(t, http.MethodGet, "/oauth/callback?auth_code="+sentinelAuthCode, nil, cookie)
+				return h.follow(t, h.do(t, http.MethodGet, "/oauth/callback?auth_code="+sentinelAuthCode, nil, cookie), cookie)
 			},
 			status: 400, message: "no state parameter",
 		},
 		{
-			// The first use failed, so a second one is an error (a reuse
-			// after success is TestCallbackReloadAfterSuccess).
+			// The first use failed: the same browser is shown that failure
+			// again, and any other request is refused (a reuse after success
+			// is TestCallbackReloadAfterSuccess).
 			name: "reused state",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
-				if r := h.do(t, http.MethodGet, callbackURL("stale-code", state), nil, cookie); r.status != 502 {
+				if r := h.callback(t, "stale-code", state, cookie); r.status != 502 {
 					t.Fatalf("first callback: %d %s", r.status, r.body)
 				}
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+				if r := h.callback(t, sentinelAuthCode, state, cookie); r.status != 502 || !strings.Contains(r.body, "40110") {
+					t.Errorf("same browser's reuse: %d %s, want the first failure again", r.status, r.body)
+				}
+				return h.callback(t, sentinelAuthCode, state)
 			},
 			status: 400, message: "already been used", exchanged: true, consumed: true,
 		},
@@ -154,21 +166,21 @@ func TestCallbackErrors(t *testing.T) {
 			name: "expired state",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				h.clock.Advance(StateTTL)
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+				return h.callback(t, sentinelAuthCode, state, cookie)
 			},
 			status: 400, message: "expired", consumed: true,
 		},
 		{
 			name: "cross-browser cookie",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, otherBinding)
+				return h.callback(t, sentinelAuthCode, state, otherBinding)
 			},
 			status: 400, message: "different browser",
 		},
 		{
 			name: "missing cookie",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil)
+				return h.callback(t, sentinelAuthCode, state)
 			},
 			status: 400, message: "another browser",
 		},
@@ -176,7 +188,7 @@ func TestCallbackErrors(t *testing.T) {
 			name: "TikTok access_denied",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				q := url.Values{"error": {"access_denied"}, "error_description": {"The user denied <b>access</b>"}, "state": {state}}
-				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
+				return h.follow(t, h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie), cookie)
 			},
 			status: 400, message: "The user denied &lt;b&gt;access&lt;/b&gt;", consumed: true,
 		},
@@ -184,7 +196,7 @@ func TestCallbackErrors(t *testing.T) {
 			name: "TikTok access_denied with unknown state",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				q := url.Values{"error": {"access_denied"}, "error_description": {"The user canceled"}, "state": {"bm90LWEtc3RhdGU"}}
-				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
+				return h.follow(t, h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie), cookie)
 			},
 			status: 400, message: "(access_denied). ", also: "was not started here",
 		},
@@ -192,7 +204,7 @@ func TestCallbackErrors(t *testing.T) {
 			name: "TikTok access_denied without state",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				q := url.Values{"error": {"access_denied"}, "error_description": {"The user canceled"}}
-				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
+				return h.follow(t, h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie), cookie)
 			},
 			status: 400, message: "(access_denied). ", also: "no state parameter",
 		},
@@ -200,21 +212,21 @@ func TestCallbackErrors(t *testing.T) {
 			name: "TikTok server_error",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				q := url.Values{"error": {"server_error"}, "state": {state}, "auth_code": {sentinelAuthCode}}
-				return h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie)
+				return h.follow(t, h.do(t, http.MethodGet, "/oauth/callback?"+q.Encode(), nil, cookie), cookie)
 			},
 			status: 502, message: "TikTok reported an error: server_error", consumed: true,
 		},
 		{
 			name: "missing code",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
-				return h.do(t, http.MethodGet, "/oauth/callback?state="+state, nil, cookie)
+				return h.follow(t, h.do(t, http.MethodGet, "/oauth/callback?state="+state, nil, cookie), cookie)
 			},
 			status: 400, message: "no authorization code", consumed: true,
 		},
 		{
 			name: "exchange envelope error",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
-				return h.do(t, http.MethodGet, callbackURL("stale-code", state), nil, cookie)
+				return h.callback(t, "stale-code", state, cookie)
 			},
 			status: 502, message: "code 40110: auth_code is invalid (request_id req-1)", exchanged: true, consumed: true,
 		},
@@ -222,7 +234,7 @@ func TestCallbackErrors(t *testing.T) {
 			name: "exchange HTTP error",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				h.ex.err = &tiktok.APIError{HTTPStatus: 503, Message: "Service Unavailable"}
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+				return h.callback(t, sentinelAuthCode, state, cookie)
 			},
 			status: 502, message: "answered HTTP 503", exchanged: true, consumed: true,
 		},
@@ -230,7 +242,7 @@ func TestCallbackErrors(t *testing.T) {
 			name: "exchange transport error",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				h.ex.err = errors.New("tiktok: Post \"https://tiktok.test/token\": dial tcp: connection refused")
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+				return h.callback(t, sentinelAuthCode, state, cookie)
 			},
 			status: 502, message: "could not reach TikTok", exchanged: true, consumed: true,
 		},
@@ -238,7 +250,7 @@ func TestCallbackErrors(t *testing.T) {
 			name: "exchange answer not JSON",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				h.ex.exchange = tokenEndpoint(t, `<html>Sign in to continue</html>`)
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+				return h.callback(t, sentinelAuthCode, state, cookie)
 			},
 			status: 502, message: "answered with an unexpected response", exchanged: true, consumed: true,
 		},
@@ -246,7 +258,7 @@ func TestCallbackErrors(t *testing.T) {
 			name: "exchange success without access_token",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				h.ex.exchange = tokenEndpoint(t, `{"code":0,"message":"OK","request_id":"r","data":{"advertiser_ids":["7012345678901234567"]}}`)
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+				return h.callback(t, sentinelAuthCode, state, cookie)
 			},
 			status: 502, message: "answered with an unexpected response", exchanged: true, consumed: true,
 		},
@@ -255,7 +267,7 @@ func TestCallbackErrors(t *testing.T) {
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				// What tiktok.Client returns once exchangeTimeout has passed.
 				h.ex.err = fmt.Errorf("tiktok: token request: %w", context.DeadlineExceeded)
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+				return h.callback(t, sentinelAuthCode, state, cookie)
 			},
 			status: 504, message: "did not answer in time", exchanged: true, consumed: true,
 		},
@@ -263,7 +275,7 @@ func TestCallbackErrors(t *testing.T) {
 			name: "store failure",
 			run: func(t *testing.T, h *harness, state, cookie string) response {
 				h.tok.authErr = errors.New("tokens: disk full")
-				return h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+				return h.callback(t, sentinelAuthCode, state, cookie)
 			},
 			status: 500, message: "could not store the grant", exchanged: true, consumed: true, authorized: 1,
 		},
@@ -297,7 +309,7 @@ func TestCallbackErrors(t *testing.T) {
 			}
 			// Whether the state survives: the real browser retries properly.
 			h.ex.err, h.tok.authErr = nil, nil
-			retry := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+			retry := h.callback(t, sentinelAuthCode, state, cookie)
 			if consumed := retry.status != http.StatusOK; consumed != tt.consumed {
 				t.Errorf("state consumed = %v, want %v (retry %d: %s)", consumed, tt.consumed, retry.status, retry.body)
 			}
@@ -330,16 +342,16 @@ func tokenEndpoint(t *testing.T, body string) func(context.Context, tiktok.App, 
 func TestCallbackReloadAfterSuccess(t *testing.T) {
 	h := newHarness(t)
 	state, cookie := h.begin(t, "main")
-	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie); r.status != http.StatusOK {
+	if r := h.callback(t, sentinelAuthCode, state, cookie); r.status != http.StatusOK {
 		t.Fatalf("callback %d %s", r.status, r.body)
 	}
-	r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, cookie)
+	r := h.callback(t, sentinelAuthCode, state, cookie)
 	if r.status != http.StatusOK {
 		t.Fatalf("reload: status %d, want 200: %s", r.status, r.body)
 	}
 	checkHTML(t, r.body)
-	mustContain(t, "reload page", r.body, `id="already-completed"`, "already completed", `id="granted-advertisers"`,
-		"7012345678901234567", "Acme Shoes", "4, 100")
+	mustContain(t, "reload page", r.body, `id="granted-advertisers"`,
+		"7012345678901234567", "Acme Shoes", `<span class="mono">100</span> · Read Ad Account Information`)
 	noSentinels(t, "reload page", r.body)
 	if strings.Contains(r.body, `id="error"`) {
 		t.Errorf("reload page shows an error:\n%s", r.body)
@@ -350,7 +362,7 @@ func TestCallbackReloadAfterSuccess(t *testing.T) {
 	// Another browser holding the URL learns nothing about the grant.
 	const otherBinding = "Cookie: " + bindingCookie + "=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	for _, extra := range [][]string{{otherBinding}, nil} {
-		r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil, extra...)
+		r := h.callback(t, sentinelAuthCode, state, extra...)
 		if r.status != http.StatusBadRequest || !strings.Contains(r.body, "already been used") || strings.Contains(r.body, "7012345678901234567") {
 			t.Errorf("reload with %v: status %d body %s, want 400 already been used", extra, r.status, r.body)
 		}
@@ -363,10 +375,10 @@ func TestCallbackReloadAfterSuccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, cli), nil); r.status != http.StatusOK {
+	if r := h.callback(t, sentinelAuthCode, cli); r.status != http.StatusOK {
 		t.Fatalf("CLI callback: status %d %s", r.status, r.body)
 	}
-	r = h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, cli), nil)
+	r = h.callback(t, sentinelAuthCode, cli)
 	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "already been used") {
 		t.Errorf("CLI callback reload: status %d %s, want 400 already been used", r.status, r.body)
 	}
@@ -396,7 +408,8 @@ func TestBindingCookieSecure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, func(o *Options) { o.Credentials[0].App.RedirectURL = tt.redirect })
-			req := httptestRequest(http.MethodGet, "/authorize/main", "127.0.0.1:8081")
+			u, _ := url.Parse(tt.redirect)
+			req := httptestRequest(http.MethodGet, "/authorize/main", u.Host)
 			if tt.tls {
 				req.TLS = &tls.ConnectionState{}
 			}
@@ -419,7 +432,7 @@ func TestCallbackCompletesCLIState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := h.do(t, http.MethodGet, callbackURL(sentinelAuthCode, state), nil)
+	r := h.callback(t, sentinelAuthCode, state)
 	if r.status != http.StatusOK {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}

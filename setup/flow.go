@@ -110,8 +110,9 @@ func (a *Admin) complete(ctx context.Context, state, binding, code string, denie
 			"cause", scrub(causeText(err), code, a.creds[st.credential].App.Secret))
 		return Result{}, err
 	}
-	a.log.Info("setup: credential authorized", "credential", st.credential,
-		"advertisers", len(res.Status.Advertisers), "scopes", strings.Join(res.Status.Scopes, ","))
+	// The token store logs the authorization itself ("credential
+	// authorized", with its advertisers, scopes and expiry): one line per
+	// authorization, not one from each layer.
 	return res, nil
 }
 
@@ -169,10 +170,23 @@ func exchangeError(err error, code, secret string) *FlowError {
 	return &FlowError{HTTPStatus: http.StatusBadGateway, Message: "The proxy could not reach TikTok's token endpoint.", Err: err}
 }
 
+// deniedErrors are the error names an OAuth authorization endpoint
+// redirects with (RFC 6749 section 4.1.2.1), the only ones TikTok sends. The
+// callback's error parameter is text anyone can put in a link to the admin
+// page, so no other value is ever shown.
+var deniedErrors = map[string]bool{
+	"access_denied": true, "invalid_request": true, "unauthorized_client": true, "unsupported_response_type": true,
+	"invalid_scope": true, "server_error": true, "temporarily_unavailable": true,
+}
+
 // deniedError is TikTok's error from the redirect (error, error_description).
+// An error name TikTok does not send is shown as a generic refusal.
 func deniedError(code, desc string) *FlowError {
 	status := http.StatusBadGateway
 	msg := "TikTok reported an error: " + code
+	if !deniedErrors[code] {
+		msg = "TikTok refused the authorization"
+	}
 	if code == "access_denied" {
 		status = http.StatusBadRequest
 		msg = "Access was not granted on TikTok's consent page (access_denied)"

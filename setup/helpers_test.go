@@ -284,11 +284,12 @@ type response struct {
 	body   string
 }
 
-// do serves one request on a loopback Host; extra are "Name: value" headers.
+// do serves one request on the redirect URL's Host (localhost:8081);
+// extra are "Name: value" headers.
 func (h *harness) do(t *testing.T, method, target string, body io.Reader, extra ...string) response {
 	t.Helper()
 	req := httptest.NewRequest(method, target, body)
-	req.Host = "127.0.0.1:8081"
+	req.Host = "localhost:8081"
 	for _, hv := range extra {
 		k, v, _ := strings.Cut(hv, ": ")
 		req.Header.Add(k, v)
@@ -318,6 +319,29 @@ func (h *harness) begin(t *testing.T, name string) (state, cookie string) {
 		t.Fatalf("got %d cookies, want 1", len(cookies))
 	}
 	return state, "Cookie: " + cookies[0].Name + "=" + cookies[0].Value
+}
+
+// callback serves TikTok's redirect to the callback and, when it answers
+// with the redirect to a clean /authorize/{name}/done URL, follows it with
+// the same headers, as a browser does: the response is the page the
+// operator ends on.
+func (h *harness) callback(t *testing.T, code, state string, extra ...string) response {
+	t.Helper()
+	return h.follow(t, h.do(t, http.MethodGet, callbackURL(code, state), nil, extra...), extra...)
+}
+
+// follow follows the callback's redirect to /authorize/{name}/done, if r is
+// one, with the same headers.
+func (h *harness) follow(t *testing.T, r response, extra ...string) response {
+	t.Helper()
+	if r.status != http.StatusSeeOther {
+		return r
+	}
+	loc := r.header.Get("Location")
+	if !strings.HasPrefix(loc, "/authorize/") || !strings.HasSuffix(loc, "/done") || strings.Contains(loc, "?") {
+		t.Fatalf("callback redirected to %q, want a clean /authorize/{name}/done", loc)
+	}
+	return h.do(t, http.MethodGet, loc, nil, extra...)
 }
 
 func callbackURL(code, state string) string {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,19 +24,28 @@ var templateFS embed.FS
 //go:embed static/style.css
 var styleSheet string
 
-// pageCSP allows nothing but the one inlined stylesheet (by hash): no
-// script, no external asset, no framing, forms only to this origin.
-var pageCSP = func() string {
-	h := sha256.Sum256([]byte(styleSheet))
-	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(h[:]) +
-		"'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-}()
+// refreshScript re-renders the setup page's cards in place every few
+// seconds from a fresh copy of the page, so a page left open stays true
+// without a full reload's flicker.
+//
+//go:embed static/refresh.js
+var refreshScript string
+
+// pageCSP allows nothing but the inlined stylesheet and refresh script (by
+// hash) and fetches of this origin: no other script, no external asset, no
+// framing, forms only to this origin.
+var pageCSP = "default-src 'none'; style-src " + cspHash(styleSheet) + "; script-src " + cspHash(refreshScript) +
+	"; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+func cspHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(h[:]) + "'"
+}
 
 var pages = func() map[string]*template.Template {
-	funcs := template.FuncMap{"join": strings.Join}
 	out := make(map[string]*template.Template)
 	for _, name := range []string{"authorize", "success", "error"} {
-		out[name] = template.Must(template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/base.html", "templates/"+name+".html"))
+		out[name] = template.Must(template.New(name).ParseFS(templateFS, "templates/base.html", "templates/"+name+".html"))
 	}
 	return out
 }()
@@ -45,8 +55,9 @@ var pages = func() map[string]*template.Template {
 const bindingCookie = "tiktok_auth_proxy_binding"
 
 type pageBase struct {
-	Title string
-	CSS   template.CSS
+	Title  string
+	CSS    template.CSS
+	Script template.JS // set on pages that refresh themselves
 }
 
 // render writes a page; a template failure is a bug, answered with a plain 500.
@@ -72,10 +83,17 @@ type errorPage struct {
 	pageBase
 	Heading       string
 	Message       string
+	Hint          string
 	NothingStored bool
+	// Credential names the credential the flow was for; "" when unknown.
+	Credential string
+	// Retry is where "Try again" leads.
+	Retry string
 }
 
-func (a *Admin) renderError(w http.ResponseWriter, err error, flow bool) {
+// renderError shows a failed flow. credential is the flow's credential ("" when
+// unknown), hint an extra line of advice.
+func (a *Admin) renderError(w http.ResponseWriter, err error, flow bool, credential, hint string) {
 	var fe *FlowError
 	if !errors.As(err, &fe) {
 		fe = &FlowError{HTTPStatus: http.StatusInternalServerError, Message: "Something went wrong; see the proxy's log."}
@@ -84,70 +102,66 @@ func (a *Admin) renderError(w http.ResponseWriter, err error, flow bool) {
 	switch {
 	case fe.HTTPStatus == http.StatusNotFound:
 		heading = "Unknown credential"
+		credential = ""
 	case fe.HTTPStatus >= 500:
 		heading = "TikTok or the proxy failed"
+	}
+	retry := "/authorize"
+	if credential != "" {
+		heading += ": " + credential
+		retry = "/authorize/" + credential
 	}
 	a.render(w, fe.HTTPStatus, "error", errorPage{
 		pageBase:      pageBase{Title: heading, CSS: template.CSS(styleSheet)},
 		Heading:       heading,
-		Message:       fe.Message,
+		Message:       sentence(fe.Message),
+		Hint:          hint,
 		NothingStored: flow,
+		Credential:    credential,
+		Retry:         retry,
 	})
-}
-
-// credView is one credential's card; every field is display-ready.
-type credView struct {
-	Name, Description, Kind string
-	Authorized              bool
-	Advertisers             []tokens.Advertiser
-	Scopes                  []string
-	AccessExpires           string
-	RefreshExpires          string
-	LastRefresh             string
-	LastRefreshFailed       bool
-	AuthorizedAt            string
-	ReauthRequired          bool
-	ReauthReason            string
-	Breaker                 string
-	BreakerClass            string
 }
 
 type authorizePage struct {
 	pageBase
 	ProxyURL    string
+	Summary     string
+	Attention   bool
 	Credentials []credView
 }
 
 func (a *Admin) handlePage(w http.ResponseWriter, r *http.Request) {
 	now := a.now()
-	views := make([]credView, 0, len(a.order))
-	for _, st := range a.credentialStates() {
-		v := credView{
-			Name: st.Name, Description: st.Description, Kind: st.Kind,
-			Authorized:     st.Authorized,
-			Advertisers:    st.Advertisers,
-			Scopes:         st.Scopes,
-			AccessExpires:  accessExpiry(now, st.Status),
-			RefreshExpires: refreshExpiry(now, st.Status),
-			ReauthRequired: st.ReauthRequired,
-			ReauthReason:   st.ReauthReason,
-			Breaker:        st.BreakerState,
-			BreakerClass:   breakerClass(st.BreakerState),
-		}
-		v.LastRefresh, v.LastRefreshFailed = lastRefresh(now, st.LastRefresh)
-		if !st.AuthorizedAt.IsZero() {
-			v.AuthorizedAt = ago(now, st.AuthorizedAt)
-		}
-		views = append(views, v)
+	states := a.credentialStates()
+	views := make([]credView, 0, len(states))
+	for _, cs := range states {
+		views = append(views, newCredView(now, cs))
 	}
+	sortViews(views)
 	a.render(w, http.StatusOK, "authorize", authorizePage{
-		pageBase:    pageBase{Title: "Credentials", CSS: template.CSS(styleSheet)},
+		pageBase:    pageBase{Title: "Credentials", CSS: template.CSS(styleSheet), Script: template.JS(refreshScript)},
 		ProxyURL:    a.opts.ProxyURL,
+		Summary:     summary(views),
+		Attention:   len(views) > 0 && views[0].Attention,
 		Credentials: views,
 	})
 }
 
+// movedParam marks a /authorize/{name} request already sent to the
+// redirect URL's origin, so a proxy in front that rewrites Host cannot
+// make it bounce forever.
+const movedParam = "moved"
+
 func (a *Admin) handleBegin(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if to, ok := a.otherOrigin(r, name); ok {
+		// The binding cookie is kept per host name: set on 127.0.0.1, it is
+		// not sent back to the callback on localhost. Start where the
+		// callback will arrive.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, to+"/authorize/"+name+"?"+movedParam+"=1", http.StatusFound)
+		return
+	}
 	binding := ""
 	if c, err := r.Cookie(bindingCookie); err == nil && validToken(c.Value) {
 		// Reusing the browser's binding lets several tabs run flows at once.
@@ -155,14 +169,14 @@ func (a *Admin) handleBegin(w http.ResponseWriter, r *http.Request) {
 	} else {
 		v, err := randomToken()
 		if err != nil {
-			a.renderError(w, err, false)
+			a.renderError(w, err, false, name, "")
 			return
 		}
 		binding = v
 	}
-	authURL, _, err := a.Begin(r.PathValue("name"), binding)
+	authURL, _, err := a.Begin(name, binding)
 	if err != nil {
-		a.renderError(w, err, false)
+		a.renderError(w, err, false, name, "")
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -173,12 +187,73 @@ func (a *Admin) handleBegin(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true,
 		// Behind a TLS-terminating ingress r.TLS is nil, but an https
 		// redirect URL says the browser reaches this listener over https.
-		Secure:   r.TLS != nil || httpsURL(a.creds[r.PathValue("name")].App.RedirectURL),
+		Secure:   r.TLS != nil || httpsURL(a.creds[name].App.RedirectURL),
 		SameSite: http.SameSiteLaxMode,
 	})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, authURL, http.StatusFound)
+}
+
+// otherOrigin returns the origin of credential name's redirect URL when
+// that URL is this listener's callback and r arrived under another host
+// name or port: the flow must start there, where its callback will land.
+func (a *Admin) otherOrigin(r *http.Request, name string) (string, bool) {
+	c, ok := a.creds[name]
+	if !ok || r.URL.Query().Has(movedParam) {
+		return "", false
+	}
+	origin, ok := callbackOrigin(c.App.RedirectURL)
+	if !ok {
+		return "", false
+	}
+	u, _ := url.Parse(origin)
+	if sameHost(r.Host, u) {
+		return "", false
+	}
+	return origin, true
+}
+
+// callbackOrigin is the scheme://host[:port] of redirect when it is this
+// listener's own /oauth/callback.
+func callbackOrigin(redirect string) (string, bool) {
+	u, err := url.Parse(redirect)
+	if err != nil || u.Host == "" || u.Path != "/oauth/callback" {
+		return "", false
+	}
+	return u.Scheme + "://" + u.Host, true
+}
+
+// sameHost reports whether a Host header names u's host and port, the
+// scheme's default port standing for an absent one.
+func sameHost(host string, u *url.URL) bool {
+	port := func(p string) string {
+		if p != "" {
+			return p
+		}
+		if strings.EqualFold(u.Scheme, "https") {
+			return "443"
+		}
+		return "80"
+	}
+	h, p, err := net.SplitHostPort(host)
+	if err != nil {
+		h, p = host, ""
+	}
+	return strings.EqualFold(strings.Trim(h, "[]"), u.Hostname()) && port(p) == port(u.Port())
+}
+
+// SetupURL is where an operator opens the setup page: the origin of the
+// redirect URL when it is this listener's callback, since only there does
+// the browser's binding cookie come back with TikTok's redirect; else
+// listenerURL (the admin listener's own address).
+func (a *Admin) SetupURL(listenerURL string) string {
+	for _, name := range a.order {
+		if origin, ok := callbackOrigin(a.creds[name].App.RedirectURL); ok {
+			return origin + "/authorize"
+		}
+	}
+	return strings.TrimSuffix(listenerURL, "/") + "/authorize"
 }
 
 // httpsURL reports whether raw is an https URL; an unparsable one is not.
@@ -195,17 +270,19 @@ func validToken(v string) bool {
 
 type successPage struct {
 	pageBase
-	// Again is set when a reload of the callback shows the outcome of the
-	// flow it already completed.
-	Again         bool
 	Credential    string
 	Advertisers   []tokens.Advertiser
-	Scopes        []string
+	Scopes        []Scope
 	AccessExpires string
 	ProxyURL      string
 	Curl          string
 }
 
+// handleCallback completes the flow TikTok's redirect belongs to. A
+// browser's flow then answers 303 to /authorize/{name}/done, so the auth
+// code leaves the address bar and the history at once; that page reads the
+// outcome bound to the browser's cookie. A CLI state (no cookie to bind
+// the outcome to) and a refused state are answered here.
 func (a *Admin) handleCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var denied *FlowError
@@ -216,51 +293,81 @@ func (a *Admin) handleCallback(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(bindingCookie); err == nil {
 		binding = c.Value
 	}
-	res, err := a.complete(r.Context(), q.Get("state"), binding, codeParam(q), denied)
-	again := false
-	if errors.Is(err, errUsedState) && denied == nil {
-		if prev, ok := a.previousOutcome(r, q.Get("state"), binding); ok {
-			res, err, again = prev, nil, true
-		}
-	}
-	if err != nil {
-		a.renderError(w, err, true)
+	state := q.Get("state")
+	res, err := a.complete(r.Context(), state, binding, codeParam(q), denied)
+	if st, ok := a.states.claimed(state, binding); ok {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		http.Redirect(w, r, "/authorize/"+st.credential+"/done", http.StatusSeeOther)
 		return
 	}
-	c := a.creds[res.Credential]
-	title := "Authorized"
-	if again {
-		title = "Already authorized"
+	if err != nil {
+		credential, hint := a.states.credentialOf(state), ""
+		if errors.Is(err, errNoBinding) {
+			hint = a.cookieHint(r, credential)
+		}
+		a.renderError(w, err, true, credential, hint)
+		return
 	}
-	a.render(w, http.StatusOK, "success", successPage{
-		pageBase:      pageBase{Title: title, CSS: template.CSS(styleSheet)},
-		Again:         again,
-		Credential:    res.Credential,
-		Advertisers:   res.Status.Advertisers,
-		Scopes:        res.Status.Scopes,
-		AccessExpires: accessExpiry(a.now(), res.Status),
-		ProxyURL:      a.opts.ProxyURL,
-		Curl:          a.curlExample(c, res.Status),
-	})
+	a.renderSuccess(w, res)
 }
 
-// previousOutcome is the result of the flow that already claimed state,
-// for a reload of its callback (the browser's back button, a refresh): the
-// success it had, shown again, rather than "already used" that reads as a
-// failure. It waits for a flow still exchanging, bounded by the request;
-// false when that flow failed or the state is not this browser's.
-func (a *Admin) previousOutcome(r *http.Request, state, binding string) (Result, bool) {
-	st, ok := a.states.claimed(state, binding)
+// cookieHint explains the usual cause of a missing binding cookie: the
+// setup page was opened under another host name than the redirect URL's.
+func (a *Admin) cookieHint(r *http.Request, credential string) string {
+	scheme := "http"
+	if c, ok := a.creds[credential]; ok && httpsURL(c.App.RedirectURL) || r.TLS != nil {
+		scheme = "https"
+	}
+	start := scheme + "://" + r.Host + "/authorize"
+	if credential != "" {
+		start += "/" + credential
+	}
+	return fmt.Sprintf("Browsers keep this cookie per host name: if the setup page was opened as 127.0.0.1 while the "+
+		"redirect URL says localhost (or the other way round), the cookie stayed with the other name. Start again from %s, "+
+		"the address TikTok sends the browser back to.", start)
+}
+
+// handleDone shows the outcome of the browser's latest flow for the
+// credential, after the callback's redirect. Reloading it shows the same
+// outcome again; it repeats nothing.
+func (a *Admin) handleDone(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	binding := ""
+	if c, err := r.Cookie(bindingCookie); err == nil {
+		binding = c.Value
+	}
+	st, ok := a.states.latest(binding, name)
 	if !ok {
-		return Result{}, false
+		// Nothing of this browser's to show (expired, or another browser):
+		// the setup page shows the credential's state.
+		http.Redirect(w, r, "/authorize", http.StatusSeeOther)
+		return
 	}
 	select {
 	case <-st.done:
 	case <-r.Context().Done():
-		return Result{}, false
+		return
 	}
 	res, err := a.states.outcome(st)
-	return res, err == nil
+	if err != nil {
+		a.renderError(w, err, true, name, "")
+		return
+	}
+	a.renderSuccess(w, res)
+}
+
+func (a *Admin) renderSuccess(w http.ResponseWriter, res Result) {
+	c := a.creds[res.Credential]
+	a.render(w, http.StatusOK, "success", successPage{
+		pageBase:      pageBase{Title: "Authorized: " + res.Credential, CSS: template.CSS(styleSheet)},
+		Credential:    res.Credential,
+		Advertisers:   res.Status.Advertisers,
+		Scopes:        namedScopes(res.Status.Scopes),
+		AccessExpires: accessLine(a.now(), res.Status).Text,
+		ProxyURL:      a.opts.ProxyURL,
+		Curl:          a.curlExample(c, res.Status),
+	})
 }
 
 // codeParam reads TikTok's code: auth_code (advertiser flow), else code.
@@ -294,91 +401,4 @@ func (a *Admin) curlExample(c Credential, st tokens.Status) string {
 		path = "/open_api/v1.3/business/get/"
 	}
 	return fmt.Sprintf("curl -sS -H 'X-TikTok-Credential: %s' '%s%s'", c.Name, base, path)
-}
-
-func accessExpiry(now time.Time, s tokens.Status) string {
-	switch {
-	case !s.Authorized:
-		return "—"
-	case s.AccessExpiresAt.IsZero():
-		return "never (long-lived)"
-	}
-	return until(now, s.AccessExpiresAt)
-}
-
-func refreshExpiry(now time.Time, s tokens.Status) string {
-	switch {
-	case !s.Authorized:
-		return "—"
-	case !s.Refreshable:
-		return "none (not refreshable)"
-	case s.RefreshExpiresAt.IsZero():
-		return "unknown (TikTok gave no expiry)"
-	}
-	return until(now, s.RefreshExpiresAt)
-}
-
-func lastRefresh(now time.Time, r tokens.RefreshResult) (text string, failed bool) {
-	switch {
-	case r.At.IsZero():
-		return "never", false
-	case r.OK:
-		return "succeeded " + ago(now, r.At), false
-	}
-	msg := ago(now, r.At)
-	if r.Error != "" {
-		msg += ": " + r.Error
-	}
-	return msg, true
-}
-
-func breakerClass(state string) string {
-	switch state {
-	case "closed":
-		return "ok"
-	case "half-open":
-		return "warn"
-	case "open":
-		return "bad"
-	}
-	return ""
-}
-
-// until says when t comes: "in 23h 59m", or "expired 5m ago".
-func until(now, t time.Time) string {
-	d := t.Sub(now)
-	if d <= 0 {
-		return "expired " + ago(now, t)
-	}
-	if d < time.Minute {
-		return "in less than a minute"
-	}
-	return "in " + span(d)
-}
-
-// ago says how long ago t was: "5m ago".
-func ago(now, t time.Time) string {
-	d := now.Sub(t)
-	if d < time.Minute {
-		return "just now"
-	}
-	return span(d) + " ago"
-}
-
-// span renders d (at least a minute) to the minute: "364d 23h", "47h 59m",
-// "5m". Days start at 48h so a daily token reads "24h 0m".
-func span(d time.Duration) string {
-	const day = 24 * time.Hour
-	days, rest := d/day, d%day
-	hours, mins := rest/time.Hour, rest%time.Hour/time.Minute
-	if days < 2 {
-		days, hours = 0, d/time.Hour
-	}
-	switch {
-	case days > 0:
-		return fmt.Sprintf("%dd %dh", days, hours)
-	case hours > 0:
-		return fmt.Sprintf("%dh %dm", hours, mins)
-	}
-	return fmt.Sprintf("%dm", mins)
 }

@@ -58,6 +58,19 @@ type Credential struct {
 	Description string
 	Kind        string     // config.KindAdvertiser ("" means the same) or config.KindTikTokAccount
 	App         tiktok.App // fully resolved: endpoints and redirect URL set
+	// AdvertiserIDs are the configured advertiser_ids, shown as routed
+	// here from config.
+	AdvertiserIDs []string
+	// Default marks the credential used when a request names none.
+	Default bool
+}
+
+// BreakerInfo is a credential's circuit breaker as the setup page explains
+// it.
+type BreakerInfo struct {
+	State     string    // "closed", "half-open" or "open"; "" unknown
+	Until     time.Time // when an open breaker lets a request through; zero unknown
+	LastError string    // the failure that opened it; never holds a token
 }
 
 // Options configure an Admin. Credentials, Tokens and Exchanger are required.
@@ -82,6 +95,9 @@ type Options struct {
 	// BreakerState, when set, returns the credential's circuit breaker state
 	// ("closed", "half-open", "open") for the page and JSON.
 	BreakerState func(name string) string
+	// Breaker, when set, is preferred over BreakerState: it also says until
+	// when an open breaker pauses requests and why it opened.
+	Breaker func(name string) BreakerInfo
 	// WaitTimeout bounds one long-poll of /api/authorize/{state}/wait.
 	// Default 30s.
 	WaitTimeout time.Duration
@@ -177,6 +193,7 @@ func (a *Admin) routes() {
 	})
 	m.HandleFunc("GET /authorize", a.handlePage)
 	m.HandleFunc("GET /authorize/{name}", a.handleBegin)
+	m.HandleFunc("GET /authorize/{name}/done", a.handleDone)
 	m.HandleFunc("GET /oauth/callback", a.handleCallback)
 	m.HandleFunc("GET /api/credentials", a.handleCredentials)
 	m.HandleFunc("POST /api/authorize/{name}", jsonOnly(a.handleAPIBegin))

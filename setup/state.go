@@ -34,6 +34,8 @@ type flowState struct {
 	// keepUntil is when a finished state is dropped; until then the CLI can
 	// still collect its outcome.
 	keepUntil time.Time
+	// claimSeq orders claimed states: the browser's latest flow is shown.
+	claimSeq uint64
 }
 
 func (s *flowState) cli() bool { return s.bindingHash == nil }
@@ -45,6 +47,7 @@ type stateStore struct {
 
 	mu     sync.Mutex
 	states map[string]*flowState
+	claims uint64 // claims so far, for flowState.claimSeq
 }
 
 func newStateStore(now func() time.Time) *stateStore {
@@ -146,6 +149,8 @@ func (s *stateStore) claim(state, binding string) (*flowState, error) {
 	}
 	st.used = true
 	st.keepUntil = now.Add(StateTTL)
+	s.claims++
+	st.claimSeq = s.claims
 	return st, nil
 }
 
@@ -173,6 +178,42 @@ func (s *stateStore) claimed(state, binding string) (*flowState, bool) {
 		return nil, false
 	}
 	return st, true
+}
+
+// latest returns the browser's most recently claimed state for credential,
+// pending or finished: the flow whose outcome the callback's redirect
+// shows. false when the browser has none (or no binding).
+func (s *stateStore) latest(binding, credential string) (*flowState, bool) {
+	if binding == "" {
+		return nil, false
+	}
+	now := s.now()
+	h := hashBinding(binding)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(now)
+	var best *flowState
+	for _, st := range s.states {
+		if !st.used || st.cli() || st.credential != credential || subtle.ConstantTimeCompare(st.bindingHash, h) != 1 {
+			continue
+		}
+		if best == nil || st.claimSeq > best.claimSeq {
+			best = st
+		}
+	}
+	return best, best != nil
+}
+
+// credentialOf names the credential of a known state, so a refused
+// callback can say which authorization failed; "" when unknown. The state
+// is a secret only its holder knows, and a name is no secret.
+func (s *stateStore) credentialOf(state string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.states[state]; ok {
+		return st.credential
+	}
+	return ""
 }
 
 // lookup returns a CLI state, pending or finished, for the wait API.

@@ -29,15 +29,25 @@ const DefaultScope = "user.info.basic"
 // Client calls TikTok's OAuth endpoints. The zero value uses a default
 // HTTP client with a 30s timeout. Safe for concurrent use.
 type Client struct {
-	// HTTP is the client used for every call; nil means a client with a 30s timeout.
+	// HTTP is the client used for every call; nil means a client with a 30s
+	// timeout. Its CheckRedirect is not used: every call carries the app
+	// secret, so no call follows a redirect, whatever the client says.
 	HTTP *http.Client
 }
 
+// httpClient is a copy of the configured client that never follows a
+// redirect. A followed 307 would re-post the secret and refresh token to
+// whatever host Location names, and a 302 would carry Access-Token (Go
+// strips only Authorization and Cookie across hosts) and a Referer holding
+// the secret; do turns the redirect into an error instead.
 func (c *Client) httpClient() *http.Client {
-	if c == nil || c.HTTP == nil {
-		return defaultHTTP
+	base := defaultHTTP
+	if c != nil && c.HTTP != nil {
+		base = c.HTTP
 	}
-	return c.HTTP
+	hc := *base
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &hc
 }
 
 // DefaultEndpoints derives kind's OAuth URLs from baseURL (scheme and host).
@@ -210,6 +220,10 @@ func (c *Client) do(req *http.Request, what string) (*Envelope, error) {
 		return nil, fmt.Errorf("tiktok: %s request: %w", what, stripURL(err))
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, badResponsef("tiktok: %s request: redirected (HTTP %d) to %s; calls that carry the app secret never follow redirects: check the configured URL",
+			what, resp.StatusCode, redirectTarget(req.URL, resp.Header.Get("Location")))
+	}
 	body := io.LimitReader(resp.Body, maxResponseBytes)
 	if resp.StatusCode >= 400 {
 		env, derr := decodeEnvelope(body, what)
@@ -225,6 +239,20 @@ func (c *Client) do(req *http.Request, what string) (*Envelope, error) {
 		return nil, e
 	}
 	return decodeEnvelope(body, what)
+}
+
+// redirectTarget names where a redirect pointed, resolved against the
+// request's URL, without query or fragment: a redirect can echo the request's
+// query, which for the advertiser list holds the secret.
+func redirectTarget(from *url.URL, location string) string {
+	if location == "" {
+		return "nowhere (no Location)"
+	}
+	to, err := from.Parse(location)
+	if err != nil {
+		return "an unparsable Location"
+	}
+	return (&url.URL{Scheme: to.Scheme, Host: to.Host, Path: to.Path}).String()
 }
 
 // stripURL drops the *url.Error wrapper (whose text includes the request
@@ -353,17 +381,6 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// tokenData is data of an exchange or refresh response, for both kinds.
-type tokenData struct {
-	AccessToken           string          `json:"access_token"`
-	ExpiresIn             flexString      `json:"expires_in"`
-	RefreshToken          string          `json:"refresh_token"`
-	RefreshTokenExpiresIn flexString      `json:"refresh_token_expires_in"`
-	AdvertiserIDs         []flexString    `json:"advertiser_ids"`
-	Scope                 json.RawMessage `json:"scope"`
-	OpenID                string          `json:"open_id"`
-}
-
 func decodeData(data json.RawMessage, v any) error {
 	if len(data) == 0 || string(data) == "null" {
 		return errors.New("no data")
@@ -373,124 +390,64 @@ func decodeData(data json.RawMessage, v any) error {
 	return dec.Decode(v)
 }
 
-func decodeGrant(data json.RawMessage) (*Grant, error) {
-	var d tokenData
-	if err := decodeData(data, &d); err != nil {
-		return nil, err
-	}
-	if d.AccessToken == "" {
-		return nil, errors.New("no access_token")
-	}
-	g := &Grant{AccessToken: d.AccessToken, RefreshToken: d.RefreshToken, OpenID: d.OpenID}
-	var err error
-	if g.ExpiresIn, err = seconds(d.ExpiresIn); err != nil {
-		return nil, fmt.Errorf("expires_in: %w", err)
-	}
-	if g.RefreshExpiresIn, err = seconds(d.RefreshTokenExpiresIn); err != nil {
-		return nil, fmt.Errorf("refresh_token_expires_in: %w", err)
-	}
-	for _, f := range d.AdvertiserIDs {
-		id, err := advertiserID(f)
-		if err != nil {
-			g.Dropped = append(g.Dropped, "advertiser_ids: "+err.Error())
-			continue
-		}
-		if id != "" {
-			g.AdvertiserIDs = append(g.AdvertiserIDs, id)
-		}
-	}
-	if g.Scopes, err = scopes(d.Scope); err != nil {
-		g.Dropped = append(g.Dropped, "scope: "+err.Error())
-	}
-	return g, nil
-}
-
-// advertiserID checks an advertiser id as TikTok gave it, string or
-// number: only digits. A fraction or exponent ("7.0e18") means the id went
-// through a float somewhere and lost its digits, so it cannot be routed on
-// and is refused rather than kept as text. "" (or null) is no id.
-func advertiserID(f flexString) (string, error) {
-	s := string(f)
-	for i := range len(s) {
-		if s[i] < '0' || s[i] > '9' {
-			return "", fmt.Errorf("%.40q is not an advertiser id (want digits)", s)
-		}
-	}
-	return s, nil
-}
-
-// seconds turns a JSON count of seconds into a Duration; absent is 0.
-func seconds(s flexString) (time.Duration, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.ParseInt(string(s), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("not an integer number of seconds")
-	}
-	if n <= 0 {
-		return 0, nil
-	}
-	if n > int64((1<<63-1)/time.Second) {
-		return 0, fmt.Errorf("out of range")
-	}
-	return time.Duration(n) * time.Second, nil
-}
-
-// scopes accepts the Marketing API's list of numeric permission ids and
-// tt_user's comma-separated string.
-func scopes(raw json.RawMessage) ([]string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	var out []string
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, err
-		}
-		for p := range strings.SplitSeq(s, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-		return out, nil
-	}
-	var list []flexString
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, errors.New("want a list or a comma-separated string")
-	}
-	for _, s := range list {
-		if s != "" {
-			out = append(out, string(s))
-		}
-	}
-	return out, nil
-}
-
 // PeekCode reads the envelope code from the first bytes of a JSON
 // response body. ok is false when prefix holds no complete "code" field at
 // the top level of an object. The first top-level "code" wins.
 func PeekCode(prefix []byte) (code int, ok bool) {
+	h := PeekEnvelope(prefix)
+	return h.Code, h.CodeOK
+}
+
+// EnvelopeHead is what PeekEnvelope reads of an envelope's start.
+type EnvelopeHead struct {
+	Code   int
+	CodeOK bool // Code was read (PeekCode's ok)
+	// Message and RequestID (TikTok's id of the request, which its support
+	// asks for) are "" when the prefix does not hold them whole.
+	Message, RequestID string
+}
+
+// PeekEnvelope is PeekCode that also reads the envelope's top-level
+// "message" and "request_id" when prefix holds them: before the code, or
+// after it and before "data", which TikTok sends last and which is not
+// scanned.
+func PeekEnvelope(prefix []byte) EnvelopeHead {
+	var h EnvelopeHead
 	dec := json.NewDecoder(bytes.NewReader(prefix))
 	dec.UseNumber()
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return 0, false
+		return h
 	}
-	// Each iteration consumes at least one token of a finite prefix.
-	for dec.More() {
+	// Each iteration consumes at least one value of a finite prefix.
+	for dec.More() && !(h.CodeOK && h.Message != "" && h.RequestID != "") {
 		key, err := dec.Token()
 		if err != nil {
-			return 0, false
+			break
 		}
-		if key == "code" {
-			return peekNumber(dec, prefix)
-		}
-		if !skipValue(dec) {
-			return 0, false
+		switch {
+		case key == "code" && !h.CodeOK:
+			if h.Code, h.CodeOK = peekNumber(dec, prefix); !h.CodeOK {
+				h.Code = 0
+				return h
+			}
+		case (key == "message" && h.Message == "") || (key == "request_id" && h.RequestID == ""):
+			var v any
+			if dec.Decode(&v) != nil {
+				return h
+			}
+			str, _ := v.(string)
+			if key == "message" {
+				h.Message = str
+			} else {
+				h.RequestID = str
+			}
+		case key == "data" && h.CodeOK:
+			return h
+		case !skipValue(dec):
+			return h
 		}
 	}
-	return 0, false
+	return h
 }
 
 // peekNumber reads the value after "code". A number at the very end of a

@@ -351,12 +351,14 @@ func TestTokenResponses(t *testing.T) {
 		{"not an object", 200, `[1,2]`, nil, nil, "tiktok: decode token response: "},
 		{"no data", 200, `{"code":0,"message":"OK"}`, nil, nil, "tiktok: decode token response: no data"},
 		{"no access token", 200, `{"code":0,"data":{"expires_in":5}}`, nil, nil, "tiktok: decode token response: no access_token"},
-		{"bad expires_in", 200, `{"code":0,"data":{"access_token":"at","expires_in":1.5}}`, nil, nil, "tiktok: decode token response: expires_in"},
 		// Unusable ids and scopes are dropped, not fatal: the tokens of the
 		// answer (a refresh has already rotated) are kept.
 		{"bad scope", 200, `{"code":0,"data":{"access_token":"at","scope":{}}}`,
 			&tiktok.Grant{AccessToken: "at", Dropped: []string{"scope: want a list or a comma-separated string"}}, nil, ""},
-		{"object id", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":[{}]}}`, nil, nil, "tiktok: decode token response: "},
+		{"object id", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":[{},"7012345678901234567"]}}`,
+			&tiktok.Grant{AccessToken: "at", AdvertiserIDs: []string{"7012345678901234567"}, Dropped: []string{"advertiser_ids: an object is not an advertiser id"}}, nil, ""},
+		{"access token a number", 200, `{"code":0,"data":{"access_token":12345}}`, nil, nil, "tiktok: decode token response: access_token: want a string, got a number"},
+		{"data a list", 200, `{"code":0,"data":[{"access_token":"at"}]}`, nil, nil, "tiktok: decode token response: "},
 		{"float id", 200, `{"code":0,"data":{"access_token":"at","advertiser_ids":[1.5]}}`,
 			&tiktok.Grant{AccessToken: "at", Dropped: []string{`advertiser_ids: "1.5" is not an advertiser id (want digits)`}}, nil, ""},
 		{"exponent id", 200, `{"code":0,"data":{"access_token":"at","refresh_token":"rt","advertiser_ids":["7012345678901234567",7.0e18]}}`,

@@ -151,3 +151,39 @@ func FuzzPeekCode(f *testing.F) {
 		}
 	})
 }
+
+// PeekEnvelope reads TikTok's message and request_id beside the code when
+// the prefix holds them whole, without scanning "data" once the code is
+// known.
+func TestPeekEnvelope(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     tiktok.EnvelopeHead
+	}{
+		{"TikTok's order", `{"code":50002,"message":"System error","request_id":"2026120201","data":{}}`,
+			tiktok.EnvelopeHead{Code: 50002, CodeOK: true, Message: "System error", RequestID: "2026120201"}},
+		{"before the code", `{"request_id":"r1","message":"x","code":40100}`,
+			tiktok.EnvelopeHead{Code: 40100, CodeOK: true, Message: "x", RequestID: "r1"}},
+		{"after data is not scanned", `{"code":0,"data":{"request_id":"inner"},"request_id":"late"}`,
+			tiktok.EnvelopeHead{CodeOK: true}},
+		{"nested ones are not it", `{"data":{"request_id":"inner","message":"m"},"code":0}`,
+			tiktok.EnvelopeHead{CodeOK: true}},
+		{"truncated", `{"code":0,"message":"OK","request_id":"2026`,
+			tiktok.EnvelopeHead{CodeOK: true, Message: "OK"}},
+		{"not a string", `{"code":0,"request_id":{"code":7},"message":5,"data":{}}`,
+			tiktok.EnvelopeHead{CodeOK: true}},
+		{"object request_id before code", `{"request_id":{"code":7},"code":3}`,
+			tiktok.EnvelopeHead{Code: 3, CodeOK: true}},
+		{"no code", `{"request_id":"r","message":"x"}`,
+			tiktok.EnvelopeHead{Message: "x", RequestID: "r"}},
+		{"truncated code", `{"request_id":"r","code":401`,
+			tiktok.EnvelopeHead{RequestID: "r"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tiktok.PeekEnvelope([]byte(tt.in)); got != tt.want {
+				t.Errorf("PeekEnvelope(%q) = %+v; want %+v", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -71,11 +71,14 @@ type Grant struct {
 	AdvertiserIDs    []string      // 19-digit ids, always strings
 	Scopes           []string      // as TikTok gives them ("4", "100", or "user.info.basic")
 	OpenID           string        // tiktok_account only
-	// Dropped says which parts of TikTok's answer were unusable and left
-	// out (an advertiser id that is not digits, scopes of an unknown
-	// shape). They are dropped rather than failing the call: a refresh has
-	// already rotated the refresh token, and losing the answer would lose
-	// the credential. Never secret; for the caller to log.
+	// Dropped says which fields of TikTok's answer were unusable and left
+	// out: any field but the access token, of a shape that cannot be read
+	// (an advertiser id that is not digits, advertiser_ids that is not a
+	// list, an expires_in that is not a whole number of seconds, a refresh
+	// token that is not a string). They are dropped rather than failing the
+	// call: a refresh has already rotated the refresh token, and losing the
+	// answer would lose the credential. Never secret (a token's value is
+	// never quoted); for the caller to log.
 	Dropped []string
 }
 
@@ -88,7 +91,7 @@ type Advertiser struct {
 // ErrBadResponse is wrapped by every error about an answer that is not what
 // TikTok sends: not a JSON envelope, no integer "code", or a success without
 // the data the call needs (no access_token; in the advertiser list, an id
-// that is not digits). Such an answer came from TikTok's side (or whatever stands at the
+// that is not digits), or a redirect, which no call follows. Such an answer came from TikTok's side (or whatever stands at the
 // configured URL), so it is neither a refusal (*APIError) nor a failure to
 // reach the endpoint. The wrapping error's text says what was wrong.
 var ErrBadResponse = errors.New("tiktok: unexpected response")

@@ -2,6 +2,7 @@ package tiktoksim
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -67,7 +68,8 @@ type Request struct {
 	Code       int `json:"code"`
 	HTTPStatus int `json:"http_status"`
 	// Fault names the fault knob that answered: "code", "http_status",
-	// "reset" or "latency" (then the request was also served).
+	// "redirect", "body", "reset", or "latency" or "hold" (then the request was also
+	// served; a held one shows in the in-flight list once served).
 	Fault string `json:"fault,omitempty"`
 	// ResponseBytes is how many bytes of response body were written, so a
 	// test can tell a stream cut short from one served in full.
@@ -76,6 +78,11 @@ type Request struct {
 	// cancelled) before the answer was complete: during a stream or an
 	// injected latency. It shows that a proxy cancelled its upstream call.
 	ClientGone bool `json:"client_gone"`
+	// Stray is true for a request that carried an Access-Token to a path
+	// the API does not serve (outside /open_api/, or one the router would
+	// redirect, like /open_api/../sim/): no API call, but a token that
+	// reached TikTok's side all the same.
+	Stray bool `json:"stray,omitempty"`
 }
 
 // call is one request to /open_api/ being served.
@@ -187,8 +194,15 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if !c.applyFault(ep.token) {
+	hold, ok := c.applyFault(ep.token)
+	if !ok {
 		return
+	}
+	var held *heldAnswer
+	sent := cw.ResponseWriter
+	if hold > 0 {
+		held = &heldAnswer{header: http.Header{}}
+		cw.ResponseWriter = held
 	}
 	if known {
 		ep.serve(c)
@@ -198,6 +212,53 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if !c.wrote {
 		c.fail(50000, "simulator: no answer")
 	}
+	if held != nil {
+		cw.ResponseWriter, cw.n = sent, 0
+		c.release(held, hold)
+	}
+}
+
+// heldAnswer is an answer served but not yet sent (Fault.Hold).
+type heldAnswer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (h *heldAnswer) Header() http.Header { return h.header }
+
+func (h *heldAnswer) Write(p []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return h.body.Write(p)
+}
+
+func (h *heldAnswer) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+
+// release sends a held answer after hold, unless the client is gone by
+// then: what the call did (a rotation) stands, and the client never hears.
+func (c *call) release(h *heldAnswer, hold time.Duration) {
+	c.s.updateInflight(*c.rec)
+	t := time.NewTimer(hold)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.r.Context().Done():
+		c.rec.ClientGone = true
+		return
+	case <-c.s.closeCtx.Done():
+		return
+	}
+	for k, v := range h.header {
+		c.w.Header()[k] = v
+	}
+	c.w.WriteHeader(cmp.Or(h.status, http.StatusOK))
+	_, _ = c.w.Write(h.body.Bytes())
 }
 
 // reply writes an envelope.
@@ -667,11 +728,12 @@ func (s *Server) ClearRequests() {
 	s.recNext = 0
 }
 
-// applyFault runs the first matching fault; false means it answered.
-func (c *call) applyFault(tokenEndpoint bool) bool {
+// applyFault runs the first matching fault; serve false means it answered,
+// and hold is how long to hold the answer once served (Fault.Hold).
+func (c *call) applyFault(tokenEndpoint bool) (hold time.Duration, serve bool) {
 	f, ok := c.s.takeFault(c.r.URL.Path, c.r.Header.Get("Access-Token"), tokenEndpoint)
 	if !ok {
-		return true
+		return 0, true
 	}
 	if f.Latency > 0 {
 		c.rec.Fault = "latency"
@@ -683,9 +745,9 @@ func (c *call) applyFault(tokenEndpoint bool) bool {
 		case <-c.r.Context().Done():
 			c.rec.ClientGone = true
 			c.rec.HTTPStatus = 0
-			return false
+			return 0, false
 		case <-c.s.closeCtx.Done():
-			return false
+			return 0, false
 		}
 	}
 	switch {
@@ -694,13 +756,24 @@ func (c *call) applyFault(tokenEndpoint bool) bool {
 		c.rec.HTTPStatus = 0
 		c.wrote = true
 		resetConn(c.w)
-		return false
+		return 0, false
 	case f.HTTPStatus != 0:
 		c.rec.Fault = "http_status"
 		c.rec.HTTPStatus = f.HTTPStatus
 		c.wrote = true
 		http.Error(c.w, fmt.Sprintf("%d simulated fault", f.HTTPStatus), f.HTTPStatus)
-		return false
+		return 0, false
+	case f.Redirect != "":
+		c.rec.Fault = "redirect"
+		c.rec.HTTPStatus = http.StatusTemporaryRedirect
+		c.wrote = true
+		http.Redirect(c.w, c.r, f.Redirect, http.StatusTemporaryRedirect)
+		return 0, false
+	case f.Body != "":
+		c.rec.Fault = "body"
+		c.wrote = true
+		_, _ = io.WriteString(c.w, f.Body)
+		return 0, false
 	case f.Code != 0:
 		c.rec.Fault = "code"
 		msg := f.Message
@@ -708,9 +781,12 @@ func (c *call) applyFault(tokenEndpoint bool) bool {
 			msg = fmt.Sprintf("simulated fault: code %d", f.Code)
 		}
 		c.fail(f.Code, msg)
-		return false
+		return 0, false
 	}
-	return true
+	if f.Hold > 0 {
+		c.rec.Fault = "hold"
+	}
+	return f.Hold, true
 }
 
 // resetConn drops the connection with a TCP RST, as a crashing TikTok

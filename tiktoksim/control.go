@@ -114,8 +114,9 @@ func (s *Server) ctlRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 type configJSON struct {
-	AccessTTL  string `json:"access_ttl,omitempty"`
-	RefreshTTL string `json:"refresh_ttl,omitempty"`
+	AccessTTL      string `json:"access_ttl,omitempty"`
+	RefreshTTL     string `json:"refresh_ttl,omitempty"`
+	OddTokenFields *bool  `json:"odd_token_fields,omitempty"`
 }
 
 func (s *Server) ctlConfig(w http.ResponseWriter, r *http.Request) {
@@ -145,9 +146,15 @@ func (s *Server) ctlConfig(w http.ResponseWriter, r *http.Request) {
 		if c.RefreshTTL != "" {
 			s.SetRefreshTTL(refresh)
 		}
+		if c.OddTokenFields != nil {
+			s.SetOddTokenFields(*c.OddTokenFields)
+		}
 	}
 	access, refresh := s.TTLs()
-	writeJSON(w, http.StatusOK, configJSON{AccessTTL: access.String(), RefreshTTL: refresh.String()})
+	s.mu.Lock()
+	odd := s.oddTokenFields
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, configJSON{AccessTTL: access.String(), RefreshTTL: refresh.String(), OddTokenFields: &odd})
 }
 
 func (s *Server) ctlClock(w http.ResponseWriter, r *http.Request) {

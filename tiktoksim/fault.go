@@ -23,8 +23,9 @@ const (
 )
 
 // Fault breaks matching requests. Latency is waited first; then Reset,
-// HTTPStatus or Code answers, in that order of precedence. A Fault with
-// only Latency delays the request and serves it.
+// HTTPStatus, Redirect, Body or Code answers, in that order of precedence. A Fault with
+// only Latency delays the request and serves it; one with Hold serves it and
+// delays the answer.
 type Fault struct {
 	// Scope is ScopeAPI (""), ScopeToken or ScopeAll.
 	Scope string `json:"scope,omitempty"`
@@ -39,8 +40,18 @@ type Fault struct {
 	Message string `json:"message,omitempty"`
 	// HTTPStatus answers with this status and a text body, no envelope.
 	HTTPStatus int `json:"http_status,omitempty"`
+	// Redirect answers 307 Temporary Redirect to this URL, which a client
+	// must not follow with the secret it sent.
+	Redirect string `json:"redirect,omitempty"`
+	// Body answers HTTP 200 with exactly these bytes: garbage, a truncated
+	// envelope, a login wall standing where TikTok should be.
+	Body string `json:"body,omitempty"`
 	// Latency delays the answer (JSON: a Go duration string).
 	Latency time.Duration `json:"-"`
+	// Hold serves the request (a refresh rotates the token) and then holds
+	// the answer this long before sending it (JSON: a Go duration string):
+	// a client that dies meanwhile never learns what TikTok did.
+	Hold time.Duration `json:"-"`
 	// Reset closes the connection with a TCP RST instead of answering.
 	Reset bool `json:"reset,omitempty"`
 	// Count applies the fault to the next Count matching requests, then
@@ -54,9 +65,13 @@ func (f Fault) MarshalJSON() ([]byte, error) {
 	j := struct {
 		plain
 		Latency string `json:"latency,omitempty"`
+		Hold    string `json:"hold,omitempty"`
 	}{plain: plain(f)}
 	if f.Latency > 0 {
 		j.Latency = f.Latency.String()
+	}
+	if f.Hold > 0 {
+		j.Hold = f.Hold.String()
 	}
 	return json.Marshal(j)
 }
@@ -67,6 +82,7 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	j := struct {
 		*plain
 		Latency string `json:"latency"`
+		Hold    string `json:"hold"`
 	}{plain: (*plain)(f)}
 	// Strict, so a misspelt knob is an error rather than a fault that
 	// silently does something else.
@@ -82,6 +98,13 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 		}
 		f.Latency = d
 	}
+	if j.Hold != "" {
+		d, err := time.ParseDuration(j.Hold)
+		if err != nil {
+			return fmt.Errorf("hold: %w", err)
+		}
+		f.Hold = d
+	}
 	return nil
 }
 
@@ -91,14 +114,14 @@ func (f Fault) validate() error {
 	default:
 		return fmt.Errorf("scope %q: want api, token or all", f.Scope)
 	}
-	if f.Code == 0 && f.HTTPStatus == 0 && f.Latency <= 0 && !f.Reset {
-		return errors.New("a fault needs code, http_status, latency or reset")
+	if f.Code == 0 && f.HTTPStatus == 0 && f.Body == "" && f.Redirect == "" && f.Latency <= 0 && f.Hold <= 0 && !f.Reset {
+		return errors.New("a fault needs code, http_status, redirect, body, latency, hold or reset")
 	}
 	if f.HTTPStatus != 0 && (f.HTTPStatus < 400 || f.HTTPStatus > 599) {
 		return fmt.Errorf("http_status %d: want 400-599", f.HTTPStatus)
 	}
-	if f.Count < 0 || f.Latency < 0 {
-		return errors.New("count and latency must not be negative")
+	if f.Count < 0 || f.Latency < 0 || f.Hold < 0 {
+		return errors.New("count, latency and hold must not be negative")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package tiktoksim
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -223,6 +224,20 @@ func (s *Server) issueLocked(g *grant, now time.Time) any {
 	if s.accessTTL > 0 {
 		expiresIn = int64(s.accessTTL / time.Second)
 		refreshIn = int64(s.refreshTTL / time.Second)
+	}
+	if s.oddTokenFields {
+		odd := map[string]any{
+			"access_token":   g.accessToken,
+			"advertiser_ids": strings.Join(advertiserIDs(g.advertisers), ","),
+			"open_id":        json.Number("7000000000000000099"),
+			"scope":          map[string]any{"permissions": advertiserScopes},
+		}
+		if g.refreshToken != "" {
+			odd["refresh_token"] = g.refreshToken
+			odd["expires_in"] = json.Number(strconv.FormatInt(expiresIn, 10) + ".0")
+			odd["refresh_token_expires_in"] = json.Number(strconv.FormatInt(refreshIn, 10) + ".0")
+		}
+		return odd
 	}
 	if g.kind == KindTikTokAccount {
 		return struct {

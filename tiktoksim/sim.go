@@ -93,6 +93,10 @@ type Server struct {
 	inflight   map[string]Request // by request id, until recorded
 	issued     Issued
 	seq        int // ids of created objects
+
+	// oddTokenFields: token answers carry their fields in odd but
+	// readable shapes (SetOddTokenFields).
+	oddTokenFields bool
 }
 
 type authCode struct {
@@ -171,7 +175,27 @@ func (s *Server) Close() { s.closeFunc() }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern != "/open_api/" && r.Header.Get("Access-Token") != "" {
+		s.recordStray(r)
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// recordStray logs a request that carries an Access-Token to a path the API
+// does not serve, so a test of a proxy sees every token that reached the
+// simulator, wherever it was sent.
+func (s *Server) recordStray(r *http.Request) {
+	rec := Request{
+		Time: s.clock(), RequestID: s.newRequestID(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+		AccessToken: r.Header.Get("Access-Token"), CredentialHeader: r.Header.Get("X-TikTok-Credential"),
+		Authorization: r.Header.Get("Authorization"), Header: r.Header.Clone(), Stray: true,
+	}
+	s.mu.Lock()
+	if t, ok := s.access[rec.AccessToken]; ok {
+		rec.TokenKnown, rec.AppID = true, t.g.appID
+	}
+	s.mu.Unlock()
+	s.record(rec)
 }
 
 // clock is the simulator's time (the Now option plus Advance); it takes
@@ -291,6 +315,17 @@ func (s *Server) SetRefreshTTL(d time.Duration) {
 		d = 365 * 24 * time.Hour
 	}
 	s.refreshTTL = d
+}
+
+// SetOddTokenFields makes exchange and refresh answers carry their tokens
+// as usual but every other field in an odd shape, as a TikTok change might:
+// expires_in as a float (28800.0), open_id as a number, advertiser_ids as a
+// comma-separated string, scope as an object. A client must keep the
+// tokens of such an answer.
+func (s *Server) SetOddTokenFields(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.oddTokenFields = on
 }
 
 // TTLs returns the current access and refresh token lifetimes; an access

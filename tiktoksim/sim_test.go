@@ -460,6 +460,38 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("refresh after clearing faults: %v", err)
 	}
 
+	// A raw body where TikTok's answer should be: garbage, a truncated envelope.
+	for _, body := range []string{"<html>login</html>", `{"code":0,"data":{"access_tok`} {
+		b, _ := json.Marshal(map[string]any{"scope": "token", "body": body, "count": 1})
+		e.control(t, "POST", "/sim/fault", string(b), 200, nil)
+		if _, err := e.c.Refresh(ctx, e.app, g2.RefreshToken); !errors.Is(err, tiktok.ErrBadResponse) {
+			t.Errorf("body fault %q: err = %v, want ErrBadResponse", body, err)
+		}
+		if reqs := e.sim.Requests(); reqs[len(reqs)-1].Fault != "body" {
+			t.Errorf("body fault recorded as %q", reqs[len(reqs)-1].Fault)
+		}
+	}
+
+	// Hold: the refresh is served (the token rotates) but its answer is
+	// held; a client that gives up first never learns the new token.
+	e.control(t, "POST", "/sim/fault", `{"scope":"token","hold":"5s","count":1}`, 200, nil)
+	hctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = e.c.Refresh(hctx, e.app, g2.RefreshToken)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("held answer: err = %v, want the client's deadline", err)
+	}
+	if _, err := e.c.Refresh(ctx, e.app, g2.RefreshToken); !errors.As(err, &apiErr) || apiErr.Code != tiktok.CodeRefreshTokenInvalid {
+		t.Errorf("refresh with the token the held refresh rotated: err = %v, want 40107", err)
+	}
+	g2 = e.grant(t, nil)
+	e.control(t, "POST", "/sim/fault", `{"scope":"token","hold":"50ms","count":1}`, 200, nil)
+	if g3, err := e.c.Refresh(ctx, e.app, g2.RefreshToken); err != nil || g3.RefreshToken == "" {
+		t.Errorf("held answer released: %+v, %v", g3, err)
+	} else {
+		g2 = g3
+	}
+
 	// HTTP 500 on API paths.
 	if err := e.sim.AddFault(tiktoksim.Fault{HTTPStatus: 500, Count: 1}); err != nil {
 		t.Fatal(err)
@@ -775,5 +807,74 @@ func TestIssued(t *testing.T) {
 	}
 	if fmt.Sprint(e.sim.Issued()) != fmt.Sprint(got) {
 		t.Errorf("Issued() = %+v, /sim/issued = %+v", e.sim.Issued(), got)
+	}
+}
+
+// TestStrayRequestsRecorded: a token sent to a path the API does not serve
+// is in the request log too, marked stray; control calls without a token
+// are not.
+func TestStrayRequestsRecorded(t *testing.T) {
+	s := tiktoksim.New(tiktoksim.Options{})
+	defer s.Close()
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	for _, target := range []string{"/sim/requests", "/open_api/v1.3/../../sim/stats", "/elsewhere"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/sim/stats", nil)
+		req.URL.Opaque = target // sent as written, not cleaned
+		req.Header.Set("Access-Token", "leaked-"+target)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(ts.URL + "/sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reqs := s.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("recorded %d requests, want the 3 stray ones: %+v", len(reqs), reqs)
+	}
+	for _, r := range reqs {
+		if !r.Stray || !strings.HasPrefix(r.AccessToken, "leaked-") {
+			t.Errorf("recorded %+v, want a stray request with its token", r)
+		}
+	}
+}
+
+// TestOddTokenFields: with odd_token_fields the answers keep their tokens
+// and carry every other field in an odd shape; the rotation still works.
+func TestOddTokenFields(t *testing.T) {
+	e := newEnv(t, tiktoksim.Options{AccessTTL: 8 * time.Hour})
+	var cfg struct {
+		OddTokenFields bool `json:"odd_token_fields"`
+	}
+	e.control(t, "POST", "/sim/config", `{"odd_token_fields":true}`, 200, &cfg)
+	if !cfg.OddTokenFields {
+		t.Fatalf("config answered %+v", cfg)
+	}
+	g := e.grant(t, nil)
+	if g.ExpiresIn != 8*time.Hour || g.RefreshToken == "" || g.OpenID != "7000000000000000099" || len(g.Dropped) != 2 {
+		t.Fatalf("odd exchange answer read as %+v", g)
+	}
+	g2, err := e.c.Refresh(context.Background(), e.app, g.RefreshToken)
+	if err != nil || g2.RefreshToken == "" || g2.RefreshToken == g.RefreshToken {
+		t.Fatalf("odd refresh answer: %+v, %v", g2, err)
+	}
+}
+
+// TestRedirectFault: the redirect knob answers 307 to the given URL.
+func TestRedirectFault(t *testing.T) {
+	e := newEnv(t, tiktoksim.Options{})
+	g := e.grant(t, nil)
+	e.control(t, "POST", "/sim/fault", `{"scope":"token","redirect":"http://127.0.0.1:1/elsewhere","count":1}`, 200, nil)
+	_, err := e.c.Refresh(context.Background(), e.app, g.RefreshToken)
+	if !errors.Is(err, tiktok.ErrBadResponse) || !strings.Contains(err.Error(), "http://127.0.0.1:1/elsewhere") {
+		t.Errorf("refresh answered with a redirect: err = %v", err)
+	}
+	if reqs := e.sim.Requests(); reqs[len(reqs)-1].Fault != "redirect" || reqs[len(reqs)-1].HTTPStatus != http.StatusTemporaryRedirect {
+		t.Errorf("recorded %+v", reqs[len(reqs)-1])
 	}
 }

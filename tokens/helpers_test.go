@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http/httptrace"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -130,6 +131,7 @@ type fakeAPI struct {
 	gate             chan struct{} // when set, Refresh waits for it to close
 	advGate          chan struct{} // when set, Advertisers waits for it to close
 	entered          chan struct{} // when set, signalled (without blocking) as Refresh starts
+	sent             bool          // Refresh reports the request sent (httptrace GotConn) before its gate
 	issued           []string      // access tokens handed out, in order
 	beforeReturn     func(g *tiktok.Grant)
 }
@@ -152,8 +154,11 @@ func (a *fakeAPI) grant() *tiktok.Grant {
 func (a *fakeAPI) Refresh(ctx context.Context, app tiktok.App, refreshToken string) (*tiktok.Grant, error) {
 	a.mu.Lock()
 	a.refreshCalls++
-	gate, entered := a.gate, a.entered
+	gate, entered, sent := a.gate, a.entered, a.sent
 	a.mu.Unlock()
+	if trace := httptrace.ContextClientTrace(ctx); sent && trace != nil && trace.GotConn != nil {
+		trace.GotConn(httptrace.GotConnInfo{})
+	}
 	if entered != nil {
 		// Never blocks: should single flight break, a second Refresh must
 		// reach the call count and fail the test rather than hang here.

@@ -78,6 +78,7 @@ func TestRejected(t *testing.T) {
 	tests := []struct {
 		name       string
 		longLived  bool
+		refuse     bool  // TikTok refuses the refresh token (40107)
 		advErr     error // what the advertiser listing answers after authorization
 		steps      []rejectStep
 		wantCalls  int
@@ -189,21 +190,55 @@ func TestRejected(t *testing.T) {
 			wantCalls: 1,
 		},
 		{
-			name: "a just-refreshed token rejected: re-authorization",
+			// Two one-off glitches (or a caller's crafted requests) within a
+			// minute: the refresh works and the check passes, so the grant
+			// stays.
+			name: "a just-refreshed token rejected: checked, accepted: nothing marked",
 			steps: []rejectStep{
 				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
 				{after: 10 * time.Second, token: "access-1", code: 40105, want: false},
 			},
-			wantCalls: 1, wantReauth: true,
+			wantCalls: 1, wantChecks: 1,
 		},
 		{
-			name: "three rejections within ten minutes: re-authorization",
+			name: "a just-refreshed token rejected: checked, refused: re-authorization",
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
+				{after: 10 * time.Second, token: "access-1", code: 40105, want: false, revoke: true},
+			},
+			wantCalls: 1, wantChecks: 1, wantReauth: true,
+		},
+		{
+			name: "three rejections within ten minutes: the third is checked, accepted: nothing marked",
 			steps: []rejectStep{
 				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
 				{after: 2 * time.Minute, token: "access-1", code: 40105, want: true},
-				{after: 2 * time.Minute, token: "access-2", code: 40105, want: false},
+				{after: 2 * time.Minute, token: "access-2", code: 40102, want: false},
 			},
-			wantCalls: 2, wantReauth: true,
+			wantCalls: 2, wantChecks: 1,
+		},
+		{
+			name: "three rejections within ten minutes: the third is checked, refused: re-authorization",
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "access-1", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "access-2", code: 40105, want: false, revoke: true},
+			},
+			wantCalls: 2, wantChecks: 1, wantReauth: true,
+		},
+		{
+			name: "two rejections a minute apart: each refreshed, nothing marked",
+			steps: []rejectStep{
+				{after: 2 * time.Minute, token: "access-0", code: 40105, want: true},
+				{after: 2 * time.Minute, token: "access-1", code: 40105, want: true},
+			},
+			wantCalls: 2,
+		},
+		{
+			name:      "a refresh TikTok refuses after a rejection: re-authorization",
+			refuse:    true,
+			steps:     []rejectStep{{after: 2 * time.Minute, token: "access-0", code: 40105, want: false}},
+			wantCalls: 1, wantReauth: true,
 		},
 	}
 	for _, tc := range tests {
@@ -217,7 +252,12 @@ func TestRejected(t *testing.T) {
 				t.Fatal(err)
 			}
 			listed := e.api.advCalls()
-			e.api.set(func(a *fakeAPI) { a.advErr = tc.advErr })
+			e.api.set(func(a *fakeAPI) {
+				a.advErr = tc.advErr
+				if tc.refuse {
+					a.current = "revoked"
+				}
+			})
 			for i, st := range tc.steps {
 				e.clock.Advance(st.after)
 				if st.revoke {
@@ -495,28 +535,28 @@ func TestTwoManagersShareStore(t *testing.T) {
 	}
 }
 
-// TestLockerHeldElsewhere: with a Locker store, a manager that cannot take
-// the lock does not call TikTok.
-func TestLockerHeldElsewhere(t *testing.T) {
-	var ls *lockStore
+// TestLeaseHeldElsewhere: a manager that cannot take
+// the lease does not call TikTok.
+func TestLeaseHeldElsewhere(t *testing.T) {
+	var ls *fakeLeaser
 	e := newEnv(t, func(e *env) {
-		ls = &lockStore{Store: e.store, held: true}
-		e.store = ls
+		ls = &fakeLeaser{held: true}
+		e.opts.Leaser = ls
 	})
 	e.authorize()
 	gen := e.record().Generation
 	e.clock.Set(e.record().AccessExpiresAt)
 	var re *tokens.RefreshError
 	if _, err := e.token(); !errors.As(err, &re) {
-		t.Fatalf("Token while another holds the lock = %v", err)
+		t.Fatalf("Token while another holds the lease = %v", err)
 	}
 	if n := e.api.calls(); n != 0 {
-		t.Fatalf("%d refresh calls while the lock was held elsewhere", n)
+		t.Fatalf("%d refresh calls while the lease was held elsewhere", n)
 	}
 	// The holder stores its own result: waiting is not a failure, and
 	// nothing is written to the record it must compare-and-swap.
 	if g := e.record().Generation; g != gen {
-		t.Errorf("record written while the lock was held elsewhere: generation %d, want %d", g, gen)
+		t.Errorf("record written while the lease was held elsewhere: generation %d, want %d", g, gen)
 	}
 	if f := testutil.ToFloat64(e.opts.Metrics.TokenRefreshes.WithLabelValues(credName, "failure")); f != 0 {
 		t.Errorf("%v refresh failures counted for waiting on another replica", f)
@@ -532,23 +572,23 @@ func TestLockerHeldElsewhere(t *testing.T) {
 		t.Fatalf("Token = %q", tok)
 	}
 	if ls.locks != 2 || ls.unlocks != 1 {
-		t.Fatalf("lock taken %d times, released %d", ls.locks, ls.unlocks)
+		t.Fatalf("lease taken %d times, released %d", ls.locks, ls.unlocks)
 	}
 }
 
-// TestUnstoredGrantKeepsLock: when TikTok rotated the refresh token but
-// storing the answer failed, the refresh lock is kept so no other replica
+// TestUnstoredGrantKeepsLease: when TikTok rotated the refresh token but
+// storing the answer failed, the refresh lease is kept so no other replica
 // spends the refresh token TikTok already invalidated. The retry stores the
-// kept grant under the kept lock, without taking it again (the lock is not
+// kept grant under the kept lease, without taking it again (the lease is not
 // re-entrant) or asking TikTok again, and then releases it once.
-func TestUnstoredGrantKeepsLock(t *testing.T) {
+func TestUnstoredGrantKeepsLease(t *testing.T) {
 	e, ls, st := newUnstoredGrantEnv(t)
 	var re *tokens.RefreshError
 	if _, err := e.token(); !errors.As(err, &re) {
 		t.Fatalf("Token while the store fails = %v, want a RefreshError", err)
 	}
 	if locks, unlocks, held := ls.state(); locks != 1 || unlocks != 0 || !held {
-		t.Fatalf("lock taken %d times, released %d, held %v; want taken once and kept", locks, unlocks, held)
+		t.Fatalf("lease taken %d times, released %d, held %v; want taken once and kept", locks, unlocks, held)
 	}
 	if st.wasPersisted("access-1") {
 		t.Fatal("the grant was stored though the store failed")
@@ -561,18 +601,18 @@ func TestUnstoredGrantKeepsLock(t *testing.T) {
 		t.Fatalf("%d refresh calls, want 1: the unstored grant is stored, not asked for again", n)
 	}
 	if locks, unlocks, held := ls.state(); locks != 1 || unlocks != 1 || held {
-		t.Fatalf("lock taken %d times, released %d, held %v; want the kept lock used and released once", locks, unlocks, held)
+		t.Fatalf("lease taken %d times, released %d, held %v; want the kept lease used and released once", locks, unlocks, held)
 	}
 	if !st.wasPersisted("access-1") {
 		t.Fatal("the grant is not stored")
 	}
 }
 
-// TestUnstoredGrantLockReleased: the lock kept for an unstored grant is
+// TestUnstoredGrantLeaseReleased: the lease kept for an unstored grant is
 // released exactly once when the grant is dropped (a new authorization
-// replaces it, or the Manager closes), and taken again, not reused, by a
-// retry that comes after half its TTL.
-func TestUnstoredGrantLockReleased(t *testing.T) {
+// replaces it, or the Manager closes), and acquired again, not reused, by a
+// retry after it was lost.
+func TestUnstoredGrantLeaseReleased(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		drop      func(e *env)
@@ -590,7 +630,8 @@ func TestUnstoredGrantLockReleased(t *testing.T) {
 				e.t.Fatal(err)
 			}
 		}},
-		{name: "retried after half the TTL", wantLocks: 2, drop: func(e *env) {
+		{name: "lost, then retried", wantLocks: 2, drop: func(e *env) {
+			e.opts.Leaser.(*fakeLeaser).lose()
 			e.clock.Advance(31 * time.Second)
 			if tok, err := e.token(); err != nil || tok != "access-1" {
 				e.t.Fatalf("Token = %q, %v; want the grant TikTok issued", tok, err)
@@ -603,33 +644,34 @@ func TestUnstoredGrantLockReleased(t *testing.T) {
 				t.Fatal("Token served while the store fails")
 			}
 			if _, unlocks, held := ls.state(); unlocks != 0 || !held {
-				t.Fatalf("lock released %d times, held %v; want it kept", unlocks, held)
+				t.Fatalf("lease released %d times, held %v; want it kept", unlocks, held)
 			}
 			tc.drop(e)
 			if locks, unlocks, held := ls.state(); locks != tc.wantLocks || unlocks != tc.wantLocks || held {
-				t.Fatalf("lock taken %d times, released %d, held %v; want %d and %d, released", locks, unlocks, held, tc.wantLocks, tc.wantLocks)
+				t.Fatalf("lease taken %d times, released %d, held %v; want %d and %d, released", locks, unlocks, held, tc.wantLocks, tc.wantLocks)
 			}
 			if n := e.api.calls(); n != 1 {
 				t.Fatalf("%d refresh calls, want 1", n)
 			}
 			_ = e.m.Close()
 			if _, unlocks, _ := ls.state(); unlocks != tc.wantLocks {
-				t.Fatalf("lock released %d times after Close, want %d", unlocks, tc.wantLocks)
+				t.Fatalf("lease released %d times after Close, want %d", unlocks, tc.wantLocks)
 			}
 		})
 	}
 }
 
 // newUnstoredGrantEnv is an authorized credential at its token's expiry,
-// behind a lockStore whose next Put fails.
-func newUnstoredGrantEnv(t *testing.T) (*env, *lockStore, *orderStore) {
+// with a fakeLeaser, whose store's next Put fails.
+func newUnstoredGrantEnv(t *testing.T) (*env, *fakeLeaser, *orderStore) {
 	t.Helper()
-	var ls *lockStore
+	var ls *fakeLeaser
 	var st *orderStore
 	e := newEnv(t, func(e *env) {
 		st = &orderStore{Store: e.store, persisted: map[string]bool{}}
-		ls = &lockStore{Store: st}
-		e.store = ls
+		e.store = st
+		ls = &fakeLeaser{}
+		e.opts.Leaser = ls
 	})
 	e.authorize()
 	st.mu.Lock()
@@ -690,16 +732,23 @@ func (s *writeStore) Put(ctx context.Context, rec *tokens.Record, expect uint64)
 	return err
 }
 
-// lockStore is a Locker that is not re-entrant, as a SET NX lock is: while
-// held, TryLock refuses everyone, the holder too. Its TTL never runs out.
-type lockStore struct {
-	tokens.Store
+// fakeLeaser is a Leaser that is not re-entrant, as a SET NX lease is:
+// while held, Acquire refuses everyone, the holder too. Its TTL never runs
+// out; lose makes the current lease lost, as an expiry would.
+type fakeLeaser struct {
 	mu             sync.Mutex
 	held           bool // by anyone: set by a test for a holder elsewhere
-	locks, unlocks int  // TryLock calls, and calls of the unlocks it returned
+	locks, unlocks int  // Acquire calls, and Release calls
+	cur            *fakeLease
 }
 
-func (l *lockStore) TryLock(ctx context.Context, credential string, ttl time.Duration) (func(), bool, error) {
+type fakeLease struct {
+	l        *fakeLeaser
+	lost     chan struct{}
+	released bool
+}
+
+func (l *fakeLeaser) Acquire(ctx context.Context, credential string, ttl time.Duration) (tokens.Lease, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.locks++
@@ -707,19 +756,41 @@ func (l *lockStore) TryLock(ctx context.Context, credential string, ttl time.Dur
 		return nil, false, nil
 	}
 	l.held = true
-	released := false
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.unlocks++
-		if !released {
-			released, l.held = true, false
-		}
-	}, true, nil
+	l.cur = &fakeLease{l: l, lost: make(chan struct{})}
+	return l.cur, true, nil
 }
 
-// state is the lock's counters and whether it is held.
-func (l *lockStore) state() (locks, unlocks int, held bool) {
+// lose makes the lease held now lost and the leaser free.
+func (l *fakeLeaser) lose() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.cur.lost)
+	l.held, l.cur = false, nil
+}
+
+func (f *fakeLease) Extend(ctx context.Context) error {
+	select {
+	case <-f.lost:
+		return tokens.ErrLeaseLost
+	default:
+		return nil
+	}
+}
+
+func (f *fakeLease) Release(ctx context.Context) error {
+	f.l.mu.Lock()
+	defer f.l.mu.Unlock()
+	f.l.unlocks++
+	if f.l.cur == f && !f.released {
+		f.released, f.l.held, f.l.cur = true, false, nil
+	}
+	return nil
+}
+
+func (f *fakeLease) Lost() <-chan struct{} { return f.lost }
+
+// state is the leaser's counters and whether a lease is held.
+func (l *fakeLeaser) state() (locks, unlocks int, held bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.locks, l.unlocks, l.held
@@ -945,8 +1016,21 @@ func TestLostRefreshTokenKeepsServingValidAccessToken(t *testing.T) {
 	if g := testutil.ToFloat64(e.opts.Metrics.ReauthRequired.WithLabelValues(credName)); g != 1 {
 		t.Fatalf("reauthorization gauge %v", g)
 	}
-	// TikTok refuses it: no refresh is attempted, it stops serving.
+	// A rejection the check disproves (a caller's crafted request, a
+	// glitch) leaves it serving.
 	calls := e.api.calls()
+	if e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) {
+		t.Fatal("Rejected asked for a retry without any token to retry with")
+	}
+	if tok, err := e.token(); err != nil || tok != "access-0" {
+		t.Fatalf("Token after a rejection the check disproved = %q, %v; want access-0 still served", tok, err)
+	}
+	// TikTok refuses it, and the check too: no refresh is attempted, it
+	// stops serving.
+	e.clock.Advance(time.Minute)
+	e.api.set(func(a *fakeAPI) {
+		a.advErr = &tiktok.APIError{Code: tiktok.CodeTokenInvalid, Message: "Access token is invalid"}
+	})
 	if e.m.Rejected(context.Background(), credName, "access-0", tiktok.CodeTokenInvalid) {
 		t.Fatal("Rejected asked for a retry without any token to retry with")
 	}
@@ -960,7 +1044,7 @@ func TestLostRefreshTokenKeepsServingValidAccessToken(t *testing.T) {
 		t.Fatal("the refusal is not persisted")
 	}
 	// A new authorization clears everything.
-	e.api.set(func(a *fakeAPI) { a.current = "refresh-0" })
+	e.api.set(func(a *fakeAPI) { a.current, a.advErr = "refresh-0", nil })
 	e.authorize()
 	if tok, err := e.token(); err != nil || tok != "access-0" {
 		t.Fatalf("Token after re-authorization = %q, %v", tok, err)

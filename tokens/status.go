@@ -11,6 +11,56 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 )
 
+// Status is a credential's state without any secret: what /authorize,
+// /api/credentials and the status command show.
+type Status struct {
+	Name             string        `json:"name"`
+	Kind             string        `json:"kind"` // tiktok.KindAdvertiser or tiktok.KindTikTokAccount
+	Authorized       bool          `json:"authorized"`
+	Advertisers      []Advertiser  `json:"advertisers"`
+	Scopes           []string      `json:"scopes"`
+	AccessExpiresAt  time.Time     `json:"access_expires_at,omitzero"`
+	RefreshExpiresAt time.Time     `json:"refresh_expires_at,omitzero"`
+	Refreshable      bool          `json:"refreshable"`
+	AuthorizedAt     time.Time     `json:"authorized_at,omitzero"`
+	LastRefresh      RefreshResult `json:"last_refresh,omitzero"`
+	ReauthRequired   bool          `json:"reauthorization_required"`
+	ReauthReason     string        `json:"reauthorization_reason,omitempty"`
+	// AccessRejected: TikTok rejected the access token itself, so it is
+	// unusable whatever its expiry says.
+	AccessRejected bool `json:"access_rejected,omitempty"`
+}
+
+func (s *Source) status() Status {
+	return StatusFromRecord(s.cred.Name, s.cred.App.Kind, s.current())
+}
+
+// Status returns the credential's current state. A credential that is not
+// authorized or needs re-authorization is first looked up in the store
+// again (at most once a second), so a grant another process stored shows.
+func (m *Manager) Status(name string) (Status, error) {
+	s, ok := m.byName[name]
+	if !ok {
+		return Status{}, fmt.Errorf("%w: %q", ErrUnknownCredential, name)
+	}
+	return s.freshStatus(), nil
+}
+
+// Statuses returns every configured credential's state, in config order,
+// re-read from the store as Status does.
+func (m *Manager) Statuses() []Status {
+	out := make([]Status, len(m.sources))
+	for i, s := range m.sources {
+		out[i] = s.freshStatus()
+	}
+	return out
+}
+
+func (s *Source) freshStatus() Status {
+	s.recheckStore(s.m.ctx)
+	return s.status()
+}
+
 // Clone returns a deep copy of r (nil for nil), so a caller may keep or
 // change it without touching the original.
 func (r *Record) Clone() *Record {
@@ -70,6 +120,7 @@ func StatusFromRecord(name, kind string, rec *Record) Status {
 	st.LastRefresh = rec.LastRefresh
 	st.ReauthRequired = rec.ReauthRequired
 	st.ReauthReason = rec.ReauthReason
+	st.AccessRejected = rec.AccessRejected
 	return st
 }
 
@@ -97,6 +148,9 @@ func FormatStatusTable(w io.Writer, st []Status, now time.Time) error {
 			if !s.Refreshable {
 				refresh = "-"
 			}
+			if s.AccessRejected {
+				access = "rejected by TikTok"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			s.Name, yesNo(s.Authorized), advertiserList(s.Advertisers), s.Kind, access, refresh, reauth, lastRefresh(s.LastRefresh, now))
@@ -111,18 +165,27 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// maxListedAdvertisers bounds the ADVERTISERS column: an agency grant can
+// hold hundreds, which would bury every other column.
+const maxListedAdvertisers = 3
+
 func advertiserList(ads []Advertiser) string {
 	if len(ads) == 0 {
 		return "-"
 	}
-	parts := make([]string, len(ads))
-	for i, a := range ads {
-		parts[i] = a.ID
+	parts := make([]string, 0, maxListedAdvertisers)
+	for _, a := range ads[:min(len(ads), maxListedAdvertisers)] {
+		part := a.ID
 		if a.Name != "" {
-			parts[i] += " (" + oneLine(a.Name) + ")"
+			part += " (" + oneLine(a.Name) + ")"
 		}
+		parts = append(parts, part)
 	}
-	return strings.Join(parts, ", ")
+	list := strings.Join(parts, ", ")
+	if more := len(ads) - maxListedAdvertisers; more > 0 {
+		list += fmt.Sprintf(" (+%d more)", more)
+	}
+	return list
 }
 
 func expiresIn(t, now time.Time, zero string) string {

@@ -68,15 +68,6 @@ type Store interface {
 	Close() error
 }
 
-// Locker is implemented by stores shared between processes (redis). A
-// Manager holding a Locker takes the lock before refreshing so exactly one
-// replica refreshes a credential; others re-read the store.
-type Locker interface {
-	// TryLock takes credential's refresh lock for ttl. ok is false when
-	// another holder has it. unlock releases it only if still held.
-	TryLock(ctx context.Context, credential string, ttl time.Duration) (unlock func(), ok bool, err error)
-}
-
 // Store errors.
 var (
 	ErrNotFound = errors.New("tokens: no record")

@@ -30,6 +30,10 @@ import (
 // finish after SIGTERM before their connections are closed under them.
 const defaultShutdownTimeout = 25 * time.Second
 
+// flushTimeout bounds the retries, at shutdown, of writing a grant the
+// store refused; past it the grant is lost and serve exits 1 naming it.
+const flushTimeout = 3 * time.Second
+
 // defaultHandlerGrace bounds the wait, once their connections are closed,
 // for handlers still running before the store is closed under them.
 const defaultHandlerGrace = 2 * time.Second
@@ -47,6 +51,11 @@ type app struct {
 	proxyLn  net.Listener
 	adminLn  net.Listener
 	registry *prometheus.Registry
+
+	// forward and forwardLn serve forward_proxy; nil when it is off.
+	forward   *http.Server
+	forwardLn net.Listener
+
 	// shutdownTimeout bounds the wait for in-flight requests once Run's
 	// context ends; newApp sets defaultShutdownTimeout.
 	shutdownTimeout time.Duration
@@ -70,19 +79,26 @@ type inFlight struct {
 // wrap counts h's calls while they run.
 func (f *inFlight) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		f.n++
-		f.mu.Unlock()
-		defer func() {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if f.n--; f.n == 0 && f.idle != nil {
-				close(f.idle)
-				f.idle = nil
-			}
-		}()
+		f.begin()
+		defer f.end()
 		h.ServeHTTP(w, r)
 	})
+}
+
+// begin counts one more running; end, called once for each begin, one less.
+func (f *inFlight) begin() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inFlight) end() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n--; f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
 }
 
 // wait waits up to d for no handler to be running; it returns how many
@@ -109,7 +125,10 @@ func (f *inFlight) wait(d time.Duration) int {
 	return f.n
 }
 
-// newLogger builds the slog logger of the log: config section.
+// newLogger builds the slog logger of the log: config section. A duration
+// (slog.Duration) reads as people write one in text, "duration=12.3ms",
+// and in JSON as the number log pipelines compare and sum,
+// "duration_seconds":0.0123.
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
@@ -117,9 +136,39 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
+		opts.ReplaceAttr = textDuration
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
+	opts.ReplaceAttr = jsonDuration
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// textDuration rounds a duration to three significant figures: 12.3ms,
+// 29.6µs, 1.23s.
+func textDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	d := a.Value.Duration()
+	unit := time.Duration(1)
+	for v := d.Abs(); v >= 1000*unit && unit < time.Hour; {
+		unit *= 10
+	}
+	a.Value = slog.DurationValue(d.Round(unit))
+	return a
+}
+
+// jsonDuration turns a duration into seconds, a float, under the key
+// <key>_seconds.
+func jsonDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindDuration {
+		return a
+	}
+	key := "duration_seconds" // the access log's, without building it per line
+	if a.Key != "duration" {
+		key = a.Key + "_seconds"
+	}
+	return slog.Float64(key, a.Value.Duration().Seconds())
 }
 
 // appFor resolves a credential's TikTok app: kind defaults for every OAuth
@@ -147,15 +196,15 @@ func managerCredentials(cfg *config.Config) []tokens.Credential {
 	return out
 }
 
-// openStore opens the configured token store.
-func openStore(cfg *config.Config) (tokens.Store, error) {
+// openStore opens the configured token store; opts apply to the file store.
+func openStore(cfg *config.Config, opts ...filestore.Option) (tokens.Store, error) {
 	switch cfg.Store.Backend {
 	case "file":
 		key, err := cfg.Store.Key()
 		if err != nil {
 			return nil, err
 		}
-		st, err := filestore.Open(cfg.Store.Path, key)
+		st, err := filestore.Open(cfg.Store.Path, key, opts...)
 		if err != nil {
 			// Not st itself: a nil *Store in a non-nil Store interface
 			// would be closed by the caller's cleanup.
@@ -209,9 +258,10 @@ func newRegistry() (*prometheus.Registry, *metrics.Metrics) {
 // Run serves until ctx ends, then shuts down gracefully: stop accepting,
 // finish in-flight requests (bounded), stop refreshing, flush the store.
 // Requests still running past the bound are cut off; that is the bound
-// working, not a failure, so Run still returns nil.
+// working, not a failure, so Run still returns nil; a grant the store refused
+// until flushTimeout is, and Run returns the error naming it (exit 1).
 func (a *app) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	serve := func(s *http.Server, ln net.Listener) {
 		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -219,9 +269,16 @@ func (a *app) Run(ctx context.Context) error {
 	}
 	go serve(a.proxy, a.proxyLn)
 	go serve(a.admin, a.adminLn)
+	listeners := []any{"proxy", httpURL(a.proxyLn.Addr())}
+	if a.forward != nil {
+		go serve(a.forward, a.forwardLn)
+		listeners = append(listeners, "forward_proxy", httpURL(a.forwardLn.Addr()))
+	}
 	a.manager.Start(ctx)
-	a.log.Info("tiktok-auth-proxy serving", "proxy", httpURL(a.proxyLn.Addr()), "admin", httpURL(a.adminLn.Addr()),
-		"setup_page", httpURL(a.adminLn.Addr())+"/authorize", "credentials", len(a.cfg.Credentials), "version", version)
+	a.log.Info("tiktok-auth-proxy serving", append(listeners, "admin", httpURL(a.adminLn.Addr()),
+		"setup_page", a.setup.SetupURL(httpURL(a.adminLn.Addr())), "upstream", a.cfg.Upstream.BaseURL,
+		"store", storeLocation(a.cfg.Store), "encryption", a.cfg.Store.EncryptionKey != "",
+		slog.Group("credentials", a.credentialStates()...), "version", version)...)
 
 	var runErr error
 	select {
@@ -231,11 +288,30 @@ func (a *app) Run(ctx context.Context) error {
 		a.log.Error("listener failed", "error", runErr)
 	}
 	a.shutdown()
-	err := errors.Join(runErr, a.Close())
+	err := errors.Join(runErr, a.flush(), a.Close())
 	if err == nil {
 		a.log.Info("stopped")
 	}
 	return err
+}
+
+// storeLocation names where tokens are kept, for the start line: the file's
+// path, or the Redis address and database.
+func storeLocation(s config.Store) string {
+	if s.Backend == "redis" {
+		return fmt.Sprintf("redis://%s/%d", s.Redis.Address, s.Redis.DB)
+	}
+	return "file:" + s.Path
+}
+
+// credentialStates is each credential's state as the setup page names it,
+// for the start line.
+func (a *app) credentialStates() []any {
+	var out []any
+	for _, st := range a.manager.Statuses() {
+		out = append(out, slog.String(st.Name, setup.State(st, "")))
+	}
+	return out
 }
 
 // shutdown stops both listeners at once and waits up to shutdownTimeout for
@@ -243,9 +319,12 @@ func (a *app) Run(ctx context.Context) error {
 func (a *app) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), a.shutdownTimeout)
 	defer cancel()
-	var proxyErr, adminErr error
+	var proxyErr, adminErr, forwardErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { proxyErr = a.proxy.Shutdown(sctx) })
+	if a.forward != nil {
+		wg.Go(func() { forwardErr = a.forward.Shutdown(sctx) })
+	}
 	wg.Go(func() {
 		// Long-polls of the authorize command answer now instead of holding
 		// Shutdown for up to their timeout.
@@ -253,7 +332,16 @@ func (a *app) shutdown() {
 		adminErr = a.admin.Shutdown(sctx)
 	})
 	wg.Wait()
-	err := errors.Join(proxyErr, adminErr)
+	err := errors.Join(proxyErr, adminErr, forwardErr)
+	if err == nil && a.forward != nil {
+		// Requests inside forward-proxy tunnels run on hijacked
+		// connections, which Shutdown does not wait for; they are counted
+		// among the handlers.
+		dl, _ := sctx.Deadline()
+		if n := a.handlers.wait(time.Until(dl)); n > 0 {
+			err = fmt.Errorf("%d requests inside forward-proxy tunnels still running", n)
+		}
+	}
 	if err == nil {
 		return
 	}
@@ -263,12 +351,27 @@ func (a *app) shutdown() {
 	// connections are closed whatever it returns.
 	_ = a.proxy.Close()
 	_ = a.admin.Close()
+	if a.forward != nil {
+		_ = a.forward.Close()
+	}
 	// Handlers whose connection was closed end soon (their context is
 	// cancelled), but only once they return may the store close.
 	if n := a.handlers.wait(a.handlerGrace); n > 0 {
 		a.log.Warn("handlers still running after their connections were closed; stopping anyway",
 			"handlers", n, "waited", a.handlerGrace.String())
 	}
+}
+
+// flush writes, within flushTimeout, every grant the store refused so far;
+// its error names each credential whose grant is lost with this process.
+func (a *app) flush() error {
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	err := a.manager.Flush(ctx)
+	if err != nil {
+		a.log.Error("grants the store refused are lost on exit", "credentials", a.manager.Unpersisted(), "error", err.Error())
+	}
+	return err
 }
 
 // Close stops the token manager and closes the store.
@@ -299,16 +402,27 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	if a.adminLn, err = listen("admin", cfg.AdminListen); err != nil {
 		return nil, err
 	}
-	if a.store, err = openStore(cfg); err != nil {
+	if cfg.ForwardProxy.Listen != "" {
+		if a.forwardLn, err = listen("forward proxy", cfg.ForwardProxy.Listen); err != nil {
+			return nil, err
+		}
+	}
+	if a.store, err = openStore(cfg, filestore.WithLogger(log)); err != nil {
 		return nil, err
 	}
 	reg, m := newRegistry()
 	a.registry = reg
+	for _, c := range cfg.Credentials {
+		m.InitCredential(c.Name)
+	}
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
-		Metrics:       m,
-		Logger:        log,
+		// The file backend serves one process; a shared store brings its
+		// own Leaser.
+		Leaser:  tokens.NewMemoryLeaser(nil),
+		Metrics: m,
+		Logger:  log,
 	})
 	if err != nil {
 		return nil, err
@@ -320,28 +434,39 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	creds := make([]setup.Credential, 0, len(cfg.Credentials))
 	for _, c := range cfg.Credentials {
-		creds = append(creds, setup.Credential{Name: c.Name, Description: c.Description, Kind: c.Kind, App: appFor(cfg, c)})
+		creds = append(creds, setup.Credential{Name: c.Name, Description: c.Description, Kind: c.Kind, App: appFor(cfg, c),
+			AdvertiserIDs: c.AdvertiserIDs, Default: c.Default})
 	}
 	admin, err := setup.New(setup.Options{
-		Credentials:  creds,
-		Tokens:       a.manager,
-		Exchanger:    api,
-		AdminToken:   cfg.AdminToken,
-		Loopback:     config.IsLoopback(cfg.AdminListen),
-		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		ProxyURL:     proxyURL,
-		BreakerState: px.BreakerState,
-		Logger:       log,
+		Credentials: creds,
+		Tokens:      a.manager,
+		Exchanger:   api,
+		AdminToken:  cfg.AdminToken,
+		Loopback:    config.IsLoopback(cfg.AdminListen),
+		Metrics:     promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		ProxyURL:    proxyURL,
+		Breaker: func(name string) setup.BreakerInfo {
+			b := px.Breaker(name)
+			return setup.BreakerInfo{State: b.State, Until: b.Until, LastError: b.LastError}
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log), newServer(a.handlers.wrap(admin), log), admin
+	if a.forwardLn != nil {
+		fwd, err := newForward(cfg.ForwardProxy, px.Core(), &a.handlers, log)
+		if err != nil {
+			return nil, err
+		}
+		a.forward = newServer(fwd, log)
+	}
 	return a, nil
 }
 
 func (a *app) closeListeners() {
-	for _, ln := range []net.Listener{a.proxyLn, a.adminLn} {
+	for _, ln := range []net.Listener{a.proxyLn, a.adminLn, a.forwardLn} {
 		if ln != nil {
 			ln.Close()
 		}

@@ -93,7 +93,7 @@ credentials:
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := io.WriteString(conn, "POST /open_api/v1.3/campaign/create/ HTTP/1.1\r\nHost: proxy\r\n"+
+	if _, err := io.WriteString(conn, "POST /open_api/v1.3/campaign/create/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"+
 		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ credentials:
 		t.Fatal(err)
 	}
 	defer linger.Close()
-	if _, err := io.WriteString(linger, "GET /linger HTTP/1.1\r\nHost: proxy\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(linger, "GET /linger HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []chan struct{}{inFlight, lingering} {

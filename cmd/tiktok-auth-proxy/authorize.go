@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
@@ -13,25 +15,28 @@ import (
 )
 
 func runAuthorize(ctx context.Context, args []string, s stdio) error {
-	fs := newFlags("authorize", "[--config FILE] --credential NAME", s.out)
+	fs := newFlags("authorize", "[--config FILE] [--credential NAME]", s.out)
 	path := fs.String("config", defaultConfig, "config file")
-	name := fs.String("credential", "", "the credential to authorize (its configured name)")
+	name := fs.String("credential", "", "the credential to authorize (its configured name); may be left out when there is only one")
 	if err := parseFlags(fs, args); err != nil {
 		return helpOr(fs, err)
-	}
-	if *name == "" {
-		return usagef("authorize: --credential is required")
 	}
 	cfg, err := loadConfig(*path, s)
 	if err != nil {
 		return err
+	}
+	if *name == "" {
+		if len(cfg.Credentials) != 1 {
+			return usagef("authorize: --credential is required with %d credentials in %s (%s)", len(cfg.Credentials), *path, strings.Join(credentialNames(cfg), ", "))
+		}
+		*name = cfg.Credentials[0].Name
 	}
 	cred, ok := cfg.Credential(*name)
 	if !ok {
 		return usagef("authorize: no credential named %q in %s", *name, *path)
 	}
 	app := appFor(cfg, *cred)
-	store := &lazyAuthorizer{cfg: cfg}
+	store := &lazyAuthorizer{cfg: cfg, log: newLogger(cfg.Log, s.err)}
 	defer store.Close()
 	return setup.Terminal(ctx, setup.TerminalOptions{
 		Credential: cred.Name,
@@ -40,10 +45,23 @@ func runAuthorize(ctx context.Context, args []string, s stdio) error {
 		Tokens:     store,
 		In:         s.in,
 		Out:        s.out,
-		AdminURL:   "http://" + dialable(cfg.AdminListen),
+		AdminURL:   listenURL(cfg.AdminListen),
 		AdminToken: cfg.AdminToken,
 	})
 }
+
+// credentialNames lists the configured credentials' names in config order.
+func credentialNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Credentials))
+	for i, c := range cfg.Credentials {
+		names[i] = c.Name
+	}
+	return names
+}
+
+// listenURL is the http:// URL of a configured listen address, for the
+// commands that talk to a running serve.
+func listenURL(addr string) string { return "http://" + dialable(addr) }
 
 // dialable turns a listen address into one a client can dial: a wildcard
 // host becomes 127.0.0.1.
@@ -63,6 +81,7 @@ func dialable(addr string) string {
 // flow through its admin listener) is never raced by a second writer.
 type lazyAuthorizer struct {
 	cfg     *config.Config
+	log     *slog.Logger
 	once    sync.Once
 	store   tokens.Store
 	manager *tokens.Manager
@@ -76,7 +95,7 @@ func (l *lazyAuthorizer) Authorize(ctx context.Context, name string, g *tiktok.G
 		}
 		l.manager, l.err = tokens.NewManager(ctx, l.store, managerCredentials(l.cfg),
 			&tiktok.Client{HTTP: tiktokHTTPClient(l.cfg.Upstream.Timeout)},
-			tokens.Options{RefreshBefore: l.cfg.Tokens.RefreshBefore})
+			tokens.Options{RefreshBefore: l.cfg.Tokens.RefreshBefore, Logger: l.log})
 	})
 	if l.err != nil {
 		return tokens.Status{}, l.err

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktoksim"
-	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
 const defaultConfig = "./config.yaml"
@@ -17,7 +15,12 @@ const defaultConfig = "./config.yaml"
 // loadConfig loads the config; a content problem is printed one per line
 // on stderr and returned as errReported.
 func loadConfig(path string, s stdio) (*config.Config, error) {
-	cfg, err := config.Load(path)
+	return loadConfigWith(path, config.LoadOptions{}, s)
+}
+
+// loadConfigWith is loadConfig with opts.
+func loadConfigWith(path string, opts config.LoadOptions, s stdio) (*config.Config, error) {
+	cfg, err := config.LoadWith(path, opts)
 	var ve *config.ValidationError
 	if errors.As(err, &ve) {
 		fmt.Fprintln(s.err, ve.Error())
@@ -36,43 +39,16 @@ func runCheck(_ context.Context, args []string, s stdio) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(s.out, "config OK: %d credentials\n", len(cfg.Credentials))
+	fmt.Fprintf(s.out, "config OK: %s\n", plural(len(cfg.Credentials), "credential"))
 	return nil
 }
 
-func runStatus(ctx context.Context, args []string, s stdio) error {
-	fs := newFlags("status", "[--config FILE] [--json]", s.out)
-	path := fs.String("config", defaultConfig, "config file")
-	asJSON := fs.Bool("json", false, "print JSON for scripts instead of a table")
-	if err := parseFlags(fs, args); err != nil {
-		return helpOr(fs, err)
+// plural renders a count with its noun: "1 credential", "2 credentials".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
-	cfg, err := loadConfig(*path, s)
-	if err != nil {
-		return err
-	}
-	// The store is only read, so this works while serve runs.
-	store, err := openStore(cfg)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	st := make([]tokens.Status, 0, len(cfg.Credentials))
-	for _, c := range cfg.Credentials {
-		rec, err := store.Get(ctx, c.Name)
-		if errors.Is(err, tokens.ErrNotFound) {
-			rec = nil
-		} else if err != nil {
-			return fmt.Errorf("read store: %w", err)
-		}
-		st = append(st, tokens.StatusFromRecord(c.Name, c.Kind, rec))
-	}
-	if *asJSON {
-		enc := json.NewEncoder(s.out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	return tokens.FormatStatusTable(s.out, st, time.Now())
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func runSimulate(ctx context.Context, args []string, s stdio) error {

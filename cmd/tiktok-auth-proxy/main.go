@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"runtime"
@@ -32,6 +33,10 @@ func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(form
 // (check's problem list): exit 1 without a second message.
 var errReported = errors.New("reported")
 
+// errUsageShown is returned after a usage text was printed in place of
+// running a command: exit 2 without a second message.
+var errUsageShown = errors.New("usage shown")
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
@@ -46,6 +51,8 @@ func exitCode(err error, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errReported):
 		return 1
+	case errors.Is(err, errUsageShown):
+		return 2
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "tiktok-auth-proxy: %v (see 'tiktok-auth-proxy help')\n", err)
 		return 2
@@ -73,6 +80,8 @@ var commands = []command{
 	{"authorize", "authorize a credential from the terminal", runAuthorize},
 	{"demo", "run the proxy against the bundled TikTok simulator", runDemo},
 	{"simulate", "run the TikTok simulator alone", runSimulate},
+	{"ca", "create a CA for forward-proxy mode (HTTPS_PROXY)", runCA},
+	{"healthcheck", "exit 0 when the running proxy's /readyz answers 200, else 1", runHealthcheck},
 	{"version", "print version, commit and Go version", runVersion},
 }
 
@@ -80,6 +89,12 @@ var commands = []command{
 func run(ctx context.Context, args []string, in io.Reader, out, errw io.Writer) error {
 	s := stdio{in: in, out: out, err: errw}
 	if len(args) == 0 {
+		if _, err := os.Stat(defaultConfig); errors.Is(err, fs.ErrNotExist) {
+			// A first run without arguments: say what to do rather
+			// than that a file is missing.
+			printShortUsage(errw)
+			return errUsageShown
+		}
 		return runServe(ctx, nil, s)
 	}
 	name := args[0]
@@ -87,6 +102,8 @@ func run(ctx context.Context, args []string, in io.Reader, out, errw io.Writer) 
 	case "help", "-h", "-help", "--help":
 		printUsage(out)
 		return nil
+	case "-v", "-version", "--version":
+		return runVersion(ctx, args[1:], s)
 	}
 	if len(name) > 0 && name[0] == '-' {
 		return runServe(ctx, args, s)
@@ -99,12 +116,20 @@ func run(ctx context.Context, args []string, in io.Reader, out, errw io.Writer) 
 	return usagef("unknown command %q", name)
 }
 
+// printShortUsage is what a bare run without ./config.yaml prints.
+func printShortUsage(w io.Writer) {
+	fmt.Fprintln(w, "tiktok-auth-proxy: no ./config.yaml here, so there is nothing to serve.")
+	fmt.Fprintln(w, "  tiktok-auth-proxy demo                   try it against the bundled TikTok simulator")
+	fmt.Fprintln(w, "  tiktok-auth-proxy serve --config FILE    run the proxy (start from config.example.yaml)")
+	fmt.Fprintln(w, "  tiktok-auth-proxy --help                 every command")
+}
+
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: tiktok-auth-proxy <command> [flags]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'tiktok-auth-proxy <command> --help' for a command's flags.")

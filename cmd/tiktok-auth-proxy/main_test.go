@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +41,11 @@ func TestCheck(t *testing.T) {
 `)
 	code, out, errOut := runCLI(t, "", "check", "--config", good)
 	if code != 0 || out != "config OK: 2 credentials\n" || errOut != "" {
+		t.Errorf("check good config: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	one := writeFile(t, "one.yaml", "credentials: [{name: main, app_id: \"7123456789012345678\", app_secret: s3cret-value}]\n")
+	code, out, errOut = runCLI(t, "", "check", "--config", one)
+	if code != 0 || out != "config OK: 1 credential\n" || errOut != "" {
 		t.Errorf("check good config: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 
@@ -82,12 +89,13 @@ func TestUsageAndExitCodes(t *testing.T) {
 		wantErr  string // "" means stderr must be empty
 	}{
 		{[]string{"version"}, 0, "tiktok-auth-proxy dev (commit unknown, go", ""},
+		{[]string{"--version"}, 0, "tiktok-auth-proxy dev (commit unknown, go", ""},
+		{[]string{"-v"}, 0, "tiktok-auth-proxy dev (commit unknown, go", ""},
 		{[]string{"help"}, 0, "Commands:", ""},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{"check", "--nope"}, 2, "", "flag provided but not defined"},
 		{[]string{"serve", "--config"}, 2, "", "flag needs an argument"},
 		{[]string{"check", "stray"}, 2, "", `unexpected argument "stray"`},
-		{[]string{"authorize"}, 2, "", "--credential is required"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -117,5 +125,50 @@ func TestHelpEveryCommand(t *testing.T) {
 				t.Errorf("usage printed %d times:\n%s", n, out)
 			}
 		})
+	}
+}
+
+// TestNoArgumentsNoConfig: a first run with neither arguments nor
+// ./config.yaml points to demo and --help instead of failing on a file.
+func TestNoArgumentsNoConfig(t *testing.T) {
+	t.Chdir(t.TempDir())
+	code, out, errOut := runCLI(t, "")
+	if code != 2 || out != "" {
+		t.Errorf("exit %d (want 2), stdout %q", code, out)
+	}
+	for _, want := range []string{"no ./config.yaml", "tiktok-auth-proxy demo", "tiktok-auth-proxy --help"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if strings.Contains(errOut, "no such file") {
+		t.Errorf("stderr shows a bare file error:\n%s", errOut)
+	}
+}
+
+// TestAuthorizeCredentialOptional: --credential may be left out when the
+// config has one credential, and is asked for by name otherwise.
+func TestAuthorizeCredentialOptional(t *testing.T) {
+	two := writeFile(t, "two.yaml", `credentials:
+  - {name: main, app_id: "7123456789012345678", app_secret: s3cret-value, default: true}
+  - {name: other, app_id: "7123456789012345679", app_secret: s3cret-value}
+`)
+	code, out, errOut := runCLI(t, "", "authorize", "--config", two)
+	if code != 2 || out != "" || !strings.Contains(errOut, "--credential is required with 2 credentials in "+two+" (main, other)") {
+		t.Errorf("authorize with two credentials: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+
+	// The admin listener is a closed port and stdin is empty: the flow
+	// prints the consent URL of the only credential, then ends on EOF.
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	one := writeFile(t, "one.yaml", "admin_listen: "+strings.TrimPrefix(down.URL, "http://")+`
+upstream: {base_url: "http://127.0.0.1:1"}
+credentials:
+  - {name: solo, app_id: "7123456789012345670", app_secret: s3cret-value}
+`)
+	_, out, errOut = runCLI(t, "", "authorize", "--config", one)
+	if !strings.Contains(out, "app_id=7123456789012345670") {
+		t.Errorf("authorize without --credential did not start the only credential's flow: stdout %q, stderr %q", out, errOut)
 	}
 }

@@ -2,10 +2,6 @@ package filestore
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,15 +9,12 @@ import (
 	"sort"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/seal"
 )
 
 // formatVersion is the document's "version"; any other is refused so an
 // older binary never rewrites a newer document it does not understand.
 const formatVersion = 1
-
-// keyCheckPlaintext is sealed into the document so a wrong key is detected
-// at Open, before any token is needed.
-const keyCheckPlaintext = "tiktok-auth-proxy key check"
 
 // document is the file's JSON shape.
 type document struct {
@@ -33,47 +26,38 @@ type document struct {
 // encryption says how token fields are sealed.
 type encryption struct {
 	Algorithm string `json:"algorithm"`
-	KeyCheck  string `json:"key_check"` // keyCheckPlaintext sealed with the key
+	KeyCheck  string `json:"key_check"` // seal.Sealer.KeyCheck of the key
 }
-
-const algorithm = "AES-256-GCM"
 
 // codec turns records into the document and back, sealing tokens when it
 // has a key.
 type codec struct {
-	aead cipher.AEAD // nil: no key
+	sealer *seal.Sealer // nil: no key
 }
 
 func newCodec(key []byte) (*codec, error) {
 	if len(key) == 0 {
 		return &codec{}, nil
 	}
-	if len(key) != 32 {
-		return nil, fmt.Errorf("filestore: encryption key must be 32 bytes, got %d", len(key))
-	}
-	block, err := aes.NewCipher(key)
+	sl, err := seal.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("filestore: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("filestore: %w", err)
-	}
-	return &codec{aead: aead}, nil
+	return &codec{sealer: sl}, nil
 }
 
 // ErrWrongKey is returned by Open, wrapped with the file name, when the
 // configured key is not the one the document was sealed with.
-var ErrWrongKey = errors.New("filestore: wrong store.encryption_key")
+var ErrWrongKey = seal.ErrWrongKey
 
 func (c *codec) encode(recs map[string]*tokens.Record) ([]byte, error) {
 	doc := document{Version: formatVersion, Credentials: make(map[string]*tokens.Record, len(recs))}
-	if c.aead != nil {
-		kc, err := c.seal([]byte(keyCheckPlaintext), "key_check")
+	if c.sealer != nil {
+		kc, err := c.sealer.KeyCheck()
 		if err != nil {
 			return nil, err
 		}
-		doc.Encryption = &encryption{Algorithm: algorithm, KeyCheck: kc}
+		doc.Encryption = &encryption{Algorithm: seal.Algorithm, KeyCheck: kc}
 	}
 	names := make([]string, 0, len(recs))
 	for name := range recs {
@@ -82,12 +66,10 @@ func (c *codec) encode(recs map[string]*tokens.Record) ([]byte, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		r := recs[name].Clone()
-		if c.aead != nil {
+		r.Credential = name
+		if c.sealer != nil {
 			var err error
-			if r.AccessToken, err = c.sealToken(r.AccessToken, name, "access_token"); err != nil {
-				return nil, err
-			}
-			if r.RefreshToken, err = c.sealToken(r.RefreshToken, name, "refresh_token"); err != nil {
+			if r, err = c.sealer.SealRecord(r); err != nil {
 				return nil, err
 			}
 		}
@@ -116,17 +98,16 @@ func (c *codec) decode(data []byte) (map[string]*tokens.Record, error) {
 		return nil, fmt.Errorf("unsupported version %d (this program reads version %d)", doc.Version, formatVersion)
 	}
 	switch {
-	case doc.Encryption != nil && c.aead == nil:
+	case doc.Encryption != nil && c.sealer == nil:
 		return nil, errors.New("tokens are encrypted but no store.encryption_key is configured")
 	case doc.Encryption != nil:
-		if doc.Encryption.Algorithm != algorithm {
+		if doc.Encryption.Algorithm != seal.Algorithm {
 			return nil, fmt.Errorf("unsupported encryption algorithm %q", doc.Encryption.Algorithm)
 		}
-		kc, err := c.open(doc.Encryption.KeyCheck, "key_check")
-		if err != nil || string(kc) != keyCheckPlaintext {
-			return nil, ErrWrongKey
+		if err := c.sealer.CheckKey(doc.Encryption.KeyCheck); err != nil {
+			return nil, err
 		}
-	case c.aead != nil && len(doc.Credentials) > 0:
+	case c.sealer != nil && len(doc.Credentials) > 0:
 		// Sealing plain tokens silently would hide a misconfiguration; the
 		// operator re-authorizes or removes the file deliberately.
 		return nil, errors.New("tokens are stored unencrypted but store.encryption_key is configured")
@@ -145,12 +126,8 @@ func (c *codec) decode(data []byte) (map[string]*tokens.Record, error) {
 		if r.Generation == 0 {
 			return nil, fmt.Errorf("credential %q: generation 0 (every stored record has generation >= 1)", name)
 		}
-		if c.aead != nil {
-			var err error
-			if r.AccessToken, err = c.openToken(r.AccessToken, name, "access_token"); err != nil {
-				return nil, err
-			}
-			if r.RefreshToken, err = c.openToken(r.RefreshToken, name, "refresh_token"); err != nil {
+		if c.sealer != nil {
+			if err := c.sealer.OpenRecord(r); err != nil {
 				return nil, err
 			}
 		}
@@ -172,50 +149,4 @@ func describeJSONError(err error, inputOffset int64, size int) error {
 	default:
 		return fmt.Errorf("cannot parse near offset %d: %w", inputOffset, err)
 	}
-}
-
-// sealToken leaves an empty token empty: its absence is not a secret.
-func (c *codec) sealToken(tok, credential, field string) (string, error) {
-	if tok == "" {
-		return "", nil
-	}
-	return c.seal([]byte(tok), credential+"/"+field)
-}
-
-func (c *codec) openToken(sealed, credential, field string) (string, error) {
-	if sealed == "" {
-		return "", nil
-	}
-	b, err := c.open(sealed, credential+"/"+field)
-	if err != nil {
-		return "", fmt.Errorf("credential %q: %s cannot be decrypted: %w", credential, field, err)
-	}
-	return string(b), nil
-}
-
-// seal binds the ciphertext to where it is stored (aad), so a token cannot
-// be moved to another credential or field unnoticed.
-func (c *codec) seal(plain []byte, aad string) (string, error) {
-	nonce := make([]byte, c.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", fmt.Errorf("filestore: nonce: %w", err)
-	}
-	out := c.aead.Seal(nonce, nonce, plain, []byte(aad))
-	return base64.StdEncoding.EncodeToString(out), nil
-}
-
-func (c *codec) open(sealed, aad string) ([]byte, error) {
-	raw, err := base64.StdEncoding.DecodeString(sealed)
-	if err != nil {
-		return nil, fmt.Errorf("not base64: %w", err)
-	}
-	n := c.aead.NonceSize()
-	if len(raw) < n+c.aead.Overhead() {
-		return nil, errors.New("sealed value too short")
-	}
-	plain, err := c.aead.Open(nil, raw[:n], raw[n:], []byte(aad))
-	if err != nil {
-		return nil, errors.New("authentication failed")
-	}
-	return plain, nil
 }

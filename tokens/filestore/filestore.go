@@ -9,6 +9,12 @@
 // file), a file that does not parse, or one sealed with another key is
 // refused with an error naming it, and the file is never touched.
 //
+// A file removed while the store holds records (deleted by hand, its
+// directory replaced) is written again from memory at the next access,
+// with a warning: the tokens in memory may be the only copy of a grant
+// TikTok will not issue again. Until it can be written, reads are answered
+// from memory and Ping fails.
+//
 // With a key, every access and refresh token is sealed with AES-256-GCM and
 // the document carries a key check value, so a wrong key is reported at
 // Open rather than as garbage tokens.
@@ -19,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -38,27 +45,44 @@ import (
 type Store struct {
 	path  string
 	codec *codec
+	log   *slog.Logger
 
-	mu     sync.Mutex
-	recs   map[string]*tokens.Record
-	seen   fs.FileInfo // the file as last read or written; nil: none yet
-	closed bool
+	mu       sync.Mutex
+	recs     map[string]*tokens.Record
+	seen     fs.FileInfo // the file as last read or written; nil: none yet
+	vanished bool        // the file was found missing while recs held records, and not written since
+	closed   bool
 }
 
 var _ tokens.Store = (*Store)(nil)
 
-var errClosed = errors.New("filestore: store is closed")
+var (
+	errClosed   = errors.New("filestore: store is closed")
+	errVanished = errors.New("filestore: token file vanished")
+)
+
+// Option configures a Store at Open.
+type Option func(*Store)
+
+// WithLogger sets the logger of the store's warnings (a token file written
+// again from memory). Without it they go to slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Store) { s.log = l }
+}
 
 // Open loads the store at path. A missing file is an empty store; its
 // directory is created (0700) on the first write. An existing directory
 // that others can write to is refused. key is nil for plain
 // tokens or 32 bytes for AES-256-GCM sealing.
-func Open(path string, key []byte) (*Store, error) {
+func Open(path string, key []byte, opts ...Option) (*Store, error) {
 	c, err := newCodec(key)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, codec: c, recs: map[string]*tokens.Record{}}
+	s := &Store{path: path, codec: c, recs: map[string]*tokens.Record{}, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
 	// A missing directory is created (and checked) by the first write.
 	dir := filepath.Dir(path)
 	if fi, err := os.Stat(dir); err == nil {
@@ -75,13 +99,22 @@ func Open(path string, key []byte) (*Store, error) {
 }
 
 // reloadLocked reads the file again when it is not the one last read or
-// written (another process replaced it). A missing file is an empty store
-// only before anything was read; once seen, its disappearance is an error,
-// never a reason to forget the tokens.
+// written (another process replaced it). A missing file (or a missing
+// directory, or one replaced by a file) is an empty store while memory
+// holds no record; otherwise its disappearance is errVanished, never a
+// reason to forget the tokens.
 func (s *Store) reloadLocked() error {
 	fi, err := os.Stat(s.path)
-	if errors.Is(err, fs.ErrNotExist) && s.seen == nil {
-		return nil
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		s.seen = nil
+		if len(s.recs) == 0 {
+			return nil
+		}
+		if !s.vanished {
+			s.vanished = true
+			s.log.Warn("the token file vanished: serving its tokens from memory and writing it again", "path", s.path)
+		}
+		return errVanished
 	}
 	if err != nil {
 		return fmt.Errorf("filestore: %w", err)
@@ -101,13 +134,40 @@ func (s *Store) reloadLocked() error {
 	}
 	recs, err := s.codec.decode(data)
 	if errors.Is(err, ErrWrongKey) {
-		return fmt.Errorf("%w for %s", err, s.path)
+		return fmt.Errorf("filestore: %w for %s", err, s.path)
 	}
 	if err != nil {
 		return fmt.Errorf("filestore: %s: %w", s.path, err)
 	}
-	s.recs, s.seen = recs, fi
+	s.recs, s.seen, s.vanished = recs, fi, false
 	return nil
+}
+
+// refreshLocked is reloadLocked for reads: a vanished file is written
+// again from memory at once, and while that fails, memory answers.
+func (s *Store) refreshLocked() error {
+	err := s.reloadLocked()
+	if errors.Is(err, errVanished) {
+		if err := s.recreateLocked(); err != nil {
+			s.log.Warn("writing the vanished token file again failed: serving from memory", "path", s.path, "error", err.Error())
+		}
+		return nil
+	}
+	return err
+}
+
+// recreateLocked writes the vanished file again from memory, under the
+// writers' lock, unless another process wrote one meanwhile (then read).
+func (s *Store) recreateLocked() error {
+	unlock, err := s.lockFile()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.reloadLocked(); !errors.Is(err, errVanished) {
+		return err
+	}
+	return s.write(s.recs)
 }
 
 // lockFile takes the exclusive lock that serialises writers across
@@ -208,7 +268,7 @@ func (s *Store) Get(_ context.Context, credential string) (*tokens.Record, error
 	if s.closed {
 		return nil, errClosed
 	}
-	if err := s.reloadLocked(); err != nil {
+	if err := s.refreshLocked(); err != nil {
 		return nil, err
 	}
 	r, ok := s.recs[credential]
@@ -225,7 +285,7 @@ func (s *Store) List(_ context.Context) ([]*tokens.Record, error) {
 	if s.closed {
 		return nil, errClosed
 	}
-	if err := s.reloadLocked(); err != nil {
+	if err := s.refreshLocked(); err != nil {
 		return nil, err
 	}
 	out := make([]*tokens.Record, 0, len(s.recs))
@@ -254,7 +314,8 @@ func (s *Store) Put(_ context.Context, rec *tokens.Record, expect uint64) error 
 		return err
 	}
 	defer unlock()
-	if err := s.reloadLocked(); err != nil {
+	// A vanished file is written again by this write, from memory.
+	if err := s.reloadLocked(); err != nil && !errors.Is(err, errVanished) {
 		return err
 	}
 	var have uint64
@@ -291,7 +352,8 @@ func (s *Store) Delete(_ context.Context, credential string) error {
 		return err
 	}
 	defer unlock()
-	if err := s.reloadLocked(); err != nil {
+	// A vanished file is written again by this write, from memory.
+	if err := s.reloadLocked(); err != nil && !errors.Is(err, errVanished) {
 		return err
 	}
 	if _, ok := s.recs[credential]; !ok {
@@ -306,19 +368,27 @@ func (s *Store) Delete(_ context.Context, credential string) error {
 	return s.write(recs)
 }
 
-// Ping reports whether the store is open and its directory reachable.
+// Ping reports whether the store is open, its directory reachable and its
+// file readable. A file that vanished is written again from memory first;
+// Ping fails while that fails.
 func (s *Store) Ping(_ context.Context) error {
 	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	defer s.mu.Unlock()
+	if s.closed {
 		return errClosed
 	}
 	dir := filepath.Dir(s.path)
 	if _, err := os.Stat(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("filestore: %w", err)
 	}
-	return nil
+	err := s.reloadLocked()
+	if errors.Is(err, errVanished) {
+		if err := s.recreateLocked(); err != nil {
+			return fmt.Errorf("filestore: %s vanished and cannot be written again: %w", s.path, err)
+		}
+		return nil
+	}
+	return err
 }
 
 // Close makes every later call fail. Every Put was already durable, so
@@ -369,6 +439,10 @@ func (s *Store) write(recs map[string]*tokens.Record) error {
 	}
 	done = true
 	s.recs = recs
+	if s.vanished {
+		s.vanished = false
+		s.log.Warn("the vanished token file was written again from memory", "path", s.path)
+	}
 	if fi, err := os.Stat(s.path); err == nil {
 		s.seen = fi
 	} else {

@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
+)
+
+// advertiserGetPath is TikTok's advertiser listing: the one /oauth2/ path
+// forwarded, signed by the proxy with the credential's app_id and secret so
+// a script can list its advertisers without knowing the secret.
+var advertiserGetPath = tiktok.DefaultEndpoints("", config.KindAdvertiser).AdvertiserURL
+
+// appFields are the request fields that authenticate an app to TikTok
+// besides the access token.
+var appFields = []string{"app_id", "secret"}
+
+// app is a credential's TikTok app, which signs its advertiser listing.
+type app struct {
+	id     string
+	secret config.Secret
+}
+
+// signAdvertiserGet sets the credential's app_id and secret in u's query,
+// replacing any the client sent. The query then holds a secret: it is
+// never logged (the access log has the path only).
+func (c *Core) signAdvertiserGet(u *url.URL, cred string) {
+	a := c.apps[cred]
+	q := u.Query()
+	q.Set("app_id", a.id)
+	q.Set("secret", a.secret.Value())
+	u.RawQuery = q.Encode()
+}
+
+// tokenOnly reports whether the injected token is the request's only
+// credential, which makes TikTok's 40105/40102 evidence against the token.
+// A request signed with an app_id or secret (the advertiser listing, or
+// fields a caller added) can be refused for those instead, and a body the
+// proxy did not read whole may carry them.
+func tokenOnly(r *http.Request, sel *selection) bool {
+	if r.URL.Path == advertiserGetPath || namesApp(r.URL.Query()) {
+		return false
+	}
+	if !sel.hasBody {
+		return true
+	}
+	if sel.replay == nil {
+		return false
+	}
+	// A form body or a JSON object may carry the fields; parsing both
+	// ways covers a body whatever its Content-Type says.
+	form, _ := url.ParseQuery(string(sel.replay))
+	var obj map[string]json.RawMessage
+	_ = json.Unmarshal(bytes.TrimLeft(sel.replay, jsonLead), &obj)
+	fields := url.Values{}
+	for k := range obj {
+		fields[k] = nil
+	}
+	return !namesApp(form) && !namesApp(fields)
+}
+
+// namesApp reports whether v has an app credential field, in any case.
+func namesApp(v url.Values) bool {
+	for k := range v {
+		for _, f := range appFields {
+			if strings.EqualFold(strings.TrimSpace(k), f) {
+				return true
+			}
+		}
+	}
+	return false
+}
