@@ -13,11 +13,13 @@ import (
 const refreshPath = "/open_api/v1.3/oauth2/refresh_token/"
 
 // A burst of 2,000 requests arrives just as the only token has expired and
-// its refresh is under way at a slow TikTok: every request waits for that
-// one refresh and succeeds; none is failed, none carries the old token.
+// its refresh is under way at a slow TikTok, at a proxy whose `ulimit -n`
+// (1024) is smaller than the burst: every request waits for that one
+// refresh and for a file descriptor, and succeeds; none is failed, none
+// carries the old token, the breaker stays closed.
 func TestBurstAtTokenExpiry(t *testing.T) {
 	t.Parallel()
-	const burst = 2000
+	const burst, fdLimit = 2000, 1024
 	// The token is refreshed 1ms before it expires (refresh_before), which
 	// is past the point where the proxy stops serving it (a quarter of its
 	// life before expiry): once TikTok holds that refresh, the token is
@@ -26,7 +28,9 @@ func TestBurstAtTokenExpiry(t *testing.T) {
 	s := startSim(t)
 	s.post(t, "/sim/config", map[string]string{"access_ttl": "12s"})
 	s.post(t, "/sim/fault", map[string]any{"scope": "token", "path_prefix": refreshPath, "latency": "2s", "count": 1})
-	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "tokens:\n  refresh_before: 1ms\n"})
+	px := writeProxyConfig(t, s, proxyConfig{Credentials: twoCredentials, Extra: "tokens:\n  refresh_before: 1ms\n"})
+	px.fdLimit = fdLimit
+	px.run(t)
 	px.authorize(t, s, "main", appMain, advMain1)
 	old := s.issued(t).AccessTokens
 
@@ -44,8 +48,9 @@ func TestBurstAtTokenExpiry(t *testing.T) {
 		return false
 	})
 
-	// Each request on its own connection, as a burst from many scripts.
-	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: burst}}
+	// Each request on its own connection, as a burst from many scripts,
+	// closed after its answer.
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	defer client.CloseIdleConnections()
 	api := px.URL + campaignGet + "?advertiser_id=" + advMain1
 	type answer struct {
@@ -93,6 +98,9 @@ func TestBurstAtTokenExpiry(t *testing.T) {
 	}
 	if st.RefreshCalls != 1 || st.RefreshFailures != 0 {
 		t.Errorf("TikTok saw %d refresh calls (%d failed), want exactly one for the whole burst", st.RefreshCalls, st.RefreshFailures)
+	}
+	if v, ok := metricValue(t, px, `tiktok_auth_proxy_circuit_breaker_state{credential="main"}`); !ok || v != 0 {
+		t.Errorf("circuit_breaker_state = %v (present %v) after the burst, want 0 (closed)", v, ok)
 	}
 	for _, r := range s.recordedTo(t, campaignGet) {
 		for _, tok := range old {

@@ -56,6 +56,7 @@ type exchange struct {
 	hungUp     bool         // the client went away
 	body       *watchedBody // the client's body
 	resp       *watchedBody // TikTok's response body once headers arrived
+	conn       connTrace    // how far the round trip to TikTok got towards a connection
 }
 
 func (c *Core) newExchange(r *http.Request) *exchange {
@@ -99,9 +100,10 @@ func (c *Core) refuse(ex *exchange, out *http.Request, perr *Error) *http.Respon
 	return resp
 }
 
-// failed is the proxy error for a failed round trip: 90011 when the
-// client's own body failed (408 when it stalled), the refusal of an
-// upload's later parts, else 90007 (502 unreachable, 504 timed out).
+// failed is the proxy error for a failed round trip: 90013 when the proxy
+// itself ran short (connTrace.classify), 90011 when the client's own body
+// failed (408 when it stalled), the refusal of an upload's later parts,
+// else 90007 (502 unreachable, 504 timed out).
 func (c *Core) failed(ex *exchange, err error) *Error {
 	if ex.clientGone() {
 		return errClientGone
@@ -117,7 +119,13 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 	// it) means the client stalled, which says nothing about TikTok.
 	reading, bodyErr := ex.body.state()
 	var perr *Error
+	var local *localError
 	switch {
+	case errors.As(ex.conn.classify(err), &local):
+		// Out of descriptors, ports or connection slots: the proxy's own
+		// trouble, which says nothing about TikTok.
+		ex.outcome = errExcluded
+		perr = overloaded("%v", local.err)
 	case errors.As(err, &perr):
 		// The check of an upload's later parts refused it (verifiedBody).
 		ex.outcome = errExcluded

@@ -21,7 +21,7 @@ var (
 	// TikTok server code.
 	errFailure = errors.New("proxy: upstream failure")
 	// errExcluded is an outcome that says nothing about TikTok's health
-	// (the client hung up, no token to send).
+	// (the client hung up, no token to send, the proxy itself ran short).
 	errExcluded = errors.New("proxy: outcome excluded")
 )
 
@@ -57,7 +57,8 @@ func (c *Core) attempts(ex *exchange, out *http.Request) (*http.Response, error)
 	if err != nil || token == ex.token {
 		return resp, nil
 	}
-	retry := out.Clone(ex.ctx)
+	retry := out.Clone(out.Context()) // with the connection trace
+	ex.conn.reset()
 	retry.Header.Set(headerAccessToken, token)
 	retry.Body = nil
 	if len(ex.route.sel.replay) > 0 {
