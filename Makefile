@@ -52,7 +52,7 @@ test: deps build
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora already ran in `go test`) and print the
 ## executions of each and in all; a crasher fails the target and is saved under testdata/fuzz/ as a
 ## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
-FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzTokenAnswer \
+FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzPeekFast tiktok:FuzzTokenAnswer \
 	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect \
 	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm
 FUZZTIME_LONG ?= 5m
