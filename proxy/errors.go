@@ -45,6 +45,13 @@ const (
 	headerProxyAuth = "Proxy-Authorization"
 )
 
+// The canonical forms of the headers set on every forwarded response, so
+// setting them allocates no name.
+var (
+	credentialKey = http.CanonicalHeaderKey(HeaderCredential)
+	requestIDKey  = http.CanonicalHeaderKey(HeaderRequestID)
+)
+
 // Error is a proxy error: one of the 900xx codes with its HTTP status and a
 // message telling the user what to do. It never carries a secret.
 type Error struct {

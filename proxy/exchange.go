@@ -155,8 +155,9 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 // decides the breaker outcome now that the envelope code has been peeked,
 // and watches the body, which settles the exchange once closed.
 func (c *Core) received(ex *exchange, resp *http.Response) {
-	resp.Header.Set(HeaderCredential, ex.route.Credential)
-	resp.Header.Set(HeaderRequestID, ex.id)
+	// Header.Set would canonicalise each name again, allocating.
+	resp.Header[credentialKey] = []string{ex.route.Credential}
+	resp.Header[requestIDKey] = []string{ex.id}
 	ex.logID = resp.Header.Get(headerLogID)
 	switch {
 	case resp.StatusCode >= 500:

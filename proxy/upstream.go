@@ -101,8 +101,7 @@ func (c *Core) inspect(ex *exchange, resp *http.Response) {
 // Only application/json is read: TikTok sends its envelope as JSON, and a
 // page or file that happens to start with {"code": is not an envelope.
 func peekCode(resp *http.Response) tiktok.EnvelopeHead {
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt != "application/json" {
+	if !isJSON(resp.Header.Get("Content-Type")) {
 		return tiktok.EnvelopeHead{}
 	}
 	gz := false
@@ -136,6 +135,17 @@ func peekCode(resp *http.Response) tiktok.EnvelopeHead {
 		n = len(buf) + 1
 	}
 	return tiktok.EnvelopeHead{}
+}
+
+// isJSON reports whether a Content-Type is application/json. TikTok's own
+// forms are recognised without mime.ParseMediaType, which allocates.
+func isJSON(ct string) bool {
+	const jsonType = "application/json"
+	if ct == jsonType || ct == jsonType+"; charset=utf-8" || ct == jsonType+";charset=utf-8" {
+		return true
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == jsonType
 }
 
 // gunzipPrefix decompresses as much of a gzip stream's prefix as it can, at
