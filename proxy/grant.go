@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
@@ -52,16 +53,47 @@ func tokenOnly(r *http.Request, sel *selection) bool {
 	if sel.replay == nil {
 		return false
 	}
-	// A form body or a JSON object may carry the fields; parsing both
-	// ways covers a body whatever its Content-Type says.
-	form, _ := url.ParseQuery(string(sel.replay))
+	return !bodyNamesApp(sel.replay)
+}
+
+// bodyNamesApp reports whether body, read as a form or as a JSON object
+// (parsing both ways covers a body whatever its Content-Type says), has an
+// app credential field. Most bodies cannot (mayNameApp) and are not
+// parsed again.
+func bodyNamesApp(body []byte) bool {
+	return mayNameApp(body) && parsedNamesApp(body)
+}
+
+// parsedNamesApp is bodyNamesApp by parsing body both ways.
+func parsedNamesApp(body []byte) bool {
+	form, _ := url.ParseQuery(string(body))
 	var obj map[string]json.RawMessage
-	_ = json.Unmarshal(bytes.TrimLeft(sel.replay, jsonLead), &obj)
+	_ = json.Unmarshal(bytes.TrimLeft(body, jsonLead), &obj)
 	fields := url.Values{}
 	for k := range obj {
 		fields[k] = nil
 	}
-	return !namesApp(form) && !namesApp(fields)
+	return namesApp(form) || namesApp(fields)
+}
+
+// mayNameApp is false only for a body in which no form or JSON key can be
+// one of appFields: plain ASCII without an escape ('\\', '%', '+'; and
+// EqualFold folds some non-ASCII letters to ASCII ones) that holds none of
+// them in any case.
+func mayNameApp(body []byte) bool {
+	for _, c := range body {
+		if c == '\\' || c == '%' || c == '+' || c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	for _, f := range appFields {
+		for i := 0; i+len(f) <= len(body); i++ {
+			if strings.EqualFold(string(body[i:i+len(f)]), f) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // namesApp reports whether v has an app credential field, in any case.
