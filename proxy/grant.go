@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -81,17 +82,50 @@ func parsedNamesApp(body []byte) bool {
 // EqualFold folds some non-ASCII letters to ASCII ones) that holds none of
 // them in any case.
 func mayNameApp(body []byte) bool {
-	for _, c := range body {
-		if c == '\\' || c == '%' || c == '+' || c >= utf8.RuneSelf {
+	if bytes.IndexByte(body, '\\') >= 0 || bytes.IndexByte(body, '%') >= 0 || bytes.IndexByte(body, '+') >= 0 {
+		return true
+	}
+	// Eight bytes at a time: is any of them not ASCII?
+	b := body
+	for ; len(b) >= 8; b = b[8:] {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return true
+		}
+	}
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
 			return true
 		}
 	}
 	for _, f := range appFields {
-		for i := 0; i+len(f) <= len(body); i++ {
-			if strings.EqualFold(string(body[i:i+len(f)]), f) {
-				return true
-			}
+		if containsFoldASCII(body, f) {
+			return true
 		}
+	}
+	return false
+}
+
+// containsFoldASCII reports whether the ASCII text b contains f (lower
+// case, starting with a letter) in any case: strings.EqualFold at each
+// offset where f's first letter is, found by bytes.IndexByte.
+func containsFoldASCII(b []byte, f string) bool {
+	lo, up := f[0], f[0]-('a'-'A')
+	for len(b) >= len(f) {
+		i := bytes.IndexByte(b, lo)
+		end := len(b)
+		if i >= 0 {
+			end = i
+		}
+		if j := bytes.IndexByte(b[:end], up); j >= 0 {
+			i = j
+		}
+		if i < 0 || len(b)-i < len(f) {
+			return false
+		}
+		if strings.EqualFold(string(b[i:i+len(f)]), f) {
+			return true
+		}
+		b = b[i+1:]
 	}
 	return false
 }

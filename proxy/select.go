@@ -366,9 +366,15 @@ func jsonAdvertisers(body []byte) ([]string, error) {
 	if !json.Valid(body) {
 		return nil, errors.New("invalid JSON")
 	}
-	var obj map[string]json.RawMessage
-	if body[0] != '{' || json.Unmarshal(body, &obj) != nil {
+	if body[0] != '{' {
 		return nil, nil
+	}
+	obj, ok := idMembers(body)
+	if !ok {
+		obj = nil
+		if json.Unmarshal(body, &obj) != nil {
+			return nil, nil
+		}
 	}
 	var ids []string
 	if raw, ok := obj["advertiser_id"]; ok {
