@@ -61,12 +61,19 @@ type exchange struct {
 
 func (c *Core) newExchange(r *http.Request) *exchange {
 	deadline := time.Now().Add(c.timeout)
-	if d, ok := r.Context().Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	inherited := false
+	if d, ok := r.Context().Deadline(); ok && !d.After(deadline) {
+		deadline, inherited = d, true
 	}
 	ex := &exchange{id: newRequestID(), start: c.now(), method: r.Method, path: r.URL.Path,
 		deadline: deadline, clientCtx: r.Context(), outcome: errExcluded}
-	ex.ctx, ex.cancel = context.WithDeadline(r.Context(), deadline)
+	if inherited {
+		// The caller's context ends first (the reverse front end sets
+		// upstream.timeout itself): a second timer would only race it.
+		ex.ctx, ex.cancel = context.WithCancel(r.Context())
+	} else {
+		ex.ctx, ex.cancel = context.WithDeadline(r.Context(), deadline)
+	}
 	return ex
 }
 
