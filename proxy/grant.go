@@ -45,7 +45,7 @@ func (c *Core) signAdvertiserGet(u *url.URL, cred string) {
 // fields a caller added) can be refused for those instead, and a body the
 // proxy did not read whole may carry them.
 func tokenOnly(r *http.Request, sel *selection) bool {
-	if r.URL.Path == advertiserGetPath || namesApp(r.URL.Query()) {
+	if r.URL.Path == advertiserGetPath || bodyNamesApp([]byte(r.URL.RawQuery)) {
 		return false
 	}
 	if !sel.hasBody {
@@ -57,10 +57,10 @@ func tokenOnly(r *http.Request, sel *selection) bool {
 	return !bodyNamesApp(sel.replay)
 }
 
-// bodyNamesApp reports whether body, read as a form or as a JSON object
-// (parsing both ways covers a body whatever its Content-Type says), has an
-// app credential field. Most bodies cannot (mayNameApp) and are not
-// parsed again.
+// bodyNamesApp reports whether body (or a query), read as a form or as a
+// JSON object (parsing both ways covers a body whatever its Content-Type
+// says), has an app credential field. Most bodies cannot (mayNameApp) and
+// are not parsed again.
 func bodyNamesApp(body []byte) bool {
 	return mayNameApp(body) && parsedNamesApp(body)
 }
