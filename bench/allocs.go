@@ -39,6 +39,7 @@ func (staticTokens) Rejected(context.Context, string, string, int) bool { return
 func (staticTokens) CredentialFor(id string) (string, bool) {
 	return credentialName, id == advertiserID
 }
+func (staticTokens) Claimants(string) []string { return nil }
 
 // cannedUpstream answers every round trip with apiBody without a network,
 // so only the handler's own allocations differ between the two handlers.

@@ -99,6 +99,9 @@ type Redis struct {
 	Password  Secret `yaml:"password"`   //
 	DB        int    `yaml:"db"`         //
 	KeyPrefix string `yaml:"key_prefix"` // default "tiktok-auth-proxy:"
+	// TLS connects with TLS, verifying the server with the system's root
+	// certificates and the host name of Address.
+	TLS bool `yaml:"tls"`
 }
 
 // Credential kinds.

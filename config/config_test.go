@@ -114,7 +114,7 @@ listen: localhost:9000
 upstream: {base_url: "http://127.0.0.1:7000/", timeout: 5s}
 oauth: {redirect_url: "https://proxy.example.com/oauth/callback"}
 tokens: {refresh_before: 10m}
-store: {backend: file, path: /var/lib/tap/tokens.json, redis: {address: "redis:6379", db: 2, key_prefix: "x:"}}
+store: {backend: file, path: /var/lib/tap/tokens.json, redis: {address: "redis:6379", db: 2, key_prefix: "x:", tls: true}}
 routing: {credential_header: X-Cred, max_inspect_bytes: 10}
 breaker: {consecutive_failures: 2, open_timeout: 1m}
 log: {level: debug, format: text}
@@ -126,7 +126,7 @@ log: {level: debug, format: text}
 				equal(t, "redirect_url", c.OAuth.RedirectURL, "https://proxy.example.com/oauth/callback")
 				equal(t, "refresh_before", c.Tokens.RefreshBefore, 10*time.Minute)
 				equal(t, "store", fmt.Sprint(c.Store.Backend, " ", c.Store.Path), "file /var/lib/tap/tokens.json")
-				equal(t, "redis", fmt.Sprint(c.Store.Redis.Address, " ", c.Store.Redis.DB, " ", c.Store.Redis.KeyPrefix), "redis:6379 2 x:")
+				equal(t, "redis", fmt.Sprint(c.Store.Redis.Address, " ", c.Store.Redis.DB, " ", c.Store.Redis.KeyPrefix, " ", c.Store.Redis.TLS), "redis:6379 2 x: true")
 				equal(t, "routing", fmt.Sprint(c.Routing.CredentialHeader, " ", c.Routing.MaxInspectBytes), "X-Cred 10")
 				equal(t, "breaker", fmt.Sprint(c.Breaker.ConsecutiveFailures, " ", c.Breaker.OpenTimeout), "2 1m0s")
 				equal(t, "log", c.Log, config.Log{Level: "debug", Format: "text"})

@@ -169,8 +169,8 @@ var invalidCases = []struct {
 	{"invalid-unset-var.yaml", []string{
 		`4: credentials[0].app_secret: environment variable CONFIG_TEST_UNSET_SECRET is not set; export it before starting, or write the value in the file`,
 	}},
-	{"invalid-unavailable.yaml", []string{
-		`2: store.backend: redis is not available in this version; use backend: file (one proxy per token file)`,
+	{"invalid-redis-address.yaml", []string{
+		`3: store.redis.address: "redis-without-port" is not a host:port address; write e.g. 127.0.0.1:8080`,
 	}},
 	{"invalid-var-in-flow.yaml", []string{
 		`3: invalid YAML: did not find expected ',' or '}'; inside { } write "${VAR}" in double quotes`,

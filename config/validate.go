@@ -150,7 +150,6 @@ func (c *Config) Validate() error {
 	v.clients()
 	v.forwardProxy()
 	v.log()
-	v.unavailable()
 	if len(v.problems) == 0 {
 		return nil
 	}
@@ -283,6 +282,9 @@ func (v *validator) store() {
 		v.add("store.encryption_key", "%s is set but empty, which would store tokens unencrypted; set it (openssl rand -base64 32), or remove encryption_key to store them in plaintext", name)
 	} else if _, err := s.Key(); err != nil {
 		v.add("store.encryption_key", "%s; generate a key with: openssl rand -base64 32", strings.TrimPrefix(err.Error(), "config: "))
+	}
+	if s.Backend == "redis" {
+		v.hostPort("store.redis.address", s.Redis.Address)
 	}
 	if s.Redis.DB < 0 {
 		v.add("store.redis.db", "must not be negative; redis databases are numbered from 0")
@@ -429,14 +431,6 @@ func (v *validator) forwardProxy() {
 		case ca != nil && !permits(ca.Leaf, h):
 			v.add(hp, "%s is outside the name constraints of the CA in %s (%s), so clients would refuse it; create a CA for it with tiktok-auth-proxy ca --out DIR --host %s", v.show(hp, h), fp.CACert, strings.Join(ca.Leaf.PermittedDNSDomains, ", "), h)
 		}
-	}
-}
-
-// unavailable refuses what SPEC describes but this version cannot run yet,
-// so that check never approves a config serve would refuse or ignore.
-func (v *validator) unavailable() {
-	if v.c.Store.Backend == "redis" {
-		v.add("store.backend", "redis is not available in this version; use backend: file (one proxy per token file)")
 	}
 }
 

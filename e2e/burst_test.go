@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-// refreshPath is TikTok's advertiser refresh-token endpoint.
-const refreshPath = "/open_api/v1.3/oauth2/refresh_token/"
-
 // A burst of 2,000 requests arrives just as the only token has expired and
 // its refresh is under way at a slow TikTok, at a proxy whose `ulimit -n`
 // (1024) is smaller than the burst: every request waits for that one

@@ -412,6 +412,7 @@ type proxyConfig struct {
 	Extra       string // YAML appended at top level
 	Credentials string // the credentials: list, YAML
 	Timeout     string // upstream.timeout; default 20s
+	Store       string // the store: mapping's body, indented two spaces; default the file tokens.json in Dir
 	// ListenHost and AdminHost replace 127.0.0.1 in listen and
 	// admin_listen (e.g. 0.0.0.0); the URLs still dial 127.0.0.1.
 	ListenHost, AdminHost string
@@ -451,6 +452,9 @@ func writeProxyConfig(t *testing.T, s *sim, pc proxyConfig) *proxy {
 	if pc.Timeout == "" {
 		pc.Timeout = "20s"
 	}
+	if pc.Store == "" {
+		pc.Store = "  path: " + filepath.Join(dir, "tokens.json")
+	}
 	px.URL, px.AdminURL = "http://"+listen, "http://"+admin
 	if pc.ListenHost != "" {
 		listen = pc.ListenHost + strings.TrimPrefix(listen, "127.0.0.1")
@@ -470,14 +474,14 @@ upstream:
 oauth:
   redirect_url: %s/oauth/callback
 store:
-  path: %s
+%s
 log:
   level: debug
   format: json
 credentials:
 %s
 %s
-`, listen, admin, s.URL, pc.Timeout, redirectBase, filepath.Join(dir, "tokens.json"), pc.Credentials, pc.Extra)
+`, listen, admin, s.URL, pc.Timeout, redirectBase, pc.Store, pc.Credentials, pc.Extra)
 	rememberSecret(secretsIn(cfg)...)
 	if err := os.WriteFile(px.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -43,6 +43,27 @@ type hostileCase struct {
 	query     map[string]string
 	// envelopeOK also wants TikTok's answer to be code 0.
 	envelopeOK bool
+	// notInMessage are words the refusal's message must not contain.
+	notInMessage []string
+}
+
+// Advertisers whose owner the grants alone do not settle (review finding
+// 3): contested is in other's advertiser_ids and granted to main, earlier
+// in config; shared is granted to both and configured under neither.
+const (
+	advContested = "7300000000000000001"
+	advShared    = "7300000000000000002"
+)
+
+// hostileCredentials are main (the default) and other, other owning
+// advContested by config.
+var hostileCredentials = twoCredentials + "    advertiser_ids: [\"" + advContested + "\"]\n"
+
+// credentialHeaderLike reports a header name that, with '_' read as '-',
+// is in any case one a client may carry a token or a selection in.
+func credentialHeaderLike(name string) bool {
+	n := strings.ReplaceAll(name, "_", "-")
+	return strings.EqualFold(n, "Access-Token") || strings.EqualFold(n, "X-TikTok-Credential") || strings.EqualFold(n, "Proxy-Authorization")
 }
 
 // hostileRecord is what the simulator recorded of one request, with the
@@ -161,16 +182,16 @@ func rawDo(t *testing.T, addr string, c hostileCase, ua string) (int, http.Heade
 func TestHostileRequests(t *testing.T) {
 	const clientToken = "e2e-client-token-hostile-6d1c"
 	s := startSim(t)
-	open := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "routing:\n  max_inspect_bytes: 2048\n"})
-	open.authorize(t, s, "main", appMain, advMain1, advMain2)
-	open.authorize(t, s, "other", appOther, advOther)
-	guarded := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: `clients:
+	open := startProxy(t, s, proxyConfig{Credentials: hostileCredentials, Extra: "routing:\n  max_inspect_bytes: 2048\n"})
+	open.authorize(t, s, "main", appMain, advMain1, advMain2, advContested, advShared)
+	open.authorize(t, s, "other", appOther, advOther, advShared)
+	guarded := startProxy(t, s, proxyConfig{Credentials: hostileCredentials, Extra: `clients:
   - name: etl
     token: ` + clientToken + `
     credentials: [main]
 `})
-	guarded.authorize(t, s, "main", appMain, advMain1, advMain2)
-	guarded.authorize(t, s, "other", appOther, advOther)
+	guarded.authorize(t, s, "main", appMain, advMain1, advMain2, advContested, advShared)
+	guarded.authorize(t, s, "other", appOther, advOther, advShared)
 
 	// A real token of the other credential, as a script holding one would send it.
 	var otherToken string
@@ -316,6 +337,73 @@ func TestHostileRequests(t *testing.T) {
 		{name: "client with its token", clients: true, target: get, header: [][2]string{bearer}, cred: "main", app: appMain},
 		{name: "client with its token as Basic password", clients: true, target: get,
 			header: [][2]string{{"Proxy-Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("etl:"+clientToken))}}, cred: "main", app: appMain},
+
+		// Review finding 1: every multipart subtype is read.
+		{name: "multipart/mixed naming the other credential's advertiser, client limited to main", clients: true, method: "POST", target: upload,
+			header: [][2]string{bearer, ct("multipart/mixed; boundary=" + hostileBoundary)},
+			body:   multipartBody(formField("advertiser_id", advOther), filePart), status: 403, code: 90010},
+		{name: "MULTIPART/MIXED naming the other credential's advertiser", method: "POST", target: upload,
+			header: [][2]string{ct("MULTIPART/MIXED; boundary=" + hostileBoundary)},
+			body:   multipartBody(formField("advertiser_id", advOther), filePart), cred: "other", app: appOther},
+		{name: "multipart/related against the query's advertiser", method: "POST", target: upload + "?advertiser_id=" + advMain1,
+			header: [][2]string{ct("multipart/related; boundary=" + hostileBoundary)},
+			body:   multipartBody(formField("advertiser_id", advOther), filePart), status: 400, code: 90001},
+		{name: "multipart/mixed without boundary", method: "POST", target: upload,
+			header: [][2]string{ct("multipart/mixed")}, body: multipartBody(formField("advertiser_id", advOther)), status: 400, code: 90011},
+
+		// Review finding 2: JSON keys as Go's encoding/json matches them.
+		{name: "JSON ADVERTISER_ID beside advertiser_id", method: "POST", target: create, header: [][2]string{ct("application/json")},
+			body: []byte(`{"advertiser_id":"` + advMain1 + `","ADVERTISER_ID":"` + advOther + `"}`), status: 400, code: 90001},
+		{name: "JSON Advertiser_Id of the other credential, client limited to main", clients: true, method: "POST", target: create,
+			header: [][2]string{bearer, ct("application/json")}, body: []byte(`{"Advertiser_Id":"` + advOther + `"}`), status: 403, code: 90010},
+		{name: "JSON key with U+017F long s, client limited to main", clients: true, method: "POST", target: create,
+			header: [][2]string{bearer, ct("application/json")}, body: []byte(`{"advertiſer_id":"` + advOther + `"}`), status: 403, code: 90010},
+		{name: "JSON duplicate advertiser_id of two credentials", method: "POST", target: create, header: [][2]string{ct("application/json")},
+			body: []byte(`{"advertiser_id":"` + advOther + `","advertiser_id":"` + advMain1 + `"}`), status: 400, code: 90001},
+		{name: "JSON ADVERTISER_IDS of the other credential", method: "POST", target: v13 + "/report/task/create/", header: [][2]string{ct("application/json")},
+			body: []byte(`{"ADVERTISER_IDS":["` + advOther + `"]}`), cred: "other", app: appOther},
+
+		// Review finding 3: config owns an advertiser; one two grants claim is ambiguous.
+		{name: "advertiser in other's advertiser_ids, granted to main too", target: v13 + "/campaign/get/?advertiser_id=" + advContested,
+			cred: "other", app: appOther},
+		{name: "advertiser in other's advertiser_ids, client limited to main", clients: true, target: v13 + "/campaign/get/?advertiser_id=" + advContested,
+			header: [][2]string{bearer}, status: 403, code: 90010},
+		{name: "advertiser granted to both and configured under neither", target: v13 + "/campaign/get/?advertiser_id=" + advShared, status: 400, code: 90001},
+		{name: "JSON advertiser granted to both and configured under neither", method: "POST", target: create, header: [][2]string{ct("application/json")},
+			body: []byte(`{"advertiser_id":"` + advShared + `"}`), status: 400, code: 90001},
+
+		// Review finding 4: advertiser ids only as TikTok writes them.
+		{name: "query id with a leading zero", target: v13 + "/campaign/get/?advertiser_id=0" + advOther, status: 400, code: 90011},
+		{name: "query id with a plus sign, client limited to main", clients: true, target: v13 + "/campaign/get/?advertiser_id=%2B" + advOther,
+			header: [][2]string{bearer}, status: 400, code: 90011},
+		{name: "query id with a space", target: v13 + "/campaign/get/?advertiser_id=%20" + advOther, status: 400, code: 90011},
+		{name: "JSON id with a leading zero", method: "POST", target: create, header: [][2]string{ct("application/json")},
+			body: []byte(`{"advertiser_id":"0` + advOther + `"}`), status: 400, code: 90011},
+		{name: "JSON id with a plus sign", method: "POST", target: create, header: [][2]string{ct("application/json")},
+			body: []byte(`{"advertiser_id":"+` + advOther + `"}`), status: 400, code: 90011},
+
+		// Review finding 5: credential headers in underscore forms.
+		{name: "Access_Token and Proxy_Authorization headers", target: get,
+			header: [][2]string{{"Access_Token", otherToken}, {"ACCESS_TOKEN", otherToken}, {"proxy_authorization", "Bearer x"}},
+			cred:   "main", app: appMain},
+		{name: "Access_Token header through a client", clients: true, target: get,
+			header: [][2]string{bearer, {"Access_Token", otherToken}}, cred: "main", app: appMain},
+		{name: "X_TikTok_Credential header", target: get, header: [][2]string{{"X_TikTok_Credential", "other"}}, status: 400, code: 90011},
+		{name: "x_tiktok_credential header through a client", clients: true, target: get,
+			header: [][2]string{bearer, {"x_tiktok_credential", "main"}}, status: 400, code: 90011},
+
+		// Review finding 6: queries Go cannot read whole, paths servers normalise.
+		{name: "query over 10,000 parameters", target: get + strings.Repeat("&a=1", 10000), status: 400, code: 90011},
+		{name: "query with a semicolon", target: get + ";advertiser_id=" + advOther, status: 400, code: 90011},
+		{name: "oauth2 segment with an encoded space", target: v13 + "/oauth2%20/revoke_token/", status: 404, code: 90009},
+		{name: "oauth2 segment with an encoded tab", target: v13 + "/oauth2%09/revoke_token/", status: 404, code: 90009},
+		{name: "oauth2 segment with an encoded NUL", target: v13 + "/oauth2%00/revoke_token/", status: 404, code: 90009},
+		{name: "oauth2 segment with a trailing dot", target: v13 + "/oauth2./revoke_token/", status: 404, code: 90009},
+		{name: "overlong UTF-8 slash", target: v13 + "/oauth2%C0%AFrevoke_token/", status: 404, code: 90009},
+
+		// Review finding 7: a 90002 lists no configured name.
+		{name: "unknown credential header lists no credential", target: get, header: [][2]string{{"X-TikTok-Credential", "nobody"}},
+			status: 400, code: 90002, notInMessage: []string{"main", "other"}},
 	}
 
 	for i, c := range cases {
@@ -341,6 +429,11 @@ func TestHostileRequests(t *testing.T) {
 					}
 				} else {
 					wantProxyError(t, status, h, b, c.status, c.code, false)
+					for _, word := range c.notInMessage {
+						if msg := decodeEnvelope(t, b).Message; strings.Contains(msg, word) {
+							t.Errorf("the message names %q: %s", word, msg)
+						}
+					}
 				}
 				for _, r := range mine {
 					if c.streamed && r.BodyBytes < int64(len(c.body)) {
@@ -366,9 +459,12 @@ func TestHostileRequests(t *testing.T) {
 				if !r.TokenKnown || r.AppID != c.app || r.Stray {
 					t.Errorf("TikTok received %s %s with a token of app %q (known %v, stray %v), want app %s", r.Method, r.Path, r.AppID, r.TokenKnown, r.Stray, c.app)
 				}
-				for _, name := range []string{"Proxy-Authorization", "X-Tiktok-Credential", "Origin"} {
-					if v := r.Header.Get(name); v != "" {
-						t.Errorf("TikTok received the client's %s header", name)
+				if v := r.Header.Get("Origin"); v != "" {
+					t.Error("TikTok received the client's Origin header")
+				}
+				for name, v := range r.Header {
+					if credentialHeaderLike(name) && (name != "Access-Token" || len(v) != 1) {
+						t.Errorf("TikTok received the client's %s header (%d values)", name, len(v))
 					}
 				}
 				if r.AccessToken == otherToken && c.app != appOther {
@@ -384,6 +480,40 @@ func TestHostileRequests(t *testing.T) {
 		})
 	}
 	summarize("hostile: %d cases tried", len(cases))
+
+	// Review finding 3: each conflict is logged once and shown at /api/credentials.
+	for _, want := range []struct{ id, msg string }{
+		{advContested, "granted to another credential too"},
+		{advShared, "granted to several credentials"},
+	} {
+		n := 0
+		for line := range strings.SplitSeq(open.p.out.String(), "\n") {
+			if strings.Contains(line, `"level":"WARN"`) && strings.Contains(line, want.msg) && strings.Contains(line, want.id) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("advertiser %s: %d WARN lines %q, want 1", want.id, n, want.msg)
+		}
+	}
+	_, _, js := httpDo(t, "GET", open.AdminURL+"/api/credentials", nil, nil)
+	var states []struct {
+		Name      string `json:"name"`
+		Conflicts []struct {
+			AdvertiserID string   `json:"advertiser_id"`
+			Owner        string   `json:"owner"`
+			Credentials  []string `json:"credentials"`
+		} `json:"advertiser_conflicts"`
+	}
+	if err := json.Unmarshal(js, &states); err != nil {
+		t.Fatalf("/api/credentials: %v", err)
+	}
+	for _, st := range states {
+		got := fmt.Sprint(st.Conflicts)
+		if want := "[{" + advContested + " other [main other]} {" + advShared + "  [main other]}]"; got != want {
+			t.Errorf("/api/credentials: %s's advertiser_conflicts %s, want %s", st.Name, got, want)
+		}
+	}
 
 	// Finding 1: none of the above knocked a credential out.
 	for _, px := range []*proxy{open, guarded} {

@@ -64,6 +64,9 @@ type Tokens interface {
 	Rejected(ctx context.Context, credential, token string, code int) (retry bool)
 	// CredentialFor returns the credential owning advertiserID.
 	CredentialFor(advertiserID string) (credential string, ok bool)
+	// Claimants returns the credentials that all claim an advertiser no
+	// one owns (ok false from CredentialFor); nil for any other.
+	Claimants(advertiserID string) []string
 }
 
 // Options configure a Core (and the Proxy built on it).
@@ -307,7 +310,10 @@ func (c *Core) send(ex *exchange, out *http.Request) (*http.Response, *Error) {
 	ex.breaker, ex.done, ex.probe = b, done, probe
 	token, err := c.tokens.Token(ex.ctx, cred)
 	if err != nil {
-		if ex.ctx.Err() != nil {
+		// A wait for the refresh of an expired token that ran out of
+		// time is a failed refresh (90005): TikTok never saw the request.
+		var re *tokens.RefreshError
+		if ex.ctx.Err() != nil && (ex.clientGone() || !errors.As(err, &re)) {
 			return nil, c.interrupted(ex)
 		}
 		return nil, c.tokenError(cred, err)
@@ -337,8 +343,7 @@ func (c *Core) rewrite(out *http.Request, ex *exchange) {
 		}
 	}
 	h := out.Header
-	h.Del(c.credentialHeader)
-	h.Del(headerProxyAuth)
+	stripClientCredentials(h, c.credentialHeader)
 	h.Set(headerAccessToken, ex.token)
 	if out.URL.Path == advertiserGetPath {
 		c.signAdvertiserGet(out.URL, ex.route.Credential)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -45,6 +46,14 @@ type ForwardOptions struct {
 	// CertCacheSize bounds how many leaf certificates are kept, least
 	// recently used dropped first; 0 means DefaultCertCacheSize.
 	CertCacheSize int
+	// IdleTimeout closes a tunnel that waits this long for its next
+	// request (or for its TLS handshake and first request); 0 means
+	// DefaultTunnelIdleTimeout.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds reading a request's body, from its header on,
+	// inside a tunnel and in a plain-HTTP request: upstream.timeout, as on
+	// the proxy listener; 0 means DefaultTimeout.
+	ReadTimeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -64,11 +73,16 @@ type Forward struct {
 	mitm   *goproxy.ConnectAction
 	reject *goproxy.ConnectAction
 	log    *slog.Logger
+	tuns   *tunnels
 }
 
 // tunnel is what a CONNECT leaves for the requests inside it (goproxy
-// copies ProxyCtx.UserData to each of them).
-type tunnel struct{ rt http.RoundTripper }
+// copies ProxyCtx.UserData to each of them): the core's RoundTripper for
+// its client and the connection it runs on (nil for a plain-HTTP request).
+type tunnel struct {
+	rt http.RoundTripper
+	hj *hijacker
+}
 
 // NewForward builds the forward front end over core.
 func NewForward(opts ForwardOptions, core tunneler) (*Forward, error) {
@@ -81,7 +95,11 @@ func NewForward(opts ForwardOptions, core tunneler) (*Forward, error) {
 	if len(opts.Hosts) == 0 {
 		return nil, errors.New("proxy: forward: no hosts to intercept")
 	}
-	f := &Forward{core: core, hosts: map[string]bool{}, log: opts.Logger}
+	f := &Forward{core: core, hosts: map[string]bool{}, log: opts.Logger, tuns: &tunnels{
+		idle: orDefault(opts.IdleTimeout, DefaultTunnelIdleTimeout),
+		read: orDefault(opts.ReadTimeout, DefaultTimeout),
+		open: map[*tunnelConn]struct{}{},
+	}}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -115,13 +133,24 @@ func NewForward(opts ForwardOptions, core tunneler) (*Forward, error) {
 
 // ServeHTTP serves the forward listener.
 func (f *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		// goproxy copies a plain-HTTP response without flushing; a streamed
-		// report must reach the client as it comes.
-		w = flushingWriter{w}
+	if r.Method == http.MethodConnect {
+		hj := &hijacker{ResponseWriter: w, ts: f.tuns}
+		f.tuns.hijackers.Store(r, hj)
+		defer f.tuns.hijackers.Delete(r)
+		f.gp.ServeHTTP(hj, r)
+		return
 	}
-	f.gp.ServeHTTP(w, r)
+	boundBodyRead(w, r, f.tuns.read)
+	// goproxy copies a plain-HTTP response without flushing; a streamed
+	// report must reach the client as it comes.
+	f.gp.ServeHTTP(flushingWriter{w}, r)
 }
+
+// CloseTunnels closes every tunnel waiting for a request now and every
+// other one once its request is answered; a tunnel opened later is closed
+// at once. http.Server.Shutdown does not see the connections tunnels took
+// over: serve registers this with RegisterOnShutdown.
+func (f *Forward) CloseTunnels() { f.tuns.closeAll() }
 
 // connect decides a CONNECT: MITM for an intercepted host whose client the
 // core accepts, else a refusal written on the connection before it closes.
@@ -136,14 +165,34 @@ func (f *Forward) connect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectA
 		ctx.Resp = proxyAuthRefusal(refusal)
 		return f.reject, host
 	}
-	ctx.UserData = &tunnel{rt: rt}
+	hj, _ := f.tuns.hijackers.Load(ctx.Req)
+	ctx.UserData = &tunnel{rt: rt, hj: hj.(*hijacker)}
 	return f.mitm, name
 }
 
 // request serves one request: inside a tunnel with the tunnel's
-// RoundTripper, a plain-HTTP one after authenticating it on its own.
+// RoundTripper, between its connection's read bound and idle wait; a
+// plain-HTTP one after authenticating it on its own.
 func (f *Forward) request(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	t, inTunnel := ctx.UserData.(*tunnel)
+	if !inTunnel {
+		return r, f.answer(r, nil)
+	}
+	conn := t.hj.conn
+	conn.serving()
+	resp := f.answer(r, t)
+	body := resp.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	resp.Body = &answeredBody{ReadCloser: body, done: sync.OnceFunc(conn.answered)}
+	return r, resp
+}
+
+// answer is the response to r: from t's RoundTripper inside a tunnel (t
+// non-nil), or from the core after authenticating a plain-HTTP request.
+func (f *Forward) answer(r *http.Request, t *tunnel) *http.Response {
+	inTunnel := t != nil
 	port := "80"
 	if inTunnel {
 		port = "443"
@@ -151,16 +200,16 @@ func (f *Forward) request(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request
 	// Inside a tunnel too: the request's own Host must be intercepted, not
 	// only the CONNECT's.
 	if _, ok := f.intercepted(r.URL.Host, port); !ok {
-		return r, f.refuse(r, r.URL.Host)
+		return f.refuse(r, r.URL.Host)
 	}
 	if !inTunnel {
 		rt, refusal := f.core.Tunnel(r)
 		if refusal != nil {
-			return r, proxyAuthRefusal(refusal)
+			return proxyAuthRefusal(refusal)
 		}
 		t = &tunnel{rt: rt}
 	}
-	return r, f.roundTrip(t.rt, r)
+	return f.roundTrip(t.rt, r)
 }
 
 // roundTrip sends r through rt without the hop-by-hop headers either way,
@@ -263,14 +312,15 @@ func (w flushingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // goproxyLogger sends goproxy's messages (only its warnings: Verbose is
 // off) to slog. A failed TLS handshake is a warning, since it is usually a
-// client that does not trust the CA; the rest (a client that hung up, a
-// connection reset) is routine, and debug.
+// client that does not trust the CA; the rest (a client that hung up or
+// sent nothing until the idle timeout, a connection reset) is routine, and
+// debug.
 type goproxyLogger struct{ log *slog.Logger }
 
 func (l goproxyLogger) Printf(format string, v ...any) {
 	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
 	level := slog.LevelDebug
-	if strings.Contains(msg, "handshake") {
+	if strings.Contains(msg, "handshake") && !strings.Contains(msg, os.ErrDeadlineExceeded.Error()) {
 		level = slog.LevelWarn
 		msg += " (does the client trust forward_proxy.ca_cert?)"
 	}

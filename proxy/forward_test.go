@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -85,7 +86,7 @@ type forwardHarness struct {
 	logs  *syncBuffer
 }
 
-func newForwardHarness(t *testing.T, core *fakeCore) *forwardHarness {
+func newForwardHarness(t *testing.T, core *fakeCore, edit ...func(*ForwardOptions)) *forwardHarness {
 	t.Helper()
 	certPEM, keyPEM, err := config.NewCA(config.DefaultForwardHosts(), time.Now())
 	if err != nil {
@@ -100,7 +101,11 @@ func newForwardHarness(t *testing.T, core *fakeCore) *forwardHarness {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	fwd, err := NewForward(ForwardOptions{CA: ca, Hosts: config.DefaultForwardHosts(), Logger: log}, core)
+	opts := ForwardOptions{CA: ca, Hosts: config.DefaultForwardHosts(), Logger: log}
+	for _, e := range edit {
+		e(&opts)
+	}
+	fwd, err := NewForward(opts, core)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,4 +546,131 @@ func TestForwardIgnoresProxyEnvironment(t *testing.T) {
 	if h.fwd.gp.Tr.Proxy != nil {
 		t.Error("goproxy's transport follows a proxy")
 	}
+}
+
+// closedByProxy reads from a tunnel's client side and fails unless the
+// proxy closed the connection: a read that runs into the 10s guard the
+// harness sets means the tunnel stayed open.
+func closedByProxy(t *testing.T, what string, r io.Reader) {
+	t.Helper()
+	n, err := r.Read(make([]byte, 1))
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("%s: read %d bytes, %v; want the proxy to have closed the tunnel", what, n, err)
+	}
+}
+
+// openTunnels is how many tunnels h's Forward tracks.
+func (h *forwardHarness) openTunnels() int {
+	h.fwd.tuns.mu.Lock()
+	defer h.fwd.tuns.mu.Unlock()
+	return len(h.fwd.tuns.open)
+}
+
+// TestForwardTunnelIdleTimeout: a tunnel that waits for its first request
+// or its next one longer than IdleTimeout is closed (goproxy sets no
+// deadline on the connection it takes over, so it would stay open for
+// good), and no longer tracked.
+func TestForwardTunnelIdleTimeout(t *testing.T) {
+	// Long enough that a loaded machine finishes the handshake and writes the
+	// request inside it (a stall past it would fail the test, not pass it),
+	// short enough to keep the test quick.
+	h := newForwardHarness(t, &fakeCore{}, func(o *ForwardOptions) { o.IdleTimeout = time.Second })
+	tc, br := h.tlsTunnel(t, "")
+	closedByProxy(t, "no request", br)
+
+	tc, br = h.tlsTunnel(t, "")
+	fmt.Fprintf(tc, "GET /open_api/v1.3/campaign/get/ HTTP/1.1\r\nHost: %s\r\n\r\n", apiHost)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := readEnvelope(t, resp); resp.StatusCode != http.StatusOK || env.Code != 0 {
+		t.Fatalf("%s, code %d", resp.Status, env.Code)
+	}
+	closedByProxy(t, "after one request", br)
+	eventually(t, "the closed tunnels to be forgotten", func() bool { return h.openTunnels() == 0 })
+}
+
+// TestForwardTunnelBodyTimeout: a request inside a tunnel whose body stops
+// arriving fails its read at ReadTimeout (upstream.timeout), as on the
+// proxy listener, rather than holding the core until the client leaves;
+// the answer still reaches the client, and the tunnel, whose request
+// stream is now unreadable, then closes.
+func TestForwardTunnelBodyTimeout(t *testing.T) {
+	bodyErr := make(chan error, 1)
+	core := &fakeCore{respond: func(r *http.Request) *http.Response {
+		_, err := io.ReadAll(r.Body)
+		bodyErr <- err
+		return jsonResponse(r, http.StatusRequestTimeout, strings.NewReader(`{"code":90011,"message":"body too slow","data":{}}`))
+	}}
+	h := newForwardHarness(t, core, func(o *ForwardOptions) { o.ReadTimeout = 100 * time.Millisecond })
+	tc, br := h.tlsTunnel(t, "")
+	fmt.Fprintf(tc, "POST /open_api/v1.3/campaign/create/ HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"adver", apiHost)
+	select {
+	case err := <-bodyErr:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("reading the stalled body: %v, want the read deadline", err)
+		}
+	case <-time.After(10 * time.Second): // a guard against a hang, not a timing assertion
+		t.Fatal("reading the stalled body was not bounded")
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := readEnvelope(t, resp); resp.StatusCode != http.StatusRequestTimeout || env.Code != 90011 {
+		t.Fatalf("%s, code %d; want the core's answer", resp.Status, env.Code)
+	}
+	closedByProxy(t, "after the stalled body", br)
+}
+
+// TestForwardCloseTunnels: at shutdown (CloseTunnels) an idle tunnel is
+// closed at once, a busy one once its answer is written in full, and one
+// opened later at once.
+func TestForwardCloseTunnels(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	core := &fakeCore{respond: func(r *http.Request) *http.Response {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		return okResponse(r)
+	}}
+	h := newForwardHarness(t, core)
+	get := func(tc *tls.Conn, path string) {
+		fmt.Fprintf(tc, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, apiHost)
+	}
+	idle, idleBr := h.tlsTunnel(t, "")
+	get(idle, "/open_api/v1.3/campaign/get/")
+	resp, err := http.ReadResponse(idleBr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readEnvelope(t, resp)
+	busy, busyBr := h.tlsTunnel(t, "")
+	get(busy, "/slow")
+	<-started
+
+	h.fwd.CloseTunnels()
+	closedByProxy(t, "idle tunnel", idleBr)
+	close(release)
+	resp, err = http.ReadResponse(busyBr, nil)
+	if err != nil {
+		t.Fatalf("busy tunnel: %v, want its answer", err)
+	}
+	if env := readEnvelope(t, resp); resp.StatusCode != http.StatusOK || env.Code != 0 {
+		t.Fatalf("busy tunnel: %s, code %d", resp.Status, env.Code)
+	}
+	closedByProxy(t, "busy tunnel once answered", busyBr)
+
+	conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second)) // a guard against a hang
+	fmt.Fprintf(conn, "CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n", apiHost, apiHost)
+	closedByProxy(t, "tunnel opened after CloseTunnels", conn)
+	eventually(t, "every tunnel to be forgotten", func() bool { return h.openTunnels() == 0 })
 }

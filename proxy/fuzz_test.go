@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -55,11 +58,79 @@ func fuzzSelect(t *testing.T, p *Core, query, contentType string, body []byte, o
 	}
 	ids, _ := fieldAdvertisers(r.URL.Query())
 	ids = append(ids, referenceAdvertisers(contentType, body)...)
+	ids = append(ids, backendAdvertisers(query, contentType, body)...)
 	for _, id := range append(ids, sel.advertisers...) {
 		if c, ok := p.tokens.CredentialFor(id); ok && c != sel.credential {
 			t.Fatalf("picked %q for a request naming advertiser %s of %q (query %q, body %q)", sel.credential, id, c, query, body)
 		}
+		if claimants := p.tokens.Claimants(id); len(claimants) > 1 {
+			t.Fatalf("picked %q for a request naming advertiser %s, which %v all claim (query %q, body %q)", sel.credential, id, claimants, query, body)
+		}
 	}
+}
+
+// backendAdvertisers reads a request as a lenient Go backend might, with
+// none of the proxy's code: the query and a form body by url.ParseQuery,
+// a JSON object into a struct (encoding/json: keys matched in any case or
+// Unicode folding, the last of repeated keys winning), the advertiser_id
+// parts of any multipart type by their Content-Disposition name; every id
+// parsed as an int64 after trimming spaces (so "07…", "+7…" and " 7…" are
+// read) and written back as TikTok writes it.
+func backendAdvertisers(query, contentType string, body []byte) []string {
+	var ids []string
+	add := func(v string) {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			ids = append(ids, strconv.FormatInt(n, 10))
+		}
+	}
+	addRaw := func(raw json.RawMessage) {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			add(s)
+			return
+		}
+		add(string(raw))
+	}
+	fields := func(q url.Values) {
+		for _, v := range q["advertiser_id"] {
+			add(v)
+		}
+	}
+	if q, err := url.ParseQuery(query); err == nil {
+		fields(q)
+	}
+	mt, params, _ := mime.ParseMediaType(contentType)
+	var obj struct {
+		AdvertiserID  json.RawMessage   `json:"advertiser_id"`
+		AdvertiserIDs []json.RawMessage `json:"advertiser_ids"`
+	}
+	switch {
+	case mt == "application/x-www-form-urlencoded":
+		if q, err := url.ParseQuery(string(body)); err == nil {
+			fields(q)
+		}
+	case strings.HasPrefix(mt, "multipart/") && params["boundary"] != "":
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		for {
+			part, err := mr.NextRawPart()
+			if err != nil {
+				break
+			}
+			_, cd, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+			v, _ := io.ReadAll(io.LimitReader(part, 1024))
+			if cd["name"] == "advertiser_id" {
+				add(string(v))
+			}
+		}
+	case json.Unmarshal(body, &obj) == nil:
+		if obj.AdvertiserID != nil {
+			addRaw(obj.AdvertiserID)
+		}
+		for _, raw := range obj.AdvertiserIDs {
+			addRaw(raw)
+		}
+	}
+	return ids
 }
 
 // fuzzProxy is the proxy the fuzz targets select with: credentials main
@@ -101,6 +172,9 @@ func FuzzSelectQuery(f *testing.F) {
 		"advertiser_id=" + advNone + "&advertiser_ids=null",
 		"advertiser_ids=[1,",
 		"advertiser_id=" + advMain + ";advertiser_id=" + advOther,
+		"advertiser_id=0" + advOther,
+		"advertiser_id=%2B" + advOther + "&advertiser_id=" + advMain,
+		"advertiser_id=3333333333333333333",
 		"",
 	} {
 		f.Add(q)
@@ -122,6 +196,10 @@ func FuzzSelectJSON(f *testing.F) {
 		{"application/json", `[{"advertiser_id":"` + advOther + `"}]`, ""},
 		{"application/octet-stream", `x{"advertiser_id":"` + advOther + `"}`, ""},
 		{"application/json", `{"advertiser_id":"` + advOther + `"`, "advertiser_id=" + advMain},
+		{"application/json", `{"advertiser_id":"` + advMain + `","ADVERTISER_ID":"` + advOther + `"}`, ""},
+		{"text/plain", `{"advertiſer_id":"` + advOther + `"}`, "advertiser_id=" + advMain},
+		{"application/json", `{"Advertiser_IDs":["0` + advOther + `"]}`, ""},
+		{"application/json", `{"advertiser_id":" +` + advOther + `"}`, ""},
 	} {
 		f.Add(s.ct, []byte(s.body), s.query, false)
 		f.Add(s.ct, []byte(s.body), s.query, true)
@@ -133,6 +211,7 @@ func FuzzSelectJSON(f *testing.F) {
 }
 
 func FuzzSelectMultipart(f *testing.F) {
+	const formData = "multipart/form-data; boundary=XYZ"
 	field := func(name, v string) string {
 		return `Content-Disposition: form-data; name="` + name + `"` + "\r\n\r\n" + v
 	}
@@ -147,12 +226,15 @@ func FuzzSelectMultipart(f *testing.F) {
 		{"--XYZ\r\n" + field("advertiser_id", advMain) + "\r\n--XYZ\r\n" + file, ""},
 		{"not multipart", ""},
 	} {
-		f.Add([]byte(s.body), s.query, false)
-		f.Add([]byte(s.body), s.query, true)
+		f.Add(formData, []byte(s.body), s.query, false)
+		f.Add(formData, []byte(s.body), s.query, true)
 	}
+	f.Add("multipart/mixed; boundary=XYZ", []byte(multipartBody("XYZ", field("advertiser_id", advOther), file)), "", false)
+	f.Add("MULTIPART/RELATED; boundary=XYZ", []byte(multipartBody("XYZ", `Content-Disposition: attachment; name="advertiser_id"`+"\r\n\r\n"+advOther)), "advertiser_id="+advMain, true)
+	f.Add(formData, []byte(multipartBody("XYZ", field("advertiser_id", "0"+advOther))), "", false)
 	p := fuzzProxy(f)
-	f.Fuzz(func(t *testing.T, body []byte, query string, oneByte bool) {
-		fuzzSelect(t, p, query, "multipart/form-data; boundary=XYZ", body, oneByte)
+	f.Fuzz(func(t *testing.T, contentType string, body []byte, query string, oneByte bool) {
+		fuzzSelect(t, p, query, contentType, body, oneByte)
 	})
 }
 

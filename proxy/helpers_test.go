@@ -23,9 +23,10 @@ import (
 // fakeTokens is a Tokens with fixed answers.
 type fakeTokens struct {
 	mu          sync.Mutex
-	tokens      map[string]string // credential → token
-	errs        map[string]error  // credential → Token error
-	advertisers map[string]string // advertiser → credential
+	tokens      map[string]string   // credential → token
+	errs        map[string]error    // credential → Token error
+	advertisers map[string]string   // advertiser → credential
+	claimants   map[string][]string // advertiser no one owns → credentials claiming it
 	// rotate, when set for a credential, is the token Rejected switches to.
 	rotate   map[string]string
 	rejected []string // "cred/token/code" of every Rejected call
@@ -36,6 +37,7 @@ func newFakeTokens() *fakeTokens {
 		tokens:      map[string]string{"main": "tok-main", "other": "tok-other"},
 		errs:        map[string]error{},
 		advertisers: map[string]string{"1111111111111111111": "main", "2222222222222222222": "other"},
+		claimants:   map[string][]string{"3333333333333333333": {"main", "other"}},
 		rotate:      map[string]string{},
 	}
 }
@@ -66,6 +68,12 @@ func (f *fakeTokens) CredentialFor(adv string) (string, bool) {
 	defer f.mu.Unlock()
 	c, ok := f.advertisers[adv]
 	return c, ok
+}
+
+func (f *fakeTokens) Claimants(adv string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.claimants[adv]
 }
 
 func (f *fakeTokens) rejections() []string {

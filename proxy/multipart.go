@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 )
 
@@ -47,7 +49,7 @@ func (c *Core) inspectMultipart(r *http.Request, sel *selection, boundary string
 		return nil
 	case scan == scanBroken:
 		return newError(CodeMalformed, http.StatusBadRequest,
-			"the multipart/form-data body could not be read to find advertiser_id: %v", err)
+			"the multipart body could not be read to find advertiser_id: %v", err)
 	case len(c.names) == 1:
 		return nil
 	case named || len(sel.advertisers) > 0:
@@ -80,7 +82,11 @@ func scanMultipart(mr *multipart.Reader, sel *selection, stopAtFile bool) (int, 
 		if err != nil {
 			return scanBroken, err
 		}
-		if name := part.FormName(); name == "advertiser_id" || name == "advertiser_ids" {
+		name, err := partName(part)
+		if err != nil {
+			return scanBroken, err
+		}
+		if name == "advertiser_id" || name == "advertiser_ids" {
 			if cte := part.Header.Get("Content-Transfer-Encoding"); cte != "" {
 				return scanBroken, newError(CodeMalformed, http.StatusBadRequest,
 					"the multipart %s field has Content-Transfer-Encoding %q, which servers decode differently: send the field plain", name, cte)
@@ -106,6 +112,29 @@ func scanMultipart(mr *multipart.Reader, sel *selection, stopAtFile bool) (int, 
 			return scanBroken, err
 		}
 	}
+}
+
+// partName is the name a part's Content-Disposition gives it, whatever
+// the disposition type: unlike Part.FormName, which knows only form-data,
+// servers reading multipart/mixed (or an "attachment; name=...") take the
+// name too. A part with two Content-Disposition headers is refused with a
+// 90011 *Error: servers disagree on which one counts.
+func partName(part *multipart.Part) (string, error) {
+	cds := part.Header.Values("Content-Disposition")
+	if len(cds) > 1 {
+		return "", newError(CodeMalformed, http.StatusBadRequest,
+			"a multipart part has %d Content-Disposition headers, which servers read differently: send one per part", len(cds))
+	}
+	if len(cds) == 0 {
+		return "", nil
+	}
+	_, params, err := mime.ParseMediaType(cds[0])
+	if err != nil && strings.Contains(strings.ToLower(cds[0]), "advertiser") {
+		// A lenient server may still find the name in it.
+		return "", newError(CodeMalformed, http.StatusBadRequest,
+			"a multipart part's Content-Disposition %.200q does not parse, and may name an advertiser field: fix it", cds[0])
+	}
+	return params["name"], nil
 }
 
 // verifiedBody streams a multipart body to TikTok while a second reading
@@ -157,7 +186,7 @@ func (v *verifiedBody) start() {
 			}
 		} else if _, ok := err.(*Error); !ok {
 			err = newError(CodeMalformed, http.StatusBadRequest,
-				"the multipart/form-data body broke off or stopped being multipart after what was inspected: %v", err)
+				"the multipart body broke off or stopped being multipart after what was inspected: %v", err)
 		}
 		v.mu.Lock()
 		v.err = err

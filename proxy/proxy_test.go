@@ -937,3 +937,62 @@ func TestAdvertiserListSigned(t *testing.T) {
 		}
 	}
 }
+
+// hangingTokens is a token store whose refresh hangs: Token waits until the
+// request's context ends, then answers as tokens.Manager does, a
+// *tokens.RefreshError wrapping the context's end (plain: the context
+// error alone, as any other wait would).
+type hangingTokens struct {
+	*fakeTokens
+	plain bool
+}
+
+func (h hangingTokens) Token(ctx context.Context, cred string) (string, error) {
+	<-ctx.Done()
+	if h.plain {
+		return "", ctx.Err()
+	}
+	return "", &tokens.RefreshError{Credential: cred, RetryAfter: time.Second, Err: ctx.Err()}
+}
+
+// TestRefreshHangsPastTimeout: a request whose token expired and whose
+// wait for the refresh ends at upstream.timeout (TikTok's token endpoint
+// hangs) is 90005 with Retry-After, as SPEC says of an expired token whose
+// refresh failed, not 90007: TikTok never saw the request. A wait that
+// ends without a refresh failure is still TikTok timing out (90007), and
+// nothing reaches TikTok either way.
+func TestRefreshHangsPastTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		plain              bool
+		code, status       int
+		retryAfter, reason string
+	}{
+		{name: "refresh", code: 90005, status: 503, retryAfter: "1", reason: "refreshing it failed"},
+		{name: "other wait", plain: true, code: 90007, status: 504, reason: "did not answer within upstream.timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				calls := 0
+				h := newMemHarness(t, func(r *http.Request) (*http.Response, error) {
+					calls++
+					return jsonResponse(r, 200, strings.NewReader(`{"code":0}`)), nil
+				}, func(c *config.Config, o *Options) {
+					c.Upstream.Timeout = 2 * time.Second
+					o.Tokens = hangingTokens{fakeTokens: newFakeTokens(), plain: tc.plain}
+				})
+				w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
+				e := checkProxyError(t, w, tc.code, tc.status)
+				if got := w.Header().Get("Retry-After"); got != tc.retryAfter {
+					t.Errorf("Retry-After = %q, want %q", got, tc.retryAfter)
+				}
+				if !strings.Contains(e.Message, tc.reason) {
+					t.Errorf("message %q, want it to say %q", e.Message, tc.reason)
+				}
+				if calls != 0 {
+					t.Errorf("TikTok got %d requests", calls)
+				}
+			})
+		})
+	}
+}

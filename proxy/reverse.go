@@ -41,8 +41,11 @@ func New(opts Options) (*Proxy, error) {
 	p.rp = httputil.ReverseProxy{
 		// The core rewrites the request; Rewrite (unlike Director) has
 		// ReverseProxy drop inbound X-Forwarded-* headers, and none are
-		// added, so nothing about the client leaks to TikTok.
-		Rewrite: func(*httputil.ProxyRequest) {},
+		// added, so nothing about the client leaks to TikTok. The query
+		// goes on as sent: ReverseProxy drops what Go cannot parse (a ';',
+		// over 10,000 parameters), which would send TikTok another request
+		// than the client's; selection refuses such a query instead.
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.Out.URL.RawQuery = pr.In.URL.RawQuery },
 		// A body of unknown length (a report streamed in chunks) or an
 		// event stream is flushed after every write whatever this says;
 		// one of known length goes out as net/http's buffer fills, which
@@ -71,10 +74,7 @@ func (p *Proxy) Breaker(name string) BreakerStatus { return p.core.Breaker(name)
 // a hang-up), so the read-ahead never fails at it. A writer without
 // deadlines (a ResponseRecorder) leaves the body to its own limits.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	deadline := time.Now().Add(p.core.timeout)
-	if r.Body != nil && r.Body != http.NoBody {
-		_ = http.NewResponseController(w).SetReadDeadline(deadline)
-	}
+	deadline := boundBodyRead(w, r, p.core.timeout)
 	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
 	cl, authErr := p.core.authenticate(r)
@@ -111,6 +111,17 @@ func (p *Proxy) checkHost(r *http.Request) *Error {
 	}
 	return newError(CodeNotFound, http.StatusMisdirectedRequest,
 		"this proxy answers only loopback host names, its listen address and allowed_hosts, not %q: call it as 127.0.0.1 or localhost, or add the name to allowed_hosts", r.Host)
+}
+
+// boundBodyRead sets the read deadline of r's connection to d from now,
+// when r has a body, and returns that deadline: nothing else bounds reading
+// a body on a listener that sets only ReadHeaderTimeout.
+func boundBodyRead(w http.ResponseWriter, r *http.Request, d time.Duration) time.Time {
+	deadline := time.Now().Add(d)
+	if r.Body != nil && r.Body != http.NoBody {
+		_ = http.NewResponseController(w).SetReadDeadline(deadline)
+	}
+	return deadline
 }
 
 // sameHost compares hosts with default ports filled from each URL's scheme.

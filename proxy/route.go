@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Route is where a request goes.
@@ -59,6 +61,10 @@ func checkTarget(r *http.Request) *Error {
 		return newError(CodeNotFound, http.StatusNotFound,
 			"only /open_api/ paths are forwarded to TikTok; call http://<proxy>/open_api/v1.3/...")
 	}
+	if unreadablePath(r.URL.Path) {
+		return newError(CodeNotFound, http.StatusNotFound,
+			"paths with control characters, whitespace or bytes that are not UTF-8 (encoded or not) are not forwarded: TikTok's API has none, and servers normalise them differently")
+	}
 	if r.URL.Path != advertiserGetPath && hasSegment(r.URL.Path, "oauth2") {
 		return newError(CodeNotFound, http.StatusNotFound,
 			"the proxy owns the OAuth grants, so /oauth2/ paths are not forwarded; the one exception, %s, lists the credential's advertisers (the proxy adds app_id and secret)",
@@ -86,14 +92,46 @@ func ambiguousPath(u *url.URL) bool {
 	return strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%2e")
 }
 
-// hasSegment reports whether the path has the segment seg, in any case.
+// unreadablePath reports a (decoded) path with a control character,
+// whitespace or invalid UTF-8 (an overlong "%C0%AF" among them): servers
+// trim, truncate or normalise such segments each in their own way, so
+// "oauth2%20" or "oauth2%00" may reach an OAuth endpoint there.
+func unreadablePath(p string) bool {
+	if !utf8.ValidString(p) {
+		return true
+	}
+	return strings.IndexFunc(p, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0
+}
+
+// hasSegment reports whether the path has the segment seg, in any case and
+// with any dots or whitespace around it ("oauth2.", " oauth2"), which some
+// servers strip.
 func hasSegment(p, seg string) bool {
 	for s := range strings.SplitSeq(p, "/") {
+		s = strings.TrimFunc(s, func(r rune) bool { return r == '.' || unicode.IsSpace(r) })
 		if strings.EqualFold(s, seg) {
 			return true
 		}
 	}
 	return false
+}
+
+// stripClientCredentials removes every header a client may have sent to
+// carry a credential or pick one: Access-Token, the selection header and
+// Proxy-Authorization, in any case and with '_' for '-' ("Access_Token"),
+// which some servers and gateways read as the same header.
+func stripClientCredentials(h http.Header, credentialHeader string) {
+	for name := range h {
+		if sameHeaderName(name, headerAccessToken) || sameHeaderName(name, credentialHeader) || sameHeaderName(name, headerProxyAuth) {
+			delete(h, name)
+		}
+	}
+}
+
+// sameHeaderName reports whether two header names are the same in any case
+// with '_' read as '-', as some servers and gateways read them.
+func sameHeaderName(a, b string) bool {
+	return strings.EqualFold(strings.ReplaceAll(a, "_", "-"), strings.ReplaceAll(b, "_", "-"))
 }
 
 // crossSite reports a request a browser marks as sent by a page of another

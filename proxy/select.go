@@ -52,7 +52,24 @@ func (s *selection) replayable() bool { return !s.hasBody || s.replay != nil }
 // forward is then in the returned selection.
 func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 	sel := &selection{hasBody: r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0}
+	// A query Go cannot parse whole (over 10,000 parameters, a ';', a bad
+	// escape) would be read in part here and rewritten or dropped on the
+	// way out, while TikTok reads it whole: refused before anything else.
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, newError(CodeMalformed, http.StatusBadRequest,
+			"the query cannot be read whole (%v), so it would not reach TikTok as sent: fix the query (escape ';' and '%%' as %%3B and %%25)", err)
+	}
 
+	for name := range r.Header {
+		// "X_TikTok_Credential" is not read (and is stripped), so a script
+		// meaning to pick a credential with it would silently spend
+		// through another.
+		if name != http.CanonicalHeaderKey(c.credentialHeader) && sameHeaderName(name, c.credentialHeader) {
+			return nil, newError(CodeMalformed, http.StatusBadRequest,
+				"the header %q is not read as %s: send the credential's name as %s", name, c.credentialHeader, c.credentialHeader)
+		}
+	}
 	if names := r.Header.Values(c.credentialHeader); len(names) > 0 {
 		if len(names) > 1 {
 			return nil, newError(CodeMalformed, http.StatusBadRequest,
@@ -60,9 +77,10 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 		}
 		name := strings.TrimSpace(names[0])
 		if !c.known(name) {
+			// The configured names are the operator's to list, not a
+			// client's: the message names only what the client sent.
 			return nil, newError(CodeUnknownCredential, http.StatusBadRequest,
-				"%s %q names no configured credential; configured: %s",
-				c.credentialHeader, name, strings.Join(c.names, ", "))
+				"unknown credential %q in %s", name, c.credentialHeader)
 		}
 		sel.credential, sel.by = name, selectedByHeader
 		if err := c.bufferReplay(r, sel); err != nil {
@@ -71,7 +89,7 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 		return sel, nil
 	}
 
-	ids, err := fieldAdvertisers(r.URL.Query())
+	ids, err := fieldAdvertisers(query)
 	if err != nil {
 		return nil, newError(CodeMalformed, http.StatusBadRequest, "query %v", err)
 	}
@@ -112,20 +130,27 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 }
 
 // credentialOf maps advertiser ids to their one credential; "" when none of
-// them is known (unknown ones fall through to the default).
+// them is known (unknown ones fall through to the default). An advertiser
+// several credentials claim and none owns is 90001: the default is no
+// likelier to be meant than any of them.
 func (c *Core) credentialOf(ids []string) (string, *Error) {
 	cred, first := "", ""
 	for _, id := range ids {
-		c, ok := c.tokens.CredentialFor(id)
+		owner, ok := c.tokens.CredentialFor(id)
 		if !ok {
+			if claimants := c.tokens.Claimants(id); len(claimants) > 1 {
+				return "", newError(CodeNoCredential, http.StatusBadRequest,
+					"advertiser %s is granted to credentials %s and in none's advertiser_ids, so the proxy cannot tell which one is meant: add it to one credential's advertiser_ids in config, or name the credential with %s",
+					id, strings.Join(claimants, " and "), c.credentialHeader)
+			}
 			continue
 		}
-		if cred != "" && c != cred {
+		if cred != "" && owner != cred {
 			return "", newError(CodeNoCredential, http.StatusBadRequest,
 				"advertisers %s and %s belong to different credentials (%q, %q): split the request",
-				first, id, cred, c)
+				first, id, cred, owner)
 		}
-		cred, first = c, id
+		cred, first = owner, id
 	}
 	return cred, nil
 }
@@ -152,16 +177,21 @@ func (c *Core) pickedBy(ids []string, cred string) []string {
 }
 
 // fieldAdvertisers reads advertiser_id and advertiser_ids (a JSON list)
-// from a query or form.
+// from a query or form. An empty value names no advertiser; any other must
+// be a canonical id (canonicalID).
 func fieldAdvertisers(q url.Values) ([]string, error) {
 	var ids []string
 	for _, v := range q["advertiser_id"] {
-		if v = strings.TrimSpace(v); v != "" {
-			ids = append(ids, v)
+		if v == "" {
+			continue
 		}
+		if err := canonicalID(v); err != nil {
+			return nil, err
+		}
+		ids = append(ids, v)
 	}
 	for _, v := range q["advertiser_ids"] {
-		if strings.TrimSpace(v) == "" {
+		if v == "" {
 			continue
 		}
 		list, err := idList(json.RawMessage(v))
@@ -208,14 +238,22 @@ func (c *Core) inspectBody(r *http.Request, sel *selection, named bool) *Error {
 		var err error
 		mt, params, err = mime.ParseMediaType(cts[0])
 		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
-			return unreadable("the Content-Type header %q does not parse, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
-				cts[0], c.credentialHeader)
+			if perr := unreadable("the Content-Type header %q does not parse, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
+				cts[0], c.credentialHeader); perr != nil {
+				return perr
+			}
+			// Named by the query: read like a body without Content-Type,
+			// as JSON when it starts with '{', since TikTok may.
+			mt = ""
 		}
 	}
-	if mt == "multipart/form-data" {
+	// Every multipart subtype (mixed, related, ...; ParseMediaType
+	// lowercases) is read like form-data: servers find an advertiser_id
+	// part in any of them.
+	if strings.HasPrefix(mt, "multipart/") {
 		if params["boundary"] == "" {
-			return unreadable("the multipart/form-data Content-Type has no boundary, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
-				c.credentialHeader)
+			return unreadable("the %s Content-Type has no boundary, so the body cannot be read to find advertiser_id: fix it, or name the credential with %s",
+				mt, c.credentialHeader)
 		}
 		return c.inspectMultipart(r, sel, params["boundary"], named)
 	}
@@ -369,29 +407,43 @@ func jsonAdvertisers(body []byte) ([]string, error) {
 	if body[0] != '{' {
 		return nil, nil
 	}
-	obj, ok := idMembers(body)
-	if !ok {
-		obj = nil
-		if json.Unmarshal(body, &obj) != nil {
-			return nil, nil
-		}
+	// Every top-level key is read, in order: a key repeated (which Go's
+	// encoding/json reads last-wins, others first-wins) names each of its
+	// advertisers, and a key that differs from advertiser_id only in case
+	// or Unicode folding ("ADVERTISER_ID", "advertiſer_id") counts, since
+	// encoding/json matches struct fields that way.
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if _, err := dec.Token(); err != nil {
+		return nil, errors.New("invalid JSON")
 	}
 	var ids []string
-	if raw, ok := obj["advertiser_id"]; ok {
-		id, err := oneID(raw)
+	for dec.More() {
+		tok, err := dec.Token()
 		if err != nil {
-			return nil, err
+			return nil, errors.New("invalid JSON")
 		}
-		if id != "" {
-			ids = append(ids, id)
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, errors.New("invalid JSON")
 		}
-	}
-	if raw, ok := obj["advertiser_ids"]; ok {
-		list, err := idList(raw)
-		if err != nil {
-			return nil, err
+		switch {
+		case strings.EqualFold(key, "advertiser_id"):
+			id, err := oneID(raw)
+			if err != nil {
+				return nil, err
+			}
+			if id != "" {
+				ids = append(ids, id)
+			}
+		case strings.EqualFold(key, "advertiser_ids"):
+			list, err := idList(raw)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, list...)
 		}
-		ids = append(ids, list...)
 	}
 	return ids, nil
 }
@@ -430,33 +482,45 @@ func oneID(raw json.RawMessage) (string, error) {
 	return idValue(v)
 }
 
-// idValue accepts an integer number or a string; null is no id.
+// idValue accepts a canonical id (canonicalID) as a number or a string;
+// null and "" are no id.
 func idValue(v any) (string, error) {
+	var id string
 	switch t := v.(type) {
 	case nil:
 		return "", nil
 	case string:
-		return strings.TrimSpace(t), nil
-	case json.Number:
-		if s := t.String(); isDigits(s) {
-			return s, nil
+		if t == "" {
+			return "", nil
 		}
-		return "", errors.New("advertiser id " + t.String() + " is not an integer")
+		id = t
+	case json.Number:
+		id = t.String()
 	default:
 		return "", errors.New("an advertiser id must be a string or an integer")
 	}
+	if err := canonicalID(id); err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
-func isDigits(s string) bool {
-	if s == "" {
-		return false
+// maxIDDigits is the longest advertiser id accepted: every uint64 fits.
+const maxIDDigits = 20
+
+// canonicalID refuses an advertiser id that is not plain decimal digits
+// without a leading zero: a server that parses ids as numbers reads
+// "07…", "+7…", " 7…" or "7.0e18" as an advertiser the proxy, comparing
+// the text, would not recognise, and would pick another credential for.
+func canonicalID(id string) error {
+	ok := id != "" && len(id) <= maxIDDigits && id[0] != '0'
+	for i := 0; ok && i < len(id); i++ {
+		ok = id[i] >= '0' && id[i] <= '9'
 	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
+	if !ok {
+		return fmt.Errorf("advertiser id %.40q is not written as TikTok writes ids (digits only, no leading zero, sign, space or exponent): send it as TikTok listed it", id)
 	}
-	return true
+	return nil
 }
 
 // watchedBody remembers how reading a body goes: whether a Read is waiting

@@ -24,20 +24,7 @@ func TestSelection(t *testing.T) {
 	}
 	jsonBody := `{"advertiser_id":"` + advOther + `"}`
 	afterFile := multipartBody("XYZ", file, field("advertiser_id", advOther))
-	tests := []struct {
-		name    string
-		method  string
-		target  string
-		header  map[string]string
-		repeat  map[string]string // added as a second value of the header
-		body    string
-		noDflt  bool
-		oneCred bool   // only "main" is configured
-		want    string // credential, or "" for an error
-		errCode int
-		status  int
-		msg     string // substring of the error message
-	}{
+	tests := []selectionCase{
 		{name: "header", target: "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain, header: map[string]string{"X-TikTok-Credential": "other"}, want: "other"},
 		{name: "header unknown", target: "/open_api/v1.3/campaign/get/", header: map[string]string{"X-TikTok-Credential": "nope"}, errCode: 90002, status: 400},
 		{name: "header repeated", target: "/open_api/v1.3/campaign/get/", header: map[string]string{"X-TikTok-Credential": "main"},
@@ -195,60 +182,81 @@ func TestSelection(t *testing.T) {
 		{name: "path encoded backslash lower", target: "/open_api/v1.3/campaign%5cget/", errCode: 90009, status: 404},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, nil, func(c *config.Config, _ *Options) {
-				if tc.noDflt {
-					c.Credentials[0].Default = false
-				}
-				if tc.oneCred {
-					c.Credentials = c.Credentials[:1]
-				}
-			})
-			method := tc.method
-			if method == "" {
-				method = http.MethodGet
-			}
-			r := httptest.NewRequest(method, tc.target, strings.NewReader(tc.body))
-			if tc.body == "" {
-				r = httptest.NewRequest(method, tc.target, nil)
-			}
-			for k, v := range tc.header {
-				r.Header.Set(k, v)
-			}
-			for k, v := range tc.repeat {
-				r.Header.Add(k, v)
-			}
-			w := h.do(r)
-			seen := h.up.requests()
-			if tc.want == "" {
-				e := checkProxyError(t, w, tc.errCode, tc.status)
-				if !strings.Contains(e.Message, tc.msg) {
-					t.Errorf("message %q does not contain %q", e.Message, tc.msg)
-				}
-				if len(seen) != 0 {
-					t.Errorf("upstream got %d requests, want none", len(seen))
-				}
-				return
-			}
-			if w.Code != http.StatusOK || len(seen) != 1 {
-				t.Fatalf("status %d, upstream requests %d; body %s", w.Code, len(seen), w.Body)
-			}
-			if got := w.Header().Get(HeaderCredential); got != tc.want {
-				t.Errorf("%s = %q, want %q", HeaderCredential, got, tc.want)
-			}
-			if got := seen[0].Header.Values("Access-Token"); len(got) != 1 || got[0] != "tok-"+tc.want {
-				t.Errorf("upstream Access-Token = %q, want [tok-%s]", got, tc.want)
-			}
-			if !bytes.Equal(seen[0].Body, []byte(tc.body)) {
-				t.Errorf("upstream body differs:\n got %q\nwant %q", seen[0].Body, tc.body)
-			}
-			if seen[0].Header.Get("X-TikTok-Credential") != "" {
-				t.Errorf("selection header forwarded")
-			}
-			if ct := tc.header["Content-Type"]; seen[0].Header.Get("Content-Type") != ct {
-				t.Errorf("Content-Type forwarded as %q, want %q", seen[0].Header.Get("Content-Type"), ct)
-			}
-		})
+		t.Run(tc.name, tc.run)
+	}
+}
+
+// selectionCase is one request through a two-credential proxy (main the
+// default, other) and what must come of it: a forward through want with
+// the body and Content-Type unchanged, or the proxy error, with nothing
+// sent to TikTok.
+type selectionCase struct {
+	name    string
+	method  string
+	target  string
+	header  map[string]string
+	repeat  map[string]string // added as a second value of the header
+	body    string
+	noDflt  bool
+	oneCred bool   // only "main" is configured
+	want    string // credential, or "" for an error
+	errCode int
+	status  int
+	msg     string // substring of the error message
+}
+
+func (tc selectionCase) run(t *testing.T) {
+	h := newHarness(t, nil, func(c *config.Config, _ *Options) {
+		if tc.noDflt {
+			c.Credentials[0].Default = false
+		}
+		if tc.oneCred {
+			c.Credentials = c.Credentials[:1]
+		}
+	})
+	method := tc.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	r := httptest.NewRequest(method, tc.target, strings.NewReader(tc.body))
+	if tc.body == "" {
+		r = httptest.NewRequest(method, tc.target, nil)
+	}
+	for k, v := range tc.header {
+		r.Header.Set(k, v)
+	}
+	for k, v := range tc.repeat {
+		r.Header.Add(k, v)
+	}
+	w := h.do(r)
+	seen := h.up.requests()
+	if tc.want == "" {
+		e := checkProxyError(t, w, tc.errCode, tc.status)
+		if !strings.Contains(e.Message, tc.msg) {
+			t.Errorf("message %q does not contain %q", e.Message, tc.msg)
+		}
+		if len(seen) != 0 {
+			t.Errorf("upstream got %d requests, want none", len(seen))
+		}
+		return
+	}
+	if w.Code != http.StatusOK || len(seen) != 1 {
+		t.Fatalf("status %d, upstream requests %d; body %s", w.Code, len(seen), w.Body)
+	}
+	if got := w.Header().Get(HeaderCredential); got != tc.want {
+		t.Errorf("%s = %q, want %q", HeaderCredential, got, tc.want)
+	}
+	if got := seen[0].Header.Values("Access-Token"); len(got) != 1 || got[0] != "tok-"+tc.want {
+		t.Errorf("upstream Access-Token = %q, want [tok-%s]", got, tc.want)
+	}
+	if !bytes.Equal(seen[0].Body, []byte(tc.body)) {
+		t.Errorf("upstream body differs:\n got %q\nwant %q", seen[0].Body, tc.body)
+	}
+	if seen[0].Header.Get("X-TikTok-Credential") != "" {
+		t.Errorf("selection header forwarded")
+	}
+	if ct := tc.header["Content-Type"]; seen[0].Header.Get("Content-Type") != ct {
+		t.Errorf("Content-Type forwarded as %q, want %q", seen[0].Header.Get("Content-Type"), ct)
 	}
 }
 

@@ -4,7 +4,8 @@
 # buildah and podman for the image test (runc: crun cannot start containers
 # on a host with hybrid cgroups v1/v2; vfs storage needs no fuse-overlayfs
 # and --network none no slirp4netns); the CA bundle the image carries;
-# systemd-analyze to verify the systemd unit.
+# systemd-analyze to verify the systemd unit; kubectl, whose kustomize
+# renders the Kubernetes examples under test.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -18,6 +19,7 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The forward-proxy e2e test drives curl and Python requests through HTTPS_PROXY.
 command -v curl >/dev/null 2>&1 || need+=(curl)
 python3 -c 'import requests' >/dev/null 2>&1 || need+=(python3-requests)
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing test dependencies: ${need[*]}"
 if ! command -v apt-get >/dev/null 2>&1; then

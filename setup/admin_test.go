@@ -64,10 +64,14 @@ func TestAdminToken(t *testing.T) {
 }
 
 func TestHostCheckWithoutToken(t *testing.T) {
-	h := newHarness(t)
+	h := newHarness(t, func(o *Options) { o.Credentials[0].App.RedirectURL = "https://relay.example.com/tiktok" })
 	for host, ok := range map[string]bool{
 		"127.0.0.1:8081": true, "localhost:8081": true, "[::1]:8081": true, "localhost": true,
 		"127.0.0.2": true, "evil.example:8081": false, "127.0.0.1.evil.example": false, "10.0.0.1:8081": false,
+		"LocalHost:8081": true, "app.localhost:8081": true, "[::ffff:127.0.0.1]:8081": true, "::1": true,
+		"localhost.evil.example": false, "[::2]:8081": false, "": false,
+		// The redirect URL's host, whatever its case or port.
+		"Relay.Example.com:443": true, "relay.example.com": true, "relay.example.com.evil.example": false,
 	} {
 		req := httptestRequest("GET", "/healthz", host)
 		rec := serve(h.admin, req)

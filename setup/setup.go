@@ -249,16 +249,14 @@ func (a *Admin) authorized(r *http.Request) bool {
 // knownHost reports whether a Host header names this machine's loopback or
 // the host of a configured redirect URL.
 func (a *Admin) knownHost(host string) bool {
+	if config.IsLoopbackHost(host) {
+		return true
+	}
 	h := host
 	if sh, _, err := net.SplitHostPort(host); err == nil {
 		h = sh
 	}
-	h = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") || a.hosts[h] {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return a.hosts[strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))]
 }
 
 func (a *Admin) handleReady(w http.ResponseWriter, r *http.Request) {

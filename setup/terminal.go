@@ -91,7 +91,8 @@ type TerminalOptions struct {
 	AdminURL   string
 	AdminToken config.Secret
 	// HTTPClient talks to the admin listener; nil means a plain client
-	// (each call carries its own deadline).
+	// (each call carries its own deadline). Its CheckRedirect is not used:
+	// no call follows a redirect.
 	HTTPClient *http.Client
 }
 
@@ -207,7 +208,9 @@ type adminClient struct {
 }
 
 // call sends one request and decodes a JSON answer into out. A transport
-// failure wraps errAdminUnreachable; a non-2xx answer without JSON leaves
+// failure wraps errAdminUnreachable; a redirect is an error naming its
+// target without the query (the client never follows one: on the same host
+// it would resend the admin token); a non-2xx answer without JSON leaves
 // out untouched and only its status tells.
 func (c *adminClient) call(ctx context.Context, method, path string, body, out any) (int, error) {
 	var rd io.Reader
@@ -233,17 +236,34 @@ func (c *adminClient) call(ctx context.Context, method, path string, body, out a
 		return 0, fmt.Errorf("%w: %w", errAdminUnreachable, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode/100 == 3 {
+		return resp.StatusCode, fmt.Errorf("setup: admin listener at %s answered HTTP %d redirecting to %s: not followed",
+			c.base, resp.StatusCode, redirectTarget(resp))
+	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil && resp.StatusCode/100 == 2 {
 		return resp.StatusCode, fmt.Errorf("setup: admin listener answered HTTP %d without JSON: %w", resp.StatusCode, err)
 	}
 	return resp.StatusCode, nil
 }
 
-func terminalViaAdmin(ctx context.Context, opts TerminalOptions) error {
-	c := &adminClient{base: strings.TrimSuffix(opts.AdminURL, "/"), token: opts.AdminToken, http: opts.HTTPClient}
-	if c.http == nil {
-		c.http = &http.Client{}
+// redirectTarget is a redirect's Location resolved against the request,
+// without query or fragment (they may carry anything).
+func redirectTarget(resp *http.Response) string {
+	loc, err := resp.Location()
+	if err != nil {
+		return "an invalid Location"
 	}
+	loc.RawQuery, loc.Fragment, loc.RawFragment, loc.ForceQuery = "", "", "", false
+	return loc.Redacted()
+}
+
+func terminalViaAdmin(ctx context.Context, opts TerminalOptions) error {
+	hc := http.Client{}
+	if opts.HTTPClient != nil {
+		hc = *opts.HTTPClient
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c := &adminClient{base: strings.TrimSuffix(opts.AdminURL, "/"), token: opts.AdminToken, http: &hc}
 	var begin struct {
 		BeginResponse
 		Error string `json:"error"`
@@ -299,11 +319,15 @@ func (c *adminClient) waitLoop(ctx context.Context, state string, expires time.T
 		switch {
 		case ctx.Err() != nil:
 			return
+		case err != nil && !errors.Is(err, errAdminUnreachable):
+			out <- WaitResponse{Done: true, Error: err.Error()}
+			return
 		case err != nil && !expires.IsZero() && time.Now().After(expires):
 			out <- WaitResponse{Done: true, Error: "the authorization expired before it was completed"}
 			return
 		case err != nil:
-			// The listener may be restarting; poll again after a pause.
+			// Unreachable: the listener may be restarting; poll again
+			// after a pause.
 			select {
 			case <-ctx.Done():
 				return

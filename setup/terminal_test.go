@@ -1,12 +1,16 @@
 package setup
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 )
@@ -207,4 +211,53 @@ func TestTerminalFallsBackWhenNoAdmin(t *testing.T) {
 	}
 	mustContain(t, "output", out.String(), "No admin listener answers")
 	checkTerminalSuccess(t, h, out.String())
+}
+
+// TestTerminalNeverFollowsRedirects: the admin listener's client never
+// follows a redirect, which on the same host would resend the admin token
+// (Go keeps Authorization within a host): at the start and while waiting
+// for the callback, a redirect ends the flow with an error naming where it
+// pointed, without its query.
+func TestTerminalNeverFollowsRedirects(t *testing.T) {
+	for _, redirected := range []string{"/api/authorize/main", "/api/authorize/st-1/wait"} {
+		t.Run(redirected, func(t *testing.T) {
+			h := newHarness(t)
+			var followed atomic.Int32
+			mux := http.NewServeMux()
+			mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) {
+				followed.Add(1)
+				if r.Header.Get("Authorization") != "" {
+					t.Errorf("the redirect's target received the admin token")
+				}
+				http.Error(w, "not here", http.StatusTeapot)
+			})
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == redirected {
+					http.Redirect(w, r, "/elsewhere?token=query-secret", http.StatusTemporaryRedirect)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_ = json.NewEncoder(w).Encode(BeginResponse{AuthorizeURL: "https://tiktok.test/portal/auth", State: "st-1",
+					ExpiresAt: time.Now().Add(time.Minute)})
+			})
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			opts := terminalOpts(h, pr, &syncBuffer{})
+			opts.AdminURL, opts.AdminToken = srv.URL, sentinelAdminToken
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			err := Terminal(ctx, opts)
+			if err == nil || !strings.Contains(err.Error(), srv.URL+"/elsewhere") || strings.Contains(err.Error(), "query-secret") {
+				t.Errorf("err %v, want a redirect error naming %s/elsewhere without its query", err, srv.URL)
+			}
+			if n := followed.Load(); n != 0 {
+				t.Errorf("the redirect was followed %d time(s)", n)
+			}
+			if n := len(h.tok.authorizeCalls()); n != 0 {
+				t.Errorf("%d grants stored after a redirect", n)
+			}
+		})
+	}
 }

@@ -4,17 +4,63 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 )
 
-// CredentialFor returns the credential that owns advertiserID: from config,
-// the grant, or the periodic advertiser listing.
+// CredentialFor returns the credential that owns advertiserID: the one
+// whose advertiser_ids (config) name it, else the one whose grant or
+// periodic advertiser listing does. An advertiser that the grants or
+// listings of several credentials name, and no credential's advertiser_ids,
+// is owned by none (ok false): Claimants lists them.
 func (m *Manager) CredentialFor(advertiserID string) (name string, ok bool) {
 	m.idxMu.RLock()
 	defer m.idxMu.RUnlock()
 	name, ok = m.index[advertiserID]
 	return name, ok
+}
+
+// Claimants returns, in config order, the credentials whose grants or
+// listings all name advertiserID when no credential's advertiser_ids does:
+// a request naming it could be meant for any of them, so it has no owner
+// until the operator adds it to one credential's advertiser_ids. It
+// returns nil for every other advertiser.
+func (m *Manager) Claimants(advertiserID string) []string {
+	m.idxMu.RLock()
+	defer m.idxMu.RUnlock()
+	if c, ok := m.conflicts[advertiserID]; ok && c.Owner == "" {
+		return slices.Clone(c.Credentials)
+	}
+	return nil
+}
+
+// AdvertiserConflict is an advertiser that the grants or listings of
+// another credential name besides its owner, or of several credentials
+// when none owns it.
+type AdvertiserConflict struct {
+	AdvertiserID string `json:"advertiser_id"`
+	// Owner is the credential whose advertiser_ids name it, which every
+	// request for it uses; "" when none does, and requests naming it are
+	// then refused (90001).
+	Owner string `json:"owner,omitempty"`
+	// Credentials are those whose grant or listing names it, config order.
+	Credentials []string `json:"credentials"`
+}
+
+// conflictsOf returns the conflicts the credential takes part in, ordered
+// by advertiser id.
+func (m *Manager) conflictsOf(name string) []AdvertiserConflict {
+	m.idxMu.RLock()
+	defer m.idxMu.RUnlock()
+	var out []AdvertiserConflict
+	for _, c := range m.conflicts {
+		if c.Owner == name || slices.Contains(c.Credentials, name) {
+			out = append(out, AdvertiserConflict{AdvertiserID: c.AdvertiserID, Owner: c.Owner, Credentials: slices.Clone(c.Credentials)})
+		}
+	}
+	slices.SortFunc(out, func(a, b AdvertiserConflict) int { return strings.Compare(a.AdvertiserID, b.AdvertiserID) })
+	return out
 }
 
 // advertiserLoop lists the credential's advertisers now and every
@@ -127,24 +173,75 @@ func advertiserIDs(ads []Advertiser) []string {
 	return ids
 }
 
-// reindex rebuilds the advertiser → credential map. The first credential
-// in config order wins an advertiser both claim.
+// reindex rebuilds the advertiser → credential map. Config decides: an
+// advertiser in a credential's advertiser_ids is that credential's
+// whatever any grant says. Any other belongs to the one credential whose
+// grant or listing names it; one that several name belongs to none
+// (Claimants). Each conflict is logged once, when it appears.
 func (m *Manager) reindex() {
 	m.idxMu.Lock()
 	defer m.idxMu.Unlock()
 	idx := make(map[string]string)
+	claims := make(map[string][]string)
 	for _, s := range m.sources {
 		s.mu.Lock()
-		ids := slices.Clone(s.cred.AdvertiserIDs)
+		var granted []string
 		if s.rec != nil {
-			ids = append(ids, advertiserIDs(s.rec.Advertisers)...)
+			granted = advertiserIDs(s.rec.Advertisers)
 		}
 		s.mu.Unlock()
-		for _, id := range ids {
+		for _, id := range s.cred.AdvertiserIDs {
+			// config.Validate refuses an id under two credentials.
 			if _, taken := idx[id]; !taken {
 				idx[id] = s.cred.Name
 			}
 		}
+		for _, id := range granted {
+			if !slices.Contains(claims[id], s.cred.Name) {
+				claims[id] = append(claims[id], s.cred.Name)
+			}
+		}
 	}
-	m.index = idx
+	conflicts := make(map[string]AdvertiserConflict)
+	for id, names := range claims {
+		owner, configured := idx[id]
+		switch {
+		case configured && (len(names) > 1 || names[0] != owner):
+			conflicts[id] = AdvertiserConflict{AdvertiserID: id, Owner: owner, Credentials: names}
+		case configured:
+		case len(names) == 1:
+			idx[id] = names[0]
+		default:
+			conflicts[id] = AdvertiserConflict{AdvertiserID: id, Credentials: names}
+		}
+	}
+	for id, c := range conflicts {
+		if c.Owner != "" {
+			others := slices.DeleteFunc(slices.Clone(c.Credentials), func(n string) bool { return n == c.Owner })
+			if m.warnOnce(id + " " + c.Owner + " " + strings.Join(others, ",")) {
+				m.log.Warn("an advertiser in one credential's advertiser_ids is granted to another credential too: requests for it use the configured credential",
+					"advertiser_id", id, "credential", c.Owner, "granted_to", strings.Join(others, ", "))
+			}
+			continue
+		}
+		if m.warnOnce(id + " " + strings.Join(c.Credentials, ",")) {
+			m.log.Warn("an advertiser is granted to several credentials and in none's advertiser_ids: requests naming it are refused (90001) until it is added to one credential's advertiser_ids",
+				"advertiser_id", id, "credentials", strings.Join(c.Credentials, ", "))
+		}
+	}
+	m.index, m.conflicts = idx, conflicts
+}
+
+// warnOnce reports whether the conflict described by key is new to this
+// Manager: a grant stored again (re-authorization, a listing) rebuilds the
+// index without logging the same conflict again. Called with idxMu held.
+func (m *Manager) warnOnce(key string) bool {
+	if m.warned[key] {
+		return false
+	}
+	if m.warned == nil {
+		m.warned = make(map[string]bool)
+	}
+	m.warned[key] = true
+	return true
 }

@@ -113,6 +113,9 @@ type Manager struct {
 	// request, rebuilt whenever a record changes.
 	idxMu sync.RWMutex
 	index map[string]string
+	// conflicts are the advertisers several credentials claim (reindex).
+	conflicts map[string]AdvertiserConflict
+	warned    map[string]bool // conflicts logged (warnOnce)
 
 	// ctx bounds every refresh and loop; Close cancels it.
 	ctx       context.Context

@@ -407,3 +407,39 @@ func TestReauthMarking(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitEndsBeforeHangingRefresh: a caller whose deadline ends while it
+// waits for the refresh of its expired token (TikTok's token endpoint
+// hangs) gets a *RefreshError with a RetryAfter (the proxy's 90005 with
+// Retry-After), not a bare context error that reads as TikTok timing out
+// the caller's own request; the refresh goes on for the next caller.
+func TestWaitEndsBeforeHangingRefresh(t *testing.T) {
+	e := newEnv(t)
+	e.authorize()
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+	e.api.set(func(a *fakeAPI) { a.gate = gate })
+	e.clock.Set(e.record().AccessExpiresAt.Add(time.Minute))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.m.Token(ctx, credName)
+		errc <- err
+	}()
+	waitFor(t, "the caller to wait on the refresh", func() bool { return e.m.Waiting(credName) == 1 })
+	cancel()
+	err := <-errc
+	var re *tokens.RefreshError
+	if !errors.As(err, &re) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("error %v (%T), want *RefreshError wrapping the context's end", err, err)
+	}
+	if re.RetryAfter <= 0 || re.RetryAfter > 10*time.Second {
+		t.Errorf("RetryAfter %v, want (0, 10s]", re.RetryAfter)
+	}
+	release()
+	if tok := e.mustToken(); tok != "access-1" {
+		t.Errorf("after the refresh ended: token %q, want access-1", tok)
+	}
+}

@@ -110,7 +110,11 @@ func (s *Source) serve(ctx context.Context, mayRecheck bool) (string, error) {
 	f := s.startFlightLocked()
 	s.mu.Unlock()
 	if !s.await(ctx, f.done) {
-		return "", fmt.Errorf("tokens: waiting for the refresh of %q: %w", s.cred.Name, ctx.Err())
+		// For this caller the refresh of its expired token failed: it
+		// did not end in time (TikTok's token endpoint hangs). The
+		// refresh goes on for the next caller, so it may ask again soon.
+		return "", &RefreshError{Credential: s.cred.Name, RetryAfter: time.Second,
+			Err: fmt.Errorf("tokens: waiting for the refresh of %q: %w", s.cred.Name, ctx.Err())}
 	}
 	if f.err != nil {
 		var re *ReauthError

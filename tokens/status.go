@@ -29,10 +29,15 @@ type Status struct {
 	// AccessRejected: TikTok rejected the access token itself, so it is
 	// unusable whatever its expiry says.
 	AccessRejected bool `json:"access_rejected,omitempty"`
+	// AdvertiserConflicts are the advertisers this credential and another
+	// both claim (Manager.CredentialFor says who wins, if anyone).
+	AdvertiserConflicts []AdvertiserConflict `json:"advertiser_conflicts,omitempty"`
 }
 
 func (s *Source) status() Status {
-	return StatusFromRecord(s.cred.Name, s.cred.App.Kind, s.current())
+	st := StatusFromRecord(s.cred.Name, s.cred.App.Kind, s.current())
+	st.AdvertiserConflicts = s.m.conflictsOf(s.cred.Name)
+	return st
 }
 
 // Status returns the credential's current state. A credential that is not

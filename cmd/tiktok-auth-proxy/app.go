@@ -24,6 +24,8 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/filestore"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/redisstore"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/seal"
 )
 
 // defaultShutdownTimeout bounds how long in-flight requests may take to
@@ -196,23 +198,45 @@ func managerCredentials(cfg *config.Config) []tokens.Credential {
 	return out
 }
 
-// openStore opens the configured token store; opts apply to the file store.
-func openStore(cfg *config.Config, opts ...filestore.Option) (tokens.Store, error) {
+// storeUpTimeout bounds the store ping behind each scrape of store_up, so a
+// hung Redis shows as 0 rather than a scrape timeout.
+const storeUpTimeout = time.Second
+
+// openStore opens the configured token store and the Leaser its refreshes
+// run under; opts apply to the file store. The file backend serves one
+// process, so its leases live in memory; Redis shares them between replicas.
+func openStore(cfg *config.Config, opts ...filestore.Option) (tokens.Store, tokens.Leaser, error) {
+	key, err := cfg.Store.Key()
+	if err != nil {
+		return nil, nil, err
+	}
 	switch cfg.Store.Backend {
 	case "file":
-		key, err := cfg.Store.Key()
-		if err != nil {
-			return nil, err
-		}
 		st, err := filestore.Open(cfg.Store.Path, key, opts...)
 		if err != nil {
 			// Not st itself: a nil *Store in a non-nil Store interface
 			// would be closed by the caller's cleanup.
-			return nil, err
+			return nil, nil, err
 		}
-		return st, nil
+		return st, tokens.NewMemoryLeaser(nil), nil
+	case "redis":
+		r := cfg.Store.Redis
+		ro := redisstore.Options{
+			Address: r.Address, Username: r.Username, Password: r.Password.Value(), DB: r.DB,
+			KeyPrefix: r.KeyPrefix, TLS: r.TLS,
+		}
+		if len(key) > 0 {
+			if ro.Sealer, err = seal.New(key); err != nil {
+				return nil, nil, err
+			}
+		}
+		st, err := redisstore.Open(ro)
+		if err != nil {
+			return nil, nil, err
+		}
+		return st, st, nil
 	default:
-		return nil, fmt.Errorf("store backend %q is not available in this version; use backend: file", cfg.Store.Backend)
+		return nil, nil, fmt.Errorf("store backend %q is not available in this version; use backend: file or redis", cfg.Store.Backend)
 	}
 }
 
@@ -236,13 +260,17 @@ func listen(what, addr string) (net.Listener, error) {
 // shown as 127.0.0.1 so it can be opened.
 func httpURL(addr net.Addr) string { return "http://" + dialable(addr.String()) }
 
+// idleTimeout is how long a listener keeps an idle connection, and the
+// forward proxy an idle tunnel.
+const idleTimeout = 120 * time.Second
+
 func newServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		// No WriteTimeout: reports stream for minutes; upstream.timeout
 		// bounds each proxied request instead.
-		IdleTimeout: 120 * time.Second,
+		IdleTimeout: idleTimeout,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
@@ -408,22 +436,30 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 			return nil, err
 		}
 	}
-	if a.store, err = openStore(cfg, filestore.WithLogger(log)); err != nil {
+	if cfg.Store.Backend == "redis" {
+		redisstore.SetLogger(log)
+	}
+	var leaser tokens.Leaser
+	if a.store, leaser, err = openStore(cfg, filestore.WithLogger(log)); err != nil {
 		return nil, err
 	}
 	reg, m := newRegistry()
 	a.registry = reg
+	store := a.store
+	metrics.RegisterStoreUp(reg, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), storeUpTimeout)
+		defer cancel()
+		return store.Ping(ctx) == nil
+	})
 	for _, c := range cfg.Credentials {
 		m.InitCredential(c.Name)
 	}
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
-		// The file backend serves one process; a shared store brings its
-		// own Leaser.
-		Leaser:  tokens.NewMemoryLeaser(nil),
-		Metrics: m,
-		Logger:  log,
+		Leaser:        leaser,
+		Metrics:       m,
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, err
@@ -457,11 +493,14 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	}
 	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log), newServer(a.handlers.wrap(admin), log), admin
 	if a.forwardLn != nil {
-		fwd, err := newForward(cfg.ForwardProxy, px.Core(), &a.handlers, log)
+		fwd, err := newForward(cfg, px.Core(), &a.handlers, log)
 		if err != nil {
 			return nil, err
 		}
 		a.forward = newServer(fwd, log)
+		// Shutdown closes idle connections but not the tunnels goproxy
+		// took over: idle ones close now, busy ones once answered.
+		a.forward.RegisterOnShutdown(fwd.CloseTunnels)
 	}
 	return a, nil
 }

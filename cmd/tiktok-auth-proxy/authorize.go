@@ -47,6 +47,7 @@ func runAuthorize(ctx context.Context, args []string, s stdio) error {
 		Out:        s.out,
 		AdminURL:   listenURL(cfg.AdminListen),
 		AdminToken: cfg.AdminToken,
+		HTTPClient: localHTTPClient(),
 	})
 }
 
@@ -90,7 +91,8 @@ type lazyAuthorizer struct {
 
 func (l *lazyAuthorizer) Authorize(ctx context.Context, name string, g *tiktok.Grant) (tokens.Status, error) {
 	l.once.Do(func() {
-		if l.store, l.err = openStore(l.cfg); l.err != nil {
+		// Authorize stores a grant and refreshes nothing: no lease needed.
+		if l.store, _, l.err = openStore(l.cfg); l.err != nil {
 			return
 		}
 		l.manager, l.err = tokens.NewManager(ctx, l.store, managerCredentials(l.cfg),

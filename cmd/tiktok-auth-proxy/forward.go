@@ -11,15 +11,19 @@ import (
 )
 
 // newForward builds the forward-proxy (HTTPS_PROXY) front end over the
-// proxy core. The requests inside its tunnels are counted in handlers
-// until their response body is closed: they run on hijacked connections,
-// which http.Server.Shutdown does not wait for.
-func newForward(fp config.ForwardProxy, core *proxy.Core, handlers *inFlight, log *slog.Logger) (*proxy.Forward, error) {
+// proxy core: a tunnel idles as long as a listener's connection, and a
+// body inside it must arrive within upstream.timeout. The requests inside
+// its tunnels are counted in handlers until their response body is closed:
+// they run on hijacked connections, which http.Server.Shutdown does not
+// wait for.
+func newForward(cfg *config.Config, core *proxy.Core, handlers *inFlight, log *slog.Logger) (*proxy.Forward, error) {
+	fp := cfg.ForwardProxy
 	ca, err := fp.LoadCA()
 	if err != nil {
 		return nil, err
 	}
-	return proxy.NewForward(proxy.ForwardOptions{CA: ca, Hosts: fp.Hosts, Logger: log}, countedCore{core: core, n: handlers})
+	return proxy.NewForward(proxy.ForwardOptions{CA: ca, Hosts: fp.Hosts, Logger: log,
+		IdleTimeout: idleTimeout, ReadTimeout: cfg.Upstream.Timeout}, countedCore{core: core, n: handlers})
 }
 
 // countedCore is the core whose tunnels count their requests in n.

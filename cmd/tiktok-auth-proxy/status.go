@@ -202,7 +202,7 @@ func serverStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus
 // routing from the config and the store, as serve would route. The store
 // is only read, so this is safe while serve runs.
 func storeStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus, error) {
-	store, err := openStore(cfg)
+	store, _, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -221,12 +221,13 @@ func storeStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus,
 	return st, nil
 }
 
-// storeName names the configured store for the source line.
+// storeName names the configured store for the source line: the file's
+// path, or Redis as the start line names it (address and database).
 func storeName(cfg *config.Config) string {
 	if cfg.Store.Backend == "file" {
 		return cfg.Store.Path
 	}
-	return cfg.Store.Backend + " " + cfg.Store.Redis.Address
+	return storeLocation(cfg.Store)
 }
 
 // daysFlag is a duration flag that also takes whole days ("14d"), the unit
