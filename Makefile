@@ -54,7 +54,7 @@ test: deps build
 ## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
 FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzPeekFast tiktok:FuzzTokenAnswer \
 	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect \
-	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm proxy:FuzzMayNameApp
+	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm proxy:FuzzMayNameApp proxy:FuzzIDMembers
 FUZZTIME_LONG ?= 5m
 fuzz:
 	@total=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
