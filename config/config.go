@@ -33,6 +33,8 @@ type Config struct {
 	Credentials  []Credential `yaml:"credentials"`
 	Routing      Routing      `yaml:"routing"`
 	Breaker      Breaker      `yaml:"breaker"`
+	RateLimits   RateLimits   `yaml:"rate_limits"`
+	Retry        Retry        `yaml:"retry"`
 	Clients      []Client     `yaml:"clients"`
 	ForwardProxy ForwardProxy `yaml:"forward_proxy"`
 	Log          Log          `yaml:"log"`
@@ -168,6 +170,41 @@ type Routing struct {
 type Breaker struct {
 	ConsecutiveFailures uint32        `yaml:"consecutive_failures"` // default 5
 	OpenTimeout         time.Duration `yaml:"open_timeout"`         // default 30s
+}
+
+// TikTok's access tiers, the values of RateLimits.Tier.
+const (
+	TierBasic    = "basic"
+	TierAdvanced = "advanced"
+	TierPremium  = "premium"
+	TierUltimate = "ultimate"
+)
+
+// TierQPS is TikTok's published per-app QPS of each tier.
+var TierQPS = map[string]float64{TierBasic: 10, TierAdvanced: 20, TierPremium: 30, TierUltimate: 50}
+
+// RateLimits is the budget the proxy keeps every app under (TikTok's quota
+// belongs to the app, not to a credential or an advertiser).
+type RateLimits struct {
+	// Tier is TikTok's access tier of every configured app: basic,
+	// advanced, premium or ultimate (TierQPS); "" sets no per-app budget
+	// (a credential's rate_limit still does).
+	Tier string `yaml:"tier"`
+	// Endpoints are per-path QPS limits added to the built-in ones
+	// (/open_api/v1.3/report/task/create/ at 2 QPS); a path listed here
+	// replaces a built-in value.
+	Endpoints map[string]float64 `yaml:"endpoints"`
+	// MaxWait is the longest a request waits for its turn before the
+	// proxy answers 90012 with Retry-After. Default 10s.
+	MaxWait time.Duration `yaml:"max_wait"`
+}
+
+// Retry configures retries of reads TikTok answered with a transient code.
+type Retry struct {
+	// Attempts is the total number of tries (1 = no retry). Default 3.
+	Attempts int `yaml:"attempts"`
+	// MaxWait bounds the time spent waiting between tries. Default 10s.
+	MaxWait time.Duration `yaml:"max_wait"`
 }
 
 // Client is an inbound caller of the proxy, authenticated by Token and

@@ -43,10 +43,12 @@ func TestParseDefaults(t *testing.T) {
 		Credentials: []config.Credential{{
 			Name: "main", Kind: "advertiser", AppID: "7123456789012345678", AppSecret: "s3cr3t", Default: true,
 		}},
-		Routing: config.Routing{CredentialHeader: "X-TikTok-Credential", MaxInspectBytes: 1048576},
-		Breaker: config.Breaker{ConsecutiveFailures: 5, OpenTimeout: 30 * time.Second},
-		Log:     config.Log{Level: "info", Format: "json"},
-		Path:    "/etc/tap/config.yaml",
+		Routing:    config.Routing{CredentialHeader: "X-TikTok-Credential", MaxInspectBytes: 1048576},
+		Breaker:    config.Breaker{ConsecutiveFailures: 5, OpenTimeout: 30 * time.Second},
+		RateLimits: config.RateLimits{MaxWait: 10 * time.Second},
+		Retry:      config.Retry{Attempts: 3, MaxWait: 10 * time.Second},
+		Log:        config.Log{Level: "info", Format: "json"},
+		Path:       "/etc/tap/config.yaml",
 	}
 	// The unexported line index differs by design; compare what users see.
 	got := *c
@@ -117,6 +119,8 @@ tokens: {refresh_before: 10m}
 store: {backend: file, path: /var/lib/tap/tokens.json, redis: {address: "redis:6379", db: 2, key_prefix: "x:", tls: true}}
 routing: {credential_header: X-Cred, max_inspect_bytes: 10}
 breaker: {consecutive_failures: 2, open_timeout: 1m}
+rate_limits: {tier: advanced, endpoints: {/open_api/v1.3/ad/create/: 5}, max_wait: 3s}
+retry: {attempts: 1, max_wait: 2s}
 log: {level: debug, format: text}
 ` + minimal,
 			check: func(t *testing.T, c *config.Config) {
@@ -129,6 +133,8 @@ log: {level: debug, format: text}
 				equal(t, "redis", fmt.Sprint(c.Store.Redis.Address, " ", c.Store.Redis.DB, " ", c.Store.Redis.KeyPrefix, " ", c.Store.Redis.TLS), "redis:6379 2 x: true")
 				equal(t, "routing", fmt.Sprint(c.Routing.CredentialHeader, " ", c.Routing.MaxInspectBytes), "X-Cred 10")
 				equal(t, "breaker", fmt.Sprint(c.Breaker.ConsecutiveFailures, " ", c.Breaker.OpenTimeout), "2 1m0s")
+				equal(t, "rate_limits", fmt.Sprint(c.RateLimits), "{advanced map[/open_api/v1.3/ad/create/:5] 3s}")
+				equal(t, "retry", c.Retry, config.Retry{Attempts: 1, MaxWait: 2 * time.Second})
 				equal(t, "log", c.Log, config.Log{Level: "debug", Format: "text"})
 			},
 		},

@@ -23,6 +23,9 @@ const (
 	DefaultMaxInspectBytes  = 1 << 20
 	DefaultBreakerFailures  = 5
 	DefaultBreakerOpen      = 30 * time.Second
+	DefaultRateMaxWait      = 10 * time.Second
+	DefaultRetryAttempts    = 3
+	DefaultRetryMaxWait     = 10 * time.Second
 	DefaultLogLevel         = "info"
 	DefaultLogFormat        = "json"
 )
@@ -73,6 +76,16 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Breaker.OpenTimeout == 0 {
 		c.Breaker.OpenTimeout = DefaultBreakerOpen
+	}
+
+	if c.RateLimits.MaxWait == 0 {
+		c.RateLimits.MaxWait = DefaultRateMaxWait
+	}
+	if c.Retry.Attempts == 0 {
+		c.Retry.Attempts = DefaultRetryAttempts
+	}
+	if c.Retry.MaxWait == 0 {
+		c.Retry.MaxWait = DefaultRetryMaxWait
 	}
 
 	if c.ForwardProxy.Listen != "" {

@@ -123,8 +123,8 @@ var invalidCases = []struct {
 		`11: breaker.open_timeout: must not be negative; write a positive duration such as 30s, or remove the key for the default`,
 	}},
 	{"invalid-near-key.yaml", []string{
-		`1: admin_listn: unknown key "admin_listn"; did you mean admin_listen? (valid keys here: listen, allowed_hosts, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, clients, forward_proxy, log)`,
-		`2: Listen: unknown key "Listen"; did you mean listen? (valid keys here: listen, allowed_hosts, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, clients, forward_proxy, log)`,
+		`1: admin_listn: unknown key "admin_listn"; did you mean admin_listen? (valid keys here: listen, allowed_hosts, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, rate_limits, retry, clients, forward_proxy, log)`,
+		`2: Listen: unknown key "Listen"; did you mean listen? (valid keys here: listen, allowed_hosts, admin_listen, admin_token, upstream, oauth, tokens, store, credentials, routing, breaker, rate_limits, retry, clients, forward_proxy, log)`,
 		`7: credentials[0].app_secert: unknown key "app_secert"; did you mean app_secret? (valid keys here: name, description, kind, app_id, app_secret, advertiser_ids, default, rate_limit, oauth)`,
 	}},
 	{"invalid-no-credentials.yaml", []string{
@@ -139,6 +139,14 @@ var invalidCases = []struct {
 	{"invalid-rate-limit.yaml", []string{
 		`6: credentials[0].rate_limit.qps: must not be negative; use 0 to turn the limit off`,
 		`7: credentials[0].rate_limit.burst: must not be negative; use 0 for the default (qps rounded up)`,
+	}},
+	{"invalid-rate-limits.yaml", []string{
+		`4: rate_limits.tier: unknown tier "gold"; use basic, advanced, premium or ultimate (TikTok's 10, 20, 30 or 50 QPS), or remove the key`,
+		`6: rate_limits.endpoints./open_api/v1.3/report/task/create/: must be a positive number of requests per second, e.g. 2`,
+		`7: rate_limits.endpoints.report/task/create: "report/task/create" is not an API path; write the whole path as TikTok spells it, e.g. /open_api/v1.3/report/task/create/`,
+		`8: rate_limits.max_wait: must not be negative; write a positive duration such as 30s, or remove the key for the default`,
+		`10: retry.attempts: must not be negative; 1 means no retry, 0 the default (3)`,
+		`11: retry.max_wait: must not be negative; write a positive duration such as 30s, or remove the key for the default`,
 	}},
 	{"invalid-same-listen.yaml", []string{
 		`2: admin_listen: same address as listen (127.0.0.1:8080); give the admin listener its own port`,

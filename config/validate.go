@@ -4,9 +4,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -147,6 +149,7 @@ func (c *Config) Validate() error {
 	v.durations()
 	v.store()
 	v.credentials()
+	v.rateLimits()
 	v.clients()
 	v.forwardProxy()
 	v.log()
@@ -259,6 +262,8 @@ func (v *validator) durations() {
 		{"upstream.timeout", c.Upstream.Timeout < 0},
 		{"tokens.refresh_before", c.Tokens.RefreshBefore < 0},
 		{"breaker.open_timeout", c.Breaker.OpenTimeout < 0},
+		{"rate_limits.max_wait", c.RateLimits.MaxWait < 0},
+		{"retry.max_wait", c.Retry.MaxWait < 0},
 	} {
 		if d.neg {
 			v.add(d.path, "must not be negative; write a positive duration such as 30s, or remove the key for the default")
@@ -347,6 +352,26 @@ func (v *validator) credentials() {
 		if cr.RateLimit.Burst < 0 {
 			v.add(p+".rate_limit.burst", "must not be negative; use 0 for the default (qps rounded up)")
 		}
+	}
+}
+
+func (v *validator) rateLimits() {
+	rl := v.c.RateLimits
+	if _, ok := TierQPS[rl.Tier]; rl.Tier != "" && !ok {
+		v.add("rate_limits.tier", "unknown tier %s; use basic, advanced, premium or ultimate (TikTok's 10, 20, 30 or 50 QPS), or remove the key", v.show("rate_limits.tier", rl.Tier))
+	}
+	paths := slices.Sorted(maps.Keys(rl.Endpoints))
+	for _, path := range paths {
+		p := "rate_limits.endpoints." + path
+		switch {
+		case !strings.HasPrefix(path, "/open_api/") || !strings.HasSuffix(path, "/"):
+			v.add(p, "%q is not an API path; write the whole path as TikTok spells it, e.g. /open_api/v1.3/report/task/create/", path)
+		case rl.Endpoints[path] <= 0:
+			v.add(p, "must be a positive number of requests per second, e.g. 2")
+		}
+	}
+	if v.c.Retry.Attempts < 0 {
+		v.add("retry.attempts", "must not be negative; 1 means no retry, 0 the default (3)")
 	}
 }
 

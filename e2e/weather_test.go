@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // metricValue reads one sample from the admin listener's /metrics.
@@ -91,34 +92,63 @@ func TestTokenRejectionBurstHealedByOneRefresh(t *testing.T) {
 	}
 }
 
-// A rate-limit storm from TikTok (HTTP 200, code 40100) passes through
-// unchanged, is counted per code and logged with the advertiser, and never
-// trips the breaker; every SPEC metric is on /metrics.
+// A rate-limit storm from TikTok (HTTP 200, code 40100): the first answers
+// pass through unchanged, then the app is paused as TikTok prescribes (the
+// next second, 5 minutes once limits repeat within a minute) and requests
+// get 90012 instead of burning more calls; every answer is counted per
+// code and logged with the advertiser, the pause is on /metrics and the
+// setup page, the breaker never trips; every SPEC metric is on /metrics.
 func TestRateLimitStormCountedAndMetricsExported(t *testing.T) {
 	s := startSim(t)
-	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "breaker:\n  consecutive_failures: 2\n"})
+	px := startProxy(t, s, proxyConfig{Credentials: twoCredentials, Extra: "breaker:\n  consecutive_failures: 2\nretry:\n  attempts: 1\n"})
 	px.authorize(t, s, "main", appMain, advMain1)
 	px.authorize(t, s, "other", appOther, advOther)
 	const storm = 12
 	s.post(t, "/sim/fault", map[string]any{"code": 40100, "count": storm, "message": "Too many requests", "path_prefix": campaignGet})
+	passed, refused := 0, 0
 	for i := 0; i < storm; i++ {
 		status, h, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advOther, nil, nil)
-		if status != 200 || h.Get("X-TikTok-Auth-Proxy-Error") != "" || decodeEnvelope(t, b).Code != 40100 {
-			t.Fatalf("request %d: want TikTok's 40100 passed through, got HTTP %d %s", i, status, b)
+		switch {
+		case status == 200 && h.Get("X-TikTok-Auth-Proxy-Error") == "" && decodeEnvelope(t, b).Code == 40100:
+			passed++
+		case status == 429 && h.Get("X-TikTok-Auth-Proxy-Error") == "90012" && h.Get("Retry-After") != "":
+			refused++
+		default:
+			t.Fatalf("request %d: want TikTok's 40100 passed through or 90012, got HTTP %d %s", i, status, b)
 		}
 	}
-	status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advOther, nil, nil)
+	// The first limit pauses until the next second, which the second
+	// request waits out; its 40100 repeats within a minute: 5 minutes.
+	if passed != 2 || refused != storm-2 {
+		t.Errorf("%d answers passed through and %d refused, want 2 and %d", passed, refused, storm-2)
+	}
+	if v, _ := metricValue(t, px, `tiktok_auth_proxy_upstream_api_errors_total{code="40100",credential="other"}`); v != float64(passed) {
+		t.Errorf("upstream_api_errors_total{code=40100,credential=other} = %v, want %d", v, passed)
+	}
+	if v, _ := metricValue(t, px, `tiktok_auth_proxy_requests_total{credential="other",method="GET",status="200"}`); v != float64(passed) {
+		t.Errorf("requests_total{other,GET,200} = %v, want %d", v, passed)
+	}
+	if v, _ := metricValue(t, px, `tiktok_auth_proxy_rate_limited_total{credential="other",source="proxy"}`); v != float64(refused) {
+		t.Errorf("rate_limited_total{other,proxy} = %v, want %d", v, refused)
+	}
+	if v, ok := metricValue(t, px, `tiktok_auth_proxy_app_pause_until_timestamp_seconds{app_id="`+appOther+`"}`); !ok || v < float64(time.Now().Add(4*time.Minute).Unix()) {
+		t.Errorf("app_pause_until_timestamp_seconds{%s} = %v (present %v), want about 5 minutes ahead", appOther, v, ok)
+	}
+	if v, _ := metricValue(t, px, `tiktok_auth_proxy_circuit_breaker_state{credential="other"}`); v != 0 {
+		t.Errorf("circuit_breaker_state{other} = %v: rate limits tripped the breaker", v)
+	}
+	// The main app's budget is its own (the faults left unspent cleared).
+	httpDo(t, "DELETE", s.URL+"/sim/fault", nil, nil)
+	status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id="+advMain1, nil, nil)
 	if status != 200 || decodeEnvelope(t, b).Code != 0 {
-		t.Fatalf("after the storm (breaker must not have opened): HTTP %d %s", status, b)
+		t.Fatalf("the main app during the other's pause: HTTP %d %s", status, b)
 	}
-	if v, _ := metricValue(t, px, `tiktok_auth_proxy_upstream_api_errors_total{code="40100",credential="other"}`); v != storm {
-		t.Errorf("upstream_api_errors_total{code=40100,credential=other} = %v, want %d", v, storm)
-	}
-	if v, _ := metricValue(t, px, `tiktok_auth_proxy_requests_total{credential="other",method="GET",status="200"}`); v != storm+1 {
-		t.Errorf("requests_total{other,GET,200} = %v, want %d", v, storm+1)
+	_, _, page := httpDo(t, "GET", px.AdminURL+"/authorize", nil, nil)
+	if !strings.Contains(string(page), "app "+appOther+" paused until") {
+		t.Errorf("the setup page does not show the pause")
 	}
 	logs := px.p.out.String()
-	if n := strings.Count(logs, "40100"); n < storm || !strings.Contains(logs, advOther) {
+	if n := strings.Count(logs, "40100"); n < passed || !strings.Contains(logs, advOther) {
 		t.Errorf("rate-limit answers not logged with the advertiser (%d mentions of 40100)", n)
 	}
 
@@ -127,7 +157,8 @@ func TestRateLimitStormCountedAndMetricsExported(t *testing.T) {
 	// refresh happened: TestBackgroundRefreshAcrossExpiries checks them.
 	for _, name := range []string{"requests_total", "request_duration_seconds_bucket", "upstream_api_errors_total",
 		"access_token_expiry_timestamp_seconds", "refresh_token_expiry_timestamp_seconds", "credential_authorized",
-		"credential_reauthorization_required", "circuit_breaker_state", "build_info"} {
+		"credential_reauthorization_required", "circuit_breaker_state", "build_info", "rate_limit_wait_seconds_bucket",
+		"rate_limited_total", "app_pause_until_timestamp_seconds"} {
 		if !strings.Contains(string(m), "tiktok_auth_proxy_"+name) {
 			t.Errorf("/metrics lacks tiktok_auth_proxy_%s", name)
 		}

@@ -31,7 +31,19 @@ type Metrics struct {
 	// that lives only in memory: it is lost if the process stops.
 	StoreWriteFailures prometheus.Counter
 	GrantUnpersisted   *prometheus.GaugeVec
+	RateLimitWait      *prometheus.HistogramVec
+	RateLimited        *prometheus.CounterVec
+	UpstreamRetries    *prometheus.CounterVec
+	AppPauseUntil      *prometheus.GaugeVec
 }
+
+// Sources of rate_limited_total.
+const (
+	// SourceProxy counts requests the proxy refused with 90012.
+	SourceProxy = "proxy"
+	// SourceTikTok counts TikTok's answers with a rate-limit code.
+	SourceTikTok = "tiktok"
+)
 
 // New creates the metrics and registers them on reg. version and
 // goVersion fill build_info.
@@ -91,18 +103,36 @@ func New(reg prometheus.Registerer, version, goVersion string) *Metrics {
 			Namespace: namespace, Name: "grant_unpersisted",
 			Help: "1 while a grant TikTok issued for the credential is held only in memory because the store refused it, else 0.",
 		}, []string{"credential"}),
+		RateLimitWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "rate_limit_wait_seconds",
+			Help:    "Time a request waited for its turn in the app's budget (rate_limits, rate_limit, pauses), by credential.",
+			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"credential"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "rate_limited_total",
+			Help: "Requests rate limited, by credential and source: proxy (refused with 90012) or tiktok (answered 40100, 40016, 40133 or 61000).",
+		}, []string{"credential", "source"}),
+		UpstreamRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "upstream_retries_total",
+			Help: "Requests sent to TikTok again, by credential and the code that caused the retry (TikTok envelope code, HTTP status, or reset).",
+		}, []string{"credential", "code"}),
+		AppPauseUntil: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "app_pause_until_timestamp_seconds",
+			Help: "Unix time until which the app is paused after TikTok answered a rate-limit code (only while paused).",
+		}, []string{"app_id"}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.UpstreamAPIErrors, m.TokenRefreshes,
 		m.RefreshDuration, m.AccessExpiry, m.RefreshExpiry, m.Authorized, m.ReauthRequired,
-		m.BreakerState, m.BuildInfo, m.StoreWriteFailures, m.GrantUnpersisted)
+		m.BreakerState, m.BuildInfo, m.StoreWriteFailures, m.GrantUnpersisted,
+		m.RateLimitWait, m.RateLimited, m.UpstreamRetries, m.AppPauseUntil)
 	m.BuildInfo.WithLabelValues(version, goVersion).Set(1)
 	return m
 }
 
 // InitCredential creates every series of credential whose labels are known
 // before the first event: token_refreshes_total for both results, the
-// request and refresh duration histograms, and the credential_* and
-// circuit_breaker_state gauges. Prometheus practice: rate(), absent() and
+// request, refresh and rate-limit wait histograms, rate_limited_total for
+// both sources, and the credential_* and circuit_breaker_state gauges. Prometheus practice: rate(), absent() and
 // alerts only work on series that exist, and a proxy that has not refreshed
 // yet would otherwise export none. Series that already exist keep their
 // values, so calling it after the token manager reported a state is safe.
@@ -118,6 +148,43 @@ func (m *Metrics) InitCredential(credential string) {
 	m.Authorized.WithLabelValues(credential)
 	m.ReauthRequired.WithLabelValues(credential)
 	m.BreakerState.WithLabelValues(credential)
+	m.RateLimitWait.WithLabelValues(credential)
+	m.RateLimited.WithLabelValues(credential, SourceProxy)
+	m.RateLimited.WithLabelValues(credential, SourceTikTok)
+}
+
+// RateLimitWaited records how long a request waited for its turn.
+func (m *Metrics) RateLimitWaited(credential string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.RateLimitWait.WithLabelValues(credential).Observe(d.Seconds())
+}
+
+// RateLimitedBy counts a request limited by source (SourceProxy, SourceTikTok).
+func (m *Metrics) RateLimitedBy(credential, source string) {
+	if m == nil {
+		return
+	}
+	m.RateLimited.WithLabelValues(credential, source).Inc()
+}
+
+// UpstreamRetry counts a retry caused by code: a TikTok envelope code, an
+// HTTP status, or "reset" for a broken connection.
+func (m *Metrics) UpstreamRetry(credential, code string) {
+	if m == nil {
+		return
+	}
+	m.UpstreamRetries.WithLabelValues(credential, code).Inc()
+}
+
+// AppPaused sets app_pause_until_timestamp_seconds; a zero until removes
+// the series (the app is not paused).
+func (m *Metrics) AppPaused(appID string, until time.Time) {
+	if m == nil {
+		return
+	}
+	setOrDelete(m.AppPauseUntil, appID, until)
 }
 
 // ObserveRequest records one proxied request.
@@ -194,12 +261,12 @@ func (m *Metrics) SetBreakerState(credential string, state int) {
 	m.BreakerState.WithLabelValues(credential).Set(float64(state))
 }
 
-func setOrDelete(g *prometheus.GaugeVec, credential string, t time.Time) {
+func setOrDelete(g *prometheus.GaugeVec, label string, t time.Time) {
 	if t.IsZero() {
-		g.DeleteLabelValues(credential)
+		g.DeleteLabelValues(label)
 		return
 	}
-	g.WithLabelValues(credential).Set(float64(t.UnixNano()) / 1e9)
+	g.WithLabelValues(label).Set(float64(t.UnixNano()) / 1e9)
 }
 
 func b2f(b bool) float64 {

@@ -26,6 +26,10 @@ func populated(t *testing.T) (*Metrics, *prometheus.Registry) {
 	m.SetBreakerState("main", BreakerOpen)
 	m.StoreWriteFailed()
 	m.SetGrantUnpersisted("main", true)
+	m.RateLimitWaited("main", 100*time.Millisecond)
+	m.RateLimitedBy("main", SourceTikTok)
+	m.UpstreamRetry("main", "40100")
+	m.AppPaused("7123456789012345678", exp)
 	return m, reg
 }
 
@@ -46,6 +50,10 @@ func TestSpecMetricsAndLabels(t *testing.T) {
 		"tiktok_auth_proxy_build_info":                             {"goversion", "version"},
 		"tiktok_auth_proxy_store_write_failures_total":             nil,
 		"tiktok_auth_proxy_grant_unpersisted":                      {"credential"},
+		"tiktok_auth_proxy_rate_limit_wait_seconds":                {"credential"},
+		"tiktok_auth_proxy_rate_limited_total":                     {"credential", "source"},
+		"tiktok_auth_proxy_upstream_retries_total":                 {"code", "credential"},
+		"tiktok_auth_proxy_app_pause_until_timestamp_seconds":      {"app_id"},
 	}
 	families, err := reg.Gather()
 	if err != nil {
@@ -125,13 +133,18 @@ tiktok_auth_proxy_credential_reauthorization_required{credential="main"} 0
 # HELP tiktok_auth_proxy_circuit_breaker_state Circuit breaker towards TikTok per credential: 0 closed, 1 half-open, 2 open.
 # TYPE tiktok_auth_proxy_circuit_breaker_state gauge
 tiktok_auth_proxy_circuit_breaker_state{credential="main"} 0
+# HELP tiktok_auth_proxy_rate_limited_total Requests rate limited, by credential and source: proxy (refused with 90012) or tiktok (answered 40100, 40016, 40133 or 61000).
+# TYPE tiktok_auth_proxy_rate_limited_total counter
+tiktok_auth_proxy_rate_limited_total{credential="main",source="proxy"} 0
+tiktok_auth_proxy_rate_limited_total{credential="main",source="tiktok"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"tiktok_auth_proxy_token_refreshes_total", "tiktok_auth_proxy_credential_authorized",
-		"tiktok_auth_proxy_credential_reauthorization_required", "tiktok_auth_proxy_circuit_breaker_state"); err != nil {
+		"tiktok_auth_proxy_credential_reauthorization_required", "tiktok_auth_proxy_circuit_breaker_state",
+		"tiktok_auth_proxy_rate_limited_total"); err != nil {
 		t.Error(err)
 	}
-	for _, h := range []*prometheus.HistogramVec{m.RequestDuration, m.RefreshDuration} {
+	for _, h := range []*prometheus.HistogramVec{m.RequestDuration, m.RefreshDuration, m.RateLimitWait} {
 		if n := testutil.CollectAndCount(h); n != 1 {
 			t.Errorf("histogram series = %d, want 1 for credential main", n)
 		}
@@ -155,6 +168,23 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.SetBreakerState("a", 1)
 	m.StoreWriteFailed()
 	m.SetGrantUnpersisted("a", true)
+	m.RateLimitWaited("a", 0)
+	m.RateLimitedBy("a", SourceProxy)
+	m.UpstreamRetry("a", "reset")
+	m.AppPaused("1", time.Now())
+}
+
+func TestAppPausedSetsAndRemovesTheSeries(t *testing.T) {
+	m := New(prometheus.NewRegistry(), "dev", "go")
+	until := time.Unix(1_900_000_300, 0)
+	m.AppPaused("7123", until)
+	if v := testutil.ToFloat64(m.AppPauseUntil.WithLabelValues("7123")); v != 1_900_000_300 {
+		t.Errorf("app_pause_until = %v, want %v", v, 1_900_000_300)
+	}
+	m.AppPaused("7123", time.Time{})
+	if n := testutil.CollectAndCount(m.AppPauseUntil); n != 0 {
+		t.Errorf("series after the pause ended = %d, want 0", n)
+	}
 }
 
 // The alert rules and the dashboard must only use metrics that exist.

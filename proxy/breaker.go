@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"sync"
@@ -102,45 +101,5 @@ func (b *breaker) failure(why string) {
 func (b *breaker) fail() {
 	if done, err := b.cb.Allow(); err == nil {
 		done(errFailure)
-	}
-}
-
-// waitRate waits for the credential's rate_limit up to maxWait; a longer
-// wait is 90012 with the wait as Retry-After.
-func (c *Core) waitRate(ex *exchange, cred string) *Error {
-	lim := c.limiters[cred]
-	if lim == nil {
-		return nil
-	}
-	now := c.now()
-	res := lim.ReserveN(now, 1)
-	delay := res.DelayFrom(now)
-	if !res.OK() || delay > c.maxWait {
-		res.CancelAt(now)
-		e := newError(CodeRateLimited, http.StatusTooManyRequests,
-			"credential %q is over its rate_limit (%g requests/s, burst %d); retry after the Retry-After seconds or slow down",
-			cred, float64(lim.Limit()), lim.Burst())
-		e.RetryAfter = max(delay, time.Second)
-		return e
-	}
-	if delay <= 0 {
-		return nil
-	}
-	if err := c.wait(ex.ctx, delay); err != nil {
-		res.CancelAt(c.now())
-		return c.interrupted(ex)
-	}
-	return nil
-}
-
-// sleep waits d unless ctx ends first.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

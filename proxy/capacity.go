@@ -151,7 +151,11 @@ func dialWaitingForResources(dial func(ctx context.Context, network, addr string
 			if err == nil || !isLocalErrno(err) {
 				return c, err
 			}
-			if sleep(ctx, backoff) != nil {
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
 				return nil, err
 			}
 			backoff = min(2*backoff, time.Second)

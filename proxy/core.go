@@ -1,8 +1,9 @@
 // Package proxy is the request path of tiktok-auth-proxy: it picks the
-// credential a request belongs to, checks the calling client, applies the
-// credential's rate limit and circuit breaker, injects the access token and
-// forwards the request to TikTok, reading TikTok's envelope code on the way
-// back without buffering the body.
+// credential a request belongs to, checks the calling client, waits for the
+// request's turn in its app's budget (package quota), applies the circuit
+// breaker, injects the access token and forwards the request to TikTok,
+// reading TikTok's envelope code on the way back without buffering the
+// body, and retrying what is safe to retry.
 //
 // The path is one Core, shaped like golang.org/x/oauth2's Transport: an
 // http.RoundTripper (one per authenticated client) that routes a request
@@ -31,10 +32,10 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
-	"golang.org/x/time/rate"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/quota"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 )
 
@@ -46,9 +47,6 @@ const (
 	DefaultMaxInspectBytes     = 1 << 20
 	DefaultConsecutiveFailures = 5
 	DefaultOpenTimeout         = 30 * time.Second
-	// DefaultMaxWait is how long a request may wait for its credential's
-	// rate limit before getting 90012.
-	DefaultMaxWait = time.Second
 )
 
 // Tokens is the token store as the proxy needs it; *tokens.Manager
@@ -72,9 +70,10 @@ type Tokens interface {
 // Options configure a Core (and the Proxy built on it).
 type Options struct {
 	// Config is required. The proxy reads Listen, AllowedHosts, Upstream,
-	// Credentials (names, default, app, rate_limit), Routing, Breaker and
-	// Clients; zero values take the package defaults, except
-	// rate_limit.burst, which must be set with qps (config.Load does).
+	// Credentials (names, default, app, rate_limit), Routing, Breaker,
+	// RateLimits, Retry and Clients; zero values take the package
+	// defaults, except rate_limit.burst, which must be set with qps
+	// (config.Load does).
 	Config *config.Config
 	// Tokens is required.
 	Tokens Tokens
@@ -88,10 +87,12 @@ type Options struct {
 	// AdminURL is the admin listener's base URL shown in error messages
 	// ("open <AdminURL>/authorize"); "" means http://<Config.AdminListen>.
 	AdminURL string
-	// MaxWait bounds how long a request waits for its credential's
-	// rate_limit; beyond it the request gets 90012. 0 means DefaultMaxWait.
-	MaxWait time.Duration
-	// Now is the clock of the rate limiter and of durations; nil means
+	// Quota keeps every app under its budget (rate_limits, rate_limit) and
+	// the pauses TikTok prescribes; nil means a quota.Limiter of Config in
+	// this process (serve passes a Redis-backed one to share the budget
+	// between replicas).
+	Quota *quota.Limiter
+	// Now is the clock of durations and of the retry budget; nil means
 	// time.Now. Deadlines (upstream.timeout) always use the real clock,
 	// which connections and contexts run on.
 	Now func() time.Time
@@ -107,19 +108,16 @@ type Core struct {
 	defaultCred      string
 	clients          []client
 	apps             map[string]app // credential → the app that signs its advertiser listing
-	limiters         map[string]*rate.Limiter
+	quota            *quota.Limiter
+	retry            retryPolicy
 	breakers         map[string]*breaker
 	tokens           Tokens
 	metrics          *metrics.Metrics
 	log              *slog.Logger
 	adminURL         string
-	maxWait          time.Duration
 	now              func() time.Time
-	// wait sleeps for a rate-limit delay unless ctx ends first; tests
-	// replace it to see the delay without spending it.
-	wait  func(ctx context.Context, d time.Duration) error
-	base  http.RoundTripper
-	slots *slots // the in-flight bound
+	base             http.RoundTripper
+	slots            *slots // the in-flight bound
 }
 
 // NewCore builds a Core. It refuses a non-loopback Config.Listen without
@@ -148,16 +146,14 @@ func NewCore(opts Options) (*Core, error) {
 		credentialHeader: orDefault(cfg.Routing.CredentialHeader, DefaultCredentialHeader), // as configured, for messages; http.Header canonicalises
 		maxInspect:       orDefault(cfg.Routing.MaxInspectBytes, DefaultMaxInspectBytes),
 		apps:             map[string]app{},
-		limiters:         map[string]*rate.Limiter{},
+		quota:            opts.Quota,
 		breakers:         map[string]*breaker{},
 		tokens:           opts.Tokens,
 		metrics:          opts.Metrics,
 		log:              opts.Logger,
 		adminURL:         strings.TrimSuffix(opts.AdminURL, "/"),
-		maxWait:          orDefault(opts.MaxWait, DefaultMaxWait),
 		now:              opts.Now,
 		slots:            newSlots(MaxInflight, MaxQueueWait),
-		wait:             sleep,
 		base:             opts.Transport,
 	}
 	if c.log == nil {
@@ -172,6 +168,10 @@ func NewCore(opts Options) (*Core, error) {
 	if c.base == nil {
 		c.base = newTransport(c.timeout)
 	}
+	if c.quota == nil {
+		c.quota = quota.New(cfg, quota.Options{Metrics: c.metrics})
+	}
+	c.retry = newRetryPolicy(cfg.Retry, c.now)
 	failures := orDefault(cfg.Breaker.ConsecutiveFailures, DefaultConsecutiveFailures)
 	openTimeout := orDefault(cfg.Breaker.OpenTimeout, DefaultOpenTimeout)
 	for _, cr := range cfg.Credentials {
@@ -185,13 +185,10 @@ func NewCore(opts Options) (*Core, error) {
 			}
 			c.defaultCred = cr.Name
 		}
-		if cr.RateLimit.QPS > 0 {
-			// config.Load fills the burst in; a second default here could
-			// disagree with the one check and the docs describe.
-			if cr.RateLimit.Burst < 1 {
-				return nil, fmt.Errorf("proxy: credential %q: rate_limit.burst must be at least 1 when qps is set (config.Load fills it in)", cr.Name)
-			}
-			c.limiters[cr.Name] = rate.NewLimiter(rate.Limit(cr.RateLimit.QPS), cr.RateLimit.Burst)
+		// config.Load fills the burst in; a second default here could
+		// disagree with the one check and the docs describe.
+		if cr.RateLimit.QPS > 0 && cr.RateLimit.Burst < 1 {
+			return nil, fmt.Errorf("proxy: credential %q: rate_limit.burst must be at least 1 when qps is set (config.Load fills it in)", cr.Name)
 		}
 		c.breakers[cr.Name] = c.newBreaker(cr.Name, failures, openTimeout)
 		c.apps[cr.Name] = app{id: cr.AppID, secret: cr.AppSecret}
@@ -289,14 +286,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return c.refuse(ex, out, perr), nil
 }
 
-// send takes out along ex.route: rate limit, circuit breaker, token, the
-// round trip to TikTok (at most one retry after 40105/40102), all within
-// upstream.timeout of the request's arrival. The response it returns
+// send takes out along ex.route: the app's budget, circuit breaker, token,
+// the round trip to TikTok (retries of transient answers, one retry after
+// 40105/40102), all within upstream.timeout of the request's arrival. The response it returns
 // settles the exchange when its body is closed; a proxy error it returns
 // settles in refuse.
 func (c *Core) send(ex *exchange, out *http.Request) (*http.Response, *Error) {
 	cred := ex.route.Credential
-	if perr := c.waitRate(ex, cred); perr != nil {
+	// Read before rewrite removes the header: TikTok never sees it.
+	ex.retryWrites = strings.EqualFold(strings.TrimSpace(out.Header.Get(HeaderRetry)), "writes")
+	if perr := c.waitTurn(ex, out); perr != nil {
 		return nil, perr
 	}
 	b := c.breakers[cred]
@@ -344,6 +343,7 @@ func (c *Core) rewrite(out *http.Request, ex *exchange) {
 	}
 	h := out.Header
 	stripClientCredentials(h, c.credentialHeader)
+	h.Del(HeaderRetry)
 	h.Set(headerAccessToken, ex.token)
 	if out.URL.Path == advertiserGetPath {
 		c.signAdvertiserGet(out.URL, ex.route.Credential)
@@ -400,6 +400,10 @@ func (c *Core) tokenError(cred string, err error) *Error {
 
 // errClientGone marks a request whose client hung up; it is logged 499.
 var errClientGone = &Error{Status: 499, Message: "client closed the request"}
+
+// Pauses lists the pauses TikTok's rate-limit answers put on the apps,
+// endpoints and advertisers, for the setup page.
+func (c *Core) Pauses() []quota.Pause { return c.quota.Pauses() }
 
 // BreakerStatus is a credential's circuit breaker as the setup page
 // explains it.

@@ -50,13 +50,17 @@ type exchange struct {
 	upstreamID string
 	logID      string
 	message    string // the envelope's message, for a failure's description
-	retried    bool
-	proxyErr   int
-	status     int          // overrides the status logged, for a response cut off mid-body
-	hungUp     bool         // the client went away
-	body       *watchedBody // the client's body
-	resp       *watchedBody // TikTok's response body once headers arrived
-	conn       connTrace    // how far the round trip to TikTok got towards a connection
+	retried    bool   // sent again with a fresh token after 40105/40102
+	// retryWrites is set by X-TikTok-Retry: writes: the caller accepts
+	// that a write TikTok answered with a transient code is sent again.
+	retryWrites bool
+	retries     int // transient answers retried (retry.attempts)
+	proxyErr    int
+	status      int          // overrides the status logged, for a response cut off mid-body
+	hungUp      bool         // the client went away
+	body        *watchedBody // the client's body
+	resp        *watchedBody // TikTok's response body once headers arrived
+	conn        connTrace    // how far the round trip to TikTok got towards a connection
 }
 
 func (c *Core) newExchange(r *http.Request) *exchange {
@@ -323,6 +327,9 @@ func (c *Core) logRequest(ex *exchange, status int, d time.Duration, n int64) {
 	}
 	if ex.retried {
 		attrs = append(attrs, slog.Bool("retried", true))
+	}
+	if ex.retries > 0 {
+		attrs = append(attrs, slog.Int("retries", ex.retries))
 	}
 	c.log.LogAttrs(ex.clientCtx, level, "request", attrs...)
 }

@@ -575,10 +575,10 @@ func TestForwardTunnelIdleTimeout(t *testing.T) {
 	// request inside it (a stall past it would fail the test, not pass it),
 	// short enough to keep the test quick.
 	h := newForwardHarness(t, &fakeCore{}, func(o *ForwardOptions) { o.IdleTimeout = time.Second })
-	tc, br := h.tlsTunnel(t, "")
+	_, br := h.tlsTunnel(t, "")
 	closedByProxy(t, "no request", br)
 
-	tc, br = h.tlsTunnel(t, "")
+	tc, br := h.tlsTunnel(t, "")
 	fmt.Fprintf(tc, "GET /open_api/v1.3/campaign/get/ HTTP/1.1\r\nHost: %s\r\n\r\n", apiHost)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

@@ -20,7 +20,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
@@ -748,22 +750,29 @@ func TestPartialSuccess(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	h := newHarness(t, nil, func(c *config.Config, o *Options) {
 		c.Credentials[0].RateLimit = config.RateLimit{QPS: 0.5, Burst: 1}
-		o.Now = func() time.Time { return now }
+		c.RateLimits.MaxWait = time.Second
 	})
 	if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != 200 {
 		t.Fatalf("first request: %d", w.Code)
 	}
 	w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
-	checkProxyError(t, w, 90012, 429)
+	e := checkProxyError(t, w, 90012, 429)
 	checkCredential(t, w, "main")
-	if w.Header().Get("Retry-After") != "2" {
-		t.Errorf("Retry-After = %q, want 2", w.Header().Get("Retry-After"))
+	// The turn comes 1/(0.5 × 95 %) = 2.1 s later: the proxy paces at 95 %
+	// of a budget (quota's pacing).
+	if w.Header().Get("Retry-After") != "3" {
+		t.Errorf("Retry-After = %q, want 3", w.Header().Get("Retry-After"))
+	}
+	if !strings.Contains(e.Message, "app app-main at 0.5 requests/s") || !strings.Contains(e.Message, "rate_limits.max_wait") {
+		t.Errorf("message %q does not name the budget and max_wait", e.Message)
+	}
+	if v := testutil.ToFloat64(h.m.RateLimited.WithLabelValues("main", "proxy")); v != 1 {
+		t.Errorf("rate_limited_total{main,proxy} = %v, want 1", v)
 	}
 	if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advOther, nil)); w.Code != 200 {
-		t.Errorf("credential without rate_limit: %d", w.Code)
+		t.Errorf("credential of another app: %d", w.Code)
 	}
 	if n := len(h.up.requests()); n != 2 {
 		t.Errorf("upstream calls = %d, want 2", n)
@@ -776,6 +785,7 @@ func TestRateLimitBurstFromConfig(t *testing.T) {
 	up := newUpstream(t, nil)
 	cfg, err := config.Parse([]byte(`upstream:
   base_url: `+up.URL+`
+rate_limits: {max_wait: 1ms}
 credentials:
   - name: main
     app_id: "1"
@@ -785,8 +795,7 @@ credentials:
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	p, err := New(Options{Config: cfg, Tokens: newFakeTokens(), Now: func() time.Time { return now }, MaxWait: time.Millisecond})
+	p, err := New(Options{Config: cfg, Tokens: newFakeTokens()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -799,45 +808,44 @@ credentials:
 	}
 	w := httptest.NewRecorder()
 	p.ServeHTTP(w, localRequest(http.MethodGet, campaignGet, nil))
-	e := checkProxyError(t, w, 90012, 429)
-	if !strings.Contains(e.Message, "burst 2") {
-		t.Errorf("message %q, want burst 2", e.Message)
-	}
+	checkProxyError(t, w, 90012, 429)
 }
 
-// TestRateLimitWaits: a request whose turn comes within MaxWait waits for
+// TestRateLimitWaits: a request whose turn comes within max_wait waits for
 // it and is forwarded.
 func TestRateLimitWaits(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	h := newHarness(t, nil, func(c *config.Config, o *Options) {
 		c.Credentials[0].RateLimit = config.RateLimit{QPS: 10, Burst: 1}
-		o.Now = func() time.Time { return now }
 	})
-	var waited []time.Duration
-	h.p.core.wait = func(_ context.Context, d time.Duration) error {
-		waited = append(waited, d)
-		return nil
-	}
 	for i := range 2 {
 		if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
 			t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
 		}
 	}
-	if len(waited) != 1 || waited[0] != 100*time.Millisecond {
-		t.Errorf("waits = %v, want one of 100ms (the second request's turn at 10/s)", waited)
+	var m dto.Metric
+	if err := h.m.RateLimitWait.WithLabelValues("main").(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	// The second request's turn is 1/(10 × 95 %) after the first's: a lower
+	// bound the limiter guarantees, whatever the machine's speed.
+	if hist := m.GetHistogram(); hist.GetSampleCount() != 2 || hist.GetSampleSum() < 0.1 {
+		t.Errorf("rate_limit_wait_seconds: %d waits summing %vs, want 2 and at least 0.1s", hist.GetSampleCount(), hist.GetSampleSum())
 	}
 	if n := len(h.up.requests()); n != 2 {
 		t.Errorf("upstream calls = %d, want 2", n)
 	}
 }
 
+// TikTok's rate-limit answers are counted per code and logged with the
+// advertisers; each pauses its scope until the next second, which the
+// following request waits out (TestTikTokLimitRetried covers retries).
 func TestTikTokRateLimitCodes(t *testing.T) {
 	codes := []int{40100, 40016, 40133}
 	i := 0
 	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
 		writeEnvelope(w, codes[i%len(codes)])
 		i++
-	}, nil)
+	}, func(c *config.Config, _ *Options) { c.Retry.Attempts = 1 })
 	for range codes {
 		h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?advertiser_id="+advOther, nil))
 	}

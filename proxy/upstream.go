@@ -9,7 +9,9 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/quota"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 )
 
@@ -31,15 +33,16 @@ func isServerCode(code int) bool {
 	return (code >= 50000 && code <= 52999) || code == tiktok.CodeMaintenance
 }
 
-// attempts is one round trip to TikTok, its envelope code peeked, and one
-// retry with a fresh token after 40105/40102 when the token alone
+// tokenAttempt is one round trip to TikTok, its envelope code peeked, and
+// one retry with a fresh token after 40105/40102 when the token alone
 // authenticated the request and its body can be replayed.
-func (c *Core) attempts(ex *exchange, out *http.Request) (*http.Response, error) {
+func (c *Core) tokenAttempt(ex *exchange, out *http.Request) (*http.Response, error) {
+	sent := time.Now()
 	resp, err := c.base.RoundTrip(out)
 	if err != nil {
 		return nil, err
 	}
-	c.inspect(ex, resp)
+	c.inspect(ex, resp, sent)
 	if !ex.codeOK || (ex.code != tiktok.CodeTokenInvalid && ex.code != tiktok.CodeTokenExpired) || !ex.route.tokenOnly {
 		return resp, nil
 	}
@@ -57,26 +60,36 @@ func (c *Core) attempts(ex *exchange, out *http.Request) (*http.Response, error)
 	if err != nil || token == ex.token {
 		return resp, nil
 	}
-	retry := out.Clone(out.Context()) // with the connection trace
-	ex.conn.reset()
+	retry := replay(ex, out)
 	retry.Header.Set(headerAccessToken, token)
-	retry.Body = nil
-	if len(ex.route.sel.replay) > 0 {
-		retry.Body = io.NopCloser(bytes.NewReader(ex.route.sel.replay))
-	}
 	_ = resp.Body.Close()
 	ex.token, ex.retried, ex.codeOK = token, true, false
+	sent = time.Now()
 	resp, err = c.base.RoundTrip(retry)
 	if err != nil {
 		return nil, err
 	}
-	c.inspect(ex, resp)
+	c.inspect(ex, resp, sent)
 	return resp, nil
 }
 
-// inspect peeks at resp's envelope code, counts a non-zero one and logs
-// TikTok's rate-limit codes with the advertisers that burn the budget.
-func (c *Core) inspect(ex *exchange, resp *http.Response) {
+// replay is out again, with the body selection kept (the caller checked
+// that it can be replayed).
+func replay(ex *exchange, out *http.Request) *http.Request {
+	again := out.Clone(out.Context()) // ex.ctx with the connection trace
+	ex.conn.reset()                   // of this attempt only
+	again.Body = nil
+	if len(ex.route.sel.replay) > 0 {
+		again.Body = io.NopCloser(bytes.NewReader(ex.route.sel.replay))
+	}
+	return again
+}
+
+// inspect peeks at resp's envelope code, counts a non-zero one, and logs
+// TikTok's rate-limit codes with the advertisers that burn the budget and
+// has the quota learn the pause they call for (the request was sent at
+// sent).
+func (c *Core) inspect(ex *exchange, resp *http.Response, sent time.Time) {
 	head := peekCode(resp)
 	code, ok := head.Code, head.CodeOK
 	ex.code, ex.codeOK, ex.upstreamID, ex.message = code, ok, head.RequestID, head.Message
@@ -87,10 +100,10 @@ func (c *Core) inspect(ex *exchange, resp *http.Response) {
 	}
 	cred := ex.route.Credential
 	c.metrics.UpstreamAPIError(cred, code)
-	switch code {
-	case tiktok.CodeAppRateLimit, tiktok.CodeEndpointRateLimit, tiktok.CodeAdvertiserQPS:
-		c.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code,
+	if quota.IsLimitCode(code) {
+		c.log.Warn("TikTok rate limit hit", "request_id", ex.id, "credential", cred, "tiktok_code", code, "message", ex.message,
 			"advertiser_ids", ex.route.Advertisers, "client", ex.route.Client, "path", resp.Request.URL.Path)
+		c.quota.Observe(quotaRequest(ex, resp.Request), sent, code, ex.message)
 	}
 }
 

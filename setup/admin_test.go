@@ -197,3 +197,17 @@ func TestSpan(t *testing.T) {
 		t.Errorf("unauthorized access = %q, want no row", got)
 	}
 }
+
+// The pauses TikTok's rate limits put on an app are on the page, escaped.
+func TestPagePausesShown(t *testing.T) {
+	pause := "app 7123 paused until 14:05:00 UTC: per-minute limit (TikTok 40100) <b>"
+	h := newHarness(t, func(o *Options) { o.Pauses = func() []string { return []string{pause} } })
+	r := h.do(t, "GET", "/authorize", nil)
+	if r.status != 200 || !strings.Contains(r.body, "TikTok's quota: app 7123 paused until 14:05:00 UTC: per-minute limit (TikTok 40100) &lt;b&gt;") {
+		t.Errorf("page %d lacks the pause:\n%s", r.status, r.body)
+	}
+	h = newHarness(t)
+	if r := h.do(t, "GET", "/authorize", nil); strings.Contains(r.body, "class=\"alert pause\"") {
+		t.Error("a pause shown with none in force")
+	}
+}

@@ -127,6 +127,7 @@ type authorizePage struct {
 	ProxyURL    string
 	Summary     string
 	Attention   bool
+	Pauses      []string
 	Credentials []credView
 }
 
@@ -138,11 +139,16 @@ func (a *Admin) handlePage(w http.ResponseWriter, r *http.Request) {
 		views = append(views, newCredView(now, cs))
 	}
 	sortViews(views)
+	var pauses []string
+	if a.opts.Pauses != nil {
+		pauses = a.opts.Pauses()
+	}
 	a.render(w, http.StatusOK, "authorize", authorizePage{
 		pageBase:    pageBase{Title: "Credentials", CSS: template.CSS(styleSheet), Script: template.JS(refreshScript)},
 		ProxyURL:    a.opts.ProxyURL,
 		Summary:     summary(views),
 		Attention:   len(views) > 0 && views[0].Attention,
+		Pauses:      pauses,
 		Credentials: views,
 	})
 }

@@ -98,6 +98,11 @@ type Options struct {
 	// Breaker, when set, is preferred over BreakerState: it also says until
 	// when an open breaker pauses requests and why it opened.
 	Breaker func(name string) BreakerInfo
+	// Pauses, when set, lists the pauses TikTok's rate-limit answers put
+	// on apps, endpoints and advertisers, one sentence each ("app 7123
+	// paused until 14:05:00 UTC: per-minute limit (TikTok 40100)"), shown
+	// above the cards.
+	Pauses func() []string
 	// WaitTimeout bounds one long-poll of /api/authorize/{state}/wait.
 	// Default 30s.
 	WaitTimeout time.Duration

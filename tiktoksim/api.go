@@ -68,8 +68,9 @@ type Request struct {
 	Code       int `json:"code"`
 	HTTPStatus int `json:"http_status"`
 	// Fault names the fault knob that answered: "code", "http_status",
-	// "redirect", "body", "reset", or "latency" or "hold" (then the request was also
-	// served; a held one shows in the in-flight list once served).
+	// "redirect", "body", "reset", or "latency" or "hold" (then the request
+	// was also served; a held one shows in the in-flight list once served),
+	// or "quota" when a Quota answered.
 	Fault string `json:"fault,omitempty"`
 	// ResponseBytes is how many bytes of response body were written, so a
 	// test can tell a stream cut short from one served in full.
@@ -169,6 +170,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		rec.AppID = t.g.appID
 		if !ep.token {
 			s.statsLocked(t.g.appID).APICalls++
+			s.countSecondLocked(t.g.appID, rec.Time)
 		}
 	}
 	s.inflight[rid] = *rec
@@ -196,6 +198,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	hold, ok := c.applyFault(ep.token)
 	if !ok {
+		return
+	}
+	if !c.applyQuota(ep.token) {
 		return
 	}
 	var held *heldAnswer
@@ -726,6 +731,33 @@ func (s *Server) ClearRequests() {
 	defer s.mu.Unlock()
 	s.recorded = nil
 	s.recNext = 0
+}
+
+// applyQuota counts an API call against the quotas and answers it with the
+// limit's code when one is exceeded; it reports whether to go on. The
+// advertisers of an advertiser quota are those the query names.
+func (c *call) applyQuota(tokenEndpoint bool) bool {
+	if tokenEndpoint || c.tok == nil {
+		return true
+	}
+	var advertisers []string
+	q := c.r.URL.Query()
+	if id := q.Get("advertiser_id"); id != "" {
+		advertisers = []string{id}
+	} else if ids, err := idList(q.Get("advertiser_ids")); err == nil {
+		advertisers = ids
+	}
+	c.s.mu.Lock()
+	// The arrival time, as the per-second counter has it: both count the
+	// call in the same second.
+	code, msg := c.s.takeQuotaLocked(c.rec.Time, c.tok.g.appID, c.r.URL.Path, advertisers)
+	c.s.mu.Unlock()
+	if code == 0 {
+		return true
+	}
+	c.rec.Fault = "quota"
+	c.fail(code, msg)
+	return false
 }
 
 // applyFault runs the first matching fault; serve false means it answered,

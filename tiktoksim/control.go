@@ -33,6 +33,19 @@ func (s *Server) routes() {
 		s.ClearFaults()
 		writeJSON(w, http.StatusOK, map[string]any{"faults": []Fault{}})
 	})
+	m.HandleFunc("GET /sim/quota", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"quotas": s.Quotas()})
+	})
+	m.HandleFunc("POST /sim/quota", s.ctlQuota)
+	m.HandleFunc("DELETE /sim/quota", func(w http.ResponseWriter, _ *http.Request) {
+		s.ClearQuotas()
+		writeJSON(w, http.StatusOK, map[string]any{"quotas": []Quota{}})
+	})
+	m.HandleFunc("GET /sim/persecond", s.ctlPerSecond)
+	m.HandleFunc("DELETE /sim/persecond", func(w http.ResponseWriter, _ *http.Request) {
+		s.ClearPerSecond()
+		writeJSON(w, http.StatusOK, map[string]any{})
+	})
 	m.HandleFunc("POST /sim/revoke", s.ctlRevoke)
 	m.HandleFunc("GET /sim/config", s.ctlConfig)
 	m.HandleFunc("POST /sim/config", s.ctlConfig)

@@ -71,6 +71,15 @@
 //	GET    /sim/stats → {"apps": {"APP_ID": {"exchange_calls", "refresh_calls",
 //	       "refresh_failures", "api_calls"}}}
 //	POST   /sim/fault  Fault as JSON → {"faults": [...]}; GET lists; DELETE clears all.
+//	POST   /sim/quota  Quota as JSON {"scope": "app"|"endpoint"|"advertiser",
+//	       "app_id", "path", "limit": N, "window": "second"|"minute"|"day"}
+//	       → {"quotas": [...]}: beyond limit calls in one calendar window of
+//	       the simulator's clock, calls get 40100 (app), 40016 (endpoint)
+//	       or 40133 (advertiser, as named in the query), with a message
+//	       naming the window. GET lists; DELETE clears quotas and counts.
+//	GET    /sim/persecond?app_id=X → {"app_id", "seconds": [{"unix", "calls"}]}:
+//	       the app's API calls in each second (last hour), refused ones
+//	       included: what TikTok's per-second quota sees. DELETE clears it.
 //	POST   /sim/revoke?app_id=X | ?access_token=T → {"revoked": N}: the grants'
 //	       access tokens then get 40105 and their refresh tokens 40107.
 //	GET    /sim/config, POST /sim/config {"access_ttl": "1h", "refresh_ttl": "720h"}

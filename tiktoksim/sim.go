@@ -78,21 +78,24 @@ type Server struct {
 	closeCtx  context.Context
 	closeFunc context.CancelFunc
 
-	mu         sync.Mutex
-	offset     time.Duration
-	accessTTL  time.Duration // <= 0: no expiry
-	refreshTTL time.Duration
-	codes      map[string]*authCode
-	access     map[string]*token
-	refresh    map[string]*token
-	grants     []*grant
-	stats      map[string]*AppStats
-	faults     []*Fault
-	recorded   []Request          // ring buffer of maxRecorded
-	recNext    int                // next slot once the ring is full
-	inflight   map[string]Request // by request id, until recorded
-	issued     Issued
-	seq        int // ids of created objects
+	mu          sync.Mutex
+	offset      time.Duration
+	accessTTL   time.Duration // <= 0: no expiry
+	refreshTTL  time.Duration
+	codes       map[string]*authCode
+	access      map[string]*token
+	refresh     map[string]*token
+	grants      []*grant
+	stats       map[string]*AppStats
+	faults      []*Fault
+	quotas      []Quota
+	quotaCounts map[quotaKey]int
+	perSecond   map[string]map[int64]int // app → Unix second → API calls
+	recorded    []Request                // ring buffer of maxRecorded
+	recNext     int                      // next slot once the ring is full
+	inflight    map[string]Request       // by request id, until recorded
+	issued      Issued
+	seq         int // ids of created objects
 
 	// oddTokenFields: token answers carry their fields in odd but
 	// readable shapes (SetOddTokenFields).

@@ -100,6 +100,17 @@ func (c *fakeClock) waitWaiter(t *testing.T, what string, ok func(at time.Time) 
 	return found
 }
 
+// waitRefreshTimer waits until the refresh loop has armed its timer for
+// the stored record (due before its access token expires) and returns its
+// deadline. A test that moves the clock first races with the loop, which
+// reads the clock and then waits relative to it: the jump lands between
+// the two and the timer is set that much later.
+func (e *env) waitRefreshTimer() time.Time {
+	e.t.Helper()
+	exp := e.record().AccessExpiresAt
+	return e.clock.waitWaiter(e.t, "the refresh-ahead timer", func(at time.Time) bool { return at.Before(exp) })
+}
+
 // waitFor polls cond until it holds or a generous deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -66,6 +66,17 @@ type Options struct {
 	// credential and the others pick up its result. nil means no lease:
 	// within one process the flights already refresh each credential once.
 	Leaser Leaser
+	// Changes carries the names of credentials whose stored record another
+	// writer (or this Manager) changed, such as redisstore's Watch. After
+	// Start, each name makes its credential re-read its record (one read at
+	// a time per credential, names arriving meanwhile coalesced into the
+	// next read, each bounded like a request's re-read) and adopt it when
+	// its Generation is newer: a refresh another replica made, a new grant
+	// (which forgets the old grant's rejections) or a re-authorization
+	// mark is served without waiting for a request. nil means none: a
+	// credential that cannot serve then re-reads the store on requests and
+	// on its advertiser interval, and a refresh re-reads under its lease.
+	Changes <-chan string
 	// Metrics receives refresh and expiry metrics; nil disables them.
 	Metrics *metrics.Metrics
 	// Logger; nil means slog.Default().
@@ -96,7 +107,8 @@ var (
 // methods are safe for concurrent use.
 type Manager struct {
 	store         Store
-	leaser        Leaser // nil: no lease
+	leaser        Leaser        // nil: no lease
+	changes       <-chan string // nil: no change notifications
 	api           API
 	refreshBefore time.Duration
 	advInterval   time.Duration
@@ -134,6 +146,7 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 	m := &Manager{
 		store:         store,
 		leaser:        opts.Leaser,
+		changes:       opts.Changes,
 		api:           api,
 		refreshBefore: opts.RefreshBefore,
 		advInterval:   opts.AdvertiserInterval,
@@ -176,7 +189,7 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 		case err != nil:
 			return nil, fmt.Errorf("tokens: loading credential %q: %w", c.Name, err)
 		}
-		s := &Source{m: m, cred: c, rec: rec, wake: make(chan struct{}, 1)}
+		s := &Source{m: m, cred: c, rec: rec, wake: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
 		s.jitter = m.pickJitter()
 		m.sources = append(m.sources, s)
 		m.byName[c.Name] = s
@@ -188,22 +201,31 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 	return m, nil
 }
 
-// Start launches the background refresh-ahead and advertiser-listing loops;
-// it returns at once. They stop when ctx ends or Close is called.
+// Start launches the background refresh-ahead and advertiser-listing loops,
+// and the reading of Options.Changes; it returns at once. They stop when
+// ctx ends or Close is called.
 func (m *Manager) Start(ctx context.Context) {
 	m.startOnce.Do(func() {
 		loopCtx, cancel := context.WithCancel(ctx)
 		context.AfterFunc(m.ctx, cancel)
+		var loops []func(context.Context)
 		for _, s := range m.sources {
-			for _, loop := range []func(context.Context){s.refreshLoop, s.advertiserLoop} {
-				if !m.track() {
-					return
-				}
-				go func() {
-					defer m.wg.Done()
-					loop(loopCtx)
-				}()
+			loops = append(loops, s.refreshLoop, s.advertiserLoop)
+			if m.changes != nil {
+				loops = append(loops, s.changeLoop)
 			}
+		}
+		if m.changes != nil {
+			loops = append(loops, func(ctx context.Context) { m.watchChanges(ctx, m.changes) })
+		}
+		for _, loop := range loops {
+			if !m.track() {
+				return
+			}
+			go func() {
+				defer m.wg.Done()
+				loop(loopCtx)
+			}()
 		}
 	})
 }

@@ -92,6 +92,7 @@ func TestProactiveRefreshDoesNotBlock(t *testing.T) {
 	entered := make(chan struct{}, 1)
 	e.api.set(func(a *fakeAPI) { a.gate, a.entered = gate, entered })
 	e.m.Start(context.Background())
+	e.waitRefreshTimer()
 	e.clock.Set(e.record().AccessExpiresAt.Add(-30 * time.Minute))
 	<-entered
 	for range 100 {
@@ -172,6 +173,7 @@ func TestBackoff(t *testing.T) {
 	exp := e.record().AccessExpiresAt
 	e.api.set(func(a *fakeAPI) { a.err = errors.New("connection refused") })
 	e.m.Start(context.Background())
+	e.waitRefreshTimer()
 	e.clock.Set(exp.Add(-time.Hour))
 	waitFor(t, "first attempt", func() bool { return e.api.calls() == 1 })
 
@@ -196,12 +198,17 @@ func TestBackoff(t *testing.T) {
 	}
 
 	// Expired: Token answers at once with RetryAfter <= 10s and no call.
+	// The clock moves once the last retry's timer is armed (due by expiry):
+	// moved first, it would arm relative to the new time, past expiry.
+	e.clock.waitWaiter(t, "retry 15", func(at time.Time) bool { return !at.After(exp) })
 	e.clock.Set(exp.Add(-11 * time.Second))
 	waitFor(t, "retry at expiry", func() bool {
 		return len(e.clock.pendingWithin(exp.Add(time.Hour))) > 0
 	})
-	e.clock.Set(exp)
+	// Counted before the clock moves: the retry it triggers may be over
+	// before the next statement runs.
 	calls := e.api.calls()
+	e.clock.Set(exp)
 	waitFor(t, "the at-expiry retry", func() bool { return e.api.calls() > calls })
 	calls = e.api.calls()
 	_, err := e.token()

@@ -253,8 +253,8 @@ func (s *Source) markReauth(ctx context.Context, used, reason string, rejected b
 		if s.rec != nil && s.rec.AccessToken == used {
 			s.rec = mark(s.rec)
 		}
+		s.reportState(s.rec)
 		s.mu.Unlock()
-		s.reportState(s.current())
 	}
 	s.m.log.Error("credential needs re-authorization", "credential", name, "reason", reason)
 	return &ReauthError{Credential: name, Reason: reason}

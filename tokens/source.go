@@ -43,6 +43,7 @@ type Source struct {
 	rejected    string        // the access token TikTok refused most recently
 	lastRecheck time.Time     // when recheckStore last read the store
 	wake        chan struct{} // tells the refresh loop the schedule changed
+	changed     chan struct{} // tells the change loop the stored record changed
 
 	// waiting counts Token and Rejected calls blocked on a refresh or a
 	// validation in flight, so tests can prove concurrent callers really
@@ -261,8 +262,11 @@ func (s *Source) adopt(rec *Record) {
 		s.failures, s.lastErr, s.nextAttempt = 0, nil, time.Time{}
 		s.jitter = s.m.pickJitter()
 	}
-	s.mu.Unlock()
+	// Reported under s.mu: a reader that sees the new record then sees its
+	// gauges, and a concurrent adopt of a newer record cannot report first
+	// and be overwritten by this older one.
 	s.reportState(rec)
+	s.mu.Unlock()
 	s.m.reindex()
 	if reschedule {
 		s.poke()
@@ -275,6 +279,8 @@ func (s *Source) current() *Record {
 	return s.rec.Clone()
 }
 
+// reportState sets the credential's gauges from rec. Callers hold s.mu
+// once the Manager is shared, so the gauges follow s.rec in order.
 func (s *Source) reportState(rec *Record) {
 	if rec == nil {
 		s.m.metrics.CredentialState(s.cred.Name, false, false, time.Time{}, time.Time{})

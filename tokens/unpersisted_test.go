@@ -78,6 +78,7 @@ func TestUnpersistedGrantRetried(t *testing.T) {
 	exp := e.record().AccessExpiresAt
 	fs.fail(true)
 	e.m.Start(context.Background())
+	e.waitRefreshTimer()
 	e.clock.Set(exp.Add(-time.Hour))
 	waitFor(t, "the proactive refresh", func() bool { return e.api.calls() == 1 })
 	waitFor(t, "the grant held", func() bool { return len(e.m.Unpersisted()) == 1 })

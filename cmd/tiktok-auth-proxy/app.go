@@ -20,6 +20,7 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/proxy"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/quota"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/setup"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
@@ -43,16 +44,21 @@ const defaultHandlerGrace = 2 * time.Second
 // app is the running program: both listeners, the token manager and the
 // store. newApp opens the listeners so a bind error shows at start.
 type app struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	store    tokens.Store
-	manager  *tokens.Manager
-	proxy    *http.Server
-	admin    *http.Server
-	setup    *setup.Admin
-	proxyLn  net.Listener
-	adminLn  net.Listener
-	registry *prometheus.Registry
+	cfg     *config.Config
+	log     *slog.Logger
+	store   tokens.Store
+	manager *tokens.Manager
+	// stopQuota ends the budgets' Redis heartbeats; nil before newQuota.
+	stopQuota func()
+	// stopWatch ends the store's change notifications (redis); nil
+	// without them.
+	stopWatch context.CancelFunc
+	proxy     *http.Server
+	admin     *http.Server
+	setup     *setup.Admin
+	proxyLn   net.Listener
+	adminLn   net.Listener
+	registry  *prometheus.Registry
 
 	// forward and forwardLn serve forward_proxy; nil when it is off.
 	forward   *http.Server
@@ -402,11 +408,20 @@ func (a *app) flush() error {
 	return err
 }
 
-// Close stops the token manager and closes the store.
+// Close stops the token manager, closes the store and ends the budgets'
+// heartbeats.
 func (a *app) Close() error {
 	var errs []error
 	if a.manager != nil {
 		errs = append(errs, a.manager.Close())
+	}
+	// The heartbeats and the watch use the store's connection: they end
+	// first.
+	if a.stopQuota != nil {
+		a.stopQuota()
+	}
+	if a.stopWatch != nil {
+		a.stopWatch()
 	}
 	if a.store != nil {
 		errs = append(errs, a.store.Close())
@@ -454,10 +469,20 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	for _, c := range cfg.Credentials {
 		m.InitCredential(c.Name)
 	}
+	// Other replicas' refreshes and grants reach this one within
+	// milliseconds by Redis pub/sub (polling when that is lost), rather
+	// than when a request or the advertiser interval re-reads the store.
+	var changes <-chan string
+	if rs, ok := a.store.(*redisstore.Store); ok {
+		var watchCtx context.Context
+		watchCtx, a.stopWatch = context.WithCancel(context.Background())
+		changes = rs.Watch(watchCtx)
+	}
 	api := &tiktok.Client{HTTP: tiktokHTTPClient(cfg.Upstream.Timeout)}
 	a.manager, err = tokens.NewManager(ctx, a.store, managerCredentials(cfg), api, tokens.Options{
 		RefreshBefore: cfg.Tokens.RefreshBefore,
 		Leaser:        leaser,
+		Changes:       changes,
 		Metrics:       m,
 		Logger:        log,
 	})
@@ -465,7 +490,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		return nil, err
 	}
 	adminURL, proxyURL := httpURL(a.adminLn.Addr()), httpURL(a.proxyLn.Addr())
-	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL})
+	limiter, stopQuota := newQuota(cfg, a.store, m, log)
+	a.stopQuota = stopQuota
+	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL, Quota: limiter})
 	if err != nil {
 		return nil, err
 	}
@@ -486,6 +513,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 			b := px.Breaker(name)
 			return setup.BreakerInfo{State: b.State, Until: b.Until, LastError: b.LastError}
 		},
+		Pauses: func() []string { return pauseLines(px.Core().Pauses()) },
 		Logger: log,
 	})
 	if err != nil {
@@ -503,6 +531,15 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 		a.forward.RegisterOnShutdown(fwd.CloseTunnels)
 	}
 	return a, nil
+}
+
+// pauseLines are the quota's pauses as the setup page shows them.
+func pauseLines(pauses []quota.Pause) []string {
+	lines := make([]string, len(pauses))
+	for i, p := range pauses {
+		lines[i] = p.String()
+	}
+	return lines
 }
 
 func (a *app) closeListeners() {

@@ -259,6 +259,11 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Client is the store's Redis connection, for other state the replicas
+// share through the same Redis (the apps' rate-limit budgets). Close
+// closes it.
+func (s *Store) Client() *redis.Client { return s.rdb }
+
 // Close closes the connections; later calls fail.
 func (s *Store) Close() error {
 	if err := s.rdb.Close(); err != nil {
