@@ -52,9 +52,9 @@ test: deps build
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora already ran in `go test`) and print the
 ## executions of each and in all; a crasher fails the target and is saved under testdata/fuzz/ as a
 ## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
-FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzTokenAnswer \
+FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzPeekFast tiktok:FuzzTokenAnswer \
 	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect \
-	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm
+	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm proxy:FuzzMayNameApp proxy:FuzzIDMembers
 FUZZTIME_LONG ?= 5m
 fuzz:
 	@total=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
@@ -97,8 +97,11 @@ lint:
 demo: build
 	./$(BIN) demo
 
+## bench: the proxy against a tuned httputil.ReverseProxy, load, streaming, stampede (about 4 minutes; BENCH_FLAGS=-quick
+## for a 30 s smoke run); prints the report and writes it into BENCHMARKS.md and docs/bench-*.png.
+BENCH_FLAGS ?=
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./bench/...
+	$(GO) run ./bench/cmd/tapbench -bin $(BIN) -plots docs -markdown BENCHMARKS.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

@@ -201,8 +201,15 @@ func start(t *testing.T, env []string, args ...string) *proc {
 // to a pipe the test writes, closed when the test ends.
 func launch(t *testing.T, env []string, stdin *io.WriteCloser, args ...string) *proc {
 	t.Helper()
-	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binPath, args...)
+	return launchCmd(t, exec.Command(binPath, args...), env, stdin)
+}
+
+// launchCmd is launch of a prepared command (the binary with args, maybe
+// under a shell that sets a limit first).
+func launchCmd(t *testing.T, cmd *exec.Cmd, env []string, stdin *io.WriteCloser) *proc {
+	t.Helper()
+	args := cmd.Args[1:]
+	p := &proc{out: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Env = append(os.Environ(), env...)
 	if stdin != nil {
@@ -442,6 +449,9 @@ type proxy struct {
 	args          []string
 	// env is added to the serve process's environment (${VAR} values).
 	env []string
+	// fdLimit, when not 0, is the serve process's `ulimit -n` (soft and
+	// hard, so Go cannot raise it).
+	fdLimit int
 }
 
 // startProxy writes a config wired to s and runs serve.
@@ -502,7 +512,11 @@ credentials:
 // run (re)starts the serve process on the same config and store.
 func (px *proxy) run(t *testing.T) {
 	t.Helper()
-	px.p = start(t, px.env, px.args...)
+	cmd := exec.Command(binPath, px.args...)
+	if px.fdLimit > 0 {
+		cmd = exec.Command("/bin/sh", append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, px.fdLimit), binPath}, px.args...)...)
+	}
+	px.p = launchCmd(t, cmd, px.env, nil)
 	eventually(t, 20*time.Second, "proxy to be ready", func() bool {
 		resp, err := plainClient.Get(px.AdminURL + "/readyz")
 		if err != nil {

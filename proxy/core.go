@@ -117,6 +117,7 @@ type Core struct {
 	adminURL         string
 	now              func() time.Time
 	base             http.RoundTripper
+	slots            *slots // the in-flight bound
 }
 
 // NewCore builds a Core. It refuses a non-loopback Config.Listen without
@@ -152,6 +153,7 @@ func NewCore(opts Options) (*Core, error) {
 		log:              opts.Logger,
 		adminURL:         strings.TrimSuffix(opts.AdminURL, "/"),
 		now:              opts.Now,
+		slots:            newSlots(MaxInflight, MaxQueueWait),
 		base:             opts.Transport,
 	}
 	if c.log == nil {
@@ -201,15 +203,17 @@ func NewCore(opts Options) (*Core, error) {
 // HTTPS_PROXY pointing at this very process is never followed, and
 // compression is left to the client so bodies pass through untouched.
 func newTransport(timeout time.Duration) *http.Transport {
+	_, upstream := fdLimits()
 	return &http.Transport{
 		Proxy: nil,
-		DialContext: (&net.Dialer{
+		DialContext: dialWaitingForResources((&net.Dialer{
 			Timeout:   10 * time.Second,
 			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		}).DialContext),
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          200,
 		MaxIdleConnsPerHost:   100,
+		MaxConnsPerHost:       upstream,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
@@ -257,11 +261,18 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.client != nil {
 		ex.client = t.client.name
 	}
-	out := req.Clone(ex.ctx)
+	// The trace is on the request to TikTok only (ex.ctx serves the token
+	// and rate-limit waits too), to tell TikTok's failures from the
+	// proxy's own (connTrace.classify).
+	out := req.Clone(ex.conn.trace(ex.ctx))
 	if out.Body != nil && out.Body != http.NoBody {
 		ex.body = &watchedBody{ReadCloser: out.Body}
 		out.Body = ex.body
 	}
+	if perr := c.slots.admit(ex.ctx); perr != nil {
+		return c.refuse(ex, out, perr), nil
+	}
+	defer c.slots.release()
 	rt, perr := c.route(out, t)
 	if perr == nil {
 		ex.route = rt

@@ -26,6 +26,7 @@ const (
 	CodeClientAuth        = 90010 // 401 / 403
 	CodeMalformed         = 90011 // 400: bad JSON or header
 	CodeRateLimited       = 90012 // 429: own rate limit; Retry-After
+	CodeOverloaded        = 90013 // 503: the proxy itself is at capacity; Retry-After
 )
 
 // Headers the proxy reads or writes.
@@ -44,10 +45,17 @@ const (
 	headerProxyAuth = "Proxy-Authorization"
 )
 
+// The canonical forms of the headers set on every forwarded response, so
+// setting them allocates no name.
+var (
+	credentialKey = http.CanonicalHeaderKey(HeaderCredential)
+	requestIDKey  = http.CanonicalHeaderKey(HeaderRequestID)
+)
+
 // Error is a proxy error: one of the 900xx codes with its HTTP status and a
 // message telling the user what to do. It never carries a secret.
 type Error struct {
-	Code       int           // 90001..90012
+	Code       int           // 90001..90013
 	Status     int           // HTTP status sent to the client
 	Message    string        // shown to the user in the envelope
 	RetryAfter time.Duration // > 0: sent as Retry-After (whole seconds, at least 1)

@@ -60,16 +60,24 @@ type exchange struct {
 	hungUp      bool         // the client went away
 	body        *watchedBody // the client's body
 	resp        *watchedBody // TikTok's response body once headers arrived
+	conn        connTrace    // how far the round trip to TikTok got towards a connection
 }
 
 func (c *Core) newExchange(r *http.Request) *exchange {
 	deadline := time.Now().Add(c.timeout)
-	if d, ok := r.Context().Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	inherited := false
+	if d, ok := r.Context().Deadline(); ok && !d.After(deadline) {
+		deadline, inherited = d, true
 	}
 	ex := &exchange{id: newRequestID(), start: c.now(), method: r.Method, path: r.URL.Path,
 		deadline: deadline, clientCtx: r.Context(), outcome: errExcluded}
-	ex.ctx, ex.cancel = context.WithDeadline(r.Context(), deadline)
+	if inherited {
+		// The caller's context ends first (the reverse front end sets
+		// upstream.timeout itself): a second timer would only race it.
+		ex.ctx, ex.cancel = context.WithCancel(r.Context())
+	} else {
+		ex.ctx, ex.cancel = context.WithDeadline(r.Context(), deadline)
+	}
 	return ex
 }
 
@@ -103,9 +111,10 @@ func (c *Core) refuse(ex *exchange, out *http.Request, perr *Error) *http.Respon
 	return resp
 }
 
-// failed is the proxy error for a failed round trip: 90011 when the
-// client's own body failed (408 when it stalled), the refusal of an
-// upload's later parts, else 90007 (502 unreachable, 504 timed out).
+// failed is the proxy error for a failed round trip: 90013 when the proxy
+// itself ran short (connTrace.classify), 90011 when the client's own body
+// failed (408 when it stalled), the refusal of an upload's later parts,
+// else 90007 (502 unreachable, 504 timed out).
 func (c *Core) failed(ex *exchange, err error) *Error {
 	if ex.clientGone() {
 		return errClientGone
@@ -121,7 +130,13 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 	// it) means the client stalled, which says nothing about TikTok.
 	reading, bodyErr := ex.body.state()
 	var perr *Error
+	var local *localError
 	switch {
+	case errors.As(ex.conn.classify(err), &local):
+		// Out of descriptors, ports or connection slots: the proxy's own
+		// trouble, which says nothing about TikTok.
+		ex.outcome = errExcluded
+		perr = overloaded("%v", local.err)
 	case errors.As(err, &perr):
 		// The check of an upload's later parts refused it (verifiedBody).
 		ex.outcome = errExcluded
@@ -151,8 +166,9 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 // decides the breaker outcome now that the envelope code has been peeked,
 // and watches the body, which settles the exchange once closed.
 func (c *Core) received(ex *exchange, resp *http.Response) {
-	resp.Header.Set(HeaderCredential, ex.route.Credential)
-	resp.Header.Set(HeaderRequestID, ex.id)
+	// Header.Set would canonicalise each name again, allocating.
+	resp.Header[credentialKey] = []string{ex.route.Credential}
+	resp.Header[requestIDKey] = []string{ex.id}
 	ex.logID = resp.Header.Get(headerLogID)
 	switch {
 	case resp.StatusCode >= 500:

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
@@ -43,7 +45,7 @@ func (c *Core) signAdvertiserGet(u *url.URL, cred string) {
 // fields a caller added) can be refused for those instead, and a body the
 // proxy did not read whole may carry them.
 func tokenOnly(r *http.Request, sel *selection) bool {
-	if r.URL.Path == advertiserGetPath || namesApp(r.URL.Query()) {
+	if r.URL.Path == advertiserGetPath || bodyNamesApp([]byte(r.URL.RawQuery)) {
 		return false
 	}
 	if !sel.hasBody {
@@ -52,16 +54,80 @@ func tokenOnly(r *http.Request, sel *selection) bool {
 	if sel.replay == nil {
 		return false
 	}
-	// A form body or a JSON object may carry the fields; parsing both
-	// ways covers a body whatever its Content-Type says.
-	form, _ := url.ParseQuery(string(sel.replay))
+	return !bodyNamesApp(sel.replay)
+}
+
+// bodyNamesApp reports whether body (or a query), read as a form or as a
+// JSON object (parsing both ways covers a body whatever its Content-Type
+// says), has an app credential field. Most bodies cannot (mayNameApp) and
+// are not parsed again.
+func bodyNamesApp(body []byte) bool {
+	return mayNameApp(body) && parsedNamesApp(body)
+}
+
+// parsedNamesApp is bodyNamesApp by parsing body both ways.
+func parsedNamesApp(body []byte) bool {
+	form, _ := url.ParseQuery(string(body))
 	var obj map[string]json.RawMessage
-	_ = json.Unmarshal(bytes.TrimLeft(sel.replay, jsonLead), &obj)
+	_ = json.Unmarshal(bytes.TrimLeft(body, jsonLead), &obj)
 	fields := url.Values{}
 	for k := range obj {
 		fields[k] = nil
 	}
-	return !namesApp(form) && !namesApp(fields)
+	return namesApp(form) || namesApp(fields)
+}
+
+// mayNameApp is false only for a body in which no form or JSON key can be
+// one of appFields: plain ASCII without an escape ('\\', '%', '+'; and
+// EqualFold folds some non-ASCII letters to ASCII ones) that holds none of
+// them in any case.
+func mayNameApp(body []byte) bool {
+	if bytes.IndexByte(body, '\\') >= 0 || bytes.IndexByte(body, '%') >= 0 || bytes.IndexByte(body, '+') >= 0 {
+		return true
+	}
+	// Eight bytes at a time: is any of them not ASCII?
+	b := body
+	for ; len(b) >= 8; b = b[8:] {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return true
+		}
+	}
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	for _, f := range appFields {
+		if containsFoldASCII(body, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFoldASCII reports whether the ASCII text b contains f (lower
+// case, starting with a letter) in any case: strings.EqualFold at each
+// offset where f's first letter is, found by bytes.IndexByte.
+func containsFoldASCII(b []byte, f string) bool {
+	lo, up := f[0], f[0]-('a'-'A')
+	for len(b) >= len(f) {
+		i := bytes.IndexByte(b, lo)
+		end := len(b)
+		if i >= 0 {
+			end = i
+		}
+		if j := bytes.IndexByte(b[:end], up); j >= 0 {
+			i = j
+		}
+		if i < 0 || len(b)-i < len(f) {
+			return false
+		}
+		if strings.EqualFold(string(b[i:i+len(f)]), f) {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
 }
 
 // namesApp reports whether v has an app credential field, in any case.

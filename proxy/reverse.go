@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
@@ -44,9 +45,16 @@ func New(opts Options) (*Proxy, error) {
 		// goes on as sent: ReverseProxy drops what Go cannot parse (a ';',
 		// over 10,000 parameters), which would send TikTok another request
 		// than the client's; selection refuses such a query instead.
-		Rewrite:       func(pr *httputil.ProxyRequest) { pr.Out.URL.RawQuery = pr.In.URL.RawQuery },
-		FlushInterval: -1,
-		ErrorLog:      slog.NewLogLogger(core.log.Handler(), slog.LevelDebug),
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.Out.URL.RawQuery = pr.In.URL.RawQuery },
+		// A body of unknown length (a report streamed in chunks) or an
+		// event stream is flushed after every write whatever this says;
+		// one of known length goes out as net/http's buffer fills, which
+		// saves a write per chunk.
+		FlushInterval: 0,
+		// A 32 KiB copy buffer per request was the proxy's largest
+		// allocation; pooled, it is reused.
+		BufferPool: copyBuffers{},
+		ErrorLog:   slog.NewLogLogger(core.log.Handler(), slog.LevelDebug),
 	}
 	return p, nil
 }
@@ -135,3 +143,17 @@ func portOf(u *url.URL) string {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// copyBuffers is the ReverseProxy's BufferPool: 32 KiB buffers, as
+// ReverseProxy would allocate for each response, kept for reuse.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (copyBuffers) Get() []byte { return copyBufferPool.Get().(*[32 << 10]byte)[:] }
+
+func (copyBuffers) Put(b []byte) {
+	if len(b) == 32<<10 {
+		copyBufferPool.Put((*[32 << 10]byte)(b))
+	}
+}

@@ -407,17 +407,54 @@ func jsonAdvertisers(body []byte) ([]string, error) {
 	if body[0] != '{' {
 		return nil, nil
 	}
-	// Every top-level key is read, in order: a key repeated (which Go's
-	// encoding/json reads last-wins, others first-wins) names each of its
-	// advertisers, and a key that differs from advertiser_id only in case
-	// or Unicode folding ("ADVERTISER_ID", "advertiſer_id") counts, since
-	// encoding/json matches struct fields that way.
+	members, ok := idMembers(body)
+	if !ok {
+		var err error
+		if members, err = decodedIDMembers(body); err != nil {
+			return nil, err
+		}
+	}
+	var ids []string
+	for _, m := range members {
+		if m.list {
+			list, err := idList(m.raw)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, list...)
+			continue
+		}
+		id, err := oneID(m.raw)
+		if err != nil {
+			return nil, err
+		}
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// idMember is a top-level member of a JSON body that names advertisers:
+// advertiser_id, or advertiser_ids when list is true.
+type idMember struct {
+	list bool
+	raw  json.RawMessage
+}
+
+// decodedIDMembers reads the idMembers of the JSON object body with a
+// json.Decoder. Every top-level key is read, in order: a key repeated
+// (which Go's encoding/json reads last-wins, others first-wins) names each
+// of its advertisers, and a key that differs from advertiser_id only in
+// case or Unicode folding ("ADVERTISER_ID", "advertiſer_id") counts, since
+// encoding/json matches struct fields that way.
+func decodedIDMembers(body []byte) ([]idMember, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if _, err := dec.Token(); err != nil {
 		return nil, errors.New("invalid JSON")
 	}
-	var ids []string
+	var members []idMember
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -430,22 +467,86 @@ func jsonAdvertisers(body []byte) ([]string, error) {
 		}
 		switch {
 		case strings.EqualFold(key, "advertiser_id"):
-			id, err := oneID(raw)
-			if err != nil {
-				return nil, err
-			}
-			if id != "" {
-				ids = append(ids, id)
-			}
+			members = append(members, idMember{raw: raw})
 		case strings.EqualFold(key, "advertiser_ids"):
-			list, err := idList(raw)
-			if err != nil {
-				return nil, err
-			}
-			ids = append(ids, list...)
+			members = append(members, idMember{list: true, raw: raw})
 		}
 	}
-	return ids, nil
+	return members, nil
+}
+
+// idMembers is decodedIDMembers for the JSON object body (which json.Valid
+// accepted) read by hand, without copying every member's value; ok is
+// false when a member's name has an escape, which only the decoder reads
+// right. FuzzIDMembers checks the two agree.
+func idMembers(body []byte) (members []idMember, ok bool) {
+	i := skipJSONSpace(body, 1) // past '{'
+	for body[i] != '}' {
+		end := i + 1
+		for body[end] != '"' {
+			if body[end] == '\\' {
+				return nil, false
+			}
+			end++
+		}
+		name := string(body[i+1 : end])
+		i = skipJSONSpace(body, skipJSONSpace(body, end+1)+1) // past ':'
+		vend := valueEnd(body, i)
+		switch {
+		case strings.EqualFold(name, "advertiser_id"):
+			members = append(members, idMember{raw: body[i:vend]})
+		case strings.EqualFold(name, "advertiser_ids"):
+			members = append(members, idMember{list: true, raw: body[i:vend]})
+		}
+		if i = skipJSONSpace(body, vend); body[i] == ',' {
+			i = skipJSONSpace(body, i+1)
+		}
+	}
+	return members, true
+}
+
+// skipJSONSpace returns the index of the first byte from i on that is not
+// JSON whitespace.
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the index just past the JSON value starting at b[i],
+// in valid JSON.
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		for j := i + 1; ; j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+	case '{', '[':
+		depth := 0
+		for j := i; ; j++ {
+			switch b[j] {
+			case '"':
+				j = valueEnd(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	return j
 }
 
 // idList reads a JSON list of ids (numbers or strings); null is empty.

@@ -23,7 +23,7 @@ var (
 	// TikTok server code.
 	errFailure = errors.New("proxy: upstream failure")
 	// errExcluded is an outcome that says nothing about TikTok's health
-	// (the client hung up, no token to send).
+	// (the client hung up, no token to send, the proxy itself ran short).
 	errExcluded = errors.New("proxy: outcome excluded")
 )
 
@@ -76,7 +76,8 @@ func (c *Core) tokenAttempt(ex *exchange, out *http.Request) (*http.Response, er
 // replay is out again, with the body selection kept (the caller checked
 // that it can be replayed).
 func replay(ex *exchange, out *http.Request) *http.Request {
-	again := out.Clone(ex.ctx)
+	again := out.Clone(out.Context()) // ex.ctx with the connection trace
+	ex.conn.reset()                   // of this attempt only
 	again.Body = nil
 	if len(ex.route.sel.replay) > 0 {
 		again.Body = io.NopCloser(bytes.NewReader(ex.route.sel.replay))
@@ -113,8 +114,7 @@ func (c *Core) inspect(ex *exchange, resp *http.Response, sent time.Time) {
 // Only application/json is read: TikTok sends its envelope as JSON, and a
 // page or file that happens to start with {"code": is not an envelope.
 func peekCode(resp *http.Response) tiktok.EnvelopeHead {
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if mt != "application/json" {
+	if !isJSON(resp.Header.Get("Content-Type")) {
 		return tiktok.EnvelopeHead{}
 	}
 	gz := false
@@ -148,6 +148,17 @@ func peekCode(resp *http.Response) tiktok.EnvelopeHead {
 		n = len(buf) + 1
 	}
 	return tiktok.EnvelopeHead{}
+}
+
+// isJSON reports whether a Content-Type is application/json. TikTok's own
+// forms are recognised without mime.ParseMediaType, which allocates.
+func isJSON(ct string) bool {
+	const jsonType = "application/json"
+	if ct == jsonType || ct == jsonType+"; charset=utf-8" || ct == jsonType+";charset=utf-8" {
+		return true
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == jsonType
 }
 
 // gunzipPrefix decompresses as much of a gzip stream's prefix as it can, at

@@ -410,8 +410,17 @@ type EnvelopeHead struct {
 // PeekEnvelope is PeekCode that also reads the envelope's top-level
 // "message" and "request_id" when prefix holds them: before the code, or
 // after it and before "data", which TikTok sends last and which is not
-// scanned.
+// scanned. It runs on every proxied response: the envelope as TikTok
+// writes it is read by hand (peekFast), anything else by a json.Decoder.
 func PeekEnvelope(prefix []byte) EnvelopeHead {
+	if h, ok := peekFast(prefix); ok {
+		return h
+	}
+	return peekDecoded(prefix)
+}
+
+// peekDecoded is PeekEnvelope by a json.Decoder, for any JSON.
+func peekDecoded(prefix []byte) EnvelopeHead {
 	var h EnvelopeHead
 	dec := json.NewDecoder(bytes.NewReader(prefix))
 	dec.UseNumber()

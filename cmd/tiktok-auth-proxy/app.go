@@ -442,6 +442,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	if a.proxyLn, err = listen("proxy", cfg.Listen); err != nil {
 		return nil, err
 	}
+	a.proxyLn = proxy.LimitListener(a.proxyLn)
 	if a.adminLn, err = listen("admin", cfg.AdminListen); err != nil {
 		return nil, err
 	}

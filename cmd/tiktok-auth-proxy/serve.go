@@ -2,7 +2,15 @@ package main
 
 import (
 	"context"
+	"os"
+	"runtime/debug"
 )
+
+// defaultGCPercent is serve's GOGC when the environment sets none. The
+// proxy's heap is mostly garbage of requests already answered: collecting
+// at five times the live heap rather than twice saves 13-18 % of the CPU
+// under load for a few MiB (BENCHMARKS.md).
+const defaultGCPercent = 400
 
 func runServe(ctx context.Context, args []string, s stdio) error {
 	fs := newFlags("serve", "[--config FILE]", s.out)
@@ -13,6 +21,9 @@ func runServe(ctx context.Context, args []string, s stdio) error {
 	cfg, err := loadConfig(*path, s)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	log := newLogger(cfg.Log, s.err)
 	a, err := newApp(ctx, cfg, log)

@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/netutil"
+)
+
+// Limits that keep a burst from turning into a file-descriptor storm. A
+// burst beyond them waits or is shed with 90013; nothing beyond them is
+// TikTok's fault, so none of it counts towards the breaker.
+const (
+	// MaxUpstreamConns bounds the connections to TikTok (per host, which
+	// is one host). Requests beyond it wait for a free connection within
+	// upstream.timeout; 256 keep-alive connections carry far more than any
+	// app's TikTok quota.
+	MaxUpstreamConns = 256
+	// MaxInflight bounds the requests the proxy works on at once; the
+	// next ones wait up to MaxQueueWait for a slot, then get 90013 (503,
+	// Retry-After).
+	MaxInflight  = 4096
+	MaxQueueWait = 10 * time.Second
+)
+
+// fdReserve is the file descriptors left for everything but client and
+// upstream connections: listeners, the store, the admin listener's
+// clients, the log, the runtime.
+const fdReserve = 64
+
+// connLimits shares a process's file descriptors (RLIMIT_NOFILE, which Go
+// raises to its hard limit at start) between connections from clients and
+// to TikTok, so a burst can never take the descriptors its own upstream
+// connections need: clients get what MaxUpstreamConns and fdReserve leave,
+// and with fewer than 4×MaxUpstreamConns descriptors, upstream gets a
+// quarter and the reserve an eighth. Clients get at most MaxInflight
+// connections, which bounds the memory a burst of any size takes (each
+// connection holds buffers and a goroutine while it waits).
+func connLimits(nofile uint64) (clients, upstream int) {
+	n := int(min(nofile, 1<<20))
+	upstream = max(min(MaxUpstreamConns, n/4), 1)
+	return min(max(n-upstream-min(fdReserve, n/8), 1), MaxInflight), upstream
+}
+
+// fdLimits is connLimits of the process's current RLIMIT_NOFILE; when it
+// cannot be read, clients is 0 (no bound) and upstream MaxUpstreamConns.
+func fdLimits() (clients, upstream int) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, MaxUpstreamConns
+	}
+	return connLimits(rl.Cur)
+}
+
+// LimitListener bounds the client connections ln hands out at once to
+// MaxInflight, or fewer when the process's file-descriptor limit leaves
+// less after connections to TikTok (see connLimits): further clients wait
+// in the kernel's accept queue, costing no descriptor or memory, until one
+// closes. Serve the reverse front end on it, so that whatever `ulimit -n`
+// is and however large a burst, it waits instead of starving the proxy's
+// own connections to TikTok or its memory. Idle keep-alive
+// connections count too (net/http closes them after its IdleTimeout).
+func LimitListener(ln net.Listener) net.Listener {
+	clients, _ := fdLimits()
+	if clients == 0 {
+		return ln
+	}
+	return netutil.LimitListener(ln, clients)
+}
+
+// slots is the in-flight bound: a counting semaphore of n slots that a
+// request waits on for at most wait.
+type slots struct {
+	c    chan struct{}
+	wait time.Duration
+}
+
+func newSlots(n int, wait time.Duration) *slots {
+	return &slots{c: make(chan struct{}, n), wait: wait}
+}
+
+// admit takes a slot for one request, which release gives back. Past the
+// wait, or when ctx ends first, it returns 90013 and takes nothing.
+func (s *slots) admit(ctx context.Context) *Error {
+	select {
+	case s.c <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(s.wait)
+	defer t.Stop()
+	select {
+	case s.c <- struct{}{}:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return overloaded("%d requests are already in flight", cap(s.c))
+}
+
+// release gives back a slot admit took.
+func (s *slots) release() { <-s.c }
+
+// overloaded is 90013: the proxy itself cannot take the request now (its
+// in-flight bound, or the machine's file descriptors or ports are used up).
+// The client should retry shortly; TikTok was not asked.
+func overloaded(format string, args ...any) *Error {
+	e := newError(CodeOverloaded, http.StatusServiceUnavailable,
+		"the proxy is at capacity ("+format+"); retry after the Retry-After seconds", args...)
+	e.RetryAfter = time.Second
+	return e
+}
+
+// localError is a round trip that failed in this process or machine before
+// TikTok was reached: out of file descriptors, ports or buffers, or timed
+// out waiting for one of the MaxUpstreamConns connections.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return "proxy: local: " + e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// localErrnos are the dial errors that say the machine, not TikTok, ran
+// out of something.
+var localErrnos = []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.EADDRNOTAVAIL, syscall.ENOBUFS, syscall.ENOMEM}
+
+func isLocalErrno(err error) bool {
+	for _, errno := range localErrnos {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// dialWaitingForResources wraps dial so that a dial failing for want of a
+// file descriptor, port or buffer is tried again, backing off from 5ms to
+// 1s as net/http's accept loop does, until ctx ends: such a shortage passes
+// as other requests finish, so a burst beyond the process's ulimit waits
+// rather than fails. The transport ends ctx when the request gives up.
+func dialWaitingForResources(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		backoff := 5 * time.Millisecond
+		for {
+			c, err := dial(ctx, network, addr)
+			if err == nil || !isLocalErrno(err) {
+				return c, err
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, err
+			}
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+// connTrace records how far a round trip got towards a connection.
+type connTrace struct {
+	started, done atomic.Int32 // connects begun and ended for the request
+	lastLocal     atomic.Bool  // the last connect ended for want of a local resource
+	got           atomic.Bool  // the request was given a connection
+}
+
+// reset forgets a previous attempt.
+func (t *connTrace) reset() {
+	t.started.Store(0)
+	t.done.Store(0)
+	t.lastLocal.Store(false)
+	t.got.Store(false)
+}
+
+// trace returns ctx with hooks recording into t.
+func (t *connTrace) trace(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		ConnectStart: func(string, string) { t.started.Add(1) },
+		ConnectDone: func(_, _ string, err error) {
+			t.lastLocal.Store(isLocalErrno(err))
+			t.done.Add(1)
+		},
+		GotConn: func(httptrace.GotConnInfo) { t.got.Store(true) },
+	})
+}
+
+// classify wraps err in *localError when it is not TikTok's doing: a local
+// resource errno, or a timeout before the request had a connection while
+// it was queued behind MaxUpstreamConns (no connect begun) or waiting for
+// a file descriptor (the last connect failed for want of one). A connect
+// still under way at the timeout, or refused, is TikTok unreachable.
+func (t *connTrace) classify(err error) error {
+	if isLocalErrno(err) {
+		return &localError{err}
+	}
+	if !isTimeout(err) || t.got.Load() {
+		return err
+	}
+	started, done := t.started.Load(), t.done.Load()
+	if started == 0 || (started == done && t.lastLocal.Load()) {
+		return &localError{err}
+	}
+	return err
+}

@@ -1,0 +1,249 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+)
+
+// failingDial is a transport whose every dial fails with errno, as a
+// socket() or connect() call would.
+func failingDial(errno syscall.Errno) *http.Transport {
+	return &http.Transport{Proxy: nil, DialContext: func(context.Context, string, string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", errno)}
+	}}
+}
+
+// Running out of file descriptors (or ports, or buffers) is the proxy's
+// own trouble, not TikTok's: it answers 90013 with Retry-After and never
+// opens the breaker, however many requests meet it. A refused connection
+// is TikTok unreachable and does open it.
+func TestLocalDialErrorsDoNotOpenBreaker(t *testing.T) {
+	for _, tc := range []struct {
+		errno     syscall.Errno
+		local     bool
+		code, sts int
+	}{
+		{syscall.EMFILE, true, 90013, 503},
+		{syscall.ENFILE, true, 90013, 503},
+		{syscall.EADDRNOTAVAIL, true, 90013, 503},
+		{syscall.ENOBUFS, true, 90013, 503},
+		{syscall.ECONNREFUSED, false, 90007, 502},
+	} {
+		t.Run(tc.errno.Error(), func(t *testing.T) {
+			h := newHarness(t, nil, func(c *config.Config, o *Options) {
+				c.Breaker.OpenTimeout = time.Hour
+				o.Transport = failingDial(tc.errno)
+			})
+			n := 3 * h.config.Breaker.ConsecutiveFailures
+			if !tc.local {
+				n = h.config.Breaker.ConsecutiveFailures
+			}
+			for i := range n {
+				w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
+				checkProxyError(t, w, tc.code, tc.sts)
+				if tc.local && w.Header().Get("Retry-After") != "1" {
+					t.Errorf("request %d: Retry-After %q, want 1", i, w.Header().Get("Retry-After"))
+				}
+			}
+			want := 0.0 // closed
+			if !tc.local {
+				want = 2 // open
+			}
+			if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != want {
+				t.Errorf("after %d dials failing with %v: circuit_breaker_state = %v, want %v", n, tc.errno, g, want)
+			}
+			if len(h.up.requests()) != 0 {
+				t.Errorf("TikTok was reached")
+			}
+		})
+	}
+}
+
+// A request that times out queued behind the bounded upstream connections
+// never reached TikTok: 90013, and the breaker stays closed even at one
+// consecutive failure.
+func TestQueuedForConnectionDoesNotOpenBreaker(t *testing.T) {
+	held, release := make(chan struct{}), make(chan struct{})
+	tr := &http.Transport{Proxy: nil, MaxConnsPerHost: 1}
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("hold") != "" {
+			close(held)
+			<-release
+		}
+		writeEnvelope(w, 0)
+	}, func(c *config.Config, o *Options) {
+		c.Breaker.ConsecutiveFailures = 1
+		c.Breaker.OpenTimeout = time.Hour
+		// The queued request must time out; nothing here waits for it.
+		c.Upstream.Timeout = 200 * time.Millisecond
+		o.Transport = tr
+	})
+	// The only connection is taken by another user of the transport, with
+	// no deadline, until the proxied request has given up.
+	holder := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Transport: tr}).Get(h.up.URL + campaignGet + "?hold=1")
+		if err == nil {
+			resp.Body.Close()
+		}
+		holder <- err
+	}()
+	<-held
+	w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
+	close(release)
+	if err := <-holder; err != nil {
+		t.Fatal(err)
+	}
+	checkProxyError(t, w, 90013, 503)
+	if g := testutil.ToFloat64(h.m.BreakerState.WithLabelValues("main")); g != 0 {
+		t.Errorf("circuit_breaker_state = %v after a request queued for a connection timed out, want 0", g)
+	}
+	if n := len(h.up.requests()); n != 1 {
+		t.Errorf("TikTok saw %d requests, want only the holder's", n)
+	}
+}
+
+// Past the in-flight bound a request waits for a slot, then gets 90013
+// with Retry-After without reaching TikTok; the ones admitted are served.
+func TestInflightBound(t *testing.T) {
+	held, release := make(chan struct{}), make(chan struct{})
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("hold") != "" {
+			close(held)
+			<-release
+		}
+		writeEnvelope(w, 0)
+	}, nil)
+	h.p.core.slots = newSlots(1, 20*time.Millisecond)
+	first := make(chan *httptest.ResponseRecorder, 1)
+	go func() { first <- h.do(httptest.NewRequest(http.MethodGet, campaignGet+"?hold=1", nil)) }()
+	<-held
+	w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil))
+	checkProxyError(t, w, 90013, 503)
+	if w.Header().Get("Retry-After") != "1" {
+		t.Errorf("Retry-After %q, want 1", w.Header().Get("Retry-After"))
+	}
+	close(release)
+	if w := <-first; w.Code != 200 || w.Header().Get(HeaderError) != "" {
+		t.Errorf("the admitted request: HTTP %d %s", w.Code, w.Body)
+	}
+	if n := len(h.up.requests()); n != 1 {
+		t.Errorf("TikTok saw %d requests, want the admitted one", n)
+	}
+	// The slot is free again.
+	if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != 200 {
+		t.Errorf("after the first finished: HTTP %d %s", w.Code, w.Body)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	emfile := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, tc := range []struct {
+		name           string
+		started, done  int32
+		lastLocal, got bool
+		err            error
+		local          bool
+	}{
+		{"fd exhaustion", 1, 1, true, false, emfile, true},
+		{"queued past the deadline", 0, 0, false, false, context.DeadlineExceeded, true},
+		{"waiting for a file descriptor past the deadline", 3, 3, true, false, context.DeadlineExceeded, true},
+		{"connect to TikTok under way at the deadline", 1, 0, false, false, context.DeadlineExceeded, false},
+		{"connect to TikTok timed out", 1, 1, false, false, context.DeadlineExceeded, false},
+		{"TikTok slow to answer", 1, 1, false, true, context.DeadlineExceeded, false},
+		{"reused connection, TikTok slow", 0, 0, false, true, context.DeadlineExceeded, false},
+		{"refused", 1, 1, false, false, refused, false},
+		{"reset", 1, 1, false, true, syscall.ECONNRESET, false},
+	} {
+		var ct connTrace
+		ct.started.Store(tc.started)
+		ct.done.Store(tc.done)
+		ct.lastLocal.Store(tc.lastLocal)
+		ct.got.Store(tc.got)
+		var local *localError
+		if got := errors.As(ct.classify(tc.err), &local); got != tc.local {
+			t.Errorf("%s: local = %v, want %v", tc.name, got, tc.local)
+		}
+	}
+}
+
+// A dial short of file descriptors waits for one instead of failing; a
+// dial TikTok refuses fails at once; a wait ends with the request.
+func TestDialWaitsForResources(t *testing.T) {
+	emfile := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	server, client := net.Pipe()
+	defer server.Close()
+	calls := 0
+	dial := dialWaitingForResources(func(context.Context, string, string) (net.Conn, error) {
+		if calls++; calls < 3 {
+			return nil, emfile
+		}
+		return client, nil
+	})
+	if c, err := dial(context.Background(), "tcp", "tiktok.test:443"); err != nil || c != client || calls != 3 {
+		t.Errorf("after two EMFILE: %v %v, %d dials; want the connection on the third", c, err, calls)
+	}
+
+	calls = 0
+	dial = dialWaitingForResources(func(context.Context, string, string) (net.Conn, error) {
+		calls++
+		return nil, refused
+	})
+	if _, err := dial(context.Background(), "tcp", "tiktok.test:443"); !errors.Is(err, syscall.ECONNREFUSED) || calls != 1 {
+		t.Errorf("refused: %v after %d dials, want it at once", err, calls)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	calls = 0
+	dial = dialWaitingForResources(func(context.Context, string, string) (net.Conn, error) {
+		if calls++; calls == 2 {
+			cancel()
+		}
+		return nil, emfile
+	})
+	if _, err := dial(ctx, "tcp", "tiktok.test:443"); !errors.Is(err, syscall.EMFILE) || calls != 2 {
+		t.Errorf("request gone while waiting: %v after %d dials, want EMFILE after 2", err, calls)
+	}
+}
+
+// The file descriptors are shared so that clients can never take those the
+// connections to TikTok need, whatever the limit; clients never get more
+// than MaxInflight connections.
+func TestConnLimits(t *testing.T) {
+	for _, tc := range []struct {
+		nofile            uint64
+		clients, upstream int
+	}{
+		{1 << 20, 4096, 256},
+		{20000, 4096, 256},
+		{4416, 4096, 256},
+		{4000, 4000 - 256 - 64, 256},
+		{1024, 1024 - 256 - 64, 256},
+		{1000, 1000 - 250 - 64, 250},
+		{256, 256 - 64 - 32, 64},
+		{64, 64 - 16 - 8, 16},
+		{2, 1, 1},
+		{^uint64(0), 4096, 256}, // RLIM_INFINITY
+	} {
+		c, u := connLimits(tc.nofile)
+		if c != tc.clients || u != tc.upstream {
+			t.Errorf("connLimits(%d) = %d clients, %d upstream; want %d, %d", tc.nofile, c, u, tc.clients, tc.upstream)
+		}
+		if tc.nofile >= 64 && uint64(c+u) >= tc.nofile {
+			t.Errorf("connLimits(%d): %d + %d connections leave no descriptor for anything else", tc.nofile, c, u)
+		}
+	}
+}
