@@ -57,13 +57,7 @@ FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode t
 	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm proxy:FuzzMayNameApp proxy:FuzzIDMembers
 FUZZTIME_LONG ?= 5m
 fuzz:
-	@total=0; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
-		out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg 2>&1) || { printf '%s\n' "$$out"; exit 1; }; \
-		n=$$(printf '%s\n' "$$out" | sed -n 's/.*execs: \([0-9]*\).*/\1/p' | tail -n 1); \
-		if [ -z "$$n" ]; then echo "fuzz: $$name ($$pkg): no executions reported (no such target?)"; exit 1; fi; \
-		echo "fuzz: $$name ($$pkg): $$n executions"; total=$$((total + n)); \
-	done; echo "fuzz: $$total executions in all"; \
-	if [ -n "$$TAP_FIGURES" ]; then echo "fuzz: $$total executions in all ($(FUZZTIME) per target)" >> "$$TAP_FIGURES"; fi
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 fuzz-long:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_LONG)
