@@ -38,17 +38,13 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Upstream.BaseURL, DefaultBaseURL)
 	// A trailing slash would double up when paths are appended.
 	c.Upstream.BaseURL = strings.TrimRight(c.Upstream.BaseURL, "/")
-	if c.Upstream.Timeout == 0 {
-		c.Upstream.Timeout = DefaultUpstreamTimeout
-	}
+	setDefault(&c.Upstream.Timeout, DefaultUpstreamTimeout)
 	if c.OAuth.RedirectURL == "" {
 		if _, port, err := net.SplitHostPort(c.AdminListen); err == nil && port != "" {
 			c.OAuth.RedirectURL = "http://" + net.JoinHostPort("localhost", port) + "/oauth/callback"
 		}
 	}
-	if c.Tokens.RefreshBefore == 0 {
-		c.Tokens.RefreshBefore = DefaultRefreshBefore
-	}
+	setDefault(&c.Tokens.RefreshBefore, DefaultRefreshBefore)
 
 	setDefault(&c.Store.Backend, DefaultStoreBackend)
 	setDefault(&c.Store.Path, DefaultStorePath)
@@ -68,25 +64,13 @@ func (c *Config) applyDefaults() {
 	}
 
 	setDefault(&c.Routing.CredentialHeader, DefaultCredentialHeader)
-	if c.Routing.MaxInspectBytes == 0 {
-		c.Routing.MaxInspectBytes = DefaultMaxInspectBytes
-	}
-	if c.Breaker.ConsecutiveFailures == 0 {
-		c.Breaker.ConsecutiveFailures = DefaultBreakerFailures
-	}
-	if c.Breaker.OpenTimeout == 0 {
-		c.Breaker.OpenTimeout = DefaultBreakerOpen
-	}
+	setDefault(&c.Routing.MaxInspectBytes, DefaultMaxInspectBytes)
+	setDefault(&c.Breaker.ConsecutiveFailures, DefaultBreakerFailures)
+	setDefault(&c.Breaker.OpenTimeout, DefaultBreakerOpen)
 
-	if c.RateLimits.MaxWait == 0 {
-		c.RateLimits.MaxWait = DefaultRateMaxWait
-	}
-	if c.Retry.Attempts == 0 {
-		c.Retry.Attempts = DefaultRetryAttempts
-	}
-	if c.Retry.MaxWait == 0 {
-		c.Retry.MaxWait = DefaultRetryMaxWait
-	}
+	setDefault(&c.RateLimits.MaxWait, DefaultRateMaxWait)
+	setDefault(&c.Retry.Attempts, DefaultRetryAttempts)
+	setDefault(&c.Retry.MaxWait, DefaultRetryMaxWait)
 
 	if c.ForwardProxy.Listen != "" {
 		c.ForwardProxy.CACert = c.resolve(c.ForwardProxy.CACert)
@@ -100,9 +84,11 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Log.Format, DefaultLogFormat)
 }
 
-func setDefault(s *string, v string) {
-	if *s == "" {
-		*s = v
+// setDefault fills a field the config left at its zero value.
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
 	}
 }
 
