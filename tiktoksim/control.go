@@ -7,6 +7,21 @@ import (
 	"time"
 )
 
+// listing answers with what list returns, under key.
+func listing[T any](key string, list func() T) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{key: list()})
+	}
+}
+
+// clearing empties a list with clear and answers with it empty, under key.
+func clearing[T any](key string, clear func()) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		clear()
+		writeJSON(w, http.StatusOK, map[string]any{key: []T{}})
+	}
+}
+
 func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("/open_api/", s.serveAPI)
@@ -15,32 +30,15 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v2/auth/authorize/{$}", s.consent(KindTikTokAccount))
 	m.HandleFunc("POST /v2/auth/authorize/{$}", s.consent(KindTikTokAccount))
 	m.HandleFunc("POST /sim/code", s.ctlCode)
-	m.HandleFunc("GET /sim/requests", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"requests": s.Requests()})
-	})
-	m.HandleFunc("DELETE /sim/requests", func(w http.ResponseWriter, _ *http.Request) {
-		s.ClearRequests()
-		writeJSON(w, http.StatusOK, map[string]any{"requests": []Request{}})
-	})
-	m.HandleFunc("GET /sim/stats", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"apps": s.Stats()})
-	})
-	m.HandleFunc("GET /sim/fault", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"faults": s.Faults()})
-	})
+	m.HandleFunc("GET /sim/requests", listing("requests", s.Requests))
+	m.HandleFunc("DELETE /sim/requests", clearing[Request]("requests", s.ClearRequests))
+	m.HandleFunc("GET /sim/stats", listing("apps", s.Stats))
+	m.HandleFunc("GET /sim/fault", listing("faults", s.Faults))
 	m.HandleFunc("POST /sim/fault", s.ctlFault)
-	m.HandleFunc("DELETE /sim/fault", func(w http.ResponseWriter, _ *http.Request) {
-		s.ClearFaults()
-		writeJSON(w, http.StatusOK, map[string]any{"faults": []Fault{}})
-	})
-	m.HandleFunc("GET /sim/quota", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"quotas": s.Quotas()})
-	})
+	m.HandleFunc("DELETE /sim/fault", clearing[Fault]("faults", s.ClearFaults))
+	m.HandleFunc("GET /sim/quota", listing("quotas", s.Quotas))
 	m.HandleFunc("POST /sim/quota", s.ctlQuota)
-	m.HandleFunc("DELETE /sim/quota", func(w http.ResponseWriter, _ *http.Request) {
-		s.ClearQuotas()
-		writeJSON(w, http.StatusOK, map[string]any{"quotas": []Quota{}})
-	})
+	m.HandleFunc("DELETE /sim/quota", clearing[Quota]("quotas", s.ClearQuotas))
 	m.HandleFunc("GET /sim/persecond", s.ctlPerSecond)
 	m.HandleFunc("DELETE /sim/persecond", func(w http.ResponseWriter, _ *http.Request) {
 		s.ClearPerSecond()
@@ -50,15 +48,11 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /sim/config", s.ctlConfig)
 	m.HandleFunc("POST /sim/config", s.ctlConfig)
 	m.HandleFunc("POST /sim/clock", s.ctlClock)
-	m.HandleFunc("GET /sim/grants", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"grants": s.Grants()})
-	})
+	m.HandleFunc("GET /sim/grants", listing("grants", s.Grants))
 	m.HandleFunc("GET /sim/issued", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Issued())
 	})
-	m.HandleFunc("GET /sim/inflight", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"requests": s.Inflight()})
-	})
+	m.HandleFunc("GET /sim/inflight", listing("requests", s.Inflight))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
