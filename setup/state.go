@@ -26,7 +26,6 @@ type flowState struct {
 	credential  string
 	bindingHash []byte
 	expires     time.Time
-	used        bool
 	// done is closed once the flow has an outcome; result or err is then set.
 	done   chan struct{}
 	result Result
@@ -35,10 +34,14 @@ type flowState struct {
 	// still collect its outcome.
 	keepUntil time.Time
 	// claimSeq orders claimed states: the browser's latest flow is shown.
+	// Zero until the state is claimed (used).
 	claimSeq uint64
 }
 
 func (s *flowState) cli() bool { return s.bindingHash == nil }
+
+// used reports whether the state was claimed: each works once.
+func (s *flowState) used() bool { return s.claimSeq != 0 }
 
 // stateStore is the bounded, expiring, in-memory set of minted states.
 // Safe for concurrent use.
@@ -96,7 +99,7 @@ func (s *stateStore) mint(credential, binding string) (string, *flowState, error
 
 func (s *stateStore) sweepLocked(now time.Time) {
 	for id, st := range s.states {
-		if (!st.used && !now.Before(st.expires)) || (st.used && !now.Before(st.keepUntil)) {
+		if (!st.used() && !now.Before(st.expires)) || (st.used() && !now.Before(st.keepUntil)) {
 			delete(s.states, id)
 		}
 	}
@@ -109,7 +112,7 @@ func (s *stateStore) evictOldestLocked() {
 	var at time.Time
 	for id, st := range s.states {
 		exp := st.expires
-		if st.used {
+		if st.used() {
 			exp = st.keepUntil
 		}
 		if oldest == "" || exp.Before(at) {
@@ -133,7 +136,7 @@ func (s *stateStore) claim(state, binding string) (*flowState, error) {
 		return nil, errMissingState
 	case !ok:
 		return nil, errUnknownState
-	case st.used:
+	case st.used():
 		return nil, errUsedState
 	case !now.Before(st.expires):
 		delete(s.states, state)
@@ -147,7 +150,6 @@ func (s *stateStore) claim(state, binding string) (*flowState, error) {
 			return nil, errWrongBinding
 		}
 	}
-	st.used = true
 	st.keepUntil = now.Add(StateTTL)
 	s.claims++
 	st.claimSeq = s.claims
@@ -171,7 +173,7 @@ func (s *stateStore) claimed(state, binding string) (*flowState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, ok := s.states[state]
-	if !ok || !st.used || st.cli() || binding == "" {
+	if !ok || !st.used() || st.cli() || binding == "" {
 		return nil, false
 	}
 	if subtle.ConstantTimeCompare(st.bindingHash, hashBinding(binding)) != 1 {
@@ -194,7 +196,7 @@ func (s *stateStore) latest(binding, credential string) (*flowState, bool) {
 	s.sweepLocked(now)
 	var best *flowState
 	for _, st := range s.states {
-		if !st.used || st.cli() || st.credential != credential || subtle.ConstantTimeCompare(st.bindingHash, h) != 1 {
+		if !st.used() || st.cli() || st.credential != credential || subtle.ConstantTimeCompare(st.bindingHash, h) != 1 {
 			continue
 		}
 		if best == nil || st.claimSeq > best.claimSeq {
