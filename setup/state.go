@@ -43,6 +43,15 @@ func (s *flowState) cli() bool { return s.bindingHash == nil }
 // used reports whether the state was claimed: each works once.
 func (s *flowState) used() bool { return s.claimSeq != 0 }
 
+// dropAt is when the store forgets the state: at expiry while pending, at
+// keepUntil once claimed.
+func (s *flowState) dropAt() time.Time {
+	if s.used() {
+		return s.keepUntil
+	}
+	return s.expires
+}
+
 // stateStore is the bounded, expiring, in-memory set of minted states.
 // Safe for concurrent use.
 type stateStore struct {
@@ -99,7 +108,7 @@ func (s *stateStore) mint(credential, binding string) (string, *flowState, error
 
 func (s *stateStore) sweepLocked(now time.Time) {
 	for id, st := range s.states {
-		if (!st.used() && !now.Before(st.expires)) || (st.used() && !now.Before(st.keepUntil)) {
+		if !now.Before(st.dropAt()) {
 			delete(s.states, id)
 		}
 	}
@@ -111,10 +120,7 @@ func (s *stateStore) evictOldestLocked() {
 	var oldest string
 	var at time.Time
 	for id, st := range s.states {
-		exp := st.expires
-		if st.used() {
-			exp = st.keepUntil
-		}
+		exp := st.dropAt()
 		if oldest == "" || exp.Before(at) {
 			oldest, at = id, exp
 		}
