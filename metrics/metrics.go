@@ -45,6 +45,12 @@ const (
 	SourceTikTok = "tiktok"
 )
 
+// Results of token_refreshes_total.
+const (
+	resultSuccess = "success"
+	resultFailure = "failure"
+)
+
 // New creates the metrics and registers them on reg. version and
 // goVersion fill build_info.
 func New(reg prometheus.Registerer, version, goVersion string) *Metrics {
@@ -141,8 +147,8 @@ func (m *Metrics) InitCredential(credential string) {
 	if m == nil {
 		return
 	}
-	m.TokenRefreshes.WithLabelValues(credential, "success")
-	m.TokenRefreshes.WithLabelValues(credential, "failure")
+	m.TokenRefreshes.WithLabelValues(credential, resultSuccess)
+	m.TokenRefreshes.WithLabelValues(credential, resultFailure)
 	m.RefreshDuration.WithLabelValues(credential)
 	m.RequestDuration.WithLabelValues(credential)
 	m.Authorized.WithLabelValues(credential)
@@ -209,9 +215,9 @@ func (m *Metrics) Refresh(credential string, ok bool, d time.Duration) {
 	if m == nil {
 		return
 	}
-	result := "success"
+	result := resultSuccess
 	if !ok {
-		result = "failure"
+		result = resultFailure
 	}
 	m.TokenRefreshes.WithLabelValues(credential, result).Inc()
 	m.RefreshDuration.WithLabelValues(credential).Observe(d.Seconds())
