@@ -106,7 +106,6 @@ type Lease struct {
 
 	mu       sync.Mutex
 	timer    *time.Timer // fires when the lease may have expired
-	done     bool        // lost or released
 	released bool
 }
 
@@ -116,9 +115,9 @@ type Lease struct {
 // the expiry last set.
 func (l *Lease) Extend(ctx context.Context) error {
 	l.mu.Lock()
-	done := l.done
+	ended := l.endedLocked()
 	l.mu.Unlock()
-	if done {
+	if ended {
 		return fmt.Errorf("redisstore: lease %q: %w", l.credential, tokens.ErrLeaseLost)
 	}
 	start := time.Now()
@@ -132,7 +131,7 @@ func (l *Lease) Extend(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.done {
+	if l.endedLocked() {
 		// The previous expiry passed while the extension was on its way:
 		// Lost has been closed and stays the holder's answer.
 		return fmt.Errorf("redisstore: lease %q: %w", l.credential, tokens.ErrLeaseLost)
@@ -147,7 +146,7 @@ func (l *Lease) Extend(ctx context.Context) error {
 func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	already := l.released
-	l.released, l.done = true, true
+	l.released = true
 	l.timer.Stop()
 	l.mu.Unlock()
 	if already {
@@ -167,16 +166,23 @@ func (l *Lease) Lost() <-chan struct{} { return l.lost }
 func (l *Lease) markLost() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.released {
+	if l.endedLocked() {
 		return
 	}
-	if !l.done {
-		l.done = true
-		l.timer.Stop()
+	l.timer.Stop()
+	close(l.lost)
+}
+
+// endedLocked reports whether the lease is released or lost. l.mu must be
+// held.
+func (l *Lease) endedLocked() bool {
+	if l.released {
+		return true
 	}
 	select {
 	case <-l.lost:
+		return true
 	default:
-		close(l.lost)
+		return false
 	}
 }
