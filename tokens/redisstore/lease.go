@@ -44,7 +44,15 @@ const acquirePoll = 50 * time.Millisecond
 // while it works and Release it when done; it is fenced by the generation
 // it reads under the lease, which Put's compare-and-swap checks.
 func (s *Store) Acquire(ctx context.Context, credential string, ttl time.Duration) (tokens.Lease, bool, error) {
-	l, ok, err := s.tryAcquire(ctx, credential, ttl)
+	if ttl < time.Millisecond {
+		return nil, false, fmt.Errorf("redisstore: lease %q: ttl %s is under a millisecond", credential, ttl)
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, false, fmt.Errorf("redisstore: lease %q: %w", credential, err)
+	}
+	token := hex.EncodeToString(b[:])
+	l, ok, err := s.tryAcquire(ctx, credential, token, ttl)
 	if ok || err != nil || s.acquireWait <= 0 {
 		return l, ok, err
 	}
@@ -60,33 +68,25 @@ func (s *Store) Acquire(ctx context.Context, credential string, ttl time.Duratio
 			return nil, false, nil
 		case <-tick.C:
 		}
-		if l, ok, err := s.tryAcquire(ctx, credential, ttl); ok || err != nil {
+		if l, ok, err := s.tryAcquire(ctx, credential, token, ttl); ok || err != nil {
 			return l, ok, err
 		}
 	}
 }
 
-// tryAcquire is one SET NX PX.
-func (s *Store) tryAcquire(ctx context.Context, credential string, ttl time.Duration) (tokens.Lease, bool, error) {
-	if ttl < time.Millisecond {
-		return nil, false, fmt.Errorf("redisstore: lease %q: ttl %s is under a millisecond", credential, ttl)
-	}
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, false, fmt.Errorf("redisstore: lease %q: %w", credential, err)
-	}
-	l := &Lease{
-		s: s, credential: credential, key: s.leaseKey(credential), token: hex.EncodeToString(b[:]),
-		ttl: ttl, lost: make(chan struct{}),
-	}
+// tryAcquire is one SET NX PX of token, the holder's secret, which every
+// try of one Acquire shares.
+func (s *Store) tryAcquire(ctx context.Context, credential, token string, ttl time.Duration) (tokens.Lease, bool, error) {
+	key := s.leaseKey(credential)
 	start := time.Now()
-	ok, err := s.rdb.SetNX(ctx, l.key, l.token, ttl).Result()
+	ok, err := s.rdb.SetNX(ctx, key, token, ttl).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("redisstore: acquire lease %q: %w", credential, err)
 	}
 	if !ok {
 		return nil, false, nil
 	}
+	l := &Lease{s: s, credential: credential, key: key, token: token, ttl: ttl, lost: make(chan struct{})}
 	// Held while the timer is set, so a timer already due (the SET took
 	// longer than ttl) finds it in markLost.
 	l.mu.Lock()
