@@ -94,8 +94,7 @@ type Redis struct {
 
 	mu       sync.Mutex
 	replicas int       // live replicas last seen; 0 before the first heartbeat
-	down     bool      // the last call failed (to log the change once)
-	retryAt  time.Time // while down, Take spends the local share until then
+	retryAt  time.Time // zero: the last call succeeded; else Take spends the local share until then
 }
 
 // downRetry is how often Take tries Redis again while it is down: a Redis
@@ -156,7 +155,7 @@ func share(rate Rate, n int) Rate {
 func (r *Redis) stillDown() (int, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.sharersLocked(), r.down && time.Now().Before(r.retryAt)
+	return r.sharersLocked(), time.Now().Before(r.retryAt)
 }
 
 // Pause implements Pauser: every replica's Take on the bucket key waits d.
@@ -176,14 +175,15 @@ func (r *Redis) Pause(key string, d time.Duration) {
 func (r *Redis) reachable(err error) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// The change is logged once, not on every call.
+	down := !r.retryAt.IsZero()
 	switch {
-	case err == nil && r.down:
-		r.down = false
+	case err == nil && down:
 		r.log.Info("quota: Redis is back; the budget is shared again")
-	case err != nil && !r.down:
-		r.down = true
+	case err != nil && !down:
 		r.log.Warn("quota: Redis unreachable; spending this replica's share of each budget", "replicas", r.sharersLocked(), "err", err)
 	}
+	r.retryAt = time.Time{}
 	if err != nil {
 		r.retryAt = time.Now().Add(downRetry)
 	}

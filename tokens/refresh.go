@@ -89,44 +89,23 @@ func (s *Source) refresh() (*Record, error) {
 		return nil, fmt.Errorf("%w: %q", ErrNotAuthorized, name)
 	}
 	used := cur.AccessToken
+	var held *heldLease // nil without a Leaser
 
 	// Another replica (or Authorize) may have renewed the token already.
-	latest, err := s.reload(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, used, err)
+	latest, settled, err := s.reread(ctx, used)
+	if err != nil || settled {
+		return latest, err
 	}
-	s.dropStalePending(latest)
-	if latest == nil || latest.AccessToken != used || latest.ReauthRequired {
-		return latest, nil
-	}
-	var held *heldLease
 	if s.m.leaser != nil {
-		if held = s.keptLease(); held == nil {
-			h, got, err := s.acquireLease(ctx)
-			if err != nil {
-				return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lease: %w", err))
-			}
-			if !got {
-				return nil, s.elsewhere(used)
-			}
-			held = h
+		held, err = s.holdLease(ctx, used)
+		if err != nil {
+			return nil, err
 		}
-		defer func() {
-			s.mu.Lock()
-			kept := s.pending != nil && s.pending.lease == held
-			s.mu.Unlock()
-			if !kept {
-				held.release()
-			}
-		}()
+		defer s.releaseUnlessKept(held)
 		// Read under the lease: its generation fences the write, since the
 		// store's compare-and-swap refuses it once anyone stored since.
-		if latest, err = s.reload(ctx); err != nil {
-			return nil, s.fail(ctx, used, err)
-		}
-		s.dropStalePending(latest)
-		if latest == nil || latest.AccessToken != used || latest.ReauthRequired {
-			return latest, nil
+		if latest, settled, err = s.reread(ctx, used); err != nil || settled {
+			return latest, err
 		}
 	}
 	cur = latest
@@ -186,6 +165,19 @@ func (s *Source) refresh() (*Record, error) {
 	s.m.log.Info("token refreshed", "credential", name,
 		"access_expires_at", stored.AccessExpiresAt, "refresh_token_rotated", p.grant.RefreshToken != "" && p.grant.RefreshToken != p.from)
 	return stored, nil
+}
+
+// reread reads the stored record for a refresh of the access token used.
+// settled is true when that refresh is no longer needed: the record is
+// gone, marked for re-authorization, or holds another access token; latest
+// is then the answer.
+func (s *Source) reread(ctx context.Context, used string) (latest *Record, settled bool, err error) {
+	latest, err = s.reload(ctx)
+	if err != nil {
+		return nil, true, s.fail(ctx, used, err)
+	}
+	s.dropStalePending(latest)
+	return latest, latest == nil || latest.AccessToken != used || latest.ReauthRequired, nil
 }
 
 // applyGrant is latest with the refreshed tokens of g, obtained at at.

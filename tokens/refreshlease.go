@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptrace"
 	"sync"
 	"time"
@@ -35,6 +36,35 @@ type heldLease struct {
 	lease Lease
 	stop  chan struct{} // closed by release: the keep-alive ends
 	once  sync.Once
+}
+
+// holdLease returns the refresh lease for a refresh of the access token
+// used: the one kept with an unstored grant, or a newly acquired one. The
+// error is the refresh's answer when the lease cannot be had, another
+// process holding it included.
+func (s *Source) holdLease(ctx context.Context, used string) (*heldLease, error) {
+	if held := s.keptLease(); held != nil {
+		return held, nil
+	}
+	held, got, err := s.acquireLease(ctx)
+	switch {
+	case err != nil:
+		return nil, s.fail(ctx, used, fmt.Errorf("tokens: refresh lease: %w", err))
+	case !got:
+		return nil, s.elsewhere(used)
+	}
+	return held, nil
+}
+
+// releaseUnlessKept releases held at the end of a refresh unless it is kept
+// with the unstored grant it was obtained for.
+func (s *Source) releaseUnlessKept(held *heldLease) {
+	s.mu.Lock()
+	kept := s.pending != nil && s.pending.lease == held
+	s.mu.Unlock()
+	if !kept {
+		held.release()
+	}
 }
 
 // acquireLease tries to take the credential's refresh lease and keeps it

@@ -44,7 +44,15 @@ const acquirePoll = 50 * time.Millisecond
 // while it works and Release it when done; it is fenced by the generation
 // it reads under the lease, which Put's compare-and-swap checks.
 func (s *Store) Acquire(ctx context.Context, credential string, ttl time.Duration) (tokens.Lease, bool, error) {
-	l, ok, err := s.tryAcquire(ctx, credential, ttl)
+	if ttl < time.Millisecond {
+		return nil, false, fmt.Errorf("redisstore: lease %q: ttl %s is under a millisecond", credential, ttl)
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, false, fmt.Errorf("redisstore: lease %q: %w", credential, err)
+	}
+	token := hex.EncodeToString(b[:])
+	l, ok, err := s.tryAcquire(ctx, credential, token, ttl)
 	if ok || err != nil || s.acquireWait <= 0 {
 		return l, ok, err
 	}
@@ -60,33 +68,25 @@ func (s *Store) Acquire(ctx context.Context, credential string, ttl time.Duratio
 			return nil, false, nil
 		case <-tick.C:
 		}
-		if l, ok, err := s.tryAcquire(ctx, credential, ttl); ok || err != nil {
+		if l, ok, err := s.tryAcquire(ctx, credential, token, ttl); ok || err != nil {
 			return l, ok, err
 		}
 	}
 }
 
-// tryAcquire is one SET NX PX.
-func (s *Store) tryAcquire(ctx context.Context, credential string, ttl time.Duration) (tokens.Lease, bool, error) {
-	if ttl < time.Millisecond {
-		return nil, false, fmt.Errorf("redisstore: lease %q: ttl %s is under a millisecond", credential, ttl)
-	}
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, false, fmt.Errorf("redisstore: lease %q: %w", credential, err)
-	}
-	l := &Lease{
-		s: s, credential: credential, key: s.leaseKey(credential), token: hex.EncodeToString(b[:]),
-		ttl: ttl, lost: make(chan struct{}),
-	}
+// tryAcquire is one SET NX PX of token, the holder's secret, which every
+// try of one Acquire shares.
+func (s *Store) tryAcquire(ctx context.Context, credential, token string, ttl time.Duration) (tokens.Lease, bool, error) {
+	key := s.leaseKey(credential)
 	start := time.Now()
-	ok, err := s.rdb.SetNX(ctx, l.key, l.token, ttl).Result()
+	ok, err := s.rdb.SetNX(ctx, key, token, ttl).Result()
 	if err != nil {
 		return nil, false, fmt.Errorf("redisstore: acquire lease %q: %w", credential, err)
 	}
 	if !ok {
 		return nil, false, nil
 	}
+	l := &Lease{s: s, credential: credential, key: key, token: token, ttl: ttl, lost: make(chan struct{})}
 	// Held while the timer is set, so a timer already due (the SET took
 	// longer than ttl) finds it in markLost.
 	l.mu.Lock()
@@ -106,7 +106,6 @@ type Lease struct {
 
 	mu       sync.Mutex
 	timer    *time.Timer // fires when the lease may have expired
-	done     bool        // lost or released
 	released bool
 }
 
@@ -116,9 +115,9 @@ type Lease struct {
 // the expiry last set.
 func (l *Lease) Extend(ctx context.Context) error {
 	l.mu.Lock()
-	done := l.done
+	ended := l.endedLocked()
 	l.mu.Unlock()
-	if done {
+	if ended {
 		return fmt.Errorf("redisstore: lease %q: %w", l.credential, tokens.ErrLeaseLost)
 	}
 	start := time.Now()
@@ -132,7 +131,7 @@ func (l *Lease) Extend(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.done {
+	if l.endedLocked() {
 		// The previous expiry passed while the extension was on its way:
 		// Lost has been closed and stays the holder's answer.
 		return fmt.Errorf("redisstore: lease %q: %w", l.credential, tokens.ErrLeaseLost)
@@ -147,7 +146,7 @@ func (l *Lease) Extend(ctx context.Context) error {
 func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
 	already := l.released
-	l.released, l.done = true, true
+	l.released = true
 	l.timer.Stop()
 	l.mu.Unlock()
 	if already {
@@ -167,16 +166,23 @@ func (l *Lease) Lost() <-chan struct{} { return l.lost }
 func (l *Lease) markLost() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.released {
+	if l.endedLocked() {
 		return
 	}
-	if !l.done {
-		l.done = true
-		l.timer.Stop()
+	l.timer.Stop()
+	close(l.lost)
+}
+
+// endedLocked reports whether the lease is released or lost. l.mu must be
+// held.
+func (l *Lease) endedLocked() bool {
+	if l.released {
+		return true
 	}
 	select {
 	case <-l.lost:
+		return true
 	default:
-		close(l.lost)
+		return false
 	}
 }
