@@ -339,7 +339,7 @@ func leadingByte(body io.Reader, limit int64) ([]byte, byte, error) {
 // whose advertisers are not needed (the header named the credential), so
 // that it can be replayed after a 40105; a larger one streams on.
 func (c *Core) bufferReplay(r *http.Request, sel *selection) *Error {
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); !sel.hasBody || mt != "application/json" {
+	if !sel.hasBody || !isJSON(r.Header.Get("Content-Type")) {
 		return nil
 	}
 	_, perr := c.buffer(r, sel, nil, false)
