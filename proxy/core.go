@@ -273,15 +273,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return c.refuse(ex, out, perr), nil
 	}
 	defer c.slots.release()
-	rt, perr := c.route(out, t)
+	// A refused route may still name the credential, for the answer's
+	// header and the log line.
+	var perr *Error
+	ex.route, perr = c.route(out, t)
 	if perr == nil {
-		ex.route = rt
 		var resp *http.Response
 		if resp, perr = c.send(ex, out); perr == nil {
 			return resp, nil
 		}
-	} else if rt != nil {
-		ex.route = rt
 	}
 	return c.refuse(ex, out, perr), nil
 }
