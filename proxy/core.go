@@ -118,6 +118,10 @@ type Core struct {
 	now              func() time.Time
 	base             http.RoundTripper
 	slots            *slots // the in-flight bound
+
+	// credentialKey is credentialHeader canonicalised, its key in an
+	// http.Header: worked out once, not on every request.
+	credentialKey string
 }
 
 // NewCore builds a Core. It refuses a non-loopback Config.Listen without
@@ -144,6 +148,7 @@ func NewCore(opts Options) (*Core, error) {
 		target:           target,
 		timeout:          orDefault(cfg.Upstream.Timeout, DefaultTimeout),
 		credentialHeader: orDefault(cfg.Routing.CredentialHeader, DefaultCredentialHeader), // as configured, for messages; http.Header canonicalises
+		credentialKey:    http.CanonicalHeaderKey(orDefault(cfg.Routing.CredentialHeader, DefaultCredentialHeader)),
 		maxInspect:       orDefault(cfg.Routing.MaxInspectBytes, DefaultMaxInspectBytes),
 		apps:             map[string]app{},
 		quota:            opts.Quota,
@@ -273,15 +278,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return c.refuse(ex, out, perr), nil
 	}
 	defer c.slots.release()
-	rt, perr := c.route(out, t)
+	// A refused route may still name the credential, for the answer's
+	// header and the log line.
+	var perr *Error
+	ex.route, perr = c.route(out, t)
 	if perr == nil {
-		ex.route = rt
 		var resp *http.Response
 		if resp, perr = c.send(ex, out); perr == nil {
 			return resp, nil
 		}
-	} else if rt != nil {
-		ex.route = rt
 	}
 	return c.refuse(ex, out, perr), nil
 }

@@ -183,6 +183,19 @@ func readEnvelope(t *testing.T, resp *http.Response) envelope {
 	return env
 }
 
+// checkTunnelAnswer reads the next answer in a tunnel and checks its status
+// and envelope code.
+func checkTunnelAnswer(t *testing.T, br *bufio.Reader, what string, status, code int) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if env := readEnvelope(t, resp); resp.StatusCode != status || env.Code != code {
+		t.Fatalf("%s: %s, code %d; want %d, code %d", what, resp.Status, env.Code, status, code)
+	}
+}
+
 func basicAuth(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 }
@@ -288,16 +301,10 @@ func TestForwardRefusesOtherHosts(t *testing.T) {
 	// Host is refused too.
 	tc, br := h.tlsTunnel(t, "")
 	fmt.Fprintf(tc, "GET /open_api/v1.3/x/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if env := readEnvelope(t, resp); resp.StatusCode != http.StatusForbidden || env.Code != CodeNotFound {
-		t.Errorf("Host example.com inside the tunnel: %s, code %d", resp.Status, env.Code)
-	}
+	checkTunnelAnswer(t, br, "Host example.com inside the tunnel", http.StatusForbidden, CodeNotFound)
 
 	// A request addressed to the forward listener itself is no proxy request.
-	resp, err = http.Get(h.srv.URL + "/open_api/v1.3/x/")
+	resp, err := http.Get(h.srv.URL + "/open_api/v1.3/x/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,13 +588,7 @@ func TestForwardTunnelIdleTimeout(t *testing.T) {
 
 	tc, br := h.tlsTunnel(t, "")
 	fmt.Fprintf(tc, "GET /open_api/v1.3/campaign/get/ HTTP/1.1\r\nHost: %s\r\n\r\n", apiHost)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if env := readEnvelope(t, resp); resp.StatusCode != http.StatusOK || env.Code != 0 {
-		t.Fatalf("%s, code %d", resp.Status, env.Code)
-	}
+	checkTunnelAnswer(t, br, "the tunnel's one request", http.StatusOK, 0)
 	closedByProxy(t, "after one request", br)
 	eventually(t, "the closed tunnels to be forgotten", func() bool { return h.openTunnels() == 0 })
 }
@@ -615,13 +616,7 @@ func TestForwardTunnelBodyTimeout(t *testing.T) {
 	case <-time.After(10 * time.Second): // a guard against a hang, not a timing assertion
 		t.Fatal("reading the stalled body was not bounded")
 	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if env := readEnvelope(t, resp); resp.StatusCode != http.StatusRequestTimeout || env.Code != 90011 {
-		t.Fatalf("%s, code %d; want the core's answer", resp.Status, env.Code)
-	}
+	checkTunnelAnswer(t, br, "the core's answer to the stalled body", http.StatusRequestTimeout, 90011)
 	closedByProxy(t, "after the stalled body", br)
 }
 

@@ -65,12 +65,12 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 		// "X_TikTok_Credential" is not read (and is stripped), so a script
 		// meaning to pick a credential with it would silently spend
 		// through another.
-		if name != http.CanonicalHeaderKey(c.credentialHeader) && sameHeaderName(name, c.credentialHeader) {
+		if name != c.credentialKey && sameHeaderName(name, c.credentialHeader) {
 			return nil, newError(CodeMalformed, http.StatusBadRequest,
 				"the header %q is not read as %s: send the credential's name as %s", name, c.credentialHeader, c.credentialHeader)
 		}
 	}
-	if names := r.Header.Values(c.credentialHeader); len(names) > 0 {
+	if names := r.Header[c.credentialKey]; len(names) > 0 {
 		if len(names) > 1 {
 			return nil, newError(CodeMalformed, http.StatusBadRequest,
 				"%s is sent %d times: send it once, naming one credential", c.credentialHeader, len(names))
@@ -339,7 +339,7 @@ func leadingByte(body io.Reader, limit int64) ([]byte, byte, error) {
 // whose advertisers are not needed (the header named the credential), so
 // that it can be replayed after a 40105; a larger one streams on.
 func (c *Core) bufferReplay(r *http.Request, sel *selection) *Error {
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); !sel.hasBody || mt != "application/json" {
+	if !sel.hasBody || !isJSON(r.Header.Get("Content-Type")) {
 		return nil
 	}
 	_, perr := c.buffer(r, sel, nil, false)
