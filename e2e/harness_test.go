@@ -618,20 +618,30 @@ func runBounded(t *testing.T, env []string, timeout time.Duration, args ...strin
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	cmd.Env = append(os.Environ(), env...)
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	stdout, stderr, code := runScanned(t, ctx, cmd, timeout)
+	return code, stdout, stderr
+}
+
+// runScanned runs cmd, made with exec.CommandContext(ctx, ...), to
+// completion and returns its stdout, stderr and exit code; it fails the test
+// if ctx ended first (the command still running after timeout) or the
+// command could not run. Both outputs join the final secret scan.
+func runScanned(t *testing.T, ctx context.Context, cmd *exec.Cmd, timeout time.Duration) (stdout, stderr string, code int) {
+	t.Helper()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, errOut
 	allLogs.mu.Lock()
-	allLogs.bufs = append(allLogs.bufs, stdout, stderr)
+	allLogs.bufs = append(allLogs.bufs, out, errOut)
 	allLogs.mu.Unlock()
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("%v still running after %v (killed): stdout %q stderr %q", args, timeout, stdout.String(), stderr.String())
+		t.Fatalf("%v still running after %v (killed): stdout %q stderr %q", cmd.Args, timeout, out.String(), errOut.String())
 	}
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
-		t.Fatalf("%v: %v", args, err)
+		t.Fatalf("%v: %v", cmd.Args, err)
 	}
-	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
 func jsonDecode(r io.Reader, v any) error {
