@@ -173,14 +173,7 @@ func TestShutdownDuringAuthorizeLongPoll(t *testing.T) {
 	if err := px.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-px.p.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not exit within 15s of SIGTERM while a long-poll was open")
-	}
-	if code := px.p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("serve exit code %d after SIGTERM, want 0:\n%s", code, px.p.out.String())
-	}
+	px.p.wantExit0(t, 15*time.Second, "SIGTERM while a long-poll was open")
 	select {
 	case <-c.done:
 		t.Fatalf("authorize exited when the admin listener stopped:\n%s", c.out.String())
@@ -249,14 +242,7 @@ func TestDemo(t *testing.T) {
 
 	s.rememberIssued(t)
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("demo did not stop within 15s of Ctrl-C")
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("demo exit %d after Ctrl-C, want 0", code)
-	}
+	p.wantExit0(t, 15*time.Second, "Ctrl-C")
 	if dir := regexp.MustCompile(`Config and store\s+(\S+)`).FindStringSubmatch(out); dir != nil {
 		if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
 			t.Errorf("demo left its temporary directory %s behind", dir[1])

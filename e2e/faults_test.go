@@ -209,13 +209,6 @@ func TestSIGTERMWithSlowRequestsInFlight(t *testing.T) {
 		}
 		completed++
 	}
-	select {
-	case <-px.p.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not exit within 30s of SIGTERM")
-	}
-	if code := px.p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("serve exit code %d after SIGTERM, want 0", code)
-	}
+	px.p.wantExit0(t, 30*time.Second, "SIGTERM")
 	t.Logf("SIGTERM with %d slow requests in flight: %d completed", n, completed)
 }

@@ -241,6 +241,21 @@ func launchCmd(t *testing.T, cmd *exec.Cmd, env []string, stdin *io.WriteCloser)
 	return p
 }
 
+// wantExit0 waits up to timeout for p, already told to stop by signal
+// (named in the messages), to exit, and fails the test unless it does, with
+// code 0.
+func (p *proc) wantExit0(t *testing.T, timeout time.Duration, signal string) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v of %s", p.cmd.Args[1], timeout, signal)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("%s exit code %d after %s, want 0", p.cmd.Args[1], code, signal)
+	}
+}
+
 // stop sends SIGTERM and waits for the exit (SIGKILL after 10s).
 func (p *proc) stop(t *testing.T) error {
 	t.Helper()

@@ -310,14 +310,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	if r.err != nil || r.status != 200 || r.code != 0 {
 		t.Fatalf("in-flight request during shutdown: %+v", r)
 	}
-	select {
-	case <-px.p.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not exit after SIGTERM")
-	}
-	if code := px.p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	px.p.wantExit0(t, 15*time.Second, "SIGTERM")
 	if _, err := plainClient.Get(px.URL + "/open_api/v1.3/campaign/get/"); err == nil {
 		t.Error("the proxy still accepts connections after shutdown")
 	}
