@@ -243,9 +243,13 @@ func TestDemo(t *testing.T) {
 	s.rememberIssued(t)
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	p.wantExit0(t, 15*time.Second, "Ctrl-C")
-	if dir := regexp.MustCompile(`Config and store\s+(\S+)`).FindStringSubmatch(out); dir != nil {
-		if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
-			t.Errorf("demo left its temporary directory %s behind", dir[1])
-		}
+	// The demo names its temporary directory; without that line the
+	// clean-up could not be checked, so its absence fails too.
+	dir := regexp.MustCompile(`Config and store\s+(\S+)`).FindStringSubmatch(out)
+	if dir == nil {
+		t.Fatalf("demo did not print its temporary directory (Config and store):\n%s", out)
+	}
+	if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
+		t.Errorf("demo left its temporary directory %s behind", dir[1])
 	}
 }
