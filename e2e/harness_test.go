@@ -659,6 +659,27 @@ func runScanned(t *testing.T, ctx context.Context, cmd *exec.Cmd, timeout time.D
 	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 }
 
+// answer is what a client got for one request: the HTTP status and the
+// envelope's code, or the error that kept it from either.
+type answer struct {
+	status int
+	code   int
+	err    error
+}
+
+// getAnswer GETs rawURL; unlike httpDo it never fails the test, so a
+// goroutine may call it.
+func getAnswer(rawURL string) answer {
+	resp, err := plainClient.Get(rawURL)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer resp.Body.Close()
+	var env envelope
+	err = jsonDecode(resp.Body, &env)
+	return answer{status: resp.StatusCode, code: env.Code, err: err}
+}
+
 func jsonDecode(r io.Reader, v any) error {
 	dec := json.NewDecoder(r)
 	dec.UseNumber()
