@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -42,22 +43,17 @@ func restartAfterKill(t *testing.T, s *sim, px *proxy, kill int) (inWindow bool)
 	px.run(t)
 	// The stored refresh token is spent by a successful refresh, or TikTok
 	// refuses it.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, reauth := credentialHealth(t, px, "main"); reauth {
-			break
+	var reauth bool
+	eventually(t, 15*time.Second, fmt.Sprintf("kill %d: the restarted proxy to refresh or ask for re-authorization", kill), func() bool {
+		_, reauth = credentialHealth(t, px, "main")
+		return reauth || storedRefreshToken(t, px) != stored
+	})
+	if !reauth {
+		status, _, b := httpDo(t, "GET", px.URL+campaignGet+"?advertiser_id="+advMain1, nil, nil)
+		if status != 200 || decodeEnvelope(t, b).Code != 0 {
+			t.Fatalf("kill %d: after restart and refresh: HTTP %d %.200s", kill, status, b)
 		}
-		if storedRefreshToken(t, px) != stored {
-			status, _, b := httpDo(t, "GET", px.URL+campaignGet+"?advertiser_id="+advMain1, nil, nil)
-			if status != 200 || decodeEnvelope(t, b).Code != 0 {
-				t.Fatalf("kill %d: after restart and refresh: HTTP %d %.200s", kill, status, b)
-			}
-			return false
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kill %d: the restarted proxy neither refreshed nor asked for re-authorization within 15s", kill)
-		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline
+		return false
 	}
 	// A failed refresh issues nothing, so the issue log is final here.
 	issued := s.issued(t).RefreshTokens

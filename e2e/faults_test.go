@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -165,27 +163,11 @@ func TestSIGTERMWithSlowRequestsInFlight(t *testing.T) {
 	px.authorize(t, s, "main", appMain, advMain1)
 	s.post(t, "/sim/fault", map[string]any{"latency": "3s", "path_prefix": campaignGet})
 
-	type result struct {
-		status int
-		code   int
-		err    error
-	}
-	results := make([]result, n)
+	results := make([]answer, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			resp, err := plainClient.Get(px.URL + campaignGet + "?advertiser_id=" + advMain1)
-			if err != nil {
-				results[i].err = err
-				return
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(resp.Body)
-			var env envelope
-			if err == nil {
-				err = json.Unmarshal(b, &env)
-			}
-			results[i] = result{status: resp.StatusCode, code: env.Code, err: err}
+			results[i] = getAnswer(px.URL + campaignGet + "?advertiser_id=" + advMain1)
 		})
 	}
 	eventually(t, 20*time.Second, "100 requests to be in flight at TikTok", func() bool {
@@ -209,13 +191,6 @@ func TestSIGTERMWithSlowRequestsInFlight(t *testing.T) {
 		}
 		completed++
 	}
-	select {
-	case <-px.p.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not exit within 30s of SIGTERM")
-	}
-	if code := px.p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("serve exit code %d after SIGTERM, want 0", code)
-	}
+	px.p.wantExit0(t, 30*time.Second, "SIGTERM")
 	t.Logf("SIGTERM with %d slow requests in flight: %d completed", n, completed)
 }

@@ -271,20 +271,8 @@ func TestForwardProxyStreamAndMetrics(t *testing.T) {
 	t.Run("stream", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		const size = 256 << 20
-		req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("https://%s%s?advertiser_id=%s&size=%d", apiHost, downloadPath, advMain1, size), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp, _ := startTunnelledDownload(t, ctx, c, 256<<20)
 		defer resp.Body.Close()
-		first := make([]byte, 64<<10)
-		if _, err := io.ReadFull(resp.Body, first); err != nil {
-			t.Fatal(err)
-		}
 		// The first 64 KiB arrived while TikTok is still sending the rest
 		// (the client reads no more, so it cannot finish): a proxy holding
 		// the body back until the end would have sent nothing yet.
@@ -331,6 +319,27 @@ func TestForwardProxyStreamAndMetrics(t *testing.T) {
 	})
 }
 
+// startTunnelledDownload asks TikTok, through the forward proxy client c,
+// for a report of size bytes and reads only its first 64 KiB, which it
+// returns with the response whose body holds the rest.
+func startTunnelledDownload(t *testing.T, ctx context.Context, c *http.Client, size int) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("https://%s%s?advertiser_id=%s&size=%d", apiHost, downloadPath, advMain1, size), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 64<<10)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		resp.Body.Close()
+		t.Fatal(err)
+	}
+	return resp, first
+}
+
 // SIGTERM lets a request inside a tunnel finish: tunnels run on hijacked
 // connections, which the listener's graceful shutdown alone would not wait
 // for. The download is held mid-way by the client reading no further, the
@@ -342,19 +351,8 @@ func TestForwardProxyShutdownFinishesTunnels(t *testing.T) {
 	const size = 8 << 20
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("https://%s%s?advertiser_id=%s&size=%d", apiHost, downloadPath, advMain1, size), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := fp.client(t, nil, fp.roots).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, first := startTunnelledDownload(t, ctx, fp.client(t, nil, fp.roots), size)
 	defer resp.Body.Close()
-	first := make([]byte, 64<<10)
-	if _, err := io.ReadFull(resp.Body, first); err != nil {
-		t.Fatal(err)
-	}
 	if err := fp.p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

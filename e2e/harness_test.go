@@ -241,6 +241,21 @@ func launchCmd(t *testing.T, cmd *exec.Cmd, env []string, stdin *io.WriteCloser)
 	return p
 }
 
+// wantExit0 waits up to timeout for p, already told to stop by signal
+// (named in the messages), to exit, and fails the test unless it does, with
+// code 0.
+func (p *proc) wantExit0(t *testing.T, timeout time.Duration, signal string) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v of %s", p.cmd.Args[1], timeout, signal)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("%s exit code %d after %s, want 0", p.cmd.Args[1], code, signal)
+	}
+}
+
 // stop sends SIGTERM and waits for the exit (SIGKILL after 10s).
 func (p *proc) stop(t *testing.T) error {
 	t.Helper()
@@ -618,20 +633,51 @@ func runBounded(t *testing.T, env []string, timeout time.Duration, args ...strin
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	cmd.Env = append(os.Environ(), env...)
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	stdout, stderr, code := runScanned(t, ctx, cmd, timeout)
+	return code, stdout, stderr
+}
+
+// runScanned runs cmd, made with exec.CommandContext(ctx, ...), to
+// completion and returns its stdout, stderr and exit code; it fails the test
+// if ctx ended first (the command still running after timeout) or the
+// command could not run. Both outputs join the final secret scan.
+func runScanned(t *testing.T, ctx context.Context, cmd *exec.Cmd, timeout time.Duration) (stdout, stderr string, code int) {
+	t.Helper()
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, errOut
 	allLogs.mu.Lock()
-	allLogs.bufs = append(allLogs.bufs, stdout, stderr)
+	allLogs.bufs = append(allLogs.bufs, out, errOut)
 	allLogs.mu.Unlock()
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("%v still running after %v (killed): stdout %q stderr %q", args, timeout, stdout.String(), stderr.String())
+		t.Fatalf("%v still running after %v (killed): stdout %q stderr %q", cmd.Args, timeout, out.String(), errOut.String())
 	}
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
-		t.Fatalf("%v: %v", args, err)
+		t.Fatalf("%v: %v", cmd.Args, err)
 	}
-	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+}
+
+// answer is what a client got for one request: the HTTP status and the
+// envelope's code, or the error that kept it from either.
+type answer struct {
+	status int
+	code   int
+	err    error
+}
+
+// getAnswer GETs rawURL; unlike httpDo it never fails the test, so a
+// goroutine may call it.
+func getAnswer(rawURL string) answer {
+	resp, err := plainClient.Get(rawURL)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer resp.Body.Close()
+	var env envelope
+	err = jsonDecode(resp.Body, &env)
+	return answer{status: resp.StatusCode, code: env.Code, err: err}
 }
 
 func jsonDecode(r io.Reader, v any) error {

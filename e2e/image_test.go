@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,20 +61,7 @@ func (ct *containerTools) run(t *testing.T, timeout time.Duration, tool string, 
 		full = append(full, podmanGlobal...)
 	}
 	cmd := exec.CommandContext(ctx, tool, append(full, args...)...)
-	out, errOut := &syncBuffer{}, &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, errOut
-	allLogs.mu.Lock()
-	allLogs.bufs = append(allLogs.bufs, out, errOut)
-	allLogs.mu.Unlock()
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s %s still running after %v: %s%s", tool, strings.Join(args, " "), timeout, out.String(), errOut.String())
-	}
-	var exitErr *exec.ExitError
-	if err != nil && !errors.As(err, &exitErr) {
-		t.Fatalf("%s: %v", tool, err)
-	}
-	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+	return runScanned(t, ctx, cmd, timeout)
 }
 
 // must is run that fails the test on a non-zero exit and returns stdout.

@@ -277,23 +277,8 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	px.authorize(t, s, "main", appMain, advMain1)
 	s.post(t, "/sim/fault", map[string]any{"latency": "3s", "count": 1, "path_prefix": campaignGet})
 
-	type result struct {
-		status int
-		code   int
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := plainClient.Get(px.URL + "/open_api/v1.3/campaign/get/?advertiser_id=" + advMain1)
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		var env envelope
-		err = jsonDecode(resp.Body, &env)
-		done <- result{status: resp.StatusCode, code: env.Code, err: err}
-	}()
+	done := make(chan answer, 1)
+	go func() { done <- getAnswer(px.URL + campaignGet + "?advertiser_id=" + advMain1) }()
 	// The request is in flight while the simulator holds it in its latency.
 	eventually(t, 10*time.Second, "the slow request to wait at TikTok", func() bool {
 		for _, r := range s.inflight(t) {
@@ -310,14 +295,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	if r.err != nil || r.status != 200 || r.code != 0 {
 		t.Fatalf("in-flight request during shutdown: %+v", r)
 	}
-	select {
-	case <-px.p.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("serve did not exit after SIGTERM")
-	}
-	if code := px.p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit code %d after SIGTERM, want 0", code)
-	}
+	px.p.wantExit0(t, 15*time.Second, "SIGTERM")
 	if _, err := plainClient.Get(px.URL + "/open_api/v1.3/campaign/get/"); err == nil {
 		t.Error("the proxy still accepts connections after shutdown")
 	}
