@@ -18,6 +18,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -81,6 +82,9 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// AccessLog receives the access log, a line per request; nil means
+	// Logger. serve batches it (internal/logbuf).
+	AccessLog *slog.Logger
 	// Transport sends requests to TikTok; nil means a pooled HTTP/2-capable
 	// transport that ignores the environment's proxy variables.
 	Transport http.RoundTripper
@@ -114,6 +118,7 @@ type Core struct {
 	tokens           Tokens
 	metrics          *metrics.Metrics
 	log              *slog.Logger
+	accessLog        *slog.Logger
 	adminURL         string
 	now              func() time.Time
 	base             http.RoundTripper
@@ -164,6 +169,7 @@ func NewCore(opts Options) (*Core, error) {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	c.accessLog = cmp.Or(opts.AccessLog, c.log)
 	if c.now == nil {
 		c.now = time.Now
 	}

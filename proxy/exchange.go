@@ -284,7 +284,7 @@ func (c *Core) logRequest(ex *exchange, status int, d time.Duration, n int64) {
 	if ex.codeOK && ex.code != tiktok.CodeOK && ex.code != tiktok.CodePartialSuccess {
 		level = slog.LevelWarn
 	}
-	if !c.log.Enabled(ex.clientCtx, level) {
+	if !c.accessLog.Enabled(ex.clientCtx, level) {
 		return
 	}
 	// Built in an array on the stack, handed to LogAttrs, which copies
@@ -331,7 +331,7 @@ func (c *Core) logRequest(ex *exchange, status int, d time.Duration, n int64) {
 	if ex.retries > 0 {
 		attrs = append(attrs, slog.Int("retries", ex.retries))
 	}
-	c.log.LogAttrs(ex.clientCtx, level, "request", attrs...)
+	c.accessLog.LogAttrs(ex.clientCtx, level, "request", attrs...)
 }
 
 // finish reports the breaker outcome once; after a probe's early success

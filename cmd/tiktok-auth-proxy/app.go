@@ -431,7 +431,9 @@ func (a *app) Close() error {
 
 // newApp builds the whole program from a loaded config and opens both
 // listeners. On error everything opened so far is closed.
-func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, err error) {
+// access, when not nil, is the logger of the access log (a line per
+// request), which serve batches; nil writes it through log.
+func newApp(ctx context.Context, cfg *config.Config, log, access *slog.Logger) (_ *app, err error) {
 	a := &app{cfg: cfg, log: log, shutdownTimeout: defaultShutdownTimeout, handlerGrace: defaultHandlerGrace}
 	defer func() {
 		if err != nil {
@@ -492,7 +494,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *app, 
 	adminURL, proxyURL := httpURL(a.adminLn.Addr()), httpURL(a.proxyLn.Addr())
 	limiter, stopQuota := newQuota(cfg, a.store, m, log)
 	a.stopQuota = stopQuota
-	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AdminURL: adminURL, Quota: limiter})
+	px, err := proxy.New(proxy.Options{Config: cfg, Tokens: a.manager, Metrics: m, Logger: log, AccessLog: access, AdminURL: adminURL, Quota: limiter})
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func runDemo(ctx context.Context, args []string, s stdio) error {
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, newLogger(cfg.Log, s.err))
+	a, err := newApp(ctx, cfg, newLogger(cfg.Log, s.err), nil)
 	if err != nil {
 		if errors.Is(err, errReported) {
 			return err

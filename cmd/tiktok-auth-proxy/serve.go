@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"runtime/debug"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/logbuf"
 )
 
 // defaultGCPercent is serve's GOGC when the environment sets none. The
@@ -25,8 +27,11 @@ func runServe(ctx context.Context, args []string, s stdio) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
-	log := newLogger(cfg.Log, s.err)
-	a, err := newApp(ctx, cfg, log)
+	// The access log's lines are batched (logbuf); every other line goes
+	// out at once, after the access lines before it.
+	lines := logbuf.New(s.err, logbuf.DefaultInterval)
+	defer lines.Close()
+	a, err := newApp(ctx, cfg, newLogger(cfg.Log, lines.Direct()), newLogger(cfg.Log, lines))
 	if err != nil {
 		return err
 	}
