@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -109,7 +108,8 @@ func (c *Core) inspect(ex *exchange, resp *http.Response, sent time.Time) {
 
 // peekCode reads the envelope code from the start of a JSON response, and
 // TikTok's message and request_id when they came with the code
-// (tiktok.PeekEnvelope), leaving resp.Body intact. It reads no more than peekSize bytes and returns
+// (tiktok.PeekEnvelope), leaving resp.Body intact: what was read is served
+// again first (peekedBody). It reads no more than peekSize bytes and returns
 // as soon as the code is known, so a streamed response is not held back.
 // Only application/json is read: TikTok sends its envelope as JSON, and a
 // page or file that happens to start with {"code": is not an envelope.
@@ -125,13 +125,30 @@ func peekCode(resp *http.Response) tiktok.EnvelopeHead {
 	default:
 		return tiktok.EnvelopeHead{}
 	}
-	br := bufio.NewReaderSize(resp.Body, peekSize)
-	resp.Body = readCloser{br, resp.Body}
-	// Each round waits for at least one more byte, so it ends within
-	// peekSize rounds.
-	for n := 1; n <= peekSize; {
-		_, err := br.Peek(n)
-		buf, _ := br.Peek(br.Buffered())
+	pb := &peekedBody{ReadCloser: resp.Body}
+	resp.Body = pb
+	// The first read usually holds the whole envelope head: a 4 KiB
+	// buffer (bufio's) per response was more to allocate and clear than
+	// the read itself.
+	buf := make([]byte, 0, firstPeek)
+	defer func() { pb.head = buf }()
+	for empty := 0; empty < maxEmptyReads; {
+		if len(buf) == cap(buf) {
+			if len(buf) >= peekSize {
+				return tiktok.EnvelopeHead{}
+			}
+			buf = append(buf, make([]byte, min(2*cap(buf), peekSize)-len(buf))...)[:len(buf)]
+		}
+		n, err := pb.ReadCloser.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			pb.err = err
+		}
+		if n == 0 && err == nil {
+			empty++
+			continue
+		}
+		empty = 0
 		data := buf
 		if gz {
 			data = gunzipPrefix(buf)
@@ -145,9 +162,40 @@ func peekCode(resp *http.Response) tiktok.EnvelopeHead {
 		if err != nil {
 			return tiktok.EnvelopeHead{}
 		}
-		n = len(buf) + 1
 	}
 	return tiktok.EnvelopeHead{}
+}
+
+const (
+	// firstPeek is the buffer of the first read of a response: TikTok's
+	// envelope head (code, message, request_id) fits in it.
+	firstPeek = 512
+	// maxEmptyReads bounds reads that return nothing, as bufio does.
+	maxEmptyReads = 100
+)
+
+// peekedBody is a response body whose head peekCode read: the head is
+// served first, then the error the peek ended on (EOF for a body it read
+// whole), or else the rest of the stream.
+type peekedBody struct {
+	head []byte
+	err  error
+	io.ReadCloser
+}
+
+func (b *peekedBody) Read(p []byte) (int, error) {
+	if len(b.head) > 0 {
+		n := copy(p, b.head)
+		b.head = b.head[n:]
+		if len(b.head) == 0 && b.err != nil {
+			return n, b.err
+		}
+		return n, nil
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.ReadCloser.Read(p)
 }
 
 // isJSON reports whether a Content-Type is application/json. TikTok's own
