@@ -165,7 +165,7 @@ func accessLogExchange(t testing.TB, level slog.Leveler) (*Core, *exchange) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := c.newExchange(localRequest(http.MethodGet, campaignGet, nil))
+	ex := c.newExchange(localRequest(http.MethodGet, campaignGet, nil), time.Time{})
 	ex.client, ex.route = "ops", &Route{Credential: "main", Client: "ops", sel: &selection{by: selectedByHeader}}
 	ex.code, ex.codeOK, ex.logID, ex.upstreamID, ex.proxyErr, ex.retried = 0, true, "logid", "rid", 90007, true
 	return c, ex

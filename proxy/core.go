@@ -252,15 +252,23 @@ func (c *Core) Tunnel(connect *http.Request) (http.RoundTripper, *http.Response)
 }
 
 // transport is the core as an http.RoundTripper for one client: the
-// tunnel's (Tunnel), or the one a reverse-proxied request's own
-// Proxy-Authorization names, which ReverseProxy removes (it is hop-by-hop)
-// before its transport sees the request.
+// tunnel's (Tunnel), or, for one request of the reverse front end, the
+// client its own Proxy-Authorization names, which ReverseProxy removes (it
+// is hop-by-hop) before its transport sees the request.
 type transport struct {
 	core   *Core
 	client *client // nil without clients
 	// authErr is the client's failed authentication, reported in its
 	// turn among the checks of route.
 	authErr *Error
+	// reverse is the reverse front end serving one request through this
+	// transport: it checks the request's Host, and the request given to
+	// RoundTrip is ReverseProxy's own outgoing copy, the core's to change
+	// (a tunnel's requests are copied first). deadline is then when the
+	// request arrived plus upstream.timeout, which also bounds reading its
+	// body; zero for a tunnel's, whose requests start their own.
+	reverse  *Proxy
+	deadline time.Time
 }
 
 // RoundTrip routes req and round-trips it to TikTok. Proxy errors come back
@@ -268,17 +276,29 @@ type transport struct {
 // closed: closing it settles the breaker, the metrics and the log line.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := t.core
-	ex := c.newExchange(req)
+	ex := c.newExchange(req, t.deadline)
 	if t.client != nil {
 		ex.client = t.client.name
 	}
 	// The trace is on the request to TikTok only (ex.ctx serves the token
 	// and rate-limit waits too), to tell TikTok's failures from the
 	// proxy's own (connTrace.classify).
-	out := req.Clone(ex.conn.trace(ex.ctx))
+	var out *http.Request
+	if t.reverse != nil {
+		// ReverseProxy's copy is ours: a second copy of its header map
+		// would only cost.
+		out = req.WithContext(ex.conn.trace(ex.ctx))
+	} else {
+		out = req.Clone(ex.conn.trace(ex.ctx))
+	}
 	if out.Body != nil && out.Body != http.NoBody {
 		ex.body = &watchedBody{ReadCloser: out.Body}
 		out.Body = ex.body
+	}
+	if t.reverse != nil {
+		if perr := t.reverse.checkHost(out); perr != nil {
+			return c.refuse(ex, out, perr), nil
+		}
 	}
 	if perr := c.slots.admit(ex.ctx); perr != nil {
 		return c.refuse(ex, out, perr), nil

@@ -63,21 +63,19 @@ type exchange struct {
 	conn        connTrace    // how far the round trip to TikTok got towards a connection
 }
 
-func (c *Core) newExchange(r *http.Request) *exchange {
-	deadline := time.Now().Add(c.timeout)
-	inherited := false
-	if d, ok := r.Context().Deadline(); ok && !d.After(deadline) {
-		deadline, inherited = d, true
+// newExchange starts the exchange of r, which ends at deadline, or, when
+// that is zero, upstream.timeout from now; the caller's context ending
+// earlier ends it too.
+func (c *Core) newExchange(r *http.Request, deadline time.Time) *exchange {
+	if deadline.IsZero() {
+		deadline = time.Now().Add(c.timeout)
+	}
+	if d, ok := r.Context().Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
 	ex := &exchange{id: newRequestID(), start: c.now(), method: r.Method, path: r.URL.Path,
 		deadline: deadline, clientCtx: r.Context(), outcome: errExcluded}
-	if inherited {
-		// The caller's context ends first (the reverse front end sets
-		// upstream.timeout itself): a second timer would only race it.
-		ex.ctx, ex.cancel = context.WithCancel(r.Context())
-	} else {
-		ex.ctx, ex.cancel = context.WithDeadline(r.Context(), deadline)
-	}
+	ex.ctx, ex.cancel = context.WithDeadline(r.Context(), deadline)
 	return ex
 }
 

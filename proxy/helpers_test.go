@@ -354,3 +354,8 @@ func (h *harness) serveGet(t *testing.T, timeout time.Duration) (resp *http.Resp
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp, cancel
 }
+
+// roundTripFunc is an http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

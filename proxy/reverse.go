@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -75,18 +74,10 @@ func (p *Proxy) Breaker(name string) BreakerStatus { return p.core.Breaker(name)
 // deadlines (a ResponseRecorder) leaves the body to its own limits.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deadline := boundBodyRead(w, r, p.core.timeout)
-	ctx, cancel := context.WithDeadline(r.Context(), deadline)
-	defer cancel()
 	cl, authErr := p.core.authenticate(r)
-	t := &transport{core: p.core, client: cl, authErr: authErr}
 	rp := p.rp
-	rp.Transport = roundTripFunc(func(out *http.Request) (*http.Response, error) {
-		if perr := p.checkHost(out); perr != nil {
-			return p.core.refuse(p.core.newExchange(out), out, perr), nil
-		}
-		return t.RoundTrip(out)
-	})
-	rp.ServeHTTP(w, r.WithContext(ctx))
+	rp.Transport = &transport{core: p.core, client: cl, authErr: authErr, reverse: p, deadline: deadline}
+	rp.ServeHTTP(w, r)
 }
 
 // checkHost refuses a request for another host: in absolute form, one
@@ -138,11 +129,6 @@ func portOf(u *url.URL) string {
 	}
 	return "443"
 }
-
-// roundTripFunc is an http.RoundTripper.
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // copyBuffers is the ReverseProxy's BufferPool: 32 KiB buffers, as
 // ReverseProxy would allocate for each response, kept for reuse.
