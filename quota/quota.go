@@ -89,8 +89,8 @@ type Limiter struct {
 
 	mu        sync.Mutex
 	apps      map[string]*queue // by app_id
-	endpoints map[string]*queue // by app_id + " " + path
-	adverts   map[string]*queue // by app_id + " " + advertiser id; only once paused
+	endpoints map[appKey]*queue // by app_id and path
+	adverts   map[appKey]*queue // by app_id and advertiser id; only once paused
 	pauses    map[string]*pauseState
 }
 
@@ -106,8 +106,8 @@ func New(cfg *config.Config, opts Options) *Limiter {
 		rates:     map[string]float64{},
 		ends:      maps.Clone(BuiltinEndpoints),
 		apps:      map[string]*queue{},
-		endpoints: map[string]*queue{},
-		adverts:   map[string]*queue{},
+		endpoints: map[appKey]*queue{},
+		adverts:   map[appKey]*queue{},
 		pauses:    map[string]*pauseState{},
 	}
 	if l.clock == nil {
@@ -156,7 +156,8 @@ func (l *Limiter) Wait(ctx context.Context, req Request) (time.Duration, error) 
 	}
 	start := l.clock.Now()
 	deadline := start.Add(l.maxWait)
-	for _, q := range l.lines(app, req) {
+	var buf [4]*queue // the usual request's lines fit: no allocation
+	for _, q := range l.lines(buf[:0], app, req) {
 		if err := q.wait(ctx, deadline); err != nil {
 			if _, limited := err.(*LimitedError); limited && !req.Retry {
 				l.metrics.RateLimitedBy(req.Credential, metrics.SourceProxy)
@@ -171,13 +172,16 @@ func (l *Limiter) Wait(ctx context.Context, req Request) (time.Duration, error) 
 	return waited, nil
 }
 
-// lines are the queues a request of app passes, in order.
-func (l *Limiter) lines(app string, req Request) []*queue {
+// appKey is the key of an app's endpoint or advertiser queue: a struct,
+// not a joined string, so a lookup allocates nothing.
+type appKey struct{ app, name string }
+
+// lines appends to qs the queues a request of app passes, in order.
+func (l *Limiter) lines(qs []*queue, app string, req Request) []*queue {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var qs []*queue
 	for _, a := range req.Advertisers {
-		if q := l.adverts[app+" "+a]; q != nil {
+		if q := l.adverts[appKey{app, a}]; q != nil {
 			qs = append(qs, q)
 		}
 	}
@@ -190,7 +194,7 @@ func (l *Limiter) lines(app string, req Request) []*queue {
 // endpointLocked is app's queue for path: made when the path has a budget,
 // or when create is set (TikTok paused the endpoint); nil otherwise.
 func (l *Limiter) endpointLocked(app, path string, create bool) *queue {
-	key := app + " " + path
+	key := appKey{app, path}
 	if q := l.endpoints[key]; q != nil {
 		return q
 	}
@@ -209,7 +213,7 @@ func (l *Limiter) endpointLocked(app, path string, create bool) *queue {
 
 // advertiserLocked is the queue of one advertiser of app, made on first use.
 func (l *Limiter) advertiserLocked(app, advertiser string) *queue {
-	key := app + " " + advertiser
+	key := appKey{app, advertiser}
 	q := l.adverts[key]
 	if q == nil {
 		q = newQueue("advertiser:"+app+":"+advertiser, fmt.Sprintf("advertiser %s of app %s", advertiser, app), Rate{}, l.backend, l.clock)
