@@ -127,6 +127,9 @@ type Core struct {
 	// credentialKey is credentialHeader canonicalised, its key in an
 	// http.Header: worked out once, not on every request.
 	credentialKey string
+	// credentialValues are the values of each credential's answer header
+	// (HeaderCredential), made once: headers are only read on the way out.
+	credentialValues map[string][]string
 }
 
 // NewCore builds a Core. It refuses a non-loopback Config.Listen without
@@ -156,6 +159,7 @@ func NewCore(opts Options) (*Core, error) {
 		credentialKey:    http.CanonicalHeaderKey(orDefault(cfg.Routing.CredentialHeader, DefaultCredentialHeader)),
 		maxInspect:       orDefault(cfg.Routing.MaxInspectBytes, DefaultMaxInspectBytes),
 		apps:             map[string]app{},
+		credentialValues: map[string][]string{},
 		quota:            opts.Quota,
 		breakers:         map[string]*breaker{},
 		tokens:           opts.Tokens,
@@ -203,6 +207,7 @@ func NewCore(opts Options) (*Core, error) {
 		}
 		c.breakers[cr.Name] = c.newBreaker(cr.Name, failures, openTimeout)
 		c.apps[cr.Name] = app{id: cr.AppID, secret: cr.AppSecret}
+		c.credentialValues[cr.Name] = []string{cr.Name}
 	}
 	for _, cl := range cfg.Clients {
 		c.clients = append(c.clients, newClient(cl))
@@ -325,7 +330,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (c *Core) send(ex *exchange, out *http.Request) (*http.Response, *Error) {
 	cred := ex.route.Credential
 	// Read before rewrite removes the header: TikTok never sees it.
-	ex.retryWrites = strings.EqualFold(strings.TrimSpace(out.Header.Get(HeaderRetry)), "writes")
+	if v := out.Header[retryKey]; len(v) > 0 {
+		ex.retryWrites = strings.EqualFold(strings.TrimSpace(v[0]), "writes")
+	}
 	if perr := c.waitTurn(ex, out); perr != nil {
 		return nil, perr
 	}
@@ -374,7 +381,7 @@ func (c *Core) rewrite(out *http.Request, ex *exchange) {
 	}
 	h := out.Header
 	stripClientCredentials(h, c.credentialHeader)
-	h.Del(HeaderRetry)
+	delete(h, retryKey)
 	h.Set(headerAccessToken, ex.token)
 	if out.URL.Path == advertiserGetPath {
 		c.signAdvertiserGet(out.URL, ex.route.Credential)
@@ -486,6 +493,14 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "OTHER"
+}
+
+// credentialValue is the value of HeaderCredential naming the credential.
+func (c *Core) credentialValue(name string) []string {
+	if v, ok := c.credentialValues[name]; ok {
+		return v
+	}
+	return []string{name}
 }
 
 func (c *Core) known(name string) bool {

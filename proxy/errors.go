@@ -49,7 +49,10 @@ const (
 // setting them allocates no name.
 var (
 	credentialKey = http.CanonicalHeaderKey(HeaderCredential)
-	requestIDKey  = http.CanonicalHeaderKey(HeaderRequestID)
+	// retryKey is HeaderRetry's key in an http.Header: Get and Del would
+	// canonicalise "X-TikTok-Retry" again on every request, allocating.
+	retryKey     = http.CanonicalHeaderKey(HeaderRetry)
+	requestIDKey = http.CanonicalHeaderKey(HeaderRequestID)
 )
 
 // Error is a proxy error: one of the 900xx codes with its HTTP status and a

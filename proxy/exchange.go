@@ -61,6 +61,11 @@ type exchange struct {
 	body        *watchedBody // the client's body
 	resp        *watchedBody // TikTok's response body once headers arrived
 	conn        connTrace    // how far the round trip to TikTok got towards a connection
+	// respWatch and settled wrap TikTok's response body (received);
+	// idValue is the request id header's value.
+	respWatch watchedBody
+	settled   settledBody
+	idValue   [1]string
 }
 
 // newExchange starts the exchange of r, which ends at deadline, or, when
@@ -164,9 +169,12 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 // decides the breaker outcome now that the envelope code has been peeked,
 // and watches the body, which settles the exchange once closed.
 func (c *Core) received(ex *exchange, resp *http.Response) {
-	// Header.Set would canonicalise each name again, allocating.
-	resp.Header[credentialKey] = []string{ex.route.Credential}
-	resp.Header[requestIDKey] = []string{ex.id}
+	// Header.Set would canonicalise each name again, allocating; the
+	// credential's value is made once per credential (headers are only
+	// read on the way out), the id's lives in the exchange.
+	resp.Header[credentialKey] = c.credentialValue(ex.route.Credential)
+	ex.idValue[0] = ex.id
+	resp.Header[requestIDKey] = ex.idValue[:]
 	ex.logID = resp.Header.Get(headerLogID)
 	switch {
 	case resp.StatusCode >= 500:
@@ -191,9 +199,11 @@ func (c *Core) received(ex *exchange, resp *http.Response) {
 			ex.finish(nil)
 		}
 	}
-	ex.resp = &watchedBody{ReadCloser: resp.Body}
-	status := resp.StatusCode
-	resp.Body = &settledBody{ReadCloser: ex.resp, settle: func(eof bool, n int64) { c.settle(ex, status, eof, n) }}
+	// Both wrappers live in the exchange: no allocation of their own.
+	ex.respWatch.ReadCloser = resp.Body
+	ex.resp = &ex.respWatch
+	ex.settled.ReadCloser, ex.settled.core, ex.settled.ex, ex.settled.status = ex.resp, c, ex, resp.StatusCode
+	resp.Body = &ex.settled
 }
 
 // settle ends the exchange once its response body is closed, having
@@ -348,12 +358,14 @@ func (ex *exchange) finish(err error) {
 }
 
 // settledBody is a response body that counts what is read from it and
-// calls settle once when it is closed, saying whether it was read to its
-// end. A front end closes it after copying it to the client, or when the
-// copy failed.
+// settles its exchange once when it is closed, saying whether it was read
+// to its end. A front end closes it after copying it to the client, or
+// when the copy failed.
 type settledBody struct {
 	io.ReadCloser
-	settle func(eof bool, n int64)
+	core   *Core
+	ex     *exchange
+	status int
 
 	mu   sync.Mutex
 	n    int64
@@ -376,7 +388,7 @@ func (b *settledBody) Close() error {
 		b.mu.Lock()
 		eof, n := b.eof, b.n
 		b.mu.Unlock()
-		b.settle(eof, n)
+		b.core.settle(b.ex, b.status, eof, n)
 	})
 	return err
 }

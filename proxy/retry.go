@@ -107,10 +107,12 @@ func quotaRequest(ex *exchange, out *http.Request) quota.Request {
 // Retry-After when it would come after rate_limits.max_wait.
 func (c *Core) waitTurn(ex *exchange, out *http.Request) *Error {
 	_, err := c.quota.Wait(ex.ctx, quotaRequest(ex, out))
+	if err == nil {
+		return nil
+	}
+	// Declared only now: errors.As moves it to the heap.
 	var le *quota.LimitedError
 	switch {
-	case err == nil:
-		return nil
 	case errors.As(err, &le):
 		e := newError(CodeRateLimited, http.StatusTooManyRequests, "%s", strings.TrimPrefix(le.Error(), "quota: "))
 		e.RetryAfter = le.RetryAfter
