@@ -54,7 +54,8 @@ test: deps build
 ## regression input. `make fuzz FUZZTIME=2m` or `make fuzz-long` (FUZZTIME_LONG each) fuzz longer.
 FUZZ_TARGETS := config:FuzzParse tiktok:FuzzDecodeEnvelope tiktok:FuzzPeekCode tiktok:FuzzPeekFast tiktok:FuzzTokenAnswer \
 	tokens/filestore:FuzzDecode setup:FuzzCallback setup:FuzzParseRedirect \
-	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm proxy:FuzzMayNameApp proxy:FuzzIDMembers
+	proxy:FuzzSelectQuery proxy:FuzzSelectJSON proxy:FuzzSelectMultipart proxy:FuzzSelectForm proxy:FuzzMayNameApp proxy:FuzzIDMembers \
+	internal/jsonlog:FuzzFloat internal/jsonlog:FuzzString
 FUZZTIME_LONG ?= 5m
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/jsonlog"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/proxy"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/quota"
@@ -136,19 +137,17 @@ func (f *inFlight) wait(d time.Duration) int {
 // newLogger builds the slog logger of the log: config section. A duration
 // (slog.Duration) reads as people write one in text, "duration=12.3ms",
 // and in JSON as the number log pipelines compare and sum,
-// "duration_seconds":0.0123.
+// "duration_seconds":0.0123 (package jsonlog, which writes the access
+// log's lines without slog's general machinery).
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
 		level = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
-		opts.ReplaceAttr = textDuration
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: textDuration}))
 	}
-	opts.ReplaceAttr = jsonDuration
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(jsonlog.New(w, level))
 }
 
 // textDuration rounds a duration to three significant figures: 12.3ms,
@@ -164,19 +163,6 @@ func textDuration(_ []string, a slog.Attr) slog.Attr {
 	}
 	a.Value = slog.DurationValue(d.Round(unit))
 	return a
-}
-
-// jsonDuration turns a duration into seconds, a float, under the key
-// <key>_seconds.
-func jsonDuration(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() != slog.KindDuration {
-		return a
-	}
-	key := "duration_seconds" // the access log's, without building it per line
-	if a.Key != "duration" {
-		key = a.Key + "_seconds"
-	}
-	return slog.Float64(key, a.Value.Duration().Seconds())
 }
 
 // appFor resolves a credential's TikTok app: kind defaults for every OAuth
