@@ -358,8 +358,7 @@ func (c *Core) buffer(r *http.Request, sel *selection, prefix []byte, strict boo
 		sel.body = readCloser{io.MultiReader(bytes.NewReader(prefix), r.Body), r.Body}
 		return nil, nil
 	}
-	rest, err := io.ReadAll(io.LimitReader(r.Body, c.maxInspect+1-int64(len(prefix))))
-	buf := append(prefix, rest...)
+	buf, err := readRest(r.Body, prefix, r.ContentLength, c.maxInspect+1)
 	if err != nil {
 		return nil, c.bodyError(err)
 	}
@@ -372,6 +371,33 @@ func (c *Core) buffer(r *http.Request, sel *selection, prefix []byte, strict boo
 	}
 	sel.replay = buf
 	return buf, nil
+}
+
+// readRest appends what is left of body to prefix, reading at most limit
+// bytes in all. A body whose length is declared is read into one buffer
+// of that size (io.ReadAll would grow one by doubling from 512 bytes,
+// copying as it goes); its end is then checked with one more read.
+func readRest(body io.Reader, prefix []byte, length, limit int64) ([]byte, error) {
+	if length <= 0 || length >= limit {
+		rest, err := io.ReadAll(io.LimitReader(body, limit-int64(len(prefix))))
+		return append(prefix, rest...), err
+	}
+	buf := make([]byte, max(length, int64(len(prefix)))+1)
+	n := copy(buf, prefix)
+	for n < len(buf) {
+		m, err := body.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			return buf[:n], nil
+		}
+		if err != nil {
+			return buf[:n], err
+		}
+	}
+	// Longer than declared (net/http's server never lets that happen):
+	// read on as io.ReadAll would.
+	rest, err := io.ReadAll(io.LimitReader(body, limit-int64(n)))
+	return append(buf, rest...), err
 }
 
 func (c *Core) tooLarge() *Error {
@@ -401,7 +427,7 @@ func jsonAdvertisers(body []byte) ([]string, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
 	}
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return nil, errors.New("invalid JSON")
 	}
 	if body[0] != '{' {
@@ -475,7 +501,7 @@ func decodedIDMembers(body []byte) ([]idMember, error) {
 	return members, nil
 }
 
-// idMembers is decodedIDMembers for the JSON object body (which json.Valid
+// idMembers is decodedIDMembers for the JSON object body (which validJSON
 // accepted) read by hand, without copying every member's value; ok is
 // false when a member's name has an escape, which only the decoder reads
 // right. FuzzIDMembers checks the two agree.
@@ -573,7 +599,18 @@ func idList(raw json.RawMessage) ([]string, error) {
 	return ids, nil
 }
 
+// oneID reads one id (a number or a string, canonicalID) from valid JSON.
+// An id written as TikTok writes it, digits or quoted digits, is read
+// without a decoder.
 func oneID(raw json.RawMessage) (string, error) {
+	if d := bytes.Trim(raw, `"`); len(d) > 0 && len(raw)-len(d) != 1 && allDigits(d) {
+		// Both quotes or neither: "123" or 123 (valid JSON, so not "123 or 123").
+		id := string(d)
+		if err := canonicalID(id); err != nil {
+			return "", err
+		}
+		return id, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
@@ -604,6 +641,16 @@ func idValue(v any) (string, error) {
 		return "", err
 	}
 	return id, nil
+}
+
+// allDigits reports whether b is all decimal digits.
+func allDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // maxIDDigits is the longest advertiser id accepted: every uint64 fits.
