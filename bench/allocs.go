@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/jsonlog"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/proxy"
 )
@@ -89,7 +90,7 @@ credentials:
 		Config:    cfg,
 		Tokens:    staticTokens{},
 		Metrics:   metrics.New(prometheus.NewRegistry(), "bench", runtime.Version()),
-		Logger:    slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Logger:    slog.New(jsonlog.New(io.Discard, nil)),
 		Transport: cannedUpstream{},
 	})
 	if err != nil {
