@@ -545,13 +545,13 @@ func skipJSONSpace(b []byte, i int) int {
 func valueEnd(b []byte, i int) int {
 	switch b[i] {
 	case '"':
-		for j := i + 1; ; j++ {
-			switch b[j] {
-			case '\\':
-				j++
-			case '"':
+		// plainRun skips eight bytes at a time; a valid string has no
+		// control character, so it stops only at '\\' or the closing quote.
+		for j := plainRun(b, i+1); ; j = plainRun(b, j) {
+			if b[j] == '"' {
 				return j + 1
 			}
+			j += 2 // an escape: '\\' and the byte after it
 		}
 	case '{', '[':
 		depth := 0
