@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -67,6 +68,25 @@ func TestWarnBeforeFlag(t *testing.T) {
 	}
 }
 
+// checkJSONSource: status --json is the list of n credentials, each naming
+// the source the text output's first line names, as want (JSON).
+func checkJSONSource(t *testing.T, out string, n int, want string) {
+	t.Helper()
+	var got []struct {
+		Name   string          `json:"name"`
+		Source json.RawMessage `json:"source"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != n {
+		t.Fatalf("status --json: %d credentials (%v), want %d:\n%s", len(got), err, n, out)
+	}
+	for _, c := range got {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, c.Source); err != nil || compact.String() != want {
+			t.Errorf("status --json: %s's source %s, want %s", c.Name, c.Source, want)
+		}
+	}
+}
+
 // fakeAdmin serves /api/credentials as a running serve would, requiring
 // token when it is not "".
 func fakeAdmin(t *testing.T, token string, st any) *httptest.Server {
@@ -122,6 +142,8 @@ credentials: [{name: main, app_id: "1", app_secret: "${STATUS_TEST_UNSET_SECRET}
 	if !regexp.MustCompile(`(?m)^main\s+yes\s+7000000000000000000, 7000000000000000001, 7000000000000000002 \(\+7 more\)\s+advertiser\s`).MatchString(out) {
 		t.Errorf("ADVERTISERS column not cut to 3 and a count:\n%s", out)
 	}
+	_, out, _ = runCLI(t, "", "status", "--config", cfg, "--json")
+	checkJSONSource(t, out, 1, `{"kind":"server","location":"`+srv.URL+`"}`)
 
 	t.Setenv("STATUS_TEST_ADMIN_TOKEN", "a-wrong-admin-token-0123")
 	code, _, errOut = runCLI(t, "", "status", "--config", cfg)
@@ -177,6 +199,8 @@ credentials:
 	if want := "tiktok-auth-proxy: status: new: not authorized\n"; code != 1 || errOut != want {
 		t.Errorf("--warn-before 3d: exit %d, stderr %q; want %q", code, errOut, want)
 	}
+	_, out, _ = runCLI(t, "", "status", "--config", cfg, "--json")
+	checkJSONSource(t, out, 3, `{"kind":"store","location":"`+storePath+`"}`)
 }
 
 // status shows which credential is the default and where each one's
