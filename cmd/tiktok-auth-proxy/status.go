@@ -171,25 +171,11 @@ func needsAttention(st []tokens.Status, now time.Time, warn time.Duration) []str
 			if left <= 0 {
 				out = append(out, s.Name+": refresh token expired")
 			} else {
-				out = append(out, fmt.Sprintf("%s: refresh token expires in %s (within %s)", s.Name, roundDuration(left), roundDuration(warn)))
+				out = append(out, fmt.Sprintf("%s: refresh token expires in %s (within %s)", s.Name, tokens.HumanDuration(left), tokens.HumanDuration(warn)))
 			}
 		}
 	}
 	return out
-}
-
-// roundDuration shows d for a message: whole days as "14d", past a day in
-// days and hours ("3d4h"), else to the minute ("5h12m0s").
-func roundDuration(d time.Duration) string {
-	const day = 24 * time.Hour
-	if d < day {
-		return d.Round(time.Minute).String()
-	}
-	d = d.Round(time.Hour)
-	if d%day == 0 {
-		return fmt.Sprintf("%dd", d/day)
-	}
-	return fmt.Sprintf("%dd%dh", d/day, d%day/time.Hour)
 }
 
 // errNoServer: nothing answers on the admin listener, so the store is the
@@ -268,7 +254,7 @@ func storeName(cfg *config.Config) string {
 // refresh-token lifetimes are thought of in.
 type daysFlag time.Duration
 
-func (d *daysFlag) String() string { return roundDuration(time.Duration(*d)) }
+func (d *daysFlag) String() string { return tokens.HumanDuration(time.Duration(*d)) }
 
 func (d *daysFlag) Set(v string) error {
 	if n, ok := strings.CutSuffix(v, "d"); ok {

@@ -37,6 +37,8 @@ func TestNeedsAttention(t *testing.T) {
 			defaultWarnBefore, "gone: refresh token expired"},
 		{"--warn-before shorter", ok, 7 * 24 * time.Hour, ""},
 		{"--warn-before longer", ok, 60 * 24 * time.Hour, "ok: refresh token expires in 30d (within 60d)"},
+		{"within a day: hours and minutes", tokens.Status{Name: "today", Authorized: true, Refreshable: true, RefreshExpiresAt: now.Add(time.Hour + 59*time.Second)},
+			90 * time.Minute, "today: refresh token expires in 1h1m (within 1h30m)"},
 		{"long-lived grant has no refresh expiry", tokens.Status{Name: "ll", Authorized: true}, defaultWarnBefore, ""},
 	}
 	for _, tt := range tests {
