@@ -14,8 +14,8 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 )
 
-// acceptCounter accepts from ln and holds every connection it gets until
-// the test ends, as a server holds a busy client's connection.
+// acceptCounter holds every connection accepted from a listener until the
+// test ends, as a server holds a busy client's connection.
 type acceptCounter struct {
 	mu   sync.Mutex
 	held []net.Conn
@@ -73,8 +73,10 @@ func (c *acceptCounter) closeAll() {
 }
 
 // settled polls count until it has not changed for a while and returns it.
-// Connections already waiting in the kernel's queue are accepted within
-// microseconds when nothing holds them back.
+// A bound shows only as connections not accepted, so the count must stay
+// still for a while; connections already waiting in the kernel's queue are
+// accepted within microseconds when nothing holds them back. A machine too
+// busy for that could only hide a missing bound, never fail a present one.
 func settled(t *testing.T, count func() int) int {
 	t.Helper()
 	const quiet = 300 * time.Millisecond
