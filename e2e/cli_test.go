@@ -61,6 +61,10 @@ type statusJSON struct {
 	Advertisers    []struct {
 		ID string `json:"id"`
 	} `json:"advertisers"`
+	Source struct {
+		Kind     string `json:"kind"`
+		Location string `json:"location"`
+	} `json:"source"`
 }
 
 // With no serve running: authorize prints the consent URL, takes the pasted
@@ -113,6 +117,11 @@ func TestAuthorizeByPasteThenStatus(t *testing.T) {
 	if after[0].Authorized || !after[1].Authorized || len(after[1].Advertisers) != 1 || after[1].Advertisers[0].ID != advOther {
 		t.Errorf("status after authorizing other: %+v", after)
 	}
+	for _, c := range after {
+		if c.Source.Kind != "store" || c.Source.Location != filepath.Join(px.Dir, "tokens.json") {
+			t.Errorf("status --json with no serve: %s's source %+v, want the store %s", c.Name, c.Source, filepath.Join(px.Dir, "tokens.json"))
+		}
+	}
 	code, table, _ := runBounded(t, nil, 20*time.Second, "status", "--config", px.ConfigPath)
 	if code != 1 || !strings.HasPrefix(table, "source: store "+filepath.Join(px.Dir, "tokens.json")+"\n") ||
 		!regexp.MustCompile(`(?m)^other\s+yes\s+`+advOther).MatchString(table) {
@@ -159,6 +168,16 @@ func TestAuthorizeThroughRunningAdminListener(t *testing.T) {
 	status, _, b := httpDo(t, "GET", px.URL+"/open_api/v1.3/campaign/get/?advertiser_id=7012345678901234567", nil, nil)
 	if status != 200 || decodeEnvelope(t, b).Code != 0 {
 		t.Errorf("proxy after authorization through the admin listener: HTTP %d %s", status, b)
+	}
+	code, out, _ := runBounded(t, nil, 20*time.Second, "status", "--config", px.ConfigPath, "--json")
+	var st []statusJSON
+	if code != 1 || json.Unmarshal([]byte(out), &st) != nil || len(st) != 2 {
+		t.Fatalf("status --json with serve up (other not authorized): exit %d: %s", code, out)
+	}
+	for _, c := range st {
+		if c.Source.Kind != "server" || c.Source.Location != px.AdminURL {
+			t.Errorf("status --json with serve up: %s's source %+v, want the server at %s", c.Name, c.Source, px.AdminURL)
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/stopbudget"
 )
 
 const systemdUnit = "../deploy/systemd/tiktok-auth-proxy.service"
@@ -71,10 +73,14 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("[Service] %s = %q, want %q", key, got, want)
 		}
 	}
-	// serve's shutdown takes up to 25s (in-flight requests, then the
-	// store flush); systemd must not SIGKILL it before.
-	if d, err := time.ParseDuration(strings.Join(svc["TimeoutStopSec"], "")); err != nil || d <= 25*time.Second {
-		t.Errorf("TimeoutStopSec = %q, want more than serve's 25s shutdown bound", svc["TimeoutStopSec"])
+	// systemd must not SIGKILL serve before it has stopped: in-flight
+	// requests, then the store flush.
+	stopWithin, bounds, err := stopbudget.Serve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := time.ParseDuration(strings.Join(svc["TimeoutStopSec"], "")); err != nil || d <= stopWithin {
+		t.Errorf("TimeoutStopSec = %q, want more than serve's %v from SIGTERM to exit (%v)", svc["TimeoutStopSec"], stopWithin, bounds)
 	}
 	if got := strings.Join(unit["Install"]["WantedBy"], " "); got != "multi-user.target" {
 		t.Errorf("[Install] WantedBy = %q", got)

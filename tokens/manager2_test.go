@@ -838,7 +838,7 @@ func TestStatusTable(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		"NAME", "KIND", "ACCESS EXPIRES IN", "REFRESH EXPIRES IN", "LAST REFRESH",
-		"7000000000000000001 (Shop One)", "5h12m", "300d0h", "ok 42s ago",
+		"7000000000000000001 (Shop One)", "5h12m", "300d", "ok 42s ago",
 		"yes (TikTok refused the refresh token (code 40107))", "never",
 	} {
 		if !strings.Contains(out, want) {
@@ -848,7 +848,7 @@ func TestStatusTable(t *testing.T) {
 	// Each row in column order, the kind after the advertisers.
 	for _, row := range []string{
 		`^NAME\s+AUTHORIZED\s+ADVERTISERS\s+KIND\s+ACCESS EXPIRES IN\s+REFRESH EXPIRES IN\s+REAUTH\s+LAST REFRESH$`,
-		`^main\s+yes\s+7000000000000000001 \(Shop One\)\s+advertiser\s+5h12m\s+300d0h\s+no\s+ok 42s ago$`,
+		`^main\s+yes\s+7000000000000000001 \(Shop One\)\s+advertiser\s+5h12m\s+300d\s+no\s+ok 42s ago$`,
 		`^old\s+yes\s+-\s+tiktok_account\s+never\s+-\s+yes \(`,
 		`^new\s+no\s+-\s+advertiser\s+-\s+-\s+no\s+-$`,
 	} {

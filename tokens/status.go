@@ -199,16 +199,16 @@ func expiresIn(t, now time.Time, zero string) string {
 	}
 	d := t.Sub(now)
 	if d <= 0 {
-		return "expired " + humanDuration(-d) + " ago"
+		return "expired " + HumanDuration(-d) + " ago"
 	}
-	return humanDuration(d)
+	return HumanDuration(d)
 }
 
 func lastRefresh(r RefreshResult, now time.Time) string {
 	if r.At.IsZero() {
 		return "-"
 	}
-	ago := humanDuration(now.Sub(r.At)) + " ago"
+	ago := HumanDuration(now.Sub(r.At)) + " ago"
 	if r.OK {
 		return "ok " + ago
 	}
@@ -218,21 +218,31 @@ func lastRefresh(r RefreshResult, now time.Time) string {
 	return "failed " + ago + ": " + oneLine(r.Error)
 }
 
-// humanDuration rounds to the two largest units, e.g. "3d4h", "5h12m", "42s".
-func humanDuration(d time.Duration) string {
-	if d < 0 {
-		d = -d
+// durationUnits are the units HumanDuration writes, largest first.
+var durationUnits = []struct {
+	d    time.Duration
+	name string
+}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}}
+
+// HumanDuration shows d (its absolute value) for people in its two largest
+// units, rounded to the second of them, which is left out when zero:
+// "3d4h", "14d", "5h12m", "42s". Rounding, not truncating, makes a deadline
+// set 5 days ahead read "5d" a moment later rather than "4d23h". It is the
+// one form of a duration in the CLI's tables, messages and flag defaults.
+func HumanDuration(d time.Duration) string {
+	d = d.Abs()
+	for i, u := range durationUnits[:len(durationUnits)-1] {
+		next := durationUnits[i+1]
+		r := d.Round(next.d)
+		if r < u.d {
+			continue
+		}
+		if rest := r % u.d / next.d; rest > 0 {
+			return fmt.Sprintf("%d%s%d%s", r/u.d, u.name, rest, next.name)
+		}
+		return fmt.Sprintf("%d%s", r/u.d, u.name)
 	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%ds", int(d/time.Minute), int(d%time.Minute/time.Second))
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
-	default:
-		return fmt.Sprintf("%dd%dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
-	}
+	return fmt.Sprintf("%ds", d.Round(time.Second)/time.Second)
 }
 
 // oneLine keeps a table row on one line whatever a reason or name contains.

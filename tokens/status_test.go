@@ -40,3 +40,29 @@ func TestStatusFromRecordAccessRejected(t *testing.T) {
 		t.Errorf("a token not rejected shows access_rejected: %+v %s", st, b)
 	}
 }
+
+// HumanDuration is the one human form of a duration (status table,
+// status's messages and its --warn-before default): two units, rounded to
+// the second, which is left out when zero.
+func TestHumanDuration(t *testing.T) {
+	const day = 24 * time.Hour
+	for d, want := range map[time.Duration]string{
+		0:                                     "0s",
+		400 * time.Millisecond:                "0s",
+		42 * time.Second:                      "42s",
+		59*time.Second + 600*time.Millisecond: "1m",
+		5*time.Minute + 7*time.Second:         "5m7s",
+		59*time.Minute + 59*time.Second + 600*time.Millisecond: "1h",
+		5*time.Hour + 12*time.Minute + 40*time.Second:          "5h13m",
+		23*time.Hour + 59*time.Minute + 40*time.Second:         "1d",
+		3*day + 4*time.Hour:             "3d4h",
+		5*day - 10*time.Millisecond:     "5d",
+		14 * day:                        "14d",
+		300 * day:                       "300d",
+		-(2*time.Hour + 30*time.Second): "2h1m",
+	} {
+		if got := tokens.HumanDuration(d); got != want {
+			t.Errorf("HumanDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -438,6 +438,10 @@ func newApp(ctx context.Context, cfg *config.Config, log, access *slog.Logger) (
 		if a.forwardLn, err = listen("forward proxy", cfg.ForwardProxy.Listen); err != nil {
 			return nil, err
 		}
+		// Each tunnel holds a client connection as long as a reverse
+		// listener's connection does: a burst of them is bounded the same
+		// way, or it would take the descriptors TikTok's connections need.
+		a.forwardLn = proxy.LimitListener(a.forwardLn)
 	}
 	if cfg.Store.Backend == "redis" {
 		redisstore.SetLogger(log)

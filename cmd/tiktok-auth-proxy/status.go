@@ -45,7 +45,7 @@ func runStatus(ctx context.Context, args []string, s stdio) error {
 	st, source, err := serverStatuses(ctx, cfg)
 	if errors.Is(err, errNoServer) {
 		st, err = storeStatuses(ctx, cfg)
-		source = "store " + storeName(cfg)
+		source = statusSource{Kind: sourceStore, Location: storeName(cfg)}
 	}
 	if err != nil {
 		return err
@@ -56,9 +56,13 @@ func runStatus(ctx context.Context, args []string, s stdio) error {
 		statuses[i] = c.Status
 	}
 	if *asJSON {
+		out := make([]sourcedStatus, len(st))
+		for i, c := range st {
+			out[i] = sourcedStatus{credentialStatus: c, Source: source}
+		}
 		enc := json.NewEncoder(s.out)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
@@ -87,6 +91,36 @@ type credentialStatus struct {
 	Default bool `json:"default"`
 	// Routes are the advertisers routed to it and where each comes from.
 	Routes []setup.AdvertiserRoute `json:"advertiser_routes"`
+}
+
+// Kinds of statusSource.
+const (
+	sourceServer = "server"
+	sourceStore  = "store"
+)
+
+// statusSource is where status read its answer: the running serve's admin
+// listener (Kind sourceServer, Location its URL), or the store itself (Kind
+// sourceStore, Location the token file's path or redis://ADDR/DB).
+type statusSource struct {
+	Kind     string `json:"kind"`
+	Location string `json:"location"`
+}
+
+// String is the source as the table's first line names it.
+func (s statusSource) String() string {
+	if s.Kind == sourceServer {
+		return "running server at " + s.Location
+	}
+	return "store " + s.Location
+}
+
+// sourcedStatus is one element of status --json: the credential and where
+// its state was read. The source is repeated on each element so the output
+// stays the list of credentials that scripts iterate over.
+type sourcedStatus struct {
+	credentialStatus
+	Source statusSource `json:"source"`
 }
 
 // formatRouting writes which credential is the default and how many of
@@ -137,25 +171,11 @@ func needsAttention(st []tokens.Status, now time.Time, warn time.Duration) []str
 			if left <= 0 {
 				out = append(out, s.Name+": refresh token expired")
 			} else {
-				out = append(out, fmt.Sprintf("%s: refresh token expires in %s (within %s)", s.Name, roundDuration(left), roundDuration(warn)))
+				out = append(out, fmt.Sprintf("%s: refresh token expires in %s (within %s)", s.Name, tokens.HumanDuration(left), tokens.HumanDuration(warn)))
 			}
 		}
 	}
 	return out
-}
-
-// roundDuration shows d for a message: whole days as "14d", past a day in
-// days and hours ("3d4h"), else to the minute ("5h12m0s").
-func roundDuration(d time.Duration) string {
-	const day = 24 * time.Hour
-	if d < day {
-		return d.Round(time.Minute).String()
-	}
-	d = d.Round(time.Hour)
-	if d%day == 0 {
-		return fmt.Sprintf("%dd", d/day)
-	}
-	return fmt.Sprintf("%dd%dh", d/day, d%day/time.Hour)
 }
 
 // errNoServer: nothing answers on the admin listener, so the store is the
@@ -166,20 +186,20 @@ var errNoServer = errors.New("no running server")
 // /api/credentials, for its view: the live one, with refresh failures and
 // re-authorizations the store may not show yet. errNoServer when nothing
 // answers there.
-func serverStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus, string, error) {
+func serverStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus, statusSource, error) {
 	base := listenURL(cfg.AdminListen)
 	ctx, cancel := context.WithTimeout(ctx, serverProbeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/credentials", nil)
 	if err != nil {
-		return nil, "", fmt.Errorf("status: %w", err)
+		return nil, statusSource{}, fmt.Errorf("status: %w", err)
 	}
 	if cfg.AdminToken != "" {
 		req.Header.Set("Authorization", "Bearer "+cfg.AdminToken.Value())
 	}
 	resp, err := localHTTPClient().Do(req)
 	if err != nil {
-		return nil, "", errNoServer
+		return nil, statusSource{}, errNoServer
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -189,13 +209,13 @@ func serverStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus
 		if resp.StatusCode == http.StatusUnauthorized {
 			hint = "; check admin_token"
 		}
-		return nil, "", fmt.Errorf("status: the admin listener at %s answered /api/credentials with HTTP %d%s", base, resp.StatusCode, hint)
+		return nil, statusSource{}, fmt.Errorf("status: the admin listener at %s answered /api/credentials with HTTP %d%s", base, resp.StatusCode, hint)
 	}
 	var st []credentialStatus
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
-		return nil, "", fmt.Errorf("status: the admin listener at %s: /api/credentials: %w", base, err)
+		return nil, statusSource{}, fmt.Errorf("status: the admin listener at %s: /api/credentials: %w", base, err)
 	}
-	return st, "running server at " + base, nil
+	return st, statusSource{Kind: sourceServer, Location: base}, nil
 }
 
 // storeStatuses reads each configured credential from the store, and its
@@ -234,7 +254,7 @@ func storeName(cfg *config.Config) string {
 // refresh-token lifetimes are thought of in.
 type daysFlag time.Duration
 
-func (d *daysFlag) String() string { return roundDuration(time.Duration(*d)) }
+func (d *daysFlag) String() string { return tokens.HumanDuration(time.Duration(*d)) }
 
 func (d *daysFlag) Set(v string) error {
 	if n, ok := strings.CutSuffix(v, "d"); ok {

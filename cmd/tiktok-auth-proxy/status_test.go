@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,6 +37,8 @@ func TestNeedsAttention(t *testing.T) {
 			defaultWarnBefore, "gone: refresh token expired"},
 		{"--warn-before shorter", ok, 7 * 24 * time.Hour, ""},
 		{"--warn-before longer", ok, 60 * 24 * time.Hour, "ok: refresh token expires in 30d (within 60d)"},
+		{"within a day: hours and minutes", tokens.Status{Name: "today", Authorized: true, Refreshable: true, RefreshExpiresAt: now.Add(time.Hour + 59*time.Second)},
+			90 * time.Minute, "today: refresh token expires in 1h1m (within 1h30m)"},
 		{"long-lived grant has no refresh expiry", tokens.Status{Name: "ll", Authorized: true}, defaultWarnBefore, ""},
 	}
 	for _, tt := range tests {
@@ -64,6 +67,25 @@ func TestWarnBeforeFlag(t *testing.T) {
 	code, _, errOut := runCLI(t, "", "status", "--warn-before", "soon")
 	if code != 2 || !strings.Contains(errOut, "warn-before") {
 		t.Errorf("status --warn-before soon: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// checkJSONSource: status --json is the list of n credentials, each naming
+// the source the text output's first line names, as want (JSON).
+func checkJSONSource(t *testing.T, out string, n int, want string) {
+	t.Helper()
+	var got []struct {
+		Name   string          `json:"name"`
+		Source json.RawMessage `json:"source"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != n {
+		t.Fatalf("status --json: %d credentials (%v), want %d:\n%s", len(got), err, n, out)
+	}
+	for _, c := range got {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, c.Source); err != nil || compact.String() != want {
+			t.Errorf("status --json: %s's source %s, want %s", c.Name, c.Source, want)
+		}
 	}
 }
 
@@ -122,6 +144,8 @@ credentials: [{name: main, app_id: "1", app_secret: "${STATUS_TEST_UNSET_SECRET}
 	if !regexp.MustCompile(`(?m)^main\s+yes\s+7000000000000000000, 7000000000000000001, 7000000000000000002 \(\+7 more\)\s+advertiser\s`).MatchString(out) {
 		t.Errorf("ADVERTISERS column not cut to 3 and a count:\n%s", out)
 	}
+	_, out, _ = runCLI(t, "", "status", "--config", cfg, "--json")
+	checkJSONSource(t, out, 1, `{"kind":"server","location":"`+srv.URL+`"}`)
 
 	t.Setenv("STATUS_TEST_ADMIN_TOKEN", "a-wrong-admin-token-0123")
 	code, _, errOut = runCLI(t, "", "status", "--config", cfg)
@@ -177,6 +201,8 @@ credentials:
 	if want := "tiktok-auth-proxy: status: new: not authorized\n"; code != 1 || errOut != want {
 		t.Errorf("--warn-before 3d: exit %d, stderr %q; want %q", code, errOut, want)
 	}
+	_, out, _ = runCLI(t, "", "status", "--config", cfg, "--json")
+	checkJSONSource(t, out, 3, `{"kind":"store","location":"`+storePath+`"}`)
 }
 
 // status shows which credential is the default and where each one's

@@ -21,10 +21,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/stopbudget"
 )
 
 // binPath is the binary built once by TestMain.
@@ -60,6 +62,10 @@ var dummyEnv = map[string]string{
 }
 
 func TestExamples(t *testing.T) {
+	stopWithin, bounds, err := stopbudget.Serve()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, ex := range []struct {
 		dir     string
 		backend string
@@ -89,6 +95,7 @@ func TestExamples(t *testing.T) {
 			}
 			checkPorts(t, cfg, ctr)
 			checkSelectors(t, objs)
+			checkGracePeriods(t, objs, stopWithin, bounds)
 			switch cfg.Store.Backend {
 			case "file":
 				checkTokenVolume(t, objs, dep, ctr, cfg.Store.Path)
@@ -120,8 +127,11 @@ type deploymentSpec struct {
 			Labels map[string]string `yaml:"labels"`
 		} `yaml:"metadata"`
 		Spec struct {
-			Containers []container `yaml:"containers"`
-			Volumes    []struct {
+			// TerminationGracePeriodSeconds is nil when not set
+			// (Kubernetes then gives 30 s).
+			TerminationGracePeriodSeconds *int        `yaml:"terminationGracePeriodSeconds"`
+			Containers                    []container `yaml:"containers"`
+			Volumes                       []struct {
 				Name      string `yaml:"name"`
 				ConfigMap *struct {
 					Name string `yaml:"name"`
@@ -511,6 +521,28 @@ func checkSelectors(t *testing.T, objs []object) {
 						t.Errorf("NetworkPolicy %s: port %q is no port of its pods", o.Metadata.Name, p.Port.Value)
 					}
 				}
+			}
+		}
+	}
+}
+
+// checkGracePeriods: every pod states how long Kubernetes waits between
+// SIGTERM and SIGKILL, and a pod running the proxy waits longer than serve
+// may take to stop, or a grant the store refused is killed mid-flush.
+func checkGracePeriods(t *testing.T, objs []object, stopWithin time.Duration, bounds map[string]time.Duration) {
+	t.Helper()
+	ds := pods(t, objs)
+	for _, name := range slices.Sorted(maps.Keys(ds)) {
+		spec := ds[name].Template.Spec
+		grace := 30 * time.Second // Kubernetes' default
+		if spec.TerminationGracePeriodSeconds == nil {
+			t.Errorf("Deployment %s: no terminationGracePeriodSeconds: say how long its pods may take to stop", name)
+		} else {
+			grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
+		}
+		for _, c := range spec.Containers {
+			if c.Name == "tiktok-auth-proxy" && grace <= stopWithin {
+				t.Errorf("Deployment %s: terminationGracePeriodSeconds %v, want more than serve's %v from SIGTERM to exit (%v)", name, grace, stopWithin, bounds)
 			}
 		}
 	}
