@@ -55,7 +55,7 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 	// A query Go cannot parse whole (over 10,000 parameters, a ';', a bad
 	// escape) would be read in part here and rewritten or dropped on the
 	// way out, while TikTok reads it whole: refused before anything else.
-	query, err := parseQuery(r.URL.RawQuery)
+	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, newError(CodeMalformed, http.StatusBadRequest,
 			"the query cannot be read whole (%v), so it would not reach TikTok as sent: fix the query (escape ';' and '%%' as %%3B and %%25)", err)
@@ -128,38 +128,6 @@ func (c *Core) selectCredential(r *http.Request) (*selection, *Error) {
 	}
 	return sel, nil
 }
-
-// queryIDFields are the only fields selection reads from a query.
-var queryIDFields = []string{"advertiser_id", "advertiser_ids"}
-
-// parseQuery is url.ParseQuery for the fields selection reads (every
-// value of advertiser_id and advertiser_ids). A query with nothing to
-// unescape ('%', '+') and none of the parameters Go refuses (';', more
-// than url's 10,000) reads the same split on '&' and '=': the usual query
-// is read without building a map of every field.
-func parseQuery(raw string) (url.Values, error) {
-	if strings.ContainsAny(raw, "%+;") || strings.Count(raw, "&") >= maxQueryParams || queryLimitSet {
-		return url.ParseQuery(raw)
-	}
-	var q url.Values
-	for pair := range strings.SplitSeq(raw, "&") {
-		key, value, _ := strings.Cut(pair, "=")
-		if key == queryIDFields[0] || key == queryIDFields[1] {
-			if q == nil {
-				q = url.Values{}
-			}
-			q[key] = append(q[key], value)
-		}
-	}
-	return q, nil
-}
-
-// maxQueryParams is net/url's limit on a query's parameters, beyond which
-// ParseQuery refuses it; queryLimitSet is true when GODEBUG sets another
-// (urlmaxqueryparams), which only ParseQuery knows how to read.
-const maxQueryParams = 10000
-
-var queryLimitSet = strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams")
 
 // credentialOf maps advertiser ids to their one credential; "" when none of
 // them is known (unknown ones fall through to the default). An advertiser

@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"encoding/json"
-	"net/url"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -52,27 +50,6 @@ func BenchmarkValidJSON(b *testing.B) {
 	b.Run("json.Valid", func(b *testing.B) {
 		for b.Loop() {
 			json.Valid(body)
-		}
-	})
-}
-
-// parseQuery reads advertiser_id and advertiser_ids as url.ParseQuery
-// does, and refuses what it refuses.
-func FuzzParseQuery(f *testing.F) {
-	for _, q := range []string{"", "advertiser_id=1", "advertiser_id=1&advertiser_id=2&x=3", "advertiser_ids=[1,2]", "a=1;b=2",
-		"advertiser%5Fid=7", "advertiser_id=7+8", "&&advertiser_id", "advertiser_id=%zz", "=&="} {
-		f.Add(q)
-	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		got, gotErr := parseQuery(raw)
-		want, wantErr := url.ParseQuery(raw)
-		if (gotErr == nil) != (wantErr == nil) {
-			t.Fatalf("parseQuery(%q) error %v, url.ParseQuery's %v", raw, gotErr, wantErr)
-		}
-		for _, k := range queryIDFields {
-			if !slices.Equal(got[k], want[k]) {
-				t.Fatalf("parseQuery(%q)[%s] = %q, url.ParseQuery's %q", raw, k, got[k], want[k])
-			}
 		}
 	})
 }
