@@ -35,6 +35,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/jsonlog"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/quota"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
@@ -119,6 +120,7 @@ type Core struct {
 	metrics          *metrics.Metrics
 	log              *slog.Logger
 	accessLog        *slog.Logger
+	accessJSON       *jsonlog.Handler // accessLog's handler when it is serve's, which logs attributes without a slog.Record
 	adminURL         string
 	now              func() time.Time
 	base             http.RoundTripper
@@ -174,6 +176,7 @@ func NewCore(opts Options) (*Core, error) {
 		c.log = slog.Default()
 	}
 	c.accessLog = cmp.Or(opts.AccessLog, c.log)
+	c.accessJSON, _ = c.accessLog.Handler().(*jsonlog.Handler)
 	if c.now == nil {
 		c.now = time.Now
 	}

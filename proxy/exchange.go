@@ -339,6 +339,12 @@ func (c *Core) logRequest(ex *exchange, status int, d time.Duration, n int64) {
 	if ex.retries > 0 {
 		attrs = append(attrs, slog.Int("retries", ex.retries))
 	}
+	if c.accessJSON != nil {
+		// A concrete call: through an interface the attributes' array
+		// would escape to the heap.
+		c.accessJSON.LogAttrs(ex.clientCtx, level, "request", attrs...)
+		return
+	}
 	c.accessLog.LogAttrs(ex.clientCtx, level, "request", attrs...)
 }
 

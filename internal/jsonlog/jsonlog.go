@@ -88,31 +88,69 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
+// LogAttrs writes a record of attrs at level with message msg, as
+// slog.Logger.LogAttrs would through h, without building a slog.Record when
+// the fast path writes it (the access log's line).
+func (h *Handler) LogAttrs(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	now := time.Now()
+	bp := lines.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			lines.Put(bp)
+		}
+	}()
+	buf, ok := appendHead((*bp)[:0], now, level, msg)
+	for _, a := range attrs {
+		if !ok {
+			break
+		}
+		buf, ok = appendAttr(buf, a)
+	}
+	*bp = buf
+	if !ok {
+		r := slog.NewRecord(now, level, msg, 0)
+		r.AddAttrs(attrs...)
+		_ = h.slow.Handle(ctx, r)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, _ = h.w.Write(append(buf, '}', '\n'))
+}
+
 // appendRecord appends r as slog.JSONHandler with DurationSeconds writes
 // it; ok is false for a record it leaves to slog: an attribute that is a
 // group or a value to resolve, of a kind other than string, integer,
 // float, bool, duration, time or list of strings, a string that would need
 // escaping, a float JSON cannot hold or a time beyond year 9999.
 func appendRecord(buf []byte, r slog.Record) (_ []byte, ok bool) {
-	buf = append(buf, '{')
-	if !r.Time.IsZero() {
-		if buf, ok = appendTime(append(buf, `"time":`...), r.Time.Round(0)); !ok {
-			return buf, false
-		}
-		buf = append(buf, ',')
-	}
-	if buf, ok = appendString(append(buf, `"level":`...), r.Level.String()); !ok {
+	if buf, ok = appendHead(buf, r.Time, r.Level, r.Message); !ok {
 		return buf, false
 	}
-	if buf, ok = appendString(append(buf, `,"msg":`...), r.Message); !ok {
-		return buf, false
-	}
-	ok = true
 	r.Attrs(func(a slog.Attr) bool {
 		buf, ok = appendAttr(buf, a)
 		return ok
 	})
 	return append(buf, '}', '\n'), ok
+}
+
+// appendHead appends the opening of a line: time (unless zero), level and
+// message.
+func appendHead(buf []byte, t time.Time, level slog.Level, msg string) (_ []byte, ok bool) {
+	buf = append(buf, '{')
+	if !t.IsZero() {
+		if buf, ok = appendTime(append(buf, `"time":`...), t.Round(0)); !ok {
+			return buf, false
+		}
+		buf = append(buf, ',')
+	}
+	if buf, ok = appendString(append(buf, `"level":`...), level.String()); !ok {
+		return buf, false
+	}
+	return appendString(append(buf, `,"msg":`...), msg)
 }
 
 func appendAttr(buf []byte, a slog.Attr) ([]byte, bool) {

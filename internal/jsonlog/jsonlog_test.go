@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -215,5 +216,36 @@ func TestLevel(t *testing.T) {
 	l.Warn("yes")
 	if got := b.String(); !bytes.Contains([]byte(got), []byte(`"msg":"yes"`)) || bytes.Contains([]byte(got), []byte(`"no"`)) {
 		t.Fatalf("wrote %q, want only the WARN line", got)
+	}
+}
+
+// LogAttrs writes the line slog.Logger.LogAttrs writes through the handler,
+// time aside (each takes its own).
+func TestLogAttrsSameAsLogger(t *testing.T) {
+	cases := [][]slog.Attr{
+		{slog.String("path", "/open_api/v1.3/campaign/get/"), slog.Int("status", 200), slog.Duration("duration", 1500*time.Microsecond),
+			slog.Any("advertiser_ids", []string{"7012345678901234567"})},
+		{slog.String("odd", "needs \"escaping\"\n"), slog.Any("m", map[string]int{"a": 1})}, // slog's path
+		{},
+	}
+	stripTime := func(s string) string {
+		i := strings.Index(s, `"level":`)
+		if i < 0 {
+			t.Fatalf("no level in %q", s)
+		}
+		return s[i:]
+	}
+	for _, attrs := range cases {
+		var direct, logger bytes.Buffer
+		New(&direct, slog.LevelInfo).LogAttrs(context.Background(), slog.LevelWarn, "request", attrs...)
+		slog.New(New(&logger, slog.LevelInfo)).LogAttrs(context.Background(), slog.LevelWarn, "request", attrs...)
+		if got, want := stripTime(direct.String()), stripTime(logger.String()); got != want {
+			t.Errorf("LogAttrs wrote\n %s\nslog.Logger\n %s", got, want)
+		}
+	}
+	var b bytes.Buffer
+	New(&b, slog.LevelWarn).LogAttrs(context.Background(), slog.LevelInfo, "below")
+	if b.Len() != 0 {
+		t.Errorf("LogAttrs below the level wrote %q", b.String())
 	}
 }
