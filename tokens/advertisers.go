@@ -64,15 +64,20 @@ func (m *Manager) conflictsOf(name string) []AdvertiserConflict {
 }
 
 // advertiserLoop lists the credential's advertisers now and every
-// AdvertiserInterval until ctx ends.
+// AdvertiserInterval until ctx ends. The first listing counts towards
+// Listed.
 func (s *Source) advertiserLoop(ctx context.Context) {
+	s.listAdvertisers(ctx)
+	if s.m.unlisted.Add(-1) == 0 {
+		close(s.m.listed)
+	}
 	for {
-		s.listAdvertisers(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.m.after(s.m.advInterval):
 		}
+		s.listAdvertisers(ctx)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tiktok"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
@@ -96,5 +97,51 @@ func TestConfigOwnsAdvertisers(t *testing.T) {
 	}
 	if !strings.Contains(out, "added to one credential's advertiser_ids") {
 		t.Errorf("the ambiguity warning does not say how to resolve it:\n%s", out)
+	}
+}
+
+// TestListedAfterEveryFirstListing: Listed closes once the first advertiser
+// listing of every credential has returned (serve then frees start-up's
+// garbage), not while one still waits for TikTok; a credential without a
+// grant counts once it has re-read the store.
+func TestListedAfterEveryFirstListing(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		e.creds = append(e.creds, tokens.Credential{Name: "unauthorized", App: tiktok.App{AppID: "app2"}})
+	})
+	e.authorize()
+	before := e.api.advCalls()
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+	e.api.set(func(a *fakeAPI) { a.advGate = gate })
+	e.m.Start(context.Background())
+	waitFor(t, "main's first listing to reach TikTok", func() bool { return e.api.advCalls() > before })
+	select {
+	case <-e.m.Listed():
+		t.Fatal("Listed closed while main's first listing waits for TikTok")
+	default:
+	}
+	release()
+	select {
+	case <-e.m.Listed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Listed not closed once every first listing returned")
+	}
+}
+
+// TestListedWithoutCredentials: with nothing to list, Listed closes at
+// Start.
+func TestListedWithoutCredentials(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.creds = nil })
+	select {
+	case <-e.m.Listed():
+		t.Fatal("Listed closed before Start")
+	default:
+	}
+	e.m.Start(context.Background())
+	select {
+	case <-e.m.Listed():
+	default:
+		t.Fatal("Listed not closed at Start without credentials")
 	}
 }

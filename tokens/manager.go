@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -136,6 +137,12 @@ type Manager struct {
 	closed    bool
 	wg        sync.WaitGroup
 	startOnce sync.Once
+
+	// listed is closed once every credential's first advertiser listing
+	// after Start has returned (Listed); unlisted counts those still
+	// running.
+	listed   chan struct{}
+	unlisted atomic.Int64
 }
 
 // NewManager loads every credential's record from store.
@@ -156,6 +163,7 @@ func NewManager(ctx context.Context, store Store, creds []Credential, api API, o
 		metrics:       opts.Metrics,
 		log:           opts.Logger,
 		byName:        make(map[string]*Source, len(creds)),
+		listed:        make(chan struct{}),
 	}
 	if m.refreshBefore <= 0 {
 		m.refreshBefore = defaultRefreshBefore
@@ -208,6 +216,9 @@ func (m *Manager) Start(ctx context.Context) {
 	m.startOnce.Do(func() {
 		loopCtx, cancel := context.WithCancel(ctx)
 		context.AfterFunc(m.ctx, cancel)
+		if m.unlisted.Store(int64(len(m.sources))); len(m.sources) == 0 {
+			close(m.listed)
+		}
 		var loops []func(context.Context)
 		for _, s := range m.sources {
 			loops = append(loops, s.refreshLoop, s.advertiserLoop)
@@ -229,6 +240,12 @@ func (m *Manager) Start(ctx context.Context) {
 		}
 	})
 }
+
+// Listed is closed once every credential's first advertiser listing after
+// Start has returned, whether it stored a list, found nothing to list with
+// (then it re-read the store) or failed: start-up's work is done. It is
+// never closed when the Manager is closed before those listings start.
+func (m *Manager) Listed() <-chan struct{} { return m.listed }
 
 // Close stops the background loops and any refresh in progress and waits
 // for them, and releases a refresh lease kept for a grant it could not

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/seal"
@@ -30,9 +29,17 @@ type encryption struct {
 }
 
 // codec turns records into the document and back, sealing tokens when it
-// has a key.
+// has a key. It is not safe for concurrent use: the Store calls it under
+// its mutex.
 type codec struct {
 	sealer *seal.Sealer // nil: no key
+	// out holds the latest encoded document and enc writes it: every
+	// write of the file encodes every record, so a fresh buffer (and
+	// MarshalIndent's second one) per write would be garbage the size of
+	// the file each time (O(credentials²) bytes when each credential's
+	// advertiser listing is stored at start-up).
+	out bytes.Buffer
+	enc *json.Encoder
 }
 
 func newCodec(key []byte) (*codec, error) {
@@ -50,8 +57,10 @@ func newCodec(key []byte) (*codec, error) {
 // configured key is not the one the document was sealed with.
 var ErrWrongKey = seal.ErrWrongKey
 
+// encode returns the document holding recs. The bytes are the codec's
+// own, valid until its next encode.
 func (c *codec) encode(recs map[string]*tokens.Record) ([]byte, error) {
-	doc := document{Version: formatVersion, Credentials: make(map[string]*tokens.Record, len(recs))}
+	doc := document{Version: formatVersion, Credentials: recs}
 	if c.sealer != nil {
 		kc, err := c.sealer.KeyCheck()
 		if err != nil {
@@ -59,27 +68,46 @@ func (c *codec) encode(recs map[string]*tokens.Record) ([]byte, error) {
 		}
 		doc.Encryption = &encryption{Algorithm: seal.Algorithm, KeyCheck: kc}
 	}
-	names := make([]string, 0, len(recs))
-	for name := range recs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		r := recs[name].Clone()
-		r.Credential = name
-		if c.sealer != nil {
-			var err error
-			if r, err = c.sealer.SealRecord(r); err != nil {
-				return nil, err
+	// The records are encoded as they are, not copied, unless sealing
+	// or a record not naming its key changes them.
+	if c.sealer != nil || !keyedByCredential(recs) {
+		doc.Credentials = make(map[string]*tokens.Record, len(recs))
+		for name, r := range recs {
+			if r.Credential != name {
+				r = r.Clone()
+				r.Credential = name
 			}
+			if c.sealer != nil {
+				var err error
+				if r, err = c.sealer.SealRecord(r); err != nil {
+					return nil, err
+				}
+			}
+			doc.Credentials[name] = r
 		}
-		doc.Credentials[name] = r
 	}
-	data, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
+	if c.enc == nil {
+		c.enc = json.NewEncoder(&c.out)
+		c.enc.SetIndent("", "  ")
+	}
+	c.out.Reset()
+	// Encode indents as MarshalIndent does and ends the document with a
+	// newline.
+	if err := c.enc.Encode(doc); err != nil {
 		return nil, fmt.Errorf("filestore: encode: %w", err)
 	}
-	return append(data, '\n'), nil
+	return c.out.Bytes(), nil
+}
+
+// keyedByCredential reports whether every record names the credential it
+// is stored under.
+func keyedByCredential(recs map[string]*tokens.Record) bool {
+	for name, r := range recs {
+		if r.Credential != name {
+			return false
+		}
+	}
+	return true
 }
 
 // decode parses a document. Its errors name the byte offset of a syntax
