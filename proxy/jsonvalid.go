@@ -189,3 +189,12 @@ func jsonLiteral(b []byte, i int, lit string) (int, bool) {
 	}
 	return i + len(lit), true
 }
+
+// skipJSONSpace returns the index of the first byte from i on that is not
+// JSON whitespace.
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}

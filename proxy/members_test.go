@@ -18,12 +18,13 @@ var memberSeeds = []string{
 	`{"":"","advertiser_id":{"nested":"}"}}`,
 }
 
-// idMembers agrees with decodedIDMembers whenever it answers.
+// scanIDMembers validates as json.Valid does, and agrees with
+// decodedIDMembers whenever it reads the members by hand.
 func TestIDMembers(t *testing.T) {
 	for _, s := range memberSeeds {
 		checkIDMembers(t, []byte(s))
 	}
-	if _, ok := idMembers([]byte(memberSeeds[0])); !ok {
+	if _, byHand, _ := scanIDMembers([]byte(memberSeeds[0])); !byHand {
 		t.Errorf("%q: not read by hand", memberSeeds[0])
 	}
 }
@@ -31,11 +32,11 @@ func TestIDMembers(t *testing.T) {
 func checkIDMembers(t *testing.T, body []byte) {
 	t.Helper()
 	body = bytes.TrimLeft(body, jsonLead)
-	if !json.Valid(body) || len(body) == 0 || body[0] != '{' {
-		return
+	got, byHand, valid := scanIDMembers(body)
+	if valid != json.Valid(body) {
+		t.Fatalf("%q: scanIDMembers says valid %v, json.Valid %v", body, valid, !valid)
 	}
-	got, ok := idMembers(body)
-	if !ok {
+	if !valid || !byHand || body[0] != '{' {
 		return
 	}
 	want, err := decodedIDMembers(body)
@@ -47,7 +48,8 @@ func checkIDMembers(t *testing.T, body []byte) {
 	}
 }
 
-// FuzzIDMembers: idMembers never disagrees with the decoder.
+// FuzzIDMembers: scanIDMembers never disagrees with json.Valid or the
+// decoder.
 func FuzzIDMembers(f *testing.F) {
 	for _, s := range memberSeeds {
 		f.Add([]byte(s))

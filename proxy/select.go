@@ -427,14 +427,14 @@ func jsonAdvertisers(body []byte) ([]string, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, nil
 	}
-	if !validJSON(body) {
+	members, byHand, valid := scanIDMembers(body)
+	if !valid {
 		return nil, errors.New("invalid JSON")
 	}
 	if body[0] != '{' {
 		return nil, nil
 	}
-	members, ok := idMembers(body)
-	if !ok {
+	if !byHand {
 		var err error
 		if members, err = decodedIDMembers(body); err != nil {
 			return nil, err
@@ -501,79 +501,59 @@ func decodedIDMembers(body []byte) ([]idMember, error) {
 	return members, nil
 }
 
-// idMembers is decodedIDMembers for the JSON object body (which validJSON
-// accepted) read by hand, without copying every member's value; ok is
-// false when a member's name has an escape, which only the decoder reads
-// right. FuzzIDMembers checks the two agree.
-func idMembers(body []byte) (members []idMember, ok bool) {
-	i := skipJSONSpace(body, 1) // past '{'
-	for body[i] != '}' {
-		end := i + 1
-		for body[end] != '"' {
-			if body[end] == '\\' {
-				return nil, false
-			}
-			end++
+// scanIDMembers validates the JSON body as validJSON does and, when it
+// is an object, reads its idMembers by hand in the same pass, without
+// copying any member's value; byHand is false when a member's name has an
+// escape, which only the decoder reads right (decodedIDMembers).
+// FuzzIDMembers checks it against json.Valid and the decoder.
+func scanIDMembers(b []byte) (members []idMember, byHand, valid bool) {
+	i := skipJSONSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, true, validJSON(b)
+	}
+	byHand = true
+	if i = skipJSONSpace(b, i+1); i < len(b) && b[i] == '}' {
+		return nil, true, skipJSONSpace(b, i+1) == len(b)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return nil, false, false
 		}
-		name := string(body[i+1 : end])
-		i = skipJSONSpace(body, skipJSONSpace(body, end+1)+1) // past ':'
-		vend := valueEnd(body, i)
+		end, ok := jsonString(b, i)
+		if !ok {
+			return nil, false, false
+		}
+		name := b[i+1 : end-1]
+		if i = skipJSONSpace(b, end); i >= len(b) || b[i] != ':' {
+			return nil, false, false
+		}
+		start := skipJSONSpace(b, i+1)
+		if i, ok = jsonValue(b, start, 1); !ok {
+			return nil, false, false
+		}
 		switch {
-		case strings.EqualFold(name, "advertiser_id"):
-			members = append(members, idMember{raw: body[i:vend]})
-		case strings.EqualFold(name, "advertiser_ids"):
-			members = append(members, idMember{list: true, raw: body[i:vend]})
+		case bytes.IndexByte(name, '\\') >= 0:
+			byHand = false
+		case bytes.EqualFold(name, advertiserIDName):
+			members = append(members, idMember{raw: b[start:i]})
+		case bytes.EqualFold(name, advertiserIDsName):
+			members = append(members, idMember{list: true, raw: b[start:i]})
 		}
-		if i = skipJSONSpace(body, vend); body[i] == ',' {
-			i = skipJSONSpace(body, i+1)
+		if i = skipJSONSpace(b, i); i >= len(b) {
+			return nil, false, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipJSONSpace(b, i+1)
+		case '}':
+			return members, byHand, skipJSONSpace(b, i+1) == len(b)
+		default:
+			return nil, false, false
 		}
 	}
-	return members, true
 }
 
-// skipJSONSpace returns the index of the first byte from i on that is not
-// JSON whitespace.
-func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// valueEnd returns the index just past the JSON value starting at b[i],
-// in valid JSON.
-func valueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		// plainRun skips eight bytes at a time; a valid string has no
-		// control character, so it stops only at '\\' or the closing quote.
-		for j := plainRun(b, i+1); ; j = plainRun(b, j) {
-			if b[j] == '"' {
-				return j + 1
-			}
-			j += 2 // an escape: '\\' and the byte after it
-		}
-	case '{', '[':
-		depth := 0
-		for j := i; ; j++ {
-			switch b[j] {
-			case '"':
-				j = valueEnd(b, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return j + 1
-				}
-			}
-		}
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-		j++
-	}
-	return j
-}
+var advertiserIDName, advertiserIDsName = []byte("advertiser_id"), []byte("advertiser_ids")
 
 // idList reads a JSON list of ids (numbers or strings); null is empty.
 func idList(raw json.RawMessage) ([]string, error) {
