@@ -232,7 +232,12 @@ func (c *Core) inspectBody(r *http.Request, sel *selection, named bool) *Error {
 	}
 	var mt string
 	var params map[string]string
-	if len(cts) == 1 && strings.TrimSpace(cts[0]) != "" {
+	switch {
+	case len(cts) == 1 && isPlainJSON(cts[0]):
+		// TikTok's own forms, known without mime.ParseMediaType, which
+		// allocates its parameters' map.
+		mt = jsonType
+	case len(cts) == 1 && strings.TrimSpace(cts[0]) != "":
 		// A bad parameter still yields the media type; only multipart
 		// needs one (its boundary), and its absence is caught below.
 		var err error

@@ -201,12 +201,19 @@ func (b *peekedBody) Read(p []byte) (int, error) {
 // isJSON reports whether a Content-Type is application/json. TikTok's own
 // forms are recognised without mime.ParseMediaType, which allocates.
 func isJSON(ct string) bool {
-	const jsonType = "application/json"
-	if ct == jsonType || ct == jsonType+"; charset=utf-8" || ct == jsonType+";charset=utf-8" {
+	if isPlainJSON(ct) {
 		return true
 	}
 	mt, _, _ := mime.ParseMediaType(ct)
 	return mt == jsonType
+}
+
+const jsonType = "application/json"
+
+// isPlainJSON reports the Content-Types TikTok and its SDKs send for JSON,
+// which need no parsing.
+func isPlainJSON(ct string) bool {
+	return ct == jsonType || ct == jsonType+"; charset=utf-8" || ct == jsonType+";charset=utf-8"
 }
 
 // gunzipPrefix decompresses as much of a gzip stream's prefix as it can, at
