@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,4 +63,35 @@ func memory(pid int, field string) (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, fmt.Errorf("bench: /proc/%d/status: no %s", pid, field)
+}
+
+// listenOverflows is the kernel's count of connections dropped because a
+// listener's accept queue was full (TcpExt ListenOverflows in
+// /proc/net/netstat): the whole machine's, since boot.
+func listenOverflows() (int64, error) {
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	return netstatField(b, "TcpExt", "ListenOverflows")
+}
+
+// netstatField reads field of group from /proc/net/netstat's text, where
+// each group is a line of names followed by a line of values.
+func netstatField(b []byte, group, field string) (int64, error) {
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != group+":" || len(values) != len(names) || values[0] != names[0] {
+			continue
+		}
+		if j := slices.Index(names, field); j > 0 {
+			n, err := strconv.ParseInt(values[j], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("bench: /proc/net/netstat: %s: %w", field, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("bench: /proc/net/netstat: no %s %s", group, field)
 }

@@ -102,10 +102,10 @@ func (r *Report) Markdown() string {
 
 	st := r.Stampede
 	b.WriteString("\n#### Stampede at token expiry\n\n")
-	b.WriteString("| requests | written before the refresh answered | refresh calls | failed | sent with the expired token | p50 | p99 | max | peak RSS (VmHWM) | baseline, same burst: failed, p50, p99 |\n")
-	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %s | %s | %s | %s | %d, %s, %s |\n", st.Requests, st.ConnectedAtGate, st.Refreshes,
-		st.Failures, st.Stale, seconds(st.P50), seconds(st.P99), seconds(st.Max), mib(st.PeakRSS),
+	b.WriteString("| requests | written before the refresh answered | refresh calls | failed | sent with the expired token | p50 | p99 | max | peak RSS (VmHWM) | proxy CPU | SYNs dropped, accept queue full | baseline, same burst: failed, p50, p99 |\n")
+	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(&b, "| %d | %d | %d | %d | %d | %s | %s | %s | %s | %s | %d | %d, %s, %s |\n", st.Requests, st.ConnectedAtGate, st.Refreshes,
+		st.Failures, st.Stale, seconds(st.P50), seconds(st.P99), seconds(st.Max), mib(st.PeakRSS), seconds(st.CPU), st.ListenOverflows,
 		st.BaselineFailures, seconds(st.BaselineP50), seconds(st.BaselineP99))
 	if st.FirstError != "" {
 		fmt.Fprintf(&b, "\nFirst stampede error: `%s`\n", oneLine(st.FirstError))

@@ -168,6 +168,13 @@ type Stampede struct {
 	Stale         int64
 	P50, P99, Max time.Duration
 	PeakRSS       int64 // the proxy's VmHWM
+	// CPU is the proxy's CPU time (user+system) from the release of the
+	// burst to its last answer.
+	CPU time.Duration
+	// ListenOverflows is how many connections the kernel dropped meanwhile
+	// because an accept queue was full (the whole machine's count; each
+	// such client sends its SYN again a second later).
+	ListenOverflows int64
 	// The same burst through the baseline (no token to wait for).
 	BaselineFailures         int
 	BaselineP50, BaselineP99 time.Duration
@@ -489,6 +496,14 @@ func stampede(ctx context.Context, o Options, dir, upURL, baseURL string) (Stamp
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	cpu0, err := cpuTime(px.pid())
+	if err != nil {
+		return st, err
+	}
+	ovf0, err := listenOverflows()
+	if err != nil {
+		return st, err
+	}
 	var gateErr error
 	out := burst(ctx, px.url, shapes[0], o.Stampede, o.StampedeHold, func() {
 		gateErr = controlUpstream(ctx, upURL+gatePath+"?open=1", nil)
@@ -496,6 +511,15 @@ func stampede(ctx context.Context, o Options, dir, upURL, baseURL string) (Stamp
 	if gateErr != nil {
 		return st, gateErr
 	}
+	cpu1, err := cpuTime(px.pid())
+	if err != nil {
+		return st, err
+	}
+	ovf1, err := listenOverflows()
+	if err != nil {
+		return st, err
+	}
+	st.CPU, st.ListenOverflows = cpu1-cpu0, ovf1-ovf0
 	after, err := upstreamCounts(ctx, upURL)
 	if err != nil {
 		return st, err
