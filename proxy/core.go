@@ -184,7 +184,7 @@ func NewCore(opts Options) (*Core, error) {
 		c.adminURL = "http://" + cfg.AdminListen
 	}
 	if c.base == nil {
-		c.base = newTransport(c.timeout)
+		c.base = newTransport()
 	}
 	if c.quota == nil {
 		c.quota = quota.New(cfg, quota.Options{Metrics: c.metrics})
@@ -221,7 +221,7 @@ func NewCore(opts Options) (*Core, error) {
 // newTransport is the pooled transport towards TikTok. Proxy is nil so an
 // HTTPS_PROXY pointing at this very process is never followed, and
 // compression is left to the client so bodies pass through untouched.
-func newTransport(timeout time.Duration) *http.Transport {
+func newTransport() *http.Transport {
 	_, upstream := fdLimits()
 	return &http.Transport{
 		Proxy: nil,
@@ -236,8 +236,10 @@ func newTransport(timeout time.Duration) *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: timeout,
-		DisableCompression:    true,
+		// No ResponseHeaderTimeout: every request's context already ends
+		// upstream.timeout after it arrived (exchange), which is never
+		// later, and a second timer per request only cost.
+		DisableCompression: true,
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 )
@@ -41,7 +40,7 @@ func TestTransportSpeaksHTTP2(t *testing.T) {
 	up.EnableHTTP2 = true
 	up.StartTLS()
 	defer up.Close()
-	tr := newTransport(10 * time.Second)
+	tr := newTransport()
 	defer tr.CloseIdleConnections()
 	roots := x509.NewCertPool()
 	roots.AddCert(up.Certificate())
