@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/netutil"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/memlimit"
 )
 
 // Limits that keep a burst from turning into a file-descriptor storm. A
@@ -48,19 +50,47 @@ func connLimits(nofile uint64) (clients, upstream int) {
 	return min(max(n-upstream-min(fdReserve, n/8), 1), MaxInflight), upstream
 }
 
-// fdLimits is connLimits of the process's current RLIMIT_NOFILE; when it
-// cannot be read, clients is 0 (no bound) and upstream MaxUpstreamConns.
+// fdLimits is connLimits of the process's current RLIMIT_NOFILE, with the
+// client connections bounded by the container's memory limit too
+// (memoryClients); when the descriptor limit cannot be read, clients is
+// 0 (no bound) and upstream MaxUpstreamConns.
 func fdLimits() (clients, upstream int) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 0, MaxUpstreamConns
 	}
-	return connLimits(rl.Cur)
+	clients, upstream = connLimits(rl.Cur)
+	if limit, ok := memlimit.Container(); ok {
+		clients = min(clients, memoryClients(limit))
+	}
+	return clients, upstream
+}
+
+// What a burst costs in memory, measured with 10,000 clients at once
+// (BENCHMARKS.md): about 150 MiB of live heap and stacks for 4,096 held
+// connections (net/http's buffers and two goroutines each), 37 KiB a
+// connection, with the garbage the soft memory limit lets pile up on top;
+// connMemory leaves room for it. memoryBase is what the proxy needs
+// besides: the binary's pages, the runtime, TikTok's connections.
+const (
+	connMemory = 48 << 10
+	memoryBase = 48 << 20
+	// minClients is the fewest client connections a memory limit leaves.
+	minClients = 64
+)
+
+// memoryClients is how many client connections fit in a container memory
+// limit of limit bytes, so that a burst waits in the kernel's accept queue
+// instead of the container being killed for its memory: 1,706 in 128 MiB,
+// MaxInflight from 240 MiB on.
+func memoryClients(limit int64) int {
+	return int(min(max((limit-memoryBase)/connMemory, minClients), MaxInflight))
 }
 
 // LimitListener bounds the client connections ln hands out at once to
 // MaxInflight, or fewer when the process's file-descriptor limit leaves
-// less after connections to TikTok (see connLimits): further clients wait
+// less after connections to TikTok (see connLimits) or its container's
+// memory limit holds fewer (memoryClients): further clients wait
 // in the kernel's accept queue, costing no descriptor or memory, until one
 // closes. Serve the reverse front end on it, so that whatever `ulimit -n`
 // is and however large a burst, it waits instead of starving the proxy's

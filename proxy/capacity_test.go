@@ -222,6 +222,29 @@ func TestDialWaitsForResources(t *testing.T) {
 // The file descriptors are shared so that clients can never take those the
 // connections to TikTok need, whatever the limit; clients never get more
 // than MaxInflight connections.
+// A container's memory limit bounds the client connections held at once,
+// so a burst waits in the accept queue rather than the container being
+// killed: what fits after memoryBase at connMemory each, between
+// minClients and MaxInflight.
+func TestMemoryClients(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		limit   int64
+		clients int
+	}{
+		{32 * mib, minClients},
+		{64 * mib, 341},
+		{128 * mib, 1706},
+		{239 * mib, 4074},
+		{240 * mib, MaxInflight},
+		{8 << 30, MaxInflight},
+	} {
+		if got := memoryClients(tc.limit); got != tc.clients {
+			t.Errorf("memoryClients(%d MiB) = %d, want %d", tc.limit/mib, got, tc.clients)
+		}
+	}
+}
+
 func TestConnLimits(t *testing.T) {
 	for _, tc := range []struct {
 		nofile            uint64
