@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/logbuf"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/memlimit"
 )
 
 // defaultGCPercent is serve's GOGC when the environment sets none. The
@@ -25,20 +26,33 @@ const defaultGCPercent = 400
 // collector runs as often as needed to stay under it: peak RSS at most
 // 195 MiB, median 187, with the same p99. The limit must stay above that
 // live set, or the collector runs without pause (160 MiB: a third more
-// CPU in the burst and a worse p99). With a container memory limit, set
-// GOMEMLIMIT to about 80 % of it (README, "GC and memory").
+// CPU in the burst and a worse p99). In a container with less memory the
+// limit follows the container's (tuneGC), as the listener's bound does.
 const defaultMemoryLimit = 192 << 20
 
 // tuneGC sets serve's collector defaults for what the environment
 // (getenv) leaves to the runtime: GOGC and GOMEMLIMIT, when set (even to
-// "off"), are the operator's and are kept.
-func tuneGC(getenv func(string) string) {
+// "off"), are the operator's and are kept. In a container whose memory
+// limit (container, internal/memlimit) is below defaultMemoryLimit's room,
+// the soft limit is 90 % of it instead: the collector then works harder
+// before the container is killed for its memory, and proxy.LimitListener
+// holds fewer connections there too.
+func tuneGC(getenv func(string) string, container func() (int64, bool)) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
+		debug.SetMemoryLimit(softMemoryLimit(container()))
 	}
+}
+
+// softMemoryLimit is defaultMemoryLimit, or 90 % of a container limit that
+// leaves less.
+func softMemoryLimit(container int64, ok bool) int64 {
+	if ok {
+		return min(defaultMemoryLimit, container/10*9)
+	}
+	return defaultMemoryLimit
 }
 
 func runServe(ctx context.Context, args []string, s stdio) error {
@@ -51,7 +65,7 @@ func runServe(ctx context.Context, args []string, s stdio) error {
 	if err != nil {
 		return err
 	}
-	tuneGC(os.Getenv)
+	tuneGC(os.Getenv, memlimit.Container)
 	// The access log's lines are batched (logbuf); every other line goes
 	// out at once, after the access lines before it.
 	lines := logbuf.New(s.err, logbuf.DefaultInterval)
