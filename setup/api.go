@@ -78,18 +78,30 @@ type AdvertiserRoute struct {
 	Sources []string `json:"sources"`
 }
 
-// AdvertiserRoutes says where each advertiser of a credential comes from.
-// The store keeps one merged list, so the grant and the listing are told
-// apart by the name: only TikTok's listing names an advertiser, while the
-// grant carries bare ids.
-func AdvertiserRoutes(configured []string, stored []tokens.Advertiser) []AdvertiserRoute {
+// AdvertiserRoutes says where each advertiser whose requests go to the
+// credential name comes from: its configured advertiser_ids, and what its
+// grant or listing (stored) names, except an advertiser of conflicts that
+// another credential owns or none does (requests naming it go there, or
+// are refused). The store keeps one merged list, so the grant and the
+// listing are told apart by the name: only TikTok's listing names an
+// advertiser, while the grant carries bare ids.
+func AdvertiserRoutes(name string, configured []string, stored []tokens.Advertiser, conflicts []tokens.AdvertiserConflict) []AdvertiserRoute {
 	fromConfig := make(map[string]bool, len(configured))
 	for _, id := range configured {
 		fromConfig[id] = true
 	}
+	elsewhere := make(map[string]bool, len(conflicts))
+	for _, c := range conflicts {
+		if c.Owner != name {
+			elsewhere[c.AdvertiserID] = true
+		}
+	}
 	out := make([]AdvertiserRoute, 0, len(stored)+len(configured))
 	seen := make(map[string]bool, len(stored))
 	for _, ad := range stored {
+		if elsewhere[ad.ID] {
+			continue
+		}
 		seen[ad.ID] = true
 		r := AdvertiserRoute{ID: ad.ID, Name: ad.Name}
 		if fromConfig[ad.ID] {
@@ -131,7 +143,7 @@ func (a *Admin) credentialStates() []CredentialState {
 			s.Scopes = []string{}
 		}
 		cs := CredentialState{Status: s, Description: c.Description, Kind: c.Kind, Default: c.Default,
-			Routes: AdvertiserRoutes(c.AdvertiserIDs, s.Advertisers), NamedScopes: namedScopes(s.Scopes)}
+			Routes: AdvertiserRoutes(name, c.AdvertiserIDs, s.Advertisers, s.AdvertiserConflicts), NamedScopes: namedScopes(s.Scopes)}
 		switch {
 		case a.opts.Breaker != nil:
 			b := a.opts.Breaker(name)

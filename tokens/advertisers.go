@@ -53,14 +53,7 @@ type AdvertiserConflict struct {
 func (m *Manager) conflictsOf(name string) []AdvertiserConflict {
 	m.idxMu.RLock()
 	defer m.idxMu.RUnlock()
-	var out []AdvertiserConflict
-	for _, c := range m.conflicts {
-		if c.Owner == name || slices.Contains(c.Credentials, name) {
-			out = append(out, AdvertiserConflict{AdvertiserID: c.AdvertiserID, Owner: c.Owner, Credentials: slices.Clone(c.Credentials)})
-		}
-	}
-	slices.SortFunc(out, func(a, b AdvertiserConflict) int { return strings.Compare(a.AdvertiserID, b.AdvertiserID) })
-	return out
+	return ConflictsOf(m.conflicts, name)
 }
 
 // advertiserLoop lists the credential's advertisers now and every
@@ -178,6 +171,58 @@ func advertiserIDs(ads []Advertiser) []string {
 	return ids
 }
 
+// Route is how serve routes requests naming an advertiser among creds
+// (config order), given the advertisers each one's grant or listing names
+// (granted, by credential): owners maps an advertiser to its credential
+// — the one whose advertiser_ids name it, else the only one whose grant
+// names it — and conflicts holds every advertiser named besides its owner,
+// or by several credentials and none's advertiser_ids (owned by none:
+// requests naming it are refused).
+func Route(creds []Credential, granted map[string][]string) (owners map[string]string, conflicts map[string]AdvertiserConflict) {
+	owners = make(map[string]string)
+	claims := make(map[string][]string)
+	for _, c := range creds {
+		for _, id := range c.AdvertiserIDs {
+			// config.Validate refuses an id under two credentials.
+			if _, taken := owners[id]; !taken {
+				owners[id] = c.Name
+			}
+		}
+		for _, id := range granted[c.Name] {
+			if !slices.Contains(claims[id], c.Name) {
+				claims[id] = append(claims[id], c.Name)
+			}
+		}
+	}
+	conflicts = make(map[string]AdvertiserConflict)
+	for id, names := range claims {
+		owner, configured := owners[id]
+		switch {
+		case configured && (len(names) > 1 || names[0] != owner):
+			conflicts[id] = AdvertiserConflict{AdvertiserID: id, Owner: owner, Credentials: names}
+		case configured:
+		case len(names) == 1:
+			owners[id] = names[0]
+		default:
+			conflicts[id] = AdvertiserConflict{AdvertiserID: id, Credentials: names}
+		}
+	}
+	return owners, conflicts
+}
+
+// ConflictsOf returns the conflicts name takes part in, ordered by
+// advertiser id.
+func ConflictsOf(conflicts map[string]AdvertiserConflict, name string) []AdvertiserConflict {
+	var out []AdvertiserConflict
+	for _, c := range conflicts {
+		if c.Owner == name || slices.Contains(c.Credentials, name) {
+			out = append(out, AdvertiserConflict{AdvertiserID: c.AdvertiserID, Owner: c.Owner, Credentials: slices.Clone(c.Credentials)})
+		}
+	}
+	slices.SortFunc(out, func(a, b AdvertiserConflict) int { return strings.Compare(a.AdvertiserID, b.AdvertiserID) })
+	return out
+}
+
 // reindex rebuilds the advertiser → credential map. Config decides: an
 // advertiser in a credential's advertiser_ids is that credential's
 // whatever any grant says. Any other belongs to the one credential whose
@@ -186,40 +231,17 @@ func advertiserIDs(ads []Advertiser) []string {
 func (m *Manager) reindex() {
 	m.idxMu.Lock()
 	defer m.idxMu.Unlock()
-	idx := make(map[string]string)
-	claims := make(map[string][]string)
+	configured := make([]Credential, 0, len(m.sources))
+	granted := make(map[string][]string, len(m.sources))
 	for _, s := range m.sources {
 		s.mu.Lock()
-		var granted []string
 		if s.rec != nil {
-			granted = advertiserIDs(s.rec.Advertisers)
+			granted[s.cred.Name] = advertiserIDs(s.rec.Advertisers)
 		}
 		s.mu.Unlock()
-		for _, id := range s.cred.AdvertiserIDs {
-			// config.Validate refuses an id under two credentials.
-			if _, taken := idx[id]; !taken {
-				idx[id] = s.cred.Name
-			}
-		}
-		for _, id := range granted {
-			if !slices.Contains(claims[id], s.cred.Name) {
-				claims[id] = append(claims[id], s.cred.Name)
-			}
-		}
+		configured = append(configured, s.cred)
 	}
-	conflicts := make(map[string]AdvertiserConflict)
-	for id, names := range claims {
-		owner, configured := idx[id]
-		switch {
-		case configured && (len(names) > 1 || names[0] != owner):
-			conflicts[id] = AdvertiserConflict{AdvertiserID: id, Owner: owner, Credentials: names}
-		case configured:
-		case len(names) == 1:
-			idx[id] = names[0]
-		default:
-			conflicts[id] = AdvertiserConflict{AdvertiserID: id, Credentials: names}
-		}
-	}
+	idx, conflicts := Route(configured, granted)
 	for id, c := range conflicts {
 		if c.Owner != "" {
 			others := slices.DeleteFunc(slices.Clone(c.Credentials), func(n string) bool { return n == c.Owner })

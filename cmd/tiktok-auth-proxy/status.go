@@ -227,7 +227,8 @@ func storeStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus,
 		return nil, err
 	}
 	defer store.Close()
-	st := make([]credentialStatus, 0, len(cfg.Credentials))
+	statuses := make([]tokens.Status, 0, len(cfg.Credentials))
+	granted := make(map[string][]string, len(cfg.Credentials))
 	for _, c := range cfg.Credentials {
 		rec, err := store.Get(ctx, c.Name)
 		if errors.Is(err, tokens.ErrNotFound) {
@@ -236,7 +237,18 @@ func storeStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus,
 			return nil, fmt.Errorf("read store: %w", err)
 		}
 		s := tokens.StatusFromRecord(c.Name, c.Kind, rec)
-		st = append(st, credentialStatus{Status: s, Default: c.Default, Routes: setup.AdvertiserRoutes(c.AdvertiserIDs, s.Advertisers)})
+		for _, ad := range s.Advertisers {
+			granted[c.Name] = append(granted[c.Name], ad.ID)
+		}
+		statuses = append(statuses, s)
+	}
+	_, conflicts := tokens.Route(managerCredentials(cfg), granted)
+	st := make([]credentialStatus, 0, len(cfg.Credentials))
+	for i, c := range cfg.Credentials {
+		s := statuses[i]
+		s.AdvertiserConflicts = tokens.ConflictsOf(conflicts, c.Name)
+		st = append(st, credentialStatus{Status: s, Default: c.Default,
+			Routes: setup.AdvertiserRoutes(c.Name, c.AdvertiserIDs, s.Advertisers, s.AdvertiserConflicts)})
 	}
 	return st, nil
 }

@@ -251,6 +251,15 @@ credentials: [{name: main, app_id: "1", app_secret: s}, {name: agency, app_id: "
 	if err := st.Put(context.Background(), rec, 0); err != nil {
 		t.Fatal(err)
 	}
+	// other's grant names main's configured advertiser (main owns it),
+	// one of main's listed ones that neither configures (no one owns it:
+	// refused, so routed to neither), and one of its own.
+	rec2 := &tokens.Record{Credential: "other", AccessToken: "SECRET-2", Advertisers: []tokens.Advertiser{
+		{ID: "7000000000000000001"}, {ID: "7000000000000000003", Name: "Other shop"}, {ID: "7000000000000000004"},
+	}}
+	if err := st.Put(context.Background(), rec2, 0); err != nil {
+		t.Fatal(err)
+	}
 	st.Close()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte("admin_listen: "+strings.TrimPrefix(down.URL, "http://")+`
@@ -262,21 +271,29 @@ credentials:
 		t.Fatal(err)
 	}
 	_, out, _ = runCLI(t, "", "status", "--config", cfgPath)
-	if !routingRow("main", "no", 2, 1, 2).MatchString(out) || !routingRow("other", "no", 0, 0, 0).MatchString(out) ||
+	if !routingRow("main", "no", 2, 1, 1).MatchString(out) || !routingRow("other", "no", 0, 1, 0).MatchString(out) ||
 		!strings.Contains(out, "no default credential: a request naming no credential and no known advertiser gets 90001\n") {
 		t.Errorf("routing from the store:\n%s", out)
 	}
 	_, out, _ = runCLI(t, "", "status", "--config", cfgPath, "--json")
 	var got []struct {
-		Name    string                  `json:"name"`
-		Default bool                    `json:"default"`
-		Routes  []setup.AdvertiserRoute `json:"advertiser_routes"`
+		Name      string                      `json:"name"`
+		Default   bool                        `json:"default"`
+		Routes    []setup.AdvertiserRoute     `json:"advertiser_routes"`
+		Conflicts []tokens.AdvertiserConflict `json:"advertiser_conflicts"`
 	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	if len(got) != 2 || len(got[0].Routes) != 4 || strings.Join(got[0].Routes[3].Sources, ",") != setup.SourceConfig ||
-		got[0].Routes[3].ID != "7000000000000000009" || got[1].Routes == nil {
+	if len(got) != 2 || len(got[0].Routes) != 3 || strings.Join(got[0].Routes[2].Sources, ",") != setup.SourceConfig ||
+		got[0].Routes[2].ID != "7000000000000000009" || len(got[1].Routes) != 1 || got[1].Routes[0].ID != "7000000000000000004" {
 		t.Errorf("status --json routes: %+v", got)
+	}
+	// Both credentials show both conflicts, as /api/credentials does.
+	for _, c := range got {
+		if len(c.Conflicts) != 2 || c.Conflicts[0].AdvertiserID != "7000000000000000001" || c.Conflicts[0].Owner != "main" ||
+			c.Conflicts[1].AdvertiserID != "7000000000000000003" || c.Conflicts[1].Owner != "" {
+			t.Errorf("status --json: %s's advertiser_conflicts %+v, want 7000000000000000001 (owned by main) and 7000000000000000003 (no owner)", c.Name, c.Conflicts)
+		}
 	}
 }
