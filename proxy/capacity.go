@@ -176,10 +176,21 @@ func isLocalErrno(err error) bool {
 func dialWaitingForResources(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		backoff := 5 * time.Millisecond
+		waiting := false
+		defer func() {
+			if waiting {
+				dialsWaiting.Add(-1)
+			}
+		}()
 		for {
 			c, err := dial(ctx, network, addr)
 			if err == nil || !isLocalErrno(err) {
 				return c, err
+			}
+			localDialFailures.Add(1)
+			if !waiting {
+				waiting = true
+				dialsWaiting.Add(1)
 			}
 			t := time.NewTimer(backoff)
 			select {
@@ -193,11 +204,26 @@ func dialWaitingForResources(dial func(ctx context.Context, network, addr string
 	}
 }
 
-// connTrace records how far a round trip got towards a connection.
+// localDialFailures counts the dials to TikTok that failed for want of a
+// local resource, and dialsWaiting the dials waiting for one now: a round
+// trip sent without the connection trace (traceFrom) learns from them
+// that the proxy ran short while it waited.
+var (
+	localDialFailures atomic.Uint64
+	dialsWaiting      atomic.Int64
+)
+
+// connTrace records how far a round trip got towards a connection. The
+// trace costs a few µs a request (httptrace composes it with
+// ReverseProxy's own by reflection), so a round trip carries it only when
+// the proxy may run short (Core.upstreamRoundTrip); traced says whether
+// this one did, and localFailures is localDialFailures when it was sent.
 type connTrace struct {
 	started, done atomic.Int32 // connects begun and ended for the request
 	lastLocal     atomic.Bool  // the last connect ended for want of a local resource
 	got           atomic.Bool  // the request was given a connection
+	traced        bool
+	localFailures uint64
 }
 
 // reset forgets a previous attempt.
@@ -206,10 +232,12 @@ func (t *connTrace) reset() {
 	t.done.Store(0)
 	t.lastLocal.Store(false)
 	t.got.Store(false)
+	t.traced = false
 }
 
 // trace returns ctx with hooks recording into t.
 func (t *connTrace) trace(ctx context.Context) context.Context {
+	t.traced = true
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		ConnectStart: func(string, string) { t.started.Add(1) },
 		ConnectDone: func(_, _ string, err error) {
@@ -229,7 +257,20 @@ func (t *connTrace) classify(err error) error {
 	if isLocalErrno(err) {
 		return &localError{err}
 	}
-	if !isTimeout(err) || t.got.Load() {
+	if !isTimeout(err) {
+		return err
+	}
+	if !t.traced {
+		// Sent with fewer requests heading to TikTok than connections and
+		// no dial waiting for a descriptor: it was not queued. Its timeout
+		// is TikTok's unless a dial ran short of a descriptor meanwhile,
+		// perhaps its own.
+		if localDialFailures.Load() != t.localFailures {
+			return &localError{err}
+		}
+		return err
+	}
+	if t.got.Load() {
 		return err
 	}
 	started, done := t.started.Load(), t.done.Load()

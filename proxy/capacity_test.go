@@ -167,7 +167,7 @@ func TestClassify(t *testing.T) {
 		{"refused", 1, 1, false, false, refused, false},
 		{"reset", 1, 1, false, true, syscall.ECONNRESET, false},
 	} {
-		var ct connTrace
+		ct := connTrace{traced: true}
 		ct.started.Store(tc.started)
 		ct.done.Store(tc.done)
 		ct.lastLocal.Store(tc.lastLocal)
@@ -176,6 +176,64 @@ func TestClassify(t *testing.T) {
 		if got := errors.As(ct.classify(tc.err), &local); got != tc.local {
 			t.Errorf("%s: local = %v, want %v", tc.name, got, tc.local)
 		}
+	}
+}
+
+// A round trip sent without the trace (few requests heading to TikTok, no
+// dial waiting for a descriptor) was not queued: its timeout is TikTok's,
+// unless a dial ran short of a descriptor while it waited.
+func TestClassifyUntraced(t *testing.T) {
+	ct := connTrace{localFailures: localDialFailures.Load()}
+	var local *localError
+	if errors.As(ct.classify(context.DeadlineExceeded), &local) {
+		t.Error("untraced timeout with no local dial failure: local, want TikTok's")
+	}
+	emfile := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	if !errors.As(ct.classify(emfile), &local) {
+		t.Error("untraced EMFILE: not local")
+	}
+	localDialFailures.Add(1)
+	if !errors.As(ct.classify(context.DeadlineExceeded), &local) {
+		t.Error("untraced timeout after a local dial failure: TikTok's, want local")
+	}
+}
+
+// Below traceFrom requests heading to TikTok a round trip carries no
+// trace; past it, or while a dial waits for a descriptor, it does; and
+// settling an exchange gives its count back.
+func TestTraceOnlyNearTheBound(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	c := h.p.core
+	c.traceFrom = 2 // as if the transport had 3 connections
+	send := func() *exchange {
+		t.Helper()
+		ex := c.newExchange(localRequest(http.MethodGet, campaignGet, nil), time.Time{})
+		req := httptest.NewRequest(http.MethodGet, h.up.URL+campaignGet, nil).WithContext(ex.ctx)
+		req.RequestURI = ""
+		resp, err := c.upstreamRoundTrip(ex, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return ex
+	}
+	a, b := send(), send()
+	if a.conn.traced || b.conn.traced {
+		t.Errorf("traced with %d requests heading to TikTok, want none below %d", c.heading.Load(), c.traceFrom)
+	}
+	if d := send(); !d.conn.traced {
+		t.Errorf("untraced with %d requests heading to TikTok, want traced past %d", c.heading.Load(), c.traceFrom)
+	}
+	c.settle(a, http.StatusOK, true, 0)
+	c.settle(b, http.StatusOK, true, 0)
+	dialsWaiting.Add(1)
+	e := send()
+	dialsWaiting.Add(-1)
+	if !e.conn.traced {
+		t.Error("untraced while a dial waits for a descriptor")
+	}
+	if n := c.heading.Load(); n != 2 {
+		t.Errorf("%d requests heading to TikTok after two of four settled, want 2", n)
 	}
 }
 

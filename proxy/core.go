@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -132,6 +133,14 @@ type Core struct {
 	// credentialValues are the values of each credential's answer header
 	// (HeaderCredential), made once: headers are only read on the way out.
 	credentialValues map[string][]string
+
+	// heading counts the requests sent towards TikTok and not yet settled
+	// (the connections they hold or wait for); past traceFrom of them a
+	// round trip carries the connection trace (upstreamRoundTrip). With a
+	// transport of the caller's (Options.Transport), whose connection
+	// bound is unknown, every one does.
+	heading   atomic.Int64
+	traceFrom int64
 }
 
 // NewCore builds a Core. It refuses a non-loopback Config.Listen without
@@ -183,8 +192,11 @@ func NewCore(opts Options) (*Core, error) {
 	if c.adminURL == "" && cfg.AdminListen != "" {
 		c.adminURL = "http://" + cfg.AdminListen
 	}
+	c.traceFrom = -1 // every round trip traced
 	if c.base == nil {
 		c.base = newTransport()
+		_, upstream := fdLimits()
+		c.traceFrom = int64(upstream) * 3 / 4
 	}
 	if c.quota == nil {
 		c.quota = quota.New(cfg, quota.Options{Metrics: c.metrics})
@@ -290,16 +302,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.client != nil {
 		ex.client = t.client.name
 	}
-	// The trace is on the request to TikTok only (ex.ctx serves the token
-	// and rate-limit waits too), to tell TikTok's failures from the
-	// proxy's own (connTrace.classify).
 	var out *http.Request
 	if t.reverse != nil {
 		// ReverseProxy's copy is ours: a second copy of its header map
 		// would only cost.
-		out = req.WithContext(ex.conn.trace(ex.ctx))
+		out = req.WithContext(ex.ctx)
 	} else {
-		out = req.Clone(ex.conn.trace(ex.ctx))
+		out = req.Clone(ex.ctx)
 	}
 	if out.Body != nil && out.Body != http.NoBody {
 		ex.body = &watchedBody{ReadCloser: out.Body}

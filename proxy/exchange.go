@@ -61,6 +61,7 @@ type exchange struct {
 	body        *watchedBody // the client's body
 	resp        *watchedBody // TikTok's response body once headers arrived
 	conn        connTrace    // how far the round trip to TikTok got towards a connection
+	heading     int64        // round trips counted in Core.heading, released at settle
 	// respWatch and settled wrap TikTok's response body (received);
 	// idValue is the request id header's value.
 	respWatch watchedBody
@@ -216,6 +217,7 @@ func (c *Core) settle(ex *exchange, status int, eof bool, n int64) {
 	}
 	ex.finish(ex.outcome)
 	ex.cancel()
+	c.heading.Add(-ex.heading)
 	c.observe(ex, status, n)
 }
 

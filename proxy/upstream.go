@@ -37,7 +37,7 @@ func isServerCode(code int) bool {
 // authenticated the request and its body can be replayed.
 func (c *Core) tokenAttempt(ex *exchange, out *http.Request) (*http.Response, error) {
 	sent := time.Now()
-	resp, err := c.base.RoundTrip(out)
+	resp, err := c.upstreamRoundTrip(ex, out)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (c *Core) tokenAttempt(ex *exchange, out *http.Request) (*http.Response, er
 	_ = resp.Body.Close()
 	ex.token, ex.retried, ex.codeOK = token, true, false
 	sent = time.Now()
-	resp, err = c.base.RoundTrip(retry)
+	resp, err = c.upstreamRoundTrip(ex, retry)
 	if err != nil {
 		return nil, err
 	}
@@ -72,11 +72,28 @@ func (c *Core) tokenAttempt(ex *exchange, out *http.Request) (*http.Response, er
 	return resp, nil
 }
 
+// upstreamRoundTrip sends out to TikTok, counted among the requests
+// heading there until the exchange settles. Only when the proxy may run
+// short — more of them than traceFrom, near the bound of connections to
+// TikTok, or a dial waiting for a descriptor — does it carry the
+// connection trace that tells a request queued for a connection from one
+// TikTok left unanswered (connTrace.classify); below that, every request
+// gets a connection or dials at once.
+func (c *Core) upstreamRoundTrip(ex *exchange, out *http.Request) (*http.Response, error) {
+	n := c.heading.Add(1)
+	ex.heading++
+	ex.conn.reset()
+	ex.conn.localFailures = localDialFailures.Load()
+	if n > c.traceFrom || dialsWaiting.Load() > 0 {
+		out = out.WithContext(ex.conn.trace(out.Context()))
+	}
+	return c.base.RoundTrip(out)
+}
+
 // replay is out again, with the body selection kept (the caller checked
 // that it can be replayed).
 func replay(ex *exchange, out *http.Request) *http.Request {
-	again := out.Clone(out.Context()) // ex.ctx with the connection trace
-	ex.conn.reset()                   // of this attempt only
+	again := out.Clone(out.Context())
 	again.Body = nil
 	if len(ex.route.sel.replay) > 0 {
 		again.Body = io.NopCloser(bytes.NewReader(ex.route.sel.replay))
