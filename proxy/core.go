@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -137,8 +138,8 @@ type Core struct {
 	// heading counts the requests sent towards TikTok and not yet settled
 	// (the connections they hold or wait for); past traceFrom of them a
 	// round trip carries the connection trace (upstreamRoundTrip). With a
-	// transport of the caller's (Options.Transport), whose connection
-	// bound is unknown, every one does.
+	// net/http transport of the caller's (Options.Transport), whose
+	// connection bound is unknown, every one does.
 	heading   atomic.Int64
 	traceFrom int64
 }
@@ -192,11 +193,18 @@ func NewCore(opts Options) (*Core, error) {
 	if c.adminURL == "" && cfg.AdminListen != "" {
 		c.adminURL = "http://" + cfg.AdminListen
 	}
-	c.traceFrom = -1 // every round trip traced
-	if c.base == nil {
+	switch c.base.(type) {
+	case nil:
 		c.base = newTransport()
 		_, upstream := fdLimits()
 		c.traceFrom = int64(upstream) * 3 / 4
+	case *http.Transport:
+		// Its connection bound and dialer are the caller's: every round
+		// trip is traced.
+		c.traceFrom = -1
+	default:
+		// Not net/http's transport: the trace's hooks would never fire.
+		c.traceFrom = math.MaxInt64
 	}
 	if c.quota == nil {
 		c.quota = quota.New(cfg, quota.Options{Metrics: c.metrics})
