@@ -19,6 +19,7 @@ import (
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/jsonlog"
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/stopbudget"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/proxy"
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/quota"
@@ -30,17 +31,13 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/seal"
 )
 
-// defaultShutdownTimeout bounds how long in-flight requests may take to
-// finish after SIGTERM before their connections are closed under them.
-const defaultShutdownTimeout = 25 * time.Second
-
-// flushTimeout bounds the retries, at shutdown, of writing a grant the
-// store refused; past it the grant is lost and serve exits 1 naming it.
-const flushTimeout = 3 * time.Second
-
-// defaultHandlerGrace bounds the wait, once their connections are closed,
-// for handlers still running before the store is closed under them.
-const defaultHandlerGrace = 2 * time.Second
+// serve's bounds from SIGTERM to exit (internal/stopbudget, which the
+// deployment examples' tests read too).
+const (
+	defaultShutdownTimeout = stopbudget.Requests
+	flushTimeout           = stopbudget.Flush
+	defaultHandlerGrace    = stopbudget.HandlerGrace
+)
 
 // app is the running program: both listeners, the token manager and the
 // store. newApp opens the listeners so a bind error shows at start.
