@@ -50,20 +50,14 @@ func connLimits(nofile uint64) (clients, upstream int) {
 	return min(max(n-upstream-min(fdReserve, n/8), 1), MaxInflight), upstream
 }
 
-// fdLimits is connLimits of the process's current RLIMIT_NOFILE, with the
-// client connections bounded by the container's memory limit too
-// (memoryClients); when the descriptor limit cannot be read, clients is
-// 0 (no bound) and upstream MaxUpstreamConns.
+// fdLimits is connLimits of the process's current RLIMIT_NOFILE; when it
+// cannot be read, clients is 0 (no bound) and upstream MaxUpstreamConns.
 func fdLimits() (clients, upstream int) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 0, MaxUpstreamConns
 	}
-	clients, upstream = connLimits(rl.Cur)
-	if limit, ok := memlimit.Container(); ok {
-		clients = min(clients, memoryClients(limit))
-	}
-	return clients, upstream
+	return connLimits(rl.Cur)
 }
 
 // What a burst costs in memory, measured with 10,000 clients at once
@@ -98,6 +92,9 @@ func memoryClients(limit int64) int {
 // connections count too (net/http closes them after its IdleTimeout).
 func LimitListener(ln net.Listener) net.Listener {
 	clients, _ := fdLimits()
+	if limit, ok := memlimit.Container(); ok && (clients == 0 || memoryClients(limit) < clients) {
+		clients = memoryClients(limit)
+	}
 	if clients == 0 {
 		return ln
 	}

@@ -195,8 +195,8 @@ func NewCore(opts Options) (*Core, error) {
 	}
 	switch c.base.(type) {
 	case nil:
-		c.base = newTransport()
 		_, upstream := fdLimits()
+		c.base = newTransport(upstream)
 		c.traceFrom = int64(upstream) * 3 / 4
 	case *http.Transport:
 		// Its connection bound and dialer are the caller's: every round
@@ -238,11 +238,11 @@ func NewCore(opts Options) (*Core, error) {
 	return c, nil
 }
 
-// newTransport is the pooled transport towards TikTok. Proxy is nil so an
+// newTransport is the pooled transport towards TikTok, with at most
+// upstream connections (fdLimits). Proxy is nil so an
 // HTTPS_PROXY pointing at this very process is never followed, and
 // compression is left to the client so bodies pass through untouched.
-func newTransport() *http.Transport {
-	_, upstream := fdLimits()
+func newTransport(upstream int) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: dialWaitingForResources((&net.Dialer{

@@ -40,7 +40,7 @@ func TestTransportSpeaksHTTP2(t *testing.T) {
 	up.EnableHTTP2 = true
 	up.StartTLS()
 	defer up.Close()
-	tr := newTransport()
+	tr := newTransport(MaxUpstreamConns)
 	defer tr.CloseIdleConnections()
 	roots := x509.NewCertPool()
 	roots.AddCert(up.Certificate())

@@ -13,14 +13,16 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Container returns the memory limit of the process's cgroup in bytes; ok
 // is false when there is none (no cgroup, no memory controller, "max", or
-// a limit so large it is none).
-func Container() (limit int64, ok bool) {
+// a limit so large it is none). The files are read once, on the first
+// call: serve's collector and both listeners ask.
+var Container = sync.OnceValues(func() (limit int64, ok bool) {
 	return read(os.DirFS("/"))
-}
+})
 
 // noLimit is what cgroup v1 reports for "no limit" (PAGE_COUNTER_MAX in
 // bytes, rounded to a page); anything from it on is no limit.
