@@ -71,20 +71,10 @@ var lines = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // Handle writes r as one line.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
-	bp := lines.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= 64<<10 {
-			lines.Put(bp)
-		}
-	}()
-	buf, ok := appendRecord((*bp)[:0], r)
-	*bp = buf
-	if !ok {
+	written, err := h.write(func(buf []byte) ([]byte, bool) { return appendRecord(buf, r) })
+	if !written {
 		return h.slow.Handle(ctx, r)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, err := h.w.Write(buf)
 	return err
 }
 
@@ -96,29 +86,38 @@ func (h *Handler) LogAttrs(ctx context.Context, level slog.Level, msg string, at
 		return
 	}
 	now := time.Now()
+	written, _ := h.write(func(buf []byte) (_ []byte, ok bool) {
+		buf, ok = appendHead(buf, now, level, msg)
+		for i := 0; ok && i < len(attrs); i++ {
+			buf, ok = appendAttr(buf, attrs[i])
+		}
+		return append(buf, '}', '\n'), ok
+	})
+	if !written {
+		r := slog.NewRecord(now, level, msg, 0)
+		r.AddAttrs(attrs...)
+		_ = h.slow.Handle(ctx, r)
+	}
+}
+
+// write builds a line with fill in a pooled buffer and writes it, unless
+// fill reports the record is slog's to write (written false).
+func (h *Handler) write(fill func([]byte) ([]byte, bool)) (written bool, err error) {
 	bp := lines.Get().(*[]byte)
 	defer func() {
 		if cap(*bp) <= 64<<10 {
 			lines.Put(bp)
 		}
 	}()
-	buf, ok := appendHead((*bp)[:0], now, level, msg)
-	for _, a := range attrs {
-		if !ok {
-			break
-		}
-		buf, ok = appendAttr(buf, a)
-	}
+	buf, ok := fill((*bp)[:0])
 	*bp = buf
 	if !ok {
-		r := slog.NewRecord(now, level, msg, 0)
-		r.AddAttrs(attrs...)
-		_ = h.slow.Handle(ctx, r)
-		return
+		return false, nil
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, _ = h.w.Write(append(buf, '}', '\n'))
+	_, err = h.w.Write(buf)
+	return true, err
 }
 
 // appendRecord appends r as slog.JSONHandler with DurationSeconds writes
