@@ -98,6 +98,9 @@ func (w *Writer) direct(p []byte) (int, error) {
 	defer w.wmu.Unlock()
 	buf := w.take()
 	if len(buf) == 0 {
+		if len(p) == 0 {
+			return 0, nil
+		}
 		return w.out.Write(p)
 	}
 	buf = append(buf, p...)
@@ -111,14 +114,7 @@ func (w *Writer) direct(p []byte) (int, error) {
 
 // Flush writes every line held.
 func (w *Writer) Flush() error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	buf := w.take()
-	if len(buf) == 0 {
-		return nil
-	}
-	_, err := w.out.Write(buf)
-	w.giveBack(buf)
+	_, err := w.direct(nil)
 	return err
 }
 
