@@ -496,11 +496,17 @@ func stampede(ctx context.Context, o Options, dir, upURL, baseURL string) (Stamp
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cpu0, err := cpuTime(px.pid())
-	if err != nil {
-		return st, err
+	// The proxy's CPU time and the kernel's dropped SYNs, before and
+	// after the burst.
+	sample := func() (time.Duration, int64, error) {
+		cpu, err := cpuTime(px.pid())
+		if err != nil {
+			return 0, 0, err
+		}
+		ovf, err := listenOverflows()
+		return cpu, ovf, err
 	}
-	ovf0, err := listenOverflows()
+	cpu0, ovf0, err := sample()
 	if err != nil {
 		return st, err
 	}
@@ -511,11 +517,7 @@ func stampede(ctx context.Context, o Options, dir, upURL, baseURL string) (Stamp
 	if gateErr != nil {
 		return st, gateErr
 	}
-	cpu1, err := cpuTime(px.pid())
-	if err != nil {
-		return st, err
-	}
-	ovf1, err := listenOverflows()
+	cpu1, ovf1, err := sample()
 	if err != nil {
 		return st, err
 	}
