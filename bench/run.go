@@ -143,7 +143,7 @@ type Idle struct {
 	Proxy1, Proxy50, Baseline int64 // bytes
 }
 
-// Stream is two downloads of Bytes through each target.
+// Stream is four downloads of Bytes through each target.
 type Stream struct {
 	Bytes                            int64
 	ProxyMBps, BaselineMBps          float64 // MiB/s
@@ -383,8 +383,9 @@ func measureCell(ctx context.Context, o Options, sh Shape, conc int, proxy, base
 	return cell, nil
 }
 
-// stream downloads n bytes through each target twice, alternating which
-// goes first, sampling its RSS.
+// stream downloads n bytes through each target four times, alternating
+// which goes first (ABBA twice: one download's ±15 % on this kind of
+// machine would decide the ratio), sampling its RSS.
 func stream(ctx context.Context, n int64, proxy, base target) Stream {
 	s := Stream{Bytes: n}
 	path := fmt.Sprintf("%s?advertiser_id=%s&bytes=%d", streamPath, advertiserID, n)
@@ -402,7 +403,7 @@ func stream(ctx context.Context, n int64, proxy, base target) Stream {
 		*sides[i].rssStart, _ = memory(sides[i].t.pid, "VmRSS")
 		*sides[i].rssMax = *sides[i].rssStart
 	}
-	for _, i := range []int{0, 1, 1, 0} {
+	for _, i := range []int{0, 1, 1, 0, 0, 1, 1, 0} {
 		m := &sides[i]
 		done := make(chan struct{})
 		sampled := make(chan struct{})
