@@ -9,7 +9,8 @@ type ClientBound interface {
 	Held() int
 	// Limit is the most that may be held at once.
 	Limit() int
-	// Waited counts the accepts that waited for a held one to close.
+	// Waited counts the times a listener stopped accepting at the limit
+	// until a held connection closed.
 	Waited() uint64
 }
 
@@ -31,7 +32,7 @@ func RegisterClientBound(reg prometheus.Registerer, b ClientBound) {
 		}, func() float64 { return float64(b.Limit()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: namespace, Name: "client_accepts_waited_total",
-			Help: "Client connections that waited in the kernel's accept queue because the listeners held client_connections_limit.",
+			Help: "Times a listener found client_connections at client_connections_limit and stopped accepting until a client connection closed; new clients meanwhile wait in the kernel's accept queue.",
 		}, func() float64 { return float64(b.Waited()) }),
 	)
 }

@@ -134,8 +134,8 @@ func (b *ClientBound) Held() int { return len(b.sem) }
 // returns once a connection closes (or its listener does).
 func (b *ClientBound) Waiting() int { return int(b.waiting.Load()) }
 
-// Waited counts the Accepts of its listeners that had to wait for a
-// connection to close.
+// Waited counts the Accepts of its listeners that found the bound full
+// and had to wait for a connection to close (or their listener to).
 func (b *ClientBound) Waited() uint64 { return b.waited.Load() }
 
 // Listen wraps ln so that each connection it accepts holds one of b's
