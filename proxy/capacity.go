@@ -93,8 +93,11 @@ func memoryClients(limit int64) int {
 // (net/http closes them after its IdleTimeout). A ClientBound is safe for
 // concurrent use.
 type ClientBound struct {
-	// sem holds a slot per client connection handed out.
-	sem chan struct{}
+	// sem holds a slot per client connection handed out, and one per
+	// Accept that took its slot and waits for a client; conns counts only
+	// the connections.
+	sem   chan struct{}
+	conns atomic.Int64
 	// waiting is the Accepts blocked on sem now, waited those that ever
 	// were: they show the bound holding clients back.
 	waiting atomic.Int64
@@ -128,7 +131,7 @@ func newClientBound(n int) *ClientBound {
 func (b *ClientBound) Limit() int { return cap(b.sem) }
 
 // Held is the client connections its listeners hold now.
-func (b *ClientBound) Held() int { return len(b.sem) }
+func (b *ClientBound) Held() int { return int(b.conns.Load()) }
 
 // Waiting is the Accepts of its listeners blocked on the bound now: each
 // returns once a connection closes (or its listener does).
@@ -192,7 +195,8 @@ func (l *boundListener) Accept() (net.Conn, error) {
 		l.bound.release()
 		return nil, err
 	}
-	return &boundConn{Conn: c, release: l.bound.release}, nil
+	l.bound.conns.Add(1)
+	return &boundConn{Conn: c, bound: l.bound}, nil
 }
 
 func (l *boundListener) Close() error {
@@ -204,13 +208,16 @@ func (l *boundListener) Close() error {
 // boundConn gives its slot back on its first Close.
 type boundConn struct {
 	net.Conn
-	releaseOnce sync.Once
-	release     func()
+	bound     *ClientBound
+	closeOnce sync.Once
 }
 
 func (c *boundConn) Close() error {
 	err := c.Conn.Close()
-	c.releaseOnce.Do(c.release)
+	c.closeOnce.Do(func() {
+		c.bound.conns.Add(-1)
+		c.bound.release()
+	})
 	return err
 }
 

@@ -278,9 +278,6 @@ func TestDialWaitsForResources(t *testing.T) {
 	}
 }
 
-// The file descriptors are shared so that clients can never take those the
-// connections to TikTok need, whatever the limit; clients never get more
-// than MaxInflight connections.
 // A container's memory limit bounds the client connections held at once,
 // so a burst waits in the accept queue rather than the container being
 // killed: what fits after memoryBase at connMemory each, between
@@ -304,6 +301,9 @@ func TestMemoryClients(t *testing.T) {
 	}
 }
 
+// The file descriptors are shared so that clients can never take those the
+// connections to TikTok need, whatever the limit; clients never get more
+// than MaxInflight connections.
 func TestConnLimits(t *testing.T) {
 	for _, tc := range []struct {
 		nofile            uint64
@@ -461,7 +461,7 @@ func TestClientBoundSharedByListeners(t *testing.T) {
 	if r := receive(t, acceptOnce(a), "an Accept on a closed listener"); r.err == nil {
 		t.Fatal("Accept on a closed listener returned a connection")
 	}
-	if b.Held() != limit-1 {
-		t.Fatalf("after a failed Accept: %s; want %d held", state(), limit-1)
+	if b.Held() != limit-1 || len(b.sem) != limit-1 {
+		t.Fatalf("after a failed Accept: %s, %d slots taken; want %d of each", state(), len(b.sem), limit-1)
 	}
 }
