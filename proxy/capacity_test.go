@@ -465,3 +465,50 @@ func TestClientBoundSharedByListeners(t *testing.T) {
 		t.Fatalf("after a failed Accept: %s, %d slots taken; want %d of each", state(), len(b.sem), limit-1)
 	}
 }
+
+// Held counts client connections only: an accept loop that took its slot
+// and waits for a client (as a listener's does whenever it is idle) is no
+// connection, so client_connections reads 0 with no client.
+func TestClientBoundHeldCountsConnections(t *testing.T) {
+	b := newClientBound(1)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := b.Listen(inner)
+	t.Cleanup(func() { ln.Close() })
+
+	first := acceptOnce(ln)
+	eventually(t, "the Accept to take the slot", func() bool { return len(b.sem) == 1 })
+	if b.Held() != 0 {
+		t.Fatalf("Held = %d with no client, want 0", b.Held())
+	}
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	r := receive(t, first, "the Accept of the client")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if b.Held() != 1 {
+		t.Fatalf("Held = %d with one client, want 1", b.Held())
+	}
+
+	// The next Accept waits for the slot, then for a client.
+	next := acceptOnce(ln)
+	eventually(t, "the next Accept to wait on the bound", func() bool { return b.Waiting() == 1 })
+	r.conn.Close()
+	eventually(t, "the next Accept to take the freed slot", func() bool { return b.Waiting() == 0 && len(b.sem) == 1 })
+	if b.Held() != 0 {
+		t.Fatalf("Held = %d after the only client closed, want 0", b.Held())
+	}
+	ln.Close()
+	if r := receive(t, next, "the Accept after its listener closed"); r.err == nil {
+		t.Fatal("Accept on a closed listener returned a connection")
+	}
+	if len(b.sem) != 0 {
+		t.Fatalf("%d slots taken after the listener closed, want 0", len(b.sem))
+	}
+}
