@@ -6,11 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/net/netutil"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/internal/memlimit"
 )
@@ -81,24 +80,145 @@ func memoryClients(limit int64) int {
 	return int(min(max((limit-memoryBase)/connMemory, minClients), MaxInflight))
 }
 
-// LimitListener bounds the client connections ln hands out at once to
-// MaxInflight, or fewer when the process's file-descriptor limit leaves
-// less after connections to TikTok (see connLimits) or its container's
-// memory limit holds fewer (memoryClients): further clients wait
-// in the kernel's accept queue, costing no descriptor or memory, until one
-// closes. Serve the reverse front end on it, so that whatever `ulimit -n`
-// is and however large a burst, it waits instead of starving the proxy's
-// own connections to TikTok or its memory. Idle keep-alive
-// connections count too (net/http closes them after its IdleTimeout).
-func LimitListener(ln net.Listener) net.Listener {
+// ClientBound is one bound on the client connections that every listener
+// it wraps hands out at once: MaxInflight, or fewer when the process's
+// file-descriptor limit leaves less after connections to TikTok (see
+// connLimits) or its container's memory limit holds fewer
+// (memoryClients). Further clients wait in the kernel's accept queue,
+// costing no descriptor or memory, until one closes. Serve the reverse and
+// the forward front ends on one bound: the limit was computed for the
+// process, so two bounds of that size would let simultaneous bursts on
+// both hold twice the descriptors and memory it allows, starving the
+// proxy's own connections to TikTok. Idle keep-alive connections count too
+// (net/http closes them after its IdleTimeout). A ClientBound is safe for
+// concurrent use.
+type ClientBound struct {
+	// sem holds a slot per client connection handed out, and one per
+	// Accept that took its slot and waits for a client; conns counts only
+	// the connections.
+	sem   chan struct{}
+	conns atomic.Int64
+	// waiting is the Accepts blocked on sem now, waited those that ever
+	// were: they show the bound holding clients back.
+	waiting atomic.Int64
+	waited  atomic.Uint64
+}
+
+// NewClientBound returns the bound the process's limits leave, read now.
+func NewClientBound() *ClientBound {
+	return newClientBound(clientLimit())
+}
+
+// clientLimit is ClientBound's size: connLimits' clients (MaxInflight when
+// the descriptor limit cannot be read), or memoryClients when the
+// container's memory limit holds fewer.
+func clientLimit() int {
 	clients, _ := fdLimits()
-	if limit, ok := memlimit.Container(); ok && (clients == 0 || memoryClients(limit) < clients) {
-		clients = memoryClients(limit)
-	}
 	if clients == 0 {
-		return ln
+		clients = MaxInflight
 	}
-	return netutil.LimitListener(ln, clients)
+	if limit, ok := memlimit.Container(); ok {
+		clients = min(clients, memoryClients(limit))
+	}
+	return clients
+}
+
+func newClientBound(n int) *ClientBound {
+	return &ClientBound{sem: make(chan struct{}, n)}
+}
+
+// Limit is the most client connections the bound lets its listeners hold.
+func (b *ClientBound) Limit() int { return cap(b.sem) }
+
+// Held is the client connections its listeners hold now.
+func (b *ClientBound) Held() int { return int(b.conns.Load()) }
+
+// Waiting is the Accepts of its listeners blocked on the bound now: each
+// returns once a connection closes (or its listener does).
+func (b *ClientBound) Waiting() int { return int(b.waiting.Load()) }
+
+// Waited counts the Accepts of its listeners that found the bound full
+// and had to wait for a connection to close (or their listener to).
+func (b *ClientBound) Waited() uint64 { return b.waited.Load() }
+
+// Listen wraps ln so that each connection it accepts holds one of b's
+// slots until closed. As with netutil.LimitListener, Accept takes a slot
+// before accepting, so clients beyond the bound stay in the kernel's
+// queue, and Close of the listener ends an Accept waiting for one.
+func (b *ClientBound) Listen(ln net.Listener) net.Listener {
+	return &boundListener{Listener: ln, bound: b, done: make(chan struct{})}
+}
+
+// acquire takes a slot, waiting for one unless done closes first.
+func (b *ClientBound) acquire(done <-chan struct{}) bool {
+	select {
+	case b.sem <- struct{}{}:
+		return true
+	default:
+	}
+	b.waited.Add(1)
+	b.waiting.Add(1)
+	defer b.waiting.Add(-1)
+	select {
+	case b.sem <- struct{}{}:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+func (b *ClientBound) release() { <-b.sem }
+
+// boundListener is a listener whose connections hold a slot of bound.
+type boundListener struct {
+	net.Listener
+	bound     *ClientBound
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close
+}
+
+func (l *boundListener) Accept() (net.Conn, error) {
+	if !l.bound.acquire(l.done) {
+		// Closed: the inner Accept fails at once. A listener that still
+		// hands out a pending connection gets it closed, as
+		// netutil.LimitListener does (golang.org/issue/50216).
+		for {
+			c, err := l.Listener.Accept()
+			if err != nil {
+				return nil, err
+			}
+			c.Close()
+		}
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		l.bound.release()
+		return nil, err
+	}
+	l.bound.conns.Add(1)
+	return &boundConn{Conn: c, bound: l.bound}, nil
+}
+
+func (l *boundListener) Close() error {
+	err := l.Listener.Close()
+	l.closeOnce.Do(func() { close(l.done) })
+	return err
+}
+
+// boundConn gives its slot back on its first Close.
+type boundConn struct {
+	net.Conn
+	bound     *ClientBound
+	closeOnce sync.Once
+}
+
+func (c *boundConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.bound.conns.Add(-1)
+		c.bound.release()
+	})
+	return err
 }
 
 // slots is the in-flight bound: a counting semaphore of n slots that a

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -277,9 +278,6 @@ func TestDialWaitsForResources(t *testing.T) {
 	}
 }
 
-// The file descriptors are shared so that clients can never take those the
-// connections to TikTok need, whatever the limit; clients never get more
-// than MaxInflight connections.
 // A container's memory limit bounds the client connections held at once,
 // so a burst waits in the accept queue rather than the container being
 // killed: what fits after memoryBase at connMemory each, between
@@ -303,6 +301,9 @@ func TestMemoryClients(t *testing.T) {
 	}
 }
 
+// The file descriptors are shared so that clients can never take those the
+// connections to TikTok need, whatever the limit; clients never get more
+// than MaxInflight connections.
 func TestConnLimits(t *testing.T) {
 	for _, tc := range []struct {
 		nofile            uint64
@@ -326,5 +327,188 @@ func TestConnLimits(t *testing.T) {
 		if tc.nofile >= 64 && uint64(c+u) >= tc.nofile {
 			t.Errorf("connLimits(%d): %d + %d connections leave no descriptor for anything else", tc.nofile, c, u)
 		}
+	}
+}
+
+// accepted is what one Accept returned.
+type accepted struct {
+	conn net.Conn
+	err  error
+}
+
+// acceptOnce calls ln.Accept in the background; its result arrives on the
+// channel.
+func acceptOnce(ln net.Listener) <-chan accepted {
+	c := make(chan accepted, 1)
+	go func() {
+		conn, err := ln.Accept()
+		c <- accepted{conn, err}
+	}()
+	return c
+}
+
+// receive returns the result of an acceptOnce, failing after 10s; a
+// connection it returns is closed when the test ends.
+func receive(t *testing.T, c <-chan accepted, what string) accepted {
+	t.Helper()
+	select {
+	case r := <-c:
+		if r.conn != nil {
+			t.Cleanup(func() { r.conn.Close() })
+		}
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		return accepted{}
+	}
+}
+
+// One ClientBound wrapping two listeners is one bound: connections held on
+// either count against it, so once they fill it an Accept on either waits,
+// and it gets through when a connection of the other listener closes. A
+// connection gives its slot back once however often it is closed; closing
+// a listener ends its waiting Accept, and an Accept that fails holds no
+// slot.
+func TestClientBoundSharedByListeners(t *testing.T) {
+	const limit = 3
+	b := newClientBound(limit)
+	lns := make([]net.Listener, 2)
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i] = b.Listen(ln)
+		t.Cleanup(func() { lns[i].Close() })
+		// More clients than the bound wait on each listener.
+		for range limit + 1 {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	a, c := lns[0], lns[1]
+	state := func() string {
+		return fmt.Sprintf("%d held of %d, %d Accepts waiting, %d waited", b.Held(), b.Limit(), b.Waiting(), b.Waited())
+	}
+
+	var held []net.Conn
+	for _, ln := range []net.Listener{a, a, c} {
+		r := receive(t, acceptOnce(ln), "an Accept below the bound")
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		held = append(held, r.conn)
+	}
+	if b.Held() != limit || b.Waiting() != 0 || b.Waited() != 0 {
+		t.Fatalf("two connections held on one listener and one on the other: %s; want %d held, none waiting or waited", state(), limit)
+	}
+
+	// Full: the next Accept waits on the bound, whichever listener.
+	next := acceptOnce(c)
+	eventually(t, "an Accept on the second listener to wait on the bound", func() bool { return b.Waiting() == 1 })
+	select {
+	case r := <-next:
+		t.Fatalf("Accept returned (%v, %v) with the bound full: %s", r.conn, r.err, state())
+	default:
+	}
+
+	// A connection of the first listener closing lets it through; closing
+	// it again gives back nothing more.
+	held[0].Close()
+	held[0].Close()
+	r := receive(t, next, "the waiting Accept after a connection closed")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	held[0] = r.conn
+	if b.Held() != limit || b.Waiting() != 0 || b.Waited() != 1 {
+		t.Fatalf("after one connection closed (twice) and the waiting Accept got through: %s; want %d held, 0 waiting, 1 waited", state(), limit)
+	}
+
+	// Closing a listener ends its waiting Accept, taking no slot.
+	next = acceptOnce(a)
+	eventually(t, "an Accept on the first listener to wait on the bound", func() bool { return b.Waiting() == 1 })
+	a.Close()
+	if r := receive(t, next, "the waiting Accept after its listener closed"); r.err == nil {
+		t.Fatalf("Accept on a closed listener returned a connection: %s", state())
+	}
+	if b.Held() != limit || b.Waiting() != 0 || b.Waited() != 2 {
+		t.Fatalf("after the listener of a waiting Accept closed: %s; want %d held, 0 waiting, 2 waited", state(), limit)
+	}
+
+	// The other listener's connections still count: one closing makes room
+	// for one more there and no more.
+	held[2].Close()
+	if r := receive(t, acceptOnce(c), "an Accept after a connection closed"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	next = acceptOnce(c)
+	eventually(t, "the next Accept to wait on the bound", func() bool { return b.Waiting() == 1 })
+	if b.Held() != limit {
+		t.Fatalf("%s; want %d held", state(), limit)
+	}
+	c.Close()
+	if r := receive(t, next, "the waiting Accept after its listener closed"); r.err == nil {
+		t.Fatalf("Accept on a closed listener returned a connection: %s", state())
+	}
+
+	// With a slot free, an Accept that fails (its listener closed) gives
+	// back the slot it may have taken.
+	held[1].Close()
+	if r := receive(t, acceptOnce(a), "an Accept on a closed listener"); r.err == nil {
+		t.Fatal("Accept on a closed listener returned a connection")
+	}
+	if b.Held() != limit-1 || len(b.sem) != limit-1 {
+		t.Fatalf("after a failed Accept: %s, %d slots taken; want %d of each", state(), len(b.sem), limit-1)
+	}
+}
+
+// Held counts client connections only: an accept loop that took its slot
+// and waits for a client (as a listener's does whenever it is idle) is no
+// connection, so client_connections reads 0 with no client.
+func TestClientBoundHeldCountsConnections(t *testing.T) {
+	b := newClientBound(1)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := b.Listen(inner)
+	t.Cleanup(func() { ln.Close() })
+
+	first := acceptOnce(ln)
+	eventually(t, "the Accept to take the slot", func() bool { return len(b.sem) == 1 })
+	if b.Held() != 0 {
+		t.Fatalf("Held = %d with no client, want 0", b.Held())
+	}
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	r := receive(t, first, "the Accept of the client")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if b.Held() != 1 {
+		t.Fatalf("Held = %d with one client, want 1", b.Held())
+	}
+
+	// The next Accept waits for the slot, then for a client.
+	next := acceptOnce(ln)
+	eventually(t, "the next Accept to wait on the bound", func() bool { return b.Waiting() == 1 })
+	r.conn.Close()
+	eventually(t, "the next Accept to take the freed slot", func() bool { return b.Waiting() == 0 && len(b.sem) == 1 })
+	if b.Held() != 0 {
+		t.Fatalf("Held = %d after the only client closed, want 0", b.Held())
+	}
+	ln.Close()
+	if r := receive(t, next, "the Accept after its listener closed"); r.err == nil {
+		t.Fatal("Accept on a closed listener returned a connection")
+	}
+	if len(b.sem) != 0 {
+		t.Fatalf("%d slots taken after the listener closed, want 0", len(b.sem))
 	}
 }

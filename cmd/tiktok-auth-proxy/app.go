@@ -62,6 +62,9 @@ type app struct {
 	forward   *http.Server
 	forwardLn net.Listener
 
+	// clients bounds the connections proxyLn and forwardLn hold together.
+	clients *proxy.ClientBound
+
 	// shutdownTimeout bounds the wait for in-flight requests once Run's
 	// context ends; newApp sets defaultShutdownTimeout.
 	shutdownTimeout time.Duration
@@ -427,7 +430,10 @@ func newApp(ctx context.Context, cfg *config.Config, log, access *slog.Logger) (
 	if a.proxyLn, err = listen("proxy", cfg.Listen); err != nil {
 		return nil, err
 	}
-	a.proxyLn = proxy.LimitListener(a.proxyLn)
+	// One bound for every client listener: the process's descriptors
+	// and memory are computed for it once.
+	a.clients = proxy.NewClientBound()
+	a.proxyLn = a.clients.Listen(a.proxyLn)
 	if a.adminLn, err = listen("admin", cfg.AdminListen); err != nil {
 		return nil, err
 	}
@@ -436,9 +442,10 @@ func newApp(ctx context.Context, cfg *config.Config, log, access *slog.Logger) (
 			return nil, err
 		}
 		// Each tunnel holds a client connection as long as a reverse
-		// listener's connection does: a burst of them is bounded the same
-		// way, or it would take the descriptors TikTok's connections need.
-		a.forwardLn = proxy.LimitListener(a.forwardLn)
+		// listener's connection does: a burst of them counts against the
+		// same bound, or it would take the descriptors TikTok's
+		// connections need.
+		a.forwardLn = a.clients.Listen(a.forwardLn)
 	}
 	if cfg.Store.Backend == "redis" {
 		redisstore.SetLogger(log)
@@ -449,6 +456,7 @@ func newApp(ctx context.Context, cfg *config.Config, log, access *slog.Logger) (
 	}
 	reg, m := newRegistry()
 	a.registry = reg
+	metrics.RegisterClientBound(reg, a.clients)
 	store := a.store
 	metrics.RegisterStoreUp(reg, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), storeUpTimeout)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 )
@@ -72,34 +75,62 @@ func (c *acceptCounter) closeAll() {
 	}
 }
 
-// settled polls count until it has not changed for a while and returns it.
-// A bound shows only as connections not accepted, so the count must stay
-// still for a while; connections already waiting in the kernel's queue are
-// accepted within microseconds when nothing holds them back. A machine too
-// busy for that could only hide a missing bound, never fail a present one.
-func settled(t *testing.T, count func() int) int {
+// waitUntil polls cond until it holds, failing after 20s with what and
+// state(). It never decides from a pause: each cond is a state the bound
+// reaches only if it holds.
+func waitUntil(t *testing.T, what string, state func() string, cond func() bool) {
 	t.Helper()
-	const quiet = 300 * time.Millisecond
 	deadline := time.Now().Add(20 * time.Second)
-	last, since := count(), time.Now()
-	for time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		if n := count(); n != last || n == 0 {
-			last, since = n, time.Now()
-		} else if time.Since(since) >= quiet {
-			return n
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %s", what, state())
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("accepted connections still changing after 20s (%d)", last)
+}
+
+// metricValue is the value of the unlabelled gauge or counter name on reg.
+func metricValue(t *testing.T, reg prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) != 1 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if m.GetGauge() != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("no metric %s", name)
 	return 0
 }
 
-// TestListenersBoundedByFDLimit: under a small RLIMIT_NOFILE the forward
-// proxy's listener, like the reverse proxy's, hands out no more client
-// connections than the descriptors left after TikTok's connections allow:
-// more clients than that wait in the kernel's queue until one closes, so a
-// burst of tunnels cannot starve the process's descriptors either.
-func TestListenersBoundedByFDLimit(t *testing.T) {
+// dial opens n client connections to ln, closed when the test ends.
+func dial(t *testing.T, ln net.Listener, n int) {
+	t.Helper()
+	for range n {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+	}
+}
+
+// TestListenersShareOneClientBound: under a small RLIMIT_NOFILE the proxy
+// and forward-proxy listeners together hand out no more client
+// connections than the descriptors left after TikTok's connections allow,
+// so simultaneous bursts on both cannot take twice that: once the proxy
+// listener's clients hold the bound, the forward proxy's clients wait in
+// the kernel's queue too, and get a slot when one of the proxy's closes.
+// Every step is observed on the bound itself (Accepts waiting on it), not
+// by waiting for the accepted count to stay still.
+func TestListenersShareOneClientBound(t *testing.T) {
 	dir := t.TempDir()
 	if code, out, errOut := runCLI(t, "", "ca", "--out", filepath.Join(dir, "ca")); code != 0 {
 		t.Fatalf("ca: exit %d\n%s%s", code, out, errOut)
@@ -122,8 +153,8 @@ credentials:
 	}
 	cfg.Listen, cfg.AdminListen, cfg.ForwardProxy.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 
-	// The bounds are read from RLIMIT_NOFILE when the listeners are
-	// opened; the limit is lowered only for that moment.
+	// The bound is read from RLIMIT_NOFILE when the listeners are opened;
+	// the limit is lowered only for that moment.
 	const nofile = 128
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
@@ -146,34 +177,52 @@ credentials:
 		a.Close()
 	})
 
-	// More clients on each listener than the process could hold
-	// descriptors for.
-	accepted := map[string]*acceptCounter{}
-	for name, ln := range map[string]net.Listener{"proxy": a.proxyLn, "forward_proxy": a.forwardLn} {
-		accepted[name] = acceptAll(t, ln)
-		for range nofile {
-			conn, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+	b := a.clients
+	limit := b.Limit()
+	if limit >= nofile {
+		t.Fatalf("client bound %d under RLIMIT_NOFILE %d: not bounded by it", limit, nofile)
+	}
+	proxyAcc, fwdAcc := acceptAll(t, a.proxyLn), &acceptCounter{}
+	state := func() string {
+		return fmt.Sprintf("bound %d: %d held, %d Accepts waiting; accepted %d by the proxy listener, %d by the forward proxy's",
+			limit, b.Held(), b.Waiting(), proxyAcc.count(), fwdAcc.count())
+	}
+
+	// More clients on the proxy listener than the process could hold
+	// descriptors for: it accepts the bound's worth, then its Accept waits.
+	dial(t, a.proxyLn, nofile)
+	waitUntil(t, "the proxy listener to fill the bound", state, func() bool {
+		return b.Held() == limit && b.Waiting() == 1 && proxyAcc.count() == limit
+	})
+
+	// The forward proxy's clients wait on the same bound: none accepted.
+	fwdAcc = acceptAll(t, a.forwardLn)
+	dial(t, a.forwardLn, 2)
+	waitUntil(t, "the forward-proxy listener's Accept to wait on the bound", state, func() bool {
+		return b.Waiting() == 2
+	})
+	if n := fwdAcc.count(); n != 0 {
+		t.Fatalf("the forward-proxy listener accepted %d connections with the proxy listener holding the whole bound: %s", n, state())
+	}
+
+	// A proxy client closing makes room for one forward-proxy client (the
+	// proxy listener, closed, no longer competes for it), then the bound
+	// is full again.
+	a.proxyLn.Close()
+	waitUntil(t, "the closed proxy listener's Accept to stop waiting", state, func() bool { return b.Waiting() == 1 })
+	proxyAcc.releaseOne()
+	waitUntil(t, "the forward-proxy listener to accept one client", state, func() bool {
+		return fwdAcc.count() == 1 && b.Held() == limit && b.Waiting() == 1
+	})
+
+	// The metrics show the same.
+	for name, want := range map[string]int{
+		"tiktok_auth_proxy_client_connections":          limit,
+		"tiktok_auth_proxy_client_connections_limit":    limit,
+		"tiktok_auth_proxy_client_accepts_waited_total": 3, // the proxy listener's once, the forward proxy's twice
+	} {
+		if got := metricValue(t, a.registry, name); got != float64(want) {
+			t.Errorf("%s = %v, want %d (%s)", name, got, want, state())
 		}
-	}
-	bound := settled(t, accepted["proxy"].count)
-	if bound >= nofile {
-		t.Fatalf("the proxy listener accepted %d connections under RLIMIT_NOFILE %d: not bounded", bound, nofile)
-	}
-	fwd := accepted["forward_proxy"]
-	if n := settled(t, fwd.count); n != bound {
-		t.Fatalf("the forward-proxy listener accepted %d connections under RLIMIT_NOFILE %d, the proxy listener %d: want the same bound", n, nofile, bound)
-	}
-	// The next waiting client is accepted once one closes.
-	fwd.releaseOne()
-	deadline := time.Now().Add(10 * time.Second)
-	for fwd.count() < bound && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := fwd.count(); n != bound {
-		t.Errorf("after one of its connections closed the forward-proxy listener holds %d, want %d again", n, bound)
 	}
 }

@@ -35,7 +35,7 @@ const defaultMemoryLimit = 192 << 20
 // "off"), are the operator's and are kept. In a container whose memory
 // limit (container, internal/memlimit) is below defaultMemoryLimit's room,
 // the soft limit is 90 % of it instead: the collector then works harder
-// before the container is killed for its memory, and proxy.LimitListener
+// before the container is killed for its memory, and proxy.ClientBound
 // holds fewer connections there too.
 func tuneGC(getenv func(string) string, container func() (int64, bool)) {
 	if getenv("GOGC") == "" {

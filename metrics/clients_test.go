@@ -1,0 +1,48 @@
+package metrics_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
+)
+
+// fakeBound is a metrics.ClientBound the test sets.
+type fakeBound struct {
+	held, limit int
+	waited      uint64
+}
+
+func (b *fakeBound) Held() int      { return b.held }
+func (b *fakeBound) Limit() int     { return b.limit }
+func (b *fakeBound) Waited() uint64 { return b.waited }
+
+func TestClientBoundReadOnEveryScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b := &fakeBound{held: 3, limit: 704}
+	metrics.RegisterClientBound(reg, b)
+	names := []string{"tiktok_auth_proxy_client_connections", "tiktok_auth_proxy_client_connections_limit",
+		"tiktok_auth_proxy_client_accepts_waited_total"}
+	want := func(held, limit, waited string) {
+		t.Helper()
+		exp := `# HELP tiktok_auth_proxy_client_accepts_waited_total Times a listener found client_connections at client_connections_limit and stopped accepting until a client connection closed; new clients meanwhile wait in the kernel's accept queue.
+# TYPE tiktok_auth_proxy_client_accepts_waited_total counter
+tiktok_auth_proxy_client_accepts_waited_total ` + waited + `
+# HELP tiktok_auth_proxy_client_connections Client connections the proxy and forward-proxy listeners hold now, idle keep-alive ones included.
+# TYPE tiktok_auth_proxy_client_connections gauge
+tiktok_auth_proxy_client_connections ` + held + `
+# HELP tiktok_auth_proxy_client_connections_limit Most client connections the proxy and forward-proxy listeners hold at once, together (from the file-descriptor and container memory limits).
+# TYPE tiktok_auth_proxy_client_connections_limit gauge
+tiktok_auth_proxy_client_connections_limit ` + limit + `
+`
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(exp), names...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want("3", "704", "0")
+	b.held, b.waited = 704, 12
+	want("704", "704", "12")
+}
