@@ -1,4 +1,4 @@
-package metrics_test
+package metrics
 
 import (
 	"strings"
@@ -6,24 +6,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/metrics"
 )
-
-// fakeBound is a metrics.ClientBound the test sets.
-type fakeBound struct {
-	held, limit int
-	waited      uint64
-}
-
-func (b *fakeBound) Held() int      { return b.held }
-func (b *fakeBound) Limit() int     { return b.limit }
-func (b *fakeBound) Waited() uint64 { return b.waited }
 
 func TestClientBoundReadOnEveryScrape(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b := &fakeBound{held: 3, limit: 704}
-	metrics.RegisterClientBound(reg, b)
+	RegisterClientBound(reg, b)
 	names := []string{"tiktok_auth_proxy_client_connections", "tiktok_auth_proxy_client_connections_limit",
 		"tiktok_auth_proxy_client_accepts_waited_total"}
 	want := func(held, limit, waited string) {

@@ -187,9 +187,21 @@ func TestAppPausedSetsAndRemovesTheSeries(t *testing.T) {
 	}
 }
 
-// The alert rules and the dashboard must only use metrics that exist.
+// fakeBound is a ClientBound the test sets.
+type fakeBound struct {
+	held, limit int
+	waited      uint64
+}
+
+func (b *fakeBound) Held() int      { return b.held }
+func (b *fakeBound) Limit() int     { return b.limit }
+func (b *fakeBound) Waited() uint64 { return b.waited }
+
+// The alert rules and the dashboard must only use metrics that exist,
+// the listeners' bound (registered by serve, not New) included.
 func TestDeployFilesUseExistingMetrics(t *testing.T) {
 	_, reg := populated(t)
+	RegisterClientBound(reg, &fakeBound{})
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
