@@ -104,6 +104,22 @@ func (fp *forwardProxy) connect(t *testing.T, hostport, headers string) (*http.R
 	return resp, b
 }
 
+// wantClientsReleased checks that every connection the forward proxy's
+// clients opened gave its slot of the client bound back once they closed
+// (tiktok_auth_proxy_client_connections back at 0): a tunnel keeping its
+// slot would shrink the bound for good, and enough of them would stop the
+// proxy accepting anyone.
+func (fp *forwardProxy) wantClientsReleased(t *testing.T, clients ...*http.Client) {
+	t.Helper()
+	for _, c := range append(clients, plainClient) {
+		c.CloseIdleConnections()
+	}
+	eventually(t, 10*time.Second, "every client connection's slot given back", func() bool {
+		v, ok := metricValue(t, fp.proxy, "tiktok_auth_proxy_client_connections")
+		return ok && v == 0
+	})
+}
+
 func wantTikTokApp(t *testing.T, s *sim, what, app string) {
 	t.Helper()
 	if r := s.lastRequest(t); r.AppID != app || !r.TokenKnown {
@@ -181,6 +197,7 @@ print(r.text)
 		}
 		wantTikTokApp(t, s, "hop-by-hop", appMain)
 	})
+	fp.wantClientsReleased(t, c)
 }
 
 // Never an open proxy, and never trusted without the CA: other hosts are
@@ -199,12 +216,14 @@ func TestForwardProxyRefusals(t *testing.T) {
 		}
 		wantProxyError(t, resp.StatusCode, resp.Header, b, 403, 90009, false)
 	}
-	status, _, b := get(t, fp.client(t, nil, nil), "GET", "http://example.com"+campaignGet+"?advertiser_id="+advMain1, nil, "")
+	plainHTTP := fp.client(t, nil, nil)
+	status, _, b := get(t, plainHTTP, "GET", "http://example.com"+campaignGet+"?advertiser_id="+advMain1, nil, "")
 	if status != http.StatusForbidden || decodeEnvelope(t, b).Code != 90009 {
 		t.Errorf("plain HTTP for example.com: HTTP %d %s", status, b)
 	}
 
-	_, err := fp.client(t, nil, x509.NewCertPool()).Get("https://" + apiHost + campaignGet + "?advertiser_id=" + advMain1)
+	untrusting := fp.client(t, nil, x509.NewCertPool())
+	_, err := untrusting.Get("https://" + apiHost + campaignGet + "?advertiser_id=" + advMain1)
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Errorf("Go client without the CA: %v, want an unknown-authority TLS failure", err)
@@ -223,6 +242,7 @@ func TestForwardProxyRefusals(t *testing.T) {
 	if after := len(s.requests(t)); after != before {
 		t.Errorf("%d refused requests reached TikTok", after-before)
 	}
+	fp.wantClientsReleased(t, plainHTTP, untrusting)
 }
 
 // With clients configured, Proxy-Authorization is checked on CONNECT, and
