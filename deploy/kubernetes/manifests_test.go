@@ -96,7 +96,8 @@ func TestExamples(t *testing.T) {
 			case "file":
 				checkTokenVolume(t, objs, dep, ctr, cfg.Store.Path)
 			case "redis":
-				checkRedisService(t, objs, cfg.Store.Redis.Address)
+				redis := checkRedisService(t, objs, cfg.Store.Redis.Address)
+				checkRedisStop(t, redis, dep)
 				checkScrapeConfig(t, filepath.Join(ex.dir, "prometheus", "scrape-config.yaml"), dep, ctr)
 			}
 		})
@@ -164,7 +165,14 @@ type container struct {
 	} `yaml:"env"`
 	LivenessProbe  *probe `yaml:"livenessProbe"`
 	ReadinessProbe *probe `yaml:"readinessProbe"`
-	VolumeMounts   []struct {
+	Lifecycle      *struct {
+		PreStop *struct {
+			Exec *struct {
+				Command []string `yaml:"command"`
+			} `yaml:"exec"`
+		} `yaml:"preStop"`
+	} `yaml:"lifecycle"`
+	VolumeMounts []struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
 	} `yaml:"volumeMounts"`
@@ -522,6 +530,17 @@ func checkSelectors(t *testing.T, objs []object) {
 	}
 }
 
+// grace is how long Kubernetes waits between stopping the pod (preStop,
+// then SIGTERM) and SIGKILL; false when the manifest leaves it to
+// Kubernetes' default of 30 s.
+func (d deploymentSpec) grace() (time.Duration, bool) {
+	s := d.Template.Spec.TerminationGracePeriodSeconds
+	if s == nil {
+		return 30 * time.Second, false
+	}
+	return time.Duration(*s) * time.Second, true
+}
+
 // checkGracePeriods: every pod states how long Kubernetes waits between
 // SIGTERM and SIGKILL, and a pod running the proxy waits longer than serve
 // may take to stop, or a grant the store refused is killed mid-flush.
@@ -530,11 +549,9 @@ func checkGracePeriods(t *testing.T, objs []object) {
 	ds := pods(t, objs)
 	for _, name := range slices.Sorted(maps.Keys(ds)) {
 		spec := ds[name].Template.Spec
-		grace := 30 * time.Second // Kubernetes' default
-		if spec.TerminationGracePeriodSeconds == nil {
+		grace, ok := ds[name].grace()
+		if !ok {
 			t.Errorf("Deployment %s: no terminationGracePeriodSeconds: say how long its pods may take to stop", name)
-		} else {
-			grace = time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
 		}
 		for _, c := range spec.Containers {
 			if c.Name == "tiktok-auth-proxy" && grace <= stopbudget.Serve {
@@ -564,8 +581,8 @@ func checkTokenVolume(t *testing.T, objs []object, d deploymentSpec, c container
 }
 
 // checkRedisService: store.redis.address is a Service of the example on a
-// port it serves.
-func checkRedisService(t *testing.T, objs []object, addr string) {
+// port it serves. It returns the one Deployment the Service selects: Redis.
+func checkRedisService(t *testing.T, objs []object, addr string) deploymentSpec {
 	t.Helper()
 	host := hostOf(addr)
 	svc := find(objs, "Service", host)
@@ -573,16 +590,71 @@ func checkRedisService(t *testing.T, objs []object, addr string) {
 		t.Fatalf("store.redis.address %s: no Service %s", addr, host)
 	}
 	s := decodeSpec[struct {
-		Ports []struct {
+		Selector map[string]string `yaml:"selector"`
+		Ports    []struct {
 			Port int `yaml:"port"`
 		} `yaml:"ports"`
 	}](t, *svc)
+	served := false
 	for _, p := range s.Ports {
-		if p.Port == port(t, "store.redis.address", addr) {
-			return
+		served = served || p.Port == port(t, "store.redis.address", addr)
+	}
+	if !served {
+		t.Errorf("store.redis.address %s: Service %s has no such port", addr, host)
+	}
+	sel := selected(pods(t, objs), s.Selector)
+	if len(sel) != 1 {
+		t.Fatalf("Service %s selects %d Deployments, want 1 (Redis)", host, len(sel))
+	}
+	return sel[0]
+}
+
+// redisStopTime is what Redis needs from SIGTERM to exit: every write is
+// already fsync'd (appendfsync always), so closing the append-only file
+// takes a few seconds; 10 s leaves room on a busy node.
+const redisStopTime = 10 * time.Second
+
+// checkRedisStop: Redis, stopped with the proxies (a node drain, a
+// rollout), keeps serving them through a preStop sleep for as long as a
+// proxy may still write to it on its way out (serve's stopbudget.Serve,
+// and at most the proxy pod's grace period); its own grace period then
+// leaves it redisStopTime to shut down cleanly, not SIGKILLed mid-write.
+func checkRedisStop(t *testing.T, redis, proxy deploymentSpec) {
+	t.Helper()
+	proxyGrace, _ := proxy.grace()
+	want := max(stopbudget.Serve, proxyGrace)
+	grace, _ := redis.grace()
+	for _, c := range redis.Template.Spec.Containers {
+		sleep, err := preStopSleep(c)
+		if err != nil {
+			t.Errorf("Redis container %s: %v", c.Name, err)
+			continue
+		}
+		if sleep < want {
+			t.Errorf("Redis container %s: preStop sleeps %v, want at least %v: serve may use Redis for %v from SIGTERM (stopbudget.Serve) and the proxy pod runs for up to its grace period %v",
+				c.Name, sleep, want, stopbudget.Serve, proxyGrace)
+		}
+		if grace < sleep+redisStopTime {
+			t.Errorf("Redis: terminationGracePeriodSeconds %v, want at least its preStop's %v plus %v for Redis to stop after SIGTERM", grace, sleep, redisStopTime)
 		}
 	}
-	t.Errorf("store.redis.address %s: Service %s has no such port", addr, host)
+}
+
+// preStopSleep is how long the container's preStop hook, an exec of
+// `sleep SECONDS`, delays its SIGTERM.
+func preStopSleep(c container) (time.Duration, error) {
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Exec == nil {
+		return 0, errors.New("no preStop exec hook: it gets SIGTERM at the same moment as the proxies")
+	}
+	cmd := c.Lifecycle.PreStop.Exec.Command
+	if len(cmd) != 2 || cmd[0] != "sleep" {
+		return 0, fmt.Errorf("preStop command %q, want [sleep SECONDS]", cmd)
+	}
+	n, err := strconv.Atoi(cmd[1])
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("preStop command %q: %q is no number of seconds", cmd, cmd[1])
+	}
+	return time.Duration(n) * time.Second, nil
 }
 
 // checkScrapeConfig: the Prometheus job scrapes /metrics on the proxy
