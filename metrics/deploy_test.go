@@ -81,12 +81,7 @@ func TestDashboardFiltersByJobAndInstance(t *testing.T) {
 				Name string `json:"name"`
 			} `json:"list"`
 		} `json:"templating"`
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
+		Panels []dashPanel `json:"panels"`
 	}
 	if err := json.Unmarshal(data, &d); err != nil {
 		t.Fatal(err)
@@ -101,15 +96,21 @@ func TestDashboardFiltersByJobAndInstance(t *testing.T) {
 		}
 	}
 	selector := regexp.MustCompile(`tiktok_auth_proxy_[a-z_]+(\{[^}]*\})?`)
-	for _, p := range d.Panels {
-		for _, tg := range p.Targets {
-			for _, m := range selector.FindAllStringSubmatch(tg.Expr, -1) {
-				if !strings.Contains(m[1], `job=~"$job"`) || !strings.Contains(m[1], `instance=~"$instance"`) {
-					t.Errorf("panel %q: %s is not filtered by $job and $instance", p.Title, m[0])
+	// A row's panels (collapsed rows carry them) are checked too.
+	var check func(panels []dashPanel)
+	check = func(panels []dashPanel) {
+		for _, p := range panels {
+			for _, tg := range p.Targets {
+				for _, m := range selector.FindAllStringSubmatch(tg.Expr, -1) {
+					if !strings.Contains(m[1], `job=~"$job"`) || !strings.Contains(m[1], `instance=~"$instance"`) {
+						t.Errorf("panel %q: %s is not filtered by $job and $instance", p.Title, m[0])
+					}
 				}
 			}
+			check(p.Panels)
 		}
 	}
+	check(d.Panels)
 }
 
 // gridWidth is the width of Grafana's dashboard grid, in columns.
@@ -120,13 +121,16 @@ type gridPos struct {
 	X, Y, W, H int
 }
 
-// dashPanel is the part of a dashboard panel its layout depends on; a row
-// carries its collapsed panels in Panels.
+// dashPanel is the part of a dashboard panel the tests read: its layout and
+// its queries; a row carries its collapsed panels in Panels.
 type dashPanel struct {
-	ID      *int        `json:"id"`
-	Title   string      `json:"title"`
-	GridPos *gridPos    `json:"gridPos"`
-	Panels  []dashPanel `json:"panels"`
+	ID      *int     `json:"id"`
+	Title   string   `json:"title"`
+	GridPos *gridPos `json:"gridPos"`
+	Targets []struct {
+		Expr string `json:"expr"`
+	} `json:"targets"`
+	Panels []dashPanel `json:"panels"`
 }
 
 // overlaps reports whether two grid rectangles share any cell.
