@@ -393,3 +393,66 @@ func TestForwardProxyShutdownFinishesTunnels(t *testing.T) {
 		t.Fatal("serve did not exit once the tunnelled download had finished")
 	}
 }
+
+// A client that stops reading a long report but keeps its connection open
+// holds its connection, its handler and its slot of the client bound (one
+// for both listeners) no longer than upstream.timeout and the proxy's
+// write grace: the proxy closes the connection and logs a 408 with a
+// warning that blames the client, and the breaker counts nothing;
+// through the proxy listener and through a forward-proxy tunnel alike.
+func TestStalledClientsReleased(t *testing.T) {
+	s := startSim(t)
+	fp := startForward(t, s, proxyConfig{Credentials: twoCredentials, Timeout: "2s",
+		Extra: "breaker:\n  consecutive_failures: 1\n"})
+	fp.authorize(t, s, "main", appMain, advMain1)
+	// Far more than every socket buffer between TikTok and the client
+	// holds, and far more than 2 s can stream: the proxy's writes stop.
+	report := fmt.Sprintf("%s?advertiser_id=%s&size=%d", downloadPath, advMain1, int64(50)<<30)
+	stalled := func(t *testing.T, what string) {
+		t.Helper()
+		eventually(t, 30*time.Second, what+": the proxy to close the stalled client's connection", func() bool {
+			v, ok := metricValue(t, fp.proxy, "tiktok_auth_proxy_client_connections")
+			return ok && v == 0
+		})
+	}
+
+	t.Run("proxy listener", func(t *testing.T) {
+		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(fp.URL, "http://"), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", report, strings.TrimPrefix(fp.URL, "http://"))
+		eventually(t, 10*time.Second, "the stalled download to hold a connection", func() bool {
+			v, _ := metricValue(t, fp.proxy, "tiktok_auth_proxy_client_connections")
+			return v == 1
+		})
+		stalled(t, "proxy listener")
+	})
+
+	t.Run("forward-proxy tunnel", func(t *testing.T) {
+		c := fp.client(t, nil, fp.roots)
+		// No client timeout: the client must not be the one to hang up.
+		c.Timeout = 0
+		resp, err := c.Get("https://" + apiHost + report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Never read: the client's buffers fill and the proxy's writes stop.
+		defer resp.Body.Close()
+		stalled(t, "forward-proxy tunnel")
+	})
+
+	out := fp.p.out.String()
+	if n := strings.Count(out, `"status":408`); n != 2 {
+		t.Errorf("%d access lines with status 408, want one per stalled client:\n%s", n, out)
+	}
+	if n := strings.Count(out, "client too slow: response not delivered within upstream.timeout"); n != 2 {
+		t.Errorf("%d client-too-slow warnings, want 2", n)
+	}
+	// With consecutive_failures: 1, a stalled client counted against
+	// TikTok would have opened the breaker.
+	if status, _, b := httpDo(t, "GET", fp.URL+campaignGet+"?advertiser_id="+advMain1, nil, nil); status != 200 {
+		t.Errorf("after two stalled clients: HTTP %d %s", status, b)
+	}
+}

@@ -30,6 +30,18 @@ const (
 	MaxQueueWait = 10 * time.Second
 )
 
+// WriteGrace is how long after a request's deadline (upstream.timeout from
+// its arrival) its answer may still be written: an error envelope made at
+// the deadline needs a moment. Writes to a client are bounded by it — the
+// proxy listener's server takes upstream.timeout + WriteGrace as its
+// WriteTimeout, and each forward-proxy tunnel sets that write deadline per
+// request — so a client that stops reading holds its connection, its
+// handler and its slot of the shared ClientBound no longer than that,
+// instead of for as long as it keeps the connection open. Every answer is
+// already cut at upstream.timeout on TikTok's side, so no answer that
+// could be delivered is cut.
+const WriteGrace = 2 * time.Second
+
 // fdReserve is the file descriptors left for everything but client and
 // upstream connections: listeners, the store, the admin listener's
 // clients, the log, the runtime.

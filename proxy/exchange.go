@@ -234,8 +234,10 @@ func (ex *exchange) respErr() error {
 // hung up says nothing about TikTok. Nor does one too slow to take the body
 // within upstream.timeout: the copy waits on the client while it writes and
 // on TikTok while it reads, so a read that failed at the deadline having
-// begun only after it means the copy had been stuck writing; the request
-// is logged and counted as 408. Otherwise TikTok's body broke off or
+// begun only after it means the copy had been stuck writing, and a copy
+// that ended past the deadline with TikTok's body intact ended on a write
+// (to a client that stopped reading: WriteGrace after the deadline); the
+// request is logged and counted as 408. Otherwise TikTok's body broke off or
 // upstream.timeout cut it while TikTok kept the copy waiting: the client
 // has a 200 and half a body, but the request is logged and counted as the
 // 504 (or 502) it really was, and it is a breaker failure.
@@ -245,11 +247,11 @@ func (c *Core) cutOff(ex *exchange) {
 	switch {
 	case ex.clientGone():
 		ex.outcome, ex.hungUp = errExcluded, true
-	case err == nil:
+	case err == nil && !ex.pastDeadline():
 		// Closed with TikTok's body intact: the write to the client
 		// failed without its context ending. Nothing to hold against TikTok.
 		ex.outcome = errExcluded
-	case timedOut && !ex.resp.failedReadBegan().Before(ex.deadline):
+	case timedOut && (err == nil || !ex.resp.failedReadBegan().Before(ex.deadline)):
 		ex.outcome, ex.status = errExcluded, http.StatusRequestTimeout
 		c.log.Warn("client too slow: response not delivered within upstream.timeout", "request_id", ex.id,
 			"credential", ex.route.Credential, "timeout", c.timeout.String())

@@ -118,15 +118,19 @@ func (c *tunnelConn) Close() error {
 }
 
 // serving marks a request's header read: its body must arrive within
-// read. It returns the request's number in the tunnel, for answered. The
-// deadline is set under mu so that a late answered, or shut, cannot
-// overtake it.
+// read, and its answer be written within read + WriteGrace (a client that
+// stops reading would otherwise hold the tunnel, its handler and its slot
+// of the client bound for as long as it keeps the connection). It returns
+// the request's number in the tunnel, for answered. The deadlines are set
+// under mu so that a late answered, or shut, cannot overtake them.
 func (c *tunnelConn) serving() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.served++
 	c.busy = true
-	_ = c.Conn.SetReadDeadline(time.Now().Add(c.ts.read))
+	now := time.Now()
+	_ = c.Conn.SetReadDeadline(now.Add(c.ts.read))
+	_ = c.Conn.SetWriteDeadline(now.Add(c.ts.read + WriteGrace))
 	return c.served
 }
 

@@ -256,15 +256,25 @@ func httpURL(addr net.Addr) string { return "http://" + dialable(addr.String()) 
 // forward proxy an idle tunnel.
 const idleTimeout = 120 * time.Second
 
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
+// newServer serves h; writeTimeout bounds writing each answer from its
+// request's header on (0: no bound).
+func newServer(h http.Handler, log *slog.Logger, writeTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		// No WriteTimeout: reports stream for minutes; upstream.timeout
-		// bounds each proxied request instead.
-		IdleTimeout: idleTimeout,
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// answerTimeout is the proxy and forward-proxy listeners' WriteTimeout:
+// upstream.timeout already ends every proxied answer on TikTok's side, so
+// this cuts only writes to a client that stopped reading, which would
+// otherwise hold its handler and its slot of the client bound for as long
+// as it kept the connection (proxy.WriteGrace).
+func answerTimeout(cfg *config.Config) time.Duration {
+	return cfg.Upstream.Timeout + proxy.WriteGrace
 }
 
 // newRegistry returns the registry /metrics serves, with Go and process
@@ -516,13 +526,13 @@ func newApp(ctx context.Context, cfg *config.Config, log, access *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log), newServer(a.handlers.wrap(admin), log), admin
+	a.proxy, a.admin, a.setup = newServer(a.handlers.wrap(px), log, answerTimeout(cfg)), newServer(a.handlers.wrap(admin), log, 0), admin
 	if a.forwardLn != nil {
 		fwd, err := newForward(cfg, px.Core(), &a.handlers, log)
 		if err != nil {
 			return nil, err
 		}
-		a.forward = newServer(fwd, log)
+		a.forward = newServer(fwd, log, answerTimeout(cfg))
 		// Shutdown closes idle connections but not the tunnels goproxy
 		// took over: idle ones close now, busy ones once answered.
 		a.forward.RegisterOnShutdown(fwd.CloseTunnels)
