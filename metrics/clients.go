@@ -12,16 +12,22 @@ type ClientBound interface {
 	// Waited counts the times a listener stopped accepting at the limit
 	// until a held connection closed.
 	Waited() uint64
+	// Queued is the clients waiting in the listeners' accept queues now;
+	// ok is false where they cannot be read.
+	Queued() (n int, ok bool)
 }
 
 // RegisterClientBound registers on reg client_connections,
-// client_connections_limit and client_accepts_waited_total, read from b
-// when scraped, so the hot path pays only b's own atomics. Connections
-// held at the limit with waited accepts rising mean clients queue in the
-// kernel: a burst, or a limit (ulimit -n, the container's memory) too low
-// for the load.
+// client_connections_limit, client_accepts_waited_total and
+// client_accept_queue, read from b when scraped, so the hot path pays only
+// b's own atomics. Connections held at the limit with clients in the
+// accept queue mean the bound holds clients back: a burst, or a limit
+// (ulimit -n, the container's memory) too low for the load.
 func RegisterClientBound(reg prometheus.Registerer, b ClientBound) {
 	reg.MustRegister(
+		acceptQueue{b: b, desc: prometheus.NewDesc(namespace+"_client_accept_queue",
+			"Clients connected and waiting in the proxy and forward-proxy listeners' accept queues (the kernel's) for the proxy to accept them: above 0 while client_connections is at client_connections_limit, the bound holds them back. Absent where it cannot be read (not Linux).",
+			nil, nil)},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "client_connections",
 			Help: "Client connections the proxy and forward-proxy listeners hold now, idle keep-alive ones included.",
@@ -35,4 +41,18 @@ func RegisterClientBound(reg prometheus.Registerer, b ClientBound) {
 			Help: "Times a listener found client_connections at client_connections_limit and stopped accepting until a client connection closed; new clients meanwhile wait in the kernel's accept queue.",
 		}, func() float64 { return float64(b.Waited()) }),
 	)
+}
+
+// acceptQueue is client_accept_queue: a gauge only when b can read it.
+type acceptQueue struct {
+	b    ClientBound
+	desc *prometheus.Desc
+}
+
+func (q acceptQueue) Describe(ch chan<- *prometheus.Desc) { ch <- q.desc }
+
+func (q acceptQueue) Collect(ch chan<- prometheus.Metric) {
+	if n, ok := q.b.Queued(); ok {
+		ch <- prometheus.MustNewConstMetric(q.desc, prometheus.GaugeValue, float64(n))
+	}
 }

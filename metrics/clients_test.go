@@ -34,3 +34,30 @@ tiktok_auth_proxy_client_connections_limit ` + limit + `
 	b.held, b.waited = 704, 12
 	want("704", "704", "12")
 }
+
+// client_accept_queue is read on every scrape, and absent when the bound
+// cannot read the queues (a gauge of 0 would say nobody waits).
+func TestClientAcceptQueue(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b := &fakeBound{limit: 704, queued: 0}
+	RegisterClientBound(reg, b)
+	const name = "tiktok_auth_proxy_client_accept_queue"
+	want := func(value string) {
+		t.Helper()
+		exp := ""
+		if value != "" {
+			exp = `# HELP tiktok_auth_proxy_client_accept_queue Clients connected and waiting in the proxy and forward-proxy listeners' accept queues (the kernel's) for the proxy to accept them: above 0 while client_connections is at client_connections_limit, the bound holds them back. Absent where it cannot be read (not Linux).
+# TYPE tiktok_auth_proxy_client_accept_queue gauge
+tiktok_auth_proxy_client_accept_queue ` + value + `
+`
+		}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(exp), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want("0")
+	b.queued = 37
+	want("37")
+	b.queued = -1 // cannot be read
+	want("")
+}

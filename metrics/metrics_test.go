@@ -189,13 +189,16 @@ func TestAppPausedSetsAndRemovesTheSeries(t *testing.T) {
 
 // fakeBound is a ClientBound the test sets.
 type fakeBound struct {
-	held, limit int
-	waited      uint64
+	held, limit, queued int
+	waited              uint64
 }
 
 func (b *fakeBound) Held() int      { return b.held }
 func (b *fakeBound) Limit() int     { return b.limit }
 func (b *fakeBound) Waited() uint64 { return b.waited }
+func (b *fakeBound) Queued() (int, bool) {
+	return b.queued, b.queued >= 0
+}
 
 // The alert rules and the dashboard must only use metrics that exist,
 // the listeners' bound (registered by serve, not New) included.

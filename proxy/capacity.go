@@ -114,6 +114,9 @@ type ClientBound struct {
 	// were: they show the bound holding clients back.
 	waiting atomic.Int64
 	waited  atomic.Uint64
+	// listeners are the listeners wrapped, whose accept queues Queued reads.
+	mu        sync.Mutex
+	listeners []net.Listener
 }
 
 // NewClientBound returns the bound the process's limits leave, read now.
@@ -153,11 +156,33 @@ func (b *ClientBound) Waiting() int { return int(b.waiting.Load()) }
 // and had to wait for a connection to close (or their listener to).
 func (b *ClientBound) Waited() uint64 { return b.waited.Load() }
 
+// Queued is the clients the kernel holds in its listeners' accept queues
+// now, connected and waiting for the proxy to accept them: the clients
+// the bound holds back (an Accept waiting on a full bound only says the
+// bound is full; idle keep-alive connections can fill it while nobody
+// waits). ok is false where the queues cannot be read (not Linux, or not a
+// TCP listener).
+func (b *ClientBound) Queued() (n int, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, ln := range b.listeners {
+		q, qok := acceptQueue(ln)
+		if !qok {
+			return 0, false
+		}
+		n += q
+	}
+	return n, len(b.listeners) > 0
+}
+
 // Listen wraps ln so that each connection it accepts holds one of b's
 // slots until closed. As with netutil.LimitListener, Accept takes a slot
 // before accepting, so clients beyond the bound stay in the kernel's
 // queue, and Close of the listener ends an Accept waiting for one.
 func (b *ClientBound) Listen(ln net.Listener) net.Listener {
+	b.mu.Lock()
+	b.listeners = append(b.listeners, ln)
+	b.mu.Unlock()
 	return &boundListener{Listener: ln, bound: b, done: make(chan struct{})}
 }
 
