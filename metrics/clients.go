@@ -38,7 +38,7 @@ func RegisterClientBound(reg prometheus.Registerer, b ClientBound) {
 		}, func() float64 { return float64(b.Limit()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: namespace, Name: "client_accepts_waited_total",
-			Help: "Times a listener found client_connections at client_connections_limit and stopped accepting until a client connection closed; new clients meanwhile wait in the kernel's accept queue.",
+			Help: "Times a listener found the bound full (its connections, and the slot each other listener's idle accept holds) and stopped accepting until a client connection closed; clients that connect meanwhile wait in the kernel's accept queue (client_accept_queue).",
 		}, func() float64 { return float64(b.Waited()) }),
 	)
 }

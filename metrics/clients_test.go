@@ -16,7 +16,7 @@ func TestClientBoundReadOnEveryScrape(t *testing.T) {
 		"tiktok_auth_proxy_client_accepts_waited_total"}
 	want := func(held, limit, waited string) {
 		t.Helper()
-		exp := `# HELP tiktok_auth_proxy_client_accepts_waited_total Times a listener found client_connections at client_connections_limit and stopped accepting until a client connection closed; new clients meanwhile wait in the kernel's accept queue.
+		exp := `# HELP tiktok_auth_proxy_client_accepts_waited_total Times a listener found the bound full (its connections, and the slot each other listener's idle accept holds) and stopped accepting until a client connection closed; clients that connect meanwhile wait in the kernel's accept queue (client_accept_queue).
 # TYPE tiktok_auth_proxy_client_accepts_waited_total counter
 tiktok_auth_proxy_client_accepts_waited_total ` + waited + `
 # HELP tiktok_auth_proxy_client_connections Client connections the proxy and forward-proxy listeners hold now, idle keep-alive ones included.

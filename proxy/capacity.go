@@ -62,7 +62,8 @@ func connLimits(nofile uint64) (clients, upstream int) {
 }
 
 // fdLimits is connLimits of the process's current RLIMIT_NOFILE; when it
-// cannot be read, clients is 0 (no bound) and upstream MaxUpstreamConns.
+// cannot be read, clients is 0 (unknown: clientLimit then takes MaxInflight)
+// and upstream MaxUpstreamConns.
 func fdLimits() (clients, upstream int) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
