@@ -280,23 +280,29 @@ func TestDialWaitsForResources(t *testing.T) {
 
 // A container's memory limit bounds the client connections held at once,
 // so a burst waits in the accept queue rather than the container being
-// killed: what fits after memoryBase at connMemory each, between
-// minClients and MaxInflight.
+// killed: what fits after memoryBase at connMemory each (tunnelMemory when
+// forward-proxy tunnels share the bound), between minClients and
+// MaxInflight.
 func TestMemoryClients(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
 		limit   int64
+		tunnels bool
 		clients int
 	}{
-		{32 * mib, minClients},
-		{64 * mib, 341},
-		{128 * mib, 1706},
-		{239 * mib, 4074},
-		{240 * mib, MaxInflight},
-		{8 << 30, MaxInflight},
+		{32 * mib, false, minClients},
+		{64 * mib, false, 341},
+		{128 * mib, false, 1706},
+		{239 * mib, false, 4074},
+		{240 * mib, false, MaxInflight},
+		{8 << 30, false, MaxInflight},
+		{32 * mib, true, minClients},
+		{128 * mib, true, 853},
+		{431 * mib, true, 4085},
+		{432 * mib, true, MaxInflight},
 	} {
-		if got := memoryClients(tc.limit); got != tc.clients {
-			t.Errorf("memoryClients(%d MiB) = %d, want %d", tc.limit/mib, got, tc.clients)
+		if got := memoryClients(tc.limit, tc.tunnels); got != tc.clients {
+			t.Errorf("memoryClients(%d MiB, tunnels %v) = %d, want %d", tc.limit/mib, tc.tunnels, got, tc.clients)
 		}
 	}
 }

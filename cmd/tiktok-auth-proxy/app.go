@@ -442,7 +442,7 @@ func newApp(ctx context.Context, cfg *config.Config, log, access *slog.Logger) (
 	}
 	// One bound for every client listener: the process's descriptors
 	// and memory are computed for it once.
-	a.clients = proxy.NewClientBound()
+	a.clients = proxy.NewClientBound(cfg.ForwardProxy.Listen != "")
 	a.proxyLn = a.clients.Listen(a.proxyLn)
 	if a.adminLn, err = listen("admin", cfg.AdminListen); err != nil {
 		return nil, err
