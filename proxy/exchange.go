@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -59,14 +58,13 @@ type exchange struct {
 	status      int          // overrides the status logged, for a response cut off mid-body
 	hungUp      bool         // the client went away
 	body        *watchedBody // the client's body
-	resp        *watchedBody // TikTok's response body once headers arrived
+	resp        *watchedBody // TikTok's response body once headers arrived: settled's
 	conn        connTrace    // how far the round trip to TikTok got towards a connection
 	heading     int64        // round trips counted in Core.heading, released at settle
-	// respWatch and settled wrap TikTok's response body (received);
-	// idValue is the request id header's value.
-	respWatch watchedBody
-	settled   settledBody
-	idValue   [1]string
+	// settled wraps TikTok's response body (received); idValue is the
+	// request id header's value.
+	settled settledBody
+	idValue [1]string
 }
 
 // newExchange starts the exchange of r, which ends at deadline, or, when
@@ -200,10 +198,9 @@ func (c *Core) received(ex *exchange, resp *http.Response) {
 			ex.finish(nil)
 		}
 	}
-	// Both wrappers live in the exchange: no allocation of their own.
-	ex.respWatch.ReadCloser = resp.Body
-	ex.resp = &ex.respWatch
-	ex.settled.ReadCloser, ex.settled.core, ex.settled.ex, ex.settled.status = ex.resp, c, ex, resp.StatusCode
+	// The wrapper lives in the exchange: no allocation of its own.
+	ex.settled.ReadCloser, ex.settled.core, ex.settled.ex, ex.settled.status = resp.Body, c, ex, resp.StatusCode
+	ex.resp = &ex.settled.watchedBody
 	resp.Body = &ex.settled
 }
 
@@ -367,37 +364,22 @@ func (ex *exchange) finish(err error) {
 	}
 }
 
-// settledBody is a response body that counts what is read from it and
-// settles its exchange once when it is closed, saying whether it was read
-// to its end. A front end closes it after copying it to the client, or
-// when the copy failed.
+// settledBody is TikTok's response body, watched (the exchange's resp),
+// that settles its exchange once when it is closed, saying how much was
+// read and whether to its end. A front end closes it after copying it to
+// the client, or when the copy failed.
 type settledBody struct {
-	io.ReadCloser
+	watchedBody
 	core   *Core
 	ex     *exchange
 	status int
-
-	mu   sync.Mutex
-	n    int64
-	eof  bool
-	once sync.Once
-}
-
-func (b *settledBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.mu.Lock()
-	b.n += int64(n)
-	b.eof = b.eof || err == io.EOF
-	b.mu.Unlock()
-	return n, err
+	once   sync.Once
 }
 
 func (b *settledBody) Close() error {
-	err := b.ReadCloser.Close()
+	err := b.watchedBody.Close()
 	b.once.Do(func() {
-		b.mu.Lock()
-		eof, n := b.eof, b.n
-		b.mu.Unlock()
+		eof, n := b.delivered()
 		b.core.settle(b.ex, b.status, eof, n)
 	})
 	return err

@@ -657,9 +657,10 @@ func canonicalID(id string) error {
 }
 
 // watchedBody remembers how reading a body goes: whether a Read is waiting
-// for data right now, and the first error other than EOF with the time the
-// Read that returned it began. The transport reads a request body on its
-// own goroutine, hence the lock.
+// for data right now, the first error other than EOF with the time the
+// Read that returned it began, and how much was read and whether to the
+// end (delivered). The transport reads a request body on its own
+// goroutine, hence the lock.
 type watchedBody struct {
 	io.ReadCloser
 
@@ -667,6 +668,8 @@ type watchedBody struct {
 	reading bool
 	err     error
 	errRead time.Time // when the Read that failed with err began
+	n       int64
+	eof     bool
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
@@ -677,11 +680,20 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.mu.Lock()
 	b.reading = false
+	b.n += int64(n)
+	b.eof = b.eof || err == io.EOF
 	if err != nil && err != io.EOF && b.err == nil {
 		b.err, b.errRead = err, began
 	}
 	b.mu.Unlock()
 	return n, err
+}
+
+// delivered reports how many bytes were read and whether to the end.
+func (b *watchedBody) delivered() (eof bool, n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.eof, b.n
 }
 
 // state reports whether a Read is waiting for data and the first read
