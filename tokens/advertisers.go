@@ -163,7 +163,8 @@ func mergeAdvertisers(known []Advertiser, ids []string) []Advertiser {
 	return out
 }
 
-func advertiserIDs(ads []Advertiser) []string {
+// AdvertiserIDs is the ids of ads, in order.
+func AdvertiserIDs(ads []Advertiser) []string {
 	ids := make([]string, len(ads))
 	for i, a := range ads {
 		ids[i] = a.ID
@@ -236,7 +237,7 @@ func (m *Manager) reindex() {
 	for _, s := range m.sources {
 		s.mu.Lock()
 		if s.rec != nil {
-			granted[s.cred.Name] = advertiserIDs(s.rec.Advertisers)
+			granted[s.cred.Name] = AdvertiserIDs(s.rec.Advertisers)
 		}
 		s.mu.Unlock()
 		configured = append(configured, s.cred)

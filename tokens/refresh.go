@@ -201,7 +201,7 @@ func (s *Source) applyGrant(latest *Record, g *tiktok.Grant, at time.Time) *Reco
 	if g.OpenID != "" {
 		r.OpenID = g.OpenID
 	}
-	r.Advertisers = mergeAdvertisers(r.Advertisers, append(advertiserIDs(r.Advertisers), g.AdvertiserIDs...))
+	r.Advertisers = mergeAdvertisers(r.Advertisers, append(AdvertiserIDs(r.Advertisers), g.AdvertiserIDs...))
 	r.LastRefresh = RefreshResult{At: at, OK: true}
 	r.ReauthRequired, r.ReauthReason, r.AccessRejected = false, "", false
 	return r

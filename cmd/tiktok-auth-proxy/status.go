@@ -237,9 +237,7 @@ func storeStatuses(ctx context.Context, cfg *config.Config) ([]credentialStatus,
 			return nil, fmt.Errorf("read store: %w", err)
 		}
 		s := tokens.StatusFromRecord(c.Name, c.Kind, rec)
-		for _, ad := range s.Advertisers {
-			granted[c.Name] = append(granted[c.Name], ad.ID)
-		}
+		granted[c.Name] = tokens.AdvertiserIDs(s.Advertisers)
 		statuses = append(statuses, s)
 	}
 	_, conflicts := tokens.Route(managerCredentials(cfg), granted)
