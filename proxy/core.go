@@ -131,8 +131,9 @@ type Core struct {
 	// credentialKey is credentialHeader canonicalised, its key in an
 	// http.Header: worked out once, not on every request.
 	credentialKey string
-	// credentialValues are the values of each credential's answer header
-	// (HeaderCredential), made once: headers are only read on the way out.
+	// credentialValues are the values of each configured credential's
+	// answer header (HeaderCredential), made once: headers are only read
+	// on the way out.
 	credentialValues map[string][]string
 
 	// heading counts the requests sent towards TikTok and not yet settled
@@ -515,14 +516,6 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "OTHER"
-}
-
-// credentialValue is the value of HeaderCredential naming the credential.
-func (c *Core) credentialValue(name string) []string {
-	if v, ok := c.credentialValues[name]; ok {
-		return v
-	}
-	return []string{name}
 }
 
 func (c *Core) known(name string) bool {

@@ -169,9 +169,10 @@ func (c *Core) failed(ex *exchange, err error) *Error {
 // and watches the body, which settles the exchange once closed.
 func (c *Core) received(ex *exchange, resp *http.Response) {
 	// Header.Set would canonicalise each name again, allocating; the
-	// credential's value is made once per credential (headers are only
-	// read on the way out), the id's lives in the exchange.
-	resp.Header[credentialKey] = c.credentialValue(ex.route.Credential)
+	// credential's value is made once per credential (send reached TikTok,
+	// so the credential is a configured one), the id's lives in the
+	// exchange.
+	resp.Header[credentialKey] = c.credentialValues[ex.route.Credential]
 	ex.idValue[0] = ex.id
 	resp.Header[requestIDKey] = ex.idValue[:]
 	ex.logID = resp.Header.Get(headerLogID)

@@ -19,7 +19,7 @@ import (
 // Container returns the memory limit of the process's cgroup in bytes; ok
 // is false when there is none (no cgroup, no memory controller, "max", or
 // a limit so large it is none). The files are read once, on the first
-// call: serve's collector and both listeners ask.
+// call: serve's collector and the client-connection bound ask.
 var Container = sync.OnceValues(func() (limit int64, ok bool) {
 	return read(os.DirFS("/"))
 })
