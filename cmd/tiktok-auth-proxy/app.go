@@ -31,14 +31,6 @@ import (
 	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/tokens/seal"
 )
 
-// serve's bounds from SIGTERM to exit (internal/stopbudget, which the
-// deployment examples' tests read too).
-const (
-	defaultShutdownTimeout = stopbudget.Requests
-	flushTimeout           = stopbudget.Flush
-	defaultHandlerGrace    = stopbudget.HandlerGrace
-)
-
 // app is the running program: both listeners, the token manager and the
 // store. newApp opens the listeners so a bind error shows at start.
 type app struct {
@@ -66,10 +58,10 @@ type app struct {
 	clients *proxy.ClientBound
 
 	// shutdownTimeout bounds the wait for in-flight requests once Run's
-	// context ends; newApp sets defaultShutdownTimeout.
+	// context ends; newApp sets stopbudget.Requests.
 	shutdownTimeout time.Duration
 	// handlers counts both listeners' running handlers; handlerGrace
-	// (newApp sets defaultHandlerGrace) bounds the wait for them past
+	// (newApp sets stopbudget.HandlerGrace) bounds the wait for them past
 	// shutdownTimeout.
 	handlers     inFlight
 	handlerGrace time.Duration
@@ -289,7 +281,7 @@ func newRegistry() (*prometheus.Registry, *metrics.Metrics) {
 // finish in-flight requests (bounded), stop refreshing, flush the store.
 // Requests still running past the bound are cut off; that is the bound
 // working, not a failure, so Run still returns nil; a grant the store refused
-// until flushTimeout is, and Run returns the error naming it (exit 1).
+// until stopbudget.Flush is, and Run returns the error naming it (exit 1).
 func (a *app) Run(ctx context.Context) error {
 	errc := make(chan error, 3)
 	serve := func(s *http.Server, ln net.Listener) {
@@ -392,10 +384,10 @@ func (a *app) shutdown() {
 	}
 }
 
-// flush writes, within flushTimeout, every grant the store refused so far;
+// flush writes, within stopbudget.Flush, every grant the store refused so far;
 // its error names each credential whose grant is lost with this process.
 func (a *app) flush() error {
-	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), stopbudget.Flush)
 	defer cancel()
 	err := a.manager.Flush(ctx)
 	if err != nil {
@@ -430,7 +422,7 @@ func (a *app) Close() error {
 // access, when not nil, is the logger of the access log (a line per
 // request), which serve batches; nil writes it through log.
 func newApp(ctx context.Context, cfg *config.Config, log, access *slog.Logger) (_ *app, err error) {
-	a := &app{cfg: cfg, log: log, shutdownTimeout: defaultShutdownTimeout, handlerGrace: defaultHandlerGrace}
+	a := &app{cfg: cfg, log: log, shutdownTimeout: stopbudget.Requests, handlerGrace: stopbudget.HandlerGrace}
 	defer func() {
 		if err != nil {
 			a.closeListeners()
