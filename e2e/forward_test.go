@@ -111,6 +111,11 @@ func (fp *forwardProxy) connect(t *testing.T, hostport, headers string) (*http.R
 // proxy accepting anyone.
 func (fp *forwardProxy) wantClientsReleased(t *testing.T, clients ...*http.Client) {
 	t.Helper()
+	// First the clients' idle keep-alive connections are counted: a bound
+	// that never saw the forward proxy's connections would read 0 anyway.
+	if v, _ := metricValue(t, fp.proxy, "tiktok_auth_proxy_client_connections"); v == 0 {
+		t.Errorf("client_connections is 0 while the clients keep their connections open")
+	}
 	for _, c := range append(clients, plainClient) {
 		c.CloseIdleConnections()
 	}
@@ -440,6 +445,10 @@ func TestStalledClientsReleased(t *testing.T) {
 		}
 		// Never read: the client's buffers fill and the proxy's writes stop.
 		defer resp.Body.Close()
+		eventually(t, 10*time.Second, "the stalled tunnel to hold a connection", func() bool {
+			v, _ := metricValue(t, fp.proxy, "tiktok_auth_proxy_client_connections")
+			return v == 1
+		})
 		stalled(t, "forward-proxy tunnel")
 	})
 
