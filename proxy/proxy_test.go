@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -812,36 +813,45 @@ credentials:
 }
 
 // TestRateLimitWaits: a request whose turn comes within max_wait waits for
-// it and is forwarded.
+// it and is forwarded. On synctest's fake clock the turn is exact: the
+// second request at 10 requests/s (burst 1) waits 1/(10 × 95 %) s after
+// the first, and both waits are recorded, the first as 0.
 func TestRateLimitWaits(t *testing.T) {
-	h := newHarness(t, nil, func(c *config.Config, o *Options) {
-		c.Credentials[0].RateLimit = config.RateLimit{QPS: 10, Burst: 1}
-	})
-	start := time.Now()
-	for i := range 2 {
-		if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
-			t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var sent []time.Time
+		h := newMemHarness(t, func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			sent = append(sent, time.Now())
+			mu.Unlock()
+			return jsonResponse(r, 200, strings.NewReader(`{"code":0}`)), nil
+		}, func(c *config.Config, o *Options) {
+			c.Credentials[0].RateLimit = config.RateLimit{QPS: 10, Burst: 1}
+		})
+		for i := range 2 {
+			if w := h.do(httptest.NewRequest(http.MethodGet, campaignGet, nil)); w.Code != http.StatusOK || w.Header().Get(HeaderError) != "" {
+				t.Fatalf("request %d: %d %s", i, w.Code, w.Body)
+			}
 		}
-	}
-	// The second request's turn is 1/(10 × 95 %) = 105 ms after the
-	// first's, which came after start: a lower bound the limiter
-	// guarantees whatever the machine's speed (a slower machine only
-	// adds). The wait the second request records is that turn less the
-	// time the first took, which a loaded machine can stretch, so it is
-	// not what is checked; that both waits are recorded is.
-	if elapsed := time.Since(start); elapsed < 100*time.Millisecond {
-		t.Errorf("two requests at 10 requests/s took %v, want at least 105ms", elapsed)
-	}
-	var m dto.Metric
-	if err := h.m.RateLimitWait.WithLabelValues("main").(prometheus.Metric).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if n := m.GetHistogram().GetSampleCount(); n != 2 {
-		t.Errorf("rate_limit_wait_seconds counted %d waits, want 2", n)
-	}
-	if n := len(h.up.requests()); n != 2 {
-		t.Errorf("upstream calls = %d, want 2", n)
-	}
+		qps := 10.0 // the limiter paces at 95 % of it
+		turn := time.Duration(float64(time.Second) / (qps * 0.95))
+		mu.Lock()
+		defer mu.Unlock()
+		if len(sent) != 2 {
+			t.Fatalf("upstream calls = %d, want 2", len(sent))
+		}
+		if gap := sent[1].Sub(sent[0]); gap != turn {
+			t.Errorf("the second request reached TikTok %v after the first, want its turn %v", gap, turn)
+		}
+		var m dto.Metric
+		if err := h.m.RateLimitWait.WithLabelValues("main").(prometheus.Metric).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		hist := m.GetHistogram()
+		if n, sum := hist.GetSampleCount(), hist.GetSampleSum(); n != 2 || math.Abs(sum-turn.Seconds()) > 1e-6 {
+			t.Errorf("rate_limit_wait_seconds recorded %d waits summing %gs, want 2 summing %gs", n, sum, turn.Seconds())
+		}
+	})
 }
 
 // TikTok's rate-limit answers are counted per code and logged with the
