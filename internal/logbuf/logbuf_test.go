@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -40,25 +41,30 @@ func (s *sink) all() (string, int) {
 func line(i int) []byte { return fmt.Appendf(nil, "{\"msg\":\"request\",\"n\":%d}\n", i) }
 
 // Lines written together go out in one write, in order, once the interval
-// has passed; none is written before.
+// has passed; none is written before. On synctest's fake clock the
+// interval passes only when the test says.
 func TestBatchesWithinTheInterval(t *testing.T) {
-	s := newSink()
-	w := New(s, 50*time.Millisecond)
-	defer w.Close()
-	var want bytes.Buffer
-	for i := range 100 {
-		w.Write(line(i))
-		want.Write(line(i))
-	}
-	select {
-	case <-s.wrote:
-	case <-time.After(10 * time.Second):
-		t.Fatal("nothing written 10s after the lines, want them within the interval")
-	}
-	got, n := s.all()
-	if n != 1 || got != want.String() {
-		t.Fatalf("%d writes of %q, want one write of the 100 lines in order", n, got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		s := newSink()
+		w := New(s, 50*time.Millisecond)
+		defer w.Close()
+		var want bytes.Buffer
+		for i := range 100 {
+			w.Write(line(i))
+			want.Write(line(i))
+		}
+		time.Sleep(49 * time.Millisecond)
+		synctest.Wait()
+		if _, n := s.all(); n != 0 {
+			t.Fatalf("%d writes 49ms after the lines, want none within the 50ms interval", n)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		got, n := s.all()
+		if n != 1 || got != want.String() {
+			t.Fatalf("%d writes of %q, want one write of the 100 lines in order", n, got)
+		}
+	})
 }
 
 // The caller's buffer is copied: slog reuses it for the next record.
