@@ -71,7 +71,7 @@ func TestWarnBeforeFlag(t *testing.T) {
 }
 
 // checkJSONSource: status --json is the list of n credentials, each naming
-// the source the text output's first line names, as want (JSON).
+// want (compact JSON) as its source.
 func checkJSONSource(t *testing.T, out string, n int, want string) {
 	t.Helper()
 	var got []struct {

@@ -547,6 +547,7 @@ func (d deploymentSpec) grace() (time.Duration, bool) {
 func checkGracePeriods(t *testing.T, objs []object) {
 	t.Helper()
 	ds := pods(t, objs)
+	proxies := 0
 	for _, name := range slices.Sorted(maps.Keys(ds)) {
 		spec := ds[name].Template.Spec
 		grace, ok := ds[name].grace()
@@ -554,10 +555,17 @@ func checkGracePeriods(t *testing.T, objs []object) {
 			t.Errorf("Deployment %s: no terminationGracePeriodSeconds: say how long its pods may take to stop", name)
 		}
 		for _, c := range spec.Containers {
-			if c.Name == "tiktok-auth-proxy" && grace <= stopbudget.Serve {
+			if c.Name != "tiktok-auth-proxy" {
+				continue
+			}
+			proxies++
+			if grace <= stopbudget.Serve {
 				t.Errorf("Deployment %s: terminationGracePeriodSeconds %v, want more than serve's %v from SIGTERM to exit (stopbudget.Serve)", name, grace, stopbudget.Serve)
 			}
 		}
+	}
+	if proxies == 0 {
+		t.Error("no container named tiktok-auth-proxy: the grace period of the proxy's pods went unchecked")
 	}
 }
 
@@ -624,6 +632,9 @@ func checkRedisStop(t *testing.T, redis, proxy deploymentSpec) {
 	proxyGrace, _ := proxy.grace()
 	want := max(stopbudget.Serve, proxyGrace)
 	grace, _ := redis.grace()
+	if len(redis.Template.Spec.Containers) == 0 {
+		t.Error("the Redis Deployment has no container: its stop went unchecked")
+	}
 	for _, c := range redis.Template.Spec.Containers {
 		sleep, err := preStopSleep(c)
 		if err != nil {
