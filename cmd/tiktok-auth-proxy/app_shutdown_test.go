@@ -42,21 +42,7 @@ func (l *lockedBuffer) String() string {
 // after its connection was closed is waited for, within handlerGrace,
 // before the store closes.
 func TestShutdownPastTheBound(t *testing.T) {
-	dir := t.TempDir()
-	cfg, err := config.Parse([]byte(`upstream:
-  base_url: http://127.0.0.1:9
-store:
-  path: `+filepath.Join(dir, "tokens.json")+`
-credentials:
-  - name: main
-    app_id: "7123456789012345678"
-    app_secret: s3cret
-`), filepath.Join(dir, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Validation wants two different addresses; two free ports are.
-	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg := appConfig(t, t.TempDir(), "")
 	logs := &lockedBuffer{}
 	a, err := newApp(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), nil)
 	if err != nil {
@@ -138,4 +124,29 @@ credentials:
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no stopped line:\n%s", logs)
 	}
+}
+
+// appConfig parses a minimal serve config whose files are in dir, with
+// extra YAML appended at its top level, and puts its listeners on free
+// loopback ports (validation wants their addresses apart, which two ":0"
+// are not until they are opened).
+func appConfig(t *testing.T, dir, extra string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`upstream:
+  base_url: http://127.0.0.1:9
+store:
+  path: `+filepath.Join(dir, "tokens.json")+`
+credentials:
+  - name: main
+    app_id: "7123456789012345678"
+    app_secret: s3cret
+`+extra), filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.ForwardProxy.Listen != "" {
+		cfg.ForwardProxy.Listen = "127.0.0.1:0"
+	}
+	return cfg
 }

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tiktok-auth-proxy/tiktok-auth-proxy/config"
 )
 
 // acceptCounter holds every connection accepted from a listener until the
@@ -135,23 +133,11 @@ func TestListenersShareOneClientBound(t *testing.T) {
 	if code, out, errOut := runCLI(t, "", "ca", "--out", filepath.Join(dir, "ca")); code != 0 {
 		t.Fatalf("ca: exit %d\n%s%s", code, out, errOut)
 	}
-	cfg, err := config.Parse([]byte(`upstream:
-  base_url: http://127.0.0.1:9
-store:
-  path: `+filepath.Join(dir, "tokens.json")+`
-forward_proxy:
+	cfg := appConfig(t, dir, `forward_proxy:
   listen: 127.0.0.1:3128
   ca_cert: `+filepath.Join(dir, "ca", "ca.crt")+`
   ca_key: `+filepath.Join(dir, "ca", "ca.key")+`
-credentials:
-  - name: main
-    app_id: "7123456789012345678"
-    app_secret: s3cret
-`), filepath.Join(dir, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen, cfg.AdminListen, cfg.ForwardProxy.Listen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+`)
 
 	// The bound is read from RLIMIT_NOFILE when the listeners are opened;
 	// the limit is lowered only for that moment.
