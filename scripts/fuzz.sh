@@ -3,11 +3,13 @@
 # executions of each and in all. A crasher fails the run (go test saves it
 # under testdata/fuzz/ as a regression input).
 #
-# Go 1.26's fuzz coordinator can report a bare "context deadline exceeded"
-# when -fuzztime expires while a worker is mid-call on a loaded machine
-# (golang/go#75804, fixed in Go 1.27): no input failed and nothing was
-# written. Such a run, and only such a run, is tried once more; a second one
-# fails like any other failure.
+# FUZZTIME is go test's -fuzztime: a duration, or a count of executions
+# (Nx), which make test uses. Go 1.26's fuzz coordinator can report a bare
+# "context deadline exceeded" when a duration's deadline expires while a
+# worker is mid-call on a loaded machine (golang/go#75804, fixed in Go
+# 1.27): no input failed and nothing was written. A count sets no deadline,
+# so the race cannot happen; with a duration such a run, and only such a
+# run, is tried once more, and a second one fails like any other failure.
 set -uo pipefail
 go=${GO:-go}
 fuzztime=${FUZZTIME:?FUZZTIME is not set}
@@ -32,7 +34,11 @@ for t in "$@"; do
     echo "fuzz: $name ($pkg): no such fuzz target"
     exit 1
   fi
-  # go test prints its count every 3 s: a shorter run reports none.
+  # go test prints its count every 3 s: a shorter run reports none, and
+  # one bounded by a count ran that many.
+  if [ -z "$n" ] && [[ $fuzztime =~ ^([0-9]+)x$ ]]; then
+    n=${BASH_REMATCH[1]}
+  fi
   n=${n:-0}
   echo "fuzz: $name ($pkg): $n executions"
   total=$((total + n))
